@@ -1,0 +1,71 @@
+//! Argument parsing and dispatch. Every command lives in `commands/`; this file only wires them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+use crate::render;
+
+/// Keep AWS deployments equal to what a deployment repository says.
+#[derive(Debug, Parser)]
+#[command(name = "panka", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Deployment repository root (default: the nearest ancestor of the working directory that
+    /// holds `stacks/`).
+    #[arg(long, global = true, env = "PANKA_REPO")]
+    pub repo: Option<PathBuf>,
+    /// Configuration file (default: `~/.panka/config.yaml`).
+    #[arg(long, global = true, env = "PANKA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format of read commands.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// How a read command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a stack's YAML: parsing, references, cycles, waves.
+    Validate(commands::validate::ValidateArgs),
+    /// Print a stack's dependency graph and waves.
+    Graph(commands::graph::GraphArgs),
+    /// Print the version of this binary.
+    Version,
+}
+
+impl Cli {
+    /// Parse the process arguments and run the chosen command.
+    pub fn parse_and_run() -> ExitCode {
+        let cli = Cli::parse();
+        let result = match cli.command {
+            Command::Validate(args) => commands::validate::run(&cli.global, args),
+            Command::Graph(args) => commands::graph::run(&cli.global, args),
+            Command::Version => commands::version::run(&cli.global),
+        };
+        match result {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("{}", render::error(&err));
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

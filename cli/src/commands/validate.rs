@@ -1,0 +1,217 @@
+//! `panka validate`: parse, resolve and order a stack without touching AWS; exit 0 when valid.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use panka_controller::diag::{suggest, Diagnostic};
+use panka_controller::model::ComponentId;
+use panka_controller::validate::{validate, Validation};
+use serde_json::json;
+
+use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::{branch, mark, print_json, problem_json, problems};
+
+/// Arguments of `panka validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Stack to validate (default: every stack of the repository).
+    #[arg(long, short = 's')]
+    pub stack: Option<String>,
+    /// Only report on this service (the whole stack is still resolved, for references).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Environment to validate (default: every environment of the stack).
+    #[arg(long, short = 'e')]
+    pub environment: Option<String>,
+    /// Variable override, `NAME=VALUE`; repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+/// Runs `panka validate`.
+pub fn run(global: &GlobalArgs, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let root = super::repo_root(global)?;
+    let options = super::resolve_options(&args.vars)?;
+    let stacks = match &args.stack {
+        Some(s) => vec![s.clone()],
+        None => {
+            let all = panka_controller::source::dir::list_stacks(&root)
+                .map_err(|d| anyhow::anyhow!("{d}"))?;
+            anyhow::ensure!(
+                !all.is_empty(),
+                "{} has no stacks",
+                root.join("stacks").display()
+            );
+            all
+        }
+    };
+    let results: Vec<Validation> = stacks
+        .iter()
+        .map(|s| validate(&root, s, args.environment.as_deref(), &options))
+        .collect();
+    if let Some(service) = &args.service {
+        for v in &results {
+            if let Ok(inv) = &v.inventory {
+                if !inv.services.contains(service) {
+                    let hint = suggest(service, inv.services.iter().map(String::as_str))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    anyhow::bail!("stack `{}` has no service `{service}`{hint}", v.stack);
+                }
+            }
+        }
+    }
+    let ok = results.iter().all(Validation::is_ok);
+    match global.output {
+        OutputFormat::Table => {
+            for (i, v) in results.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                print_tree(v, args.service.as_deref());
+            }
+        }
+        OutputFormat::Json | OutputFormat::Yaml => print_json(&json!(results
+            .iter()
+            .map(|v| report_json(v, args.service.as_deref()))
+            .collect::<Vec<_>>()))?,
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn in_service(id: &ComponentId, service: Option<&str>) -> bool {
+    service.is_none_or(|s| id.service == s)
+}
+
+fn relevant<'a>(v: &'a Validation, service: Option<&str>) -> Vec<&'a Diagnostic> {
+    v.problems()
+        .into_iter()
+        .filter(|d| match (service, &d.span) {
+            (Some(s), Some(span)) => {
+                let file = &*span.file;
+                !file.contains("/services/") || file.contains(&format!("/services/{s}/"))
+            }
+            _ => true,
+        })
+        .collect()
+}
+
+fn print_tree(v: &Validation, service: Option<&str>) {
+    println!("Validating stack: {}", v.stack);
+    let inv = match &v.inventory {
+        Err(_) => {
+            println!("└── Parsing files... ✗");
+            println!();
+            eprintln!("{}", problems(&relevant(v, service), &v.sources));
+            let n = relevant(v, service).len();
+            println!("\n✗ {n} problem{} found in stack {}", plural(n), v.stack);
+            return;
+        }
+        Ok(inv) => inv,
+    };
+    println!("├── Parsing stack.yaml... ✓");
+    let services: Vec<&String> = inv
+        .services
+        .iter()
+        .filter(|s| service.is_none_or(|x| x == s.as_str()))
+        .collect();
+    println!("├── Parsing services... ✓");
+    for (i, s) in services.iter().enumerate() {
+        println!("│   {} {s} ✓", branch(i, services.len()));
+    }
+    let comps: Vec<_> = inv
+        .components
+        .iter()
+        .filter(|(id, _)| in_service(id, service))
+        .collect();
+    println!("├── Parsing components... ✓");
+    for (i, (id, kind)) in comps.iter().enumerate() {
+        println!("│   {} {id} ({kind}) ✓", branch(i, comps.len()));
+    }
+    let envs_ok = v.environments.iter().all(|e| e.result.is_ok());
+    println!("├── Resolving environments... {}", mark(envs_ok));
+    for (i, e) in v.environments.iter().enumerate() {
+        println!(
+            "│   {} {} {}",
+            branch(i, v.environments.len()),
+            e.name,
+            mark(e.result.is_ok())
+        );
+    }
+    let graphs: Vec<_> = v
+        .environments
+        .iter()
+        .filter_map(|e| e.result.as_ref().ok().map(|(_, g)| (&e.name, g)))
+        .collect();
+    if envs_ok {
+        println!("├── Building dependency graph... ✓");
+        let same = graphs.windows(2).all(|w| w[0].1.waves == w[1].1.waves);
+        for (env, graph) in &graphs {
+            if !same {
+                println!("│   {env}:");
+            }
+            for (n, wave) in graph.waves.iter().enumerate() {
+                let names: Vec<String> = wave
+                    .iter()
+                    .filter(|id| in_service(id, service))
+                    .map(|id| {
+                        if service.is_some() {
+                            id.component.clone()
+                        } else {
+                            id.to_string()
+                        }
+                    })
+                    .collect();
+                if !names.is_empty() {
+                    println!("│   Wave {}: {}", n + 1, names.join(", "));
+                }
+            }
+            if same {
+                break;
+            }
+        }
+        println!("├── Validating references... ✓");
+        println!("├── Checking for cycles... ✓");
+        println!("└── Running policy checks... ✓");
+        println!();
+        println!("✓ Stack configuration is valid!");
+    } else {
+        println!("└── Stopped: fix the problems below");
+        println!();
+        let list = relevant(v, service);
+        eprintln!("{}", problems(&list, &v.sources));
+        println!(
+            "\n✗ {} problem{} found in stack {}",
+            list.len(),
+            plural(list.len()),
+            v.stack
+        );
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn report_json(v: &Validation, service: Option<&str>) -> serde_json::Value {
+    json!({
+        "stack": v.stack,
+        "valid": v.is_ok(),
+        "environments": v.environments.iter().map(|e| json!({
+            "name": e.name,
+            "valid": e.result.is_ok(),
+            "waves": e.result.as_ref().ok().map(|(_, g)| g.waves.iter().map(|w| {
+                w.iter().filter(|id| in_service(id, service)).map(ToString::to_string).collect::<Vec<_>>()
+            }).collect::<Vec<_>>()),
+        })).collect::<Vec<_>>(),
+        "problems": relevant(v, service).into_iter().map(problem_json).collect::<Vec<_>>(),
+    })
+}

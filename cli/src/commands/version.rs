@@ -1,0 +1,20 @@
+//! `panka version`.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::app::{GlobalArgs, OutputFormat};
+
+/// Prints the version.
+pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let version = env!("CARGO_PKG_VERSION");
+    match global.output {
+        OutputFormat::Table => println!("panka {version}"),
+        OutputFormat::Json | OutputFormat::Yaml => crate::render::print_json(&json!({
+            "version": version,
+            "crdApiVersion": format!("{}/{}", panka_crds::resource::GROUP, panka_crds::resource::VERSION),
+        }))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

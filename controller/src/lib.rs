@@ -1,0 +1,15 @@
+#![forbid(unsafe_code)]
+//! Panka's engine and controller.
+//!
+//! The engine is a one-way flow of stages (DESIGN.md §3): [`source`] → [`load`] → [`resolve`] →
+//! [`graph`] → observe → plan → apply → record. `load`, `resolve` and `graph` are pure: they
+//! neither read files nor call AWS or Kubernetes, so they run the same in the CLI, in the
+//! controller and in tests.
+
+pub mod diag;
+pub mod graph;
+pub mod load;
+pub mod model;
+pub mod resolve;
+pub mod source;
+pub mod validate;

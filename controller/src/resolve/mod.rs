@@ -1,0 +1,663 @@
+//! Stage **resolve** (pure): a [`LoadedStack`] and an environment into a [`DesiredStack`].
+//!
+//! For every document: lay the environment's overlay over the base ([`merge`]), substitute
+//! `${VARS}` ([`vars`]), then type the `spec`. Component infrastructure is layered
+//! stack defaults < service defaults < component `infra.yaml`, each with its own overlay.
+//! References (`dependsOn`, `valueFrom`) are checked across services, and each kind's settings
+//! are checked for what AWS would refuse ([`check`]). Every problem found is reported at once.
+
+pub mod check;
+pub mod merge;
+pub mod vars;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use panka_crds::spec::{
+    ComponentInfraSpec, Provider, ServiceSpec, StackInfraSpec, StackSpec, VariablesSpec,
+};
+use panka_crds::Kind;
+use sha2::{Digest, Sha256};
+
+use crate::diag::{suggest, Collector, Diagnostic, Diagnostics, Span};
+use crate::load::de::from_node;
+use crate::load::yaml::{Node, Value};
+use crate::load::{Document, LoadedComponent, LoadedEnvironment, LoadedService, LoadedStack};
+use crate::model::{
+    ComponentId, ComponentSpec, DesiredComponent, DesiredService, DesiredStack, RefKind, Reference,
+    ResolvedConfig,
+};
+use merge::merge;
+use vars::{is_valid_var_name, substitute, substitute_node, Scope};
+
+/// What resolve needs besides the loaded documents.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--var NAME=VALUE` overrides, applied after `variables.yaml`.
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Environments of a stack: its `environments/` folders and any listed in `stack.yaml`.
+pub fn environments(stack: &LoadedStack) -> Vec<String> {
+    let mut envs: BTreeSet<String> = stack.environments.keys().cloned().collect();
+    if let Some(Value::Seq(items)) = stack.stack.spec.get("environments").map(|n| &n.value) {
+        envs.extend(items.iter().filter_map(|n| n.as_str().map(str::to_string)));
+    }
+    envs.into_iter().collect()
+}
+
+/// Parses `NAME=VALUE` pairs given on the command line.
+pub fn parse_cli_vars<'a>(
+    pairs: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, String>, Diagnostic> {
+    let mut vars = BTreeMap::new();
+    for pair in pairs {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(Diagnostic::general(format!(
+                "`--var {pair}` is not of the form NAME=VALUE"
+            ))
+            .help("write e.g. `--var VERSION=v1.2.0`"));
+        };
+        if !is_valid_var_name(name) {
+            return Err(
+                Diagnostic::general(format!("`{name}` is not a valid variable name")).help(
+                    "variable names use letters, digits and `_` and do not start with a digit",
+                ),
+            );
+        }
+        vars.insert(name.to_string(), value.to_string());
+    }
+    Ok(vars)
+}
+
+/// Resolves one stack for one environment.
+pub fn resolve(
+    stack: &LoadedStack,
+    environment: &str,
+    options: &Options,
+) -> Result<DesiredStack, Diagnostics> {
+    let known = environments(stack);
+    if !known.iter().any(|e| e == environment) {
+        let d = Diagnostic::general(format!(
+            "stack `{}` has no environment `{environment}`",
+            stack.name
+        ));
+        let d = match suggest(environment, known.iter().map(String::as_str)) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None if known.is_empty() => d.help(format!(
+                "create stacks/{}/environments/{environment}/variables.yaml, or list it under `spec.environments` in stack.yaml",
+                stack.name
+            )),
+            None => d.help(format!("known environments: {}", known.join(", "))),
+        };
+        return Err(d.into());
+    }
+    let empty = LoadedEnvironment::default();
+    let env = stack.environments.get(environment).unwrap_or(&empty);
+    let mut r = Resolver {
+        stack,
+        env,
+        environment,
+        problems: Collector::default(),
+        vars: BTreeMap::new(),
+    };
+    r.variables(&options.vars);
+    let desired = r.run();
+    let Resolver { problems, .. } = r;
+    match desired {
+        Some(d) => problems.finish(d),
+        None => Err(problems
+            .finish(())
+            .err()
+            .unwrap_or_else(|| Diagnostic::general("failed to resolve stack").into())),
+    }
+}
+
+struct Resolver<'a> {
+    stack: &'a LoadedStack,
+    env: &'a LoadedEnvironment,
+    environment: &'a str,
+    problems: Collector,
+    vars: BTreeMap<String, String>,
+}
+
+impl<'a> Resolver<'a> {
+    fn variables(&mut self, cli: &BTreeMap<String, String>) {
+        if let Some(doc) = &self.env.variables {
+            if let Value::Map(entries) = &doc.spec.value {
+                for e in entries {
+                    if !is_valid_var_name(&e.key) {
+                        self.problems.push(
+                            Diagnostic::at(e.key_span.clone(), format!("`{}` is not a valid variable name", e.key))
+                                .help("variable names use letters, digits and `_` and do not start with a digit"),
+                        );
+                    }
+                }
+            }
+            if let Some(vars) = self.take(from_node::<VariablesSpec>(&doc.spec)) {
+                self.vars = vars;
+            }
+        }
+        self.vars
+            .extend(cli.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    fn take<T>(&mut self, r: Result<T, Diagnostic>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(d) => {
+                self.problems.push(d);
+                None
+            }
+        }
+    }
+
+    fn scope(&self, service: Option<&'a str>) -> Scope<'_> {
+        Scope {
+            vars: &self.vars,
+            environment: self.environment,
+            stack: &self.stack.name,
+            service,
+        }
+    }
+
+    /// The stack-relative path of a document (its overlay key).
+    fn rel<'d>(&self, doc: &'d Document) -> &'d str {
+        let prefix_len = format!("stacks/{}/", self.stack.name).len();
+        doc.path.get(prefix_len..).unwrap_or(&doc.path)
+    }
+
+    /// A document's spec with its overlay for this environment laid over it.
+    fn overlaid(&self, doc: &Document) -> Node {
+        match self.env.overlays.get(self.rel(doc)) {
+            Some(over) => merge(&doc.spec, &over.spec),
+            None => doc.spec.clone(),
+        }
+    }
+
+    fn substituted(&mut self, mut node: Node, service: Option<&'a str>) -> Node {
+        let mut found = Vec::new();
+        substitute_node(&mut node, &self.scope(service), &mut found);
+        for d in found {
+            self.problems.push(d);
+        }
+        node
+    }
+
+    fn run(&mut self) -> Option<DesiredStack> {
+        let stack_node = self.overlaid(&self.stack.stack);
+        let stack_node = self.substituted(stack_node, None);
+        let stack_spec: Option<StackSpec> = self.take(from_node(&stack_node));
+
+        // Stack infrastructure: every infra/*.yaml (with overlays), merged in file-name order.
+        let mut infra_node: Option<Node> = None;
+        for doc in self.stack.infra.values() {
+            let node = self.overlaid(doc);
+            infra_node = Some(match infra_node {
+                Some(acc) => merge(&acc, &node),
+                None => node,
+            });
+        }
+        let infra_node = infra_node.map(|n| self.substituted(n, None));
+        let stack_defaults = infra_node.as_ref().and_then(|n| n.get("defaults")).cloned();
+        let infra: StackInfraSpec = match &infra_node {
+            Some(node) => {
+                let infra = self.take(from_node(node)).unwrap_or_default();
+                for d in check::stack_infra(&infra, node) {
+                    self.problems.push(d);
+                }
+                infra
+            }
+            None => StackInfraSpec::default(),
+        };
+
+        let mut services = BTreeMap::new();
+        let mut components = BTreeMap::new();
+        let mut spec_nodes: BTreeMap<ComponentId, Node> = BTreeMap::new();
+        for svc in self.stack.services.values() {
+            let service_defaults = self.service(svc, &mut services);
+            for comp in svc.components.values() {
+                if let Some((desired, node)) = self.component(
+                    svc,
+                    comp,
+                    stack_defaults.as_ref(),
+                    service_defaults.as_ref(),
+                ) {
+                    spec_nodes.insert(desired.id.clone(), node);
+                    components.insert(desired.id.clone(), desired);
+                }
+            }
+        }
+        self.references(&mut components, &spec_nodes);
+
+        let stack_spec = stack_spec?;
+        let StackSpec {
+            provider,
+            environments: _,
+        } = stack_spec;
+        let Provider { .. } = &provider;
+        Some(DesiredStack {
+            name: self.stack.name.clone(),
+            environment: self.environment.to_string(),
+            provider,
+            infra: StackInfraSpec {
+                defaults: None,
+                ..infra
+            },
+            services,
+            components,
+            variables: self.vars.clone(),
+        })
+    }
+
+    /// Resolves a service document; returns its infrastructure defaults node, if any.
+    fn service(
+        &mut self,
+        svc: &'a LoadedService,
+        services: &mut BTreeMap<String, DesiredService>,
+    ) -> Option<Node> {
+        let node = self.overlaid(&svc.doc);
+        let node = self.substituted(node, Some(&svc.name));
+        let spec: ServiceSpec = self.take(from_node(&node))?;
+        services.insert(
+            svc.name.clone(),
+            DesiredService {
+                name: svc.name.clone(),
+                description: svc.doc.metadata.description.clone(),
+                labels: svc.doc.metadata.labels.clone(),
+            },
+        );
+        let defaults_path = spec
+            .infrastructure
+            .as_ref()
+            .and_then(|i| i.defaults.as_deref());
+        let mut referenced = None;
+        let mut result = None;
+        if let Some(path) = defaults_path {
+            let span = node
+                .get("infrastructure")
+                .and_then(|n| n.get("defaults"))
+                .map_or_else(|| node.span.clone(), |n| n.span.clone());
+            match normalize_relative(path) {
+                None => self.problems.push(
+                    Diagnostic::at(span, format!("`{path}` leaves the service folder"))
+                        .help("point `infrastructure.defaults` at a file below the service folder, e.g. `./infra/defaults.yaml`"),
+                ),
+                Some(rel) => match svc.infra.get(&rel) {
+                    Some(doc) => {
+                        referenced = Some(rel);
+                        let n = self.overlaid(doc);
+                        result = Some(self.substituted(n, Some(&svc.name)));
+                    }
+                    None => {
+                        let d = Diagnostic::at(span, format!("infrastructure defaults file `{path}` not found"));
+                        self.problems.push(match suggest(&rel, svc.infra.keys().map(String::as_str)) {
+                            Some(s) => d.help(format!("did you mean `./{s}`?")),
+                            None => d.help(format!("create stacks/{}/services/{}/{rel}", self.stack.name, svc.name)),
+                        });
+                    }
+                },
+            }
+        }
+        for (rel, doc) in &svc.infra {
+            if referenced.as_deref() != Some(rel.as_str()) {
+                self.problems.push(
+                    Diagnostic::at(Span::file(&doc.path), "service infrastructure file is not used")
+                        .help(format!("reference it from service.yaml: `spec.infrastructure.defaults: ./{rel}`, or delete it")),
+                );
+            }
+        }
+        result
+    }
+
+    fn component(
+        &mut self,
+        svc: &'a LoadedService,
+        comp: &LoadedComponent,
+        stack_defaults: Option<&Node>,
+        service_defaults: Option<&Node>,
+    ) -> Option<(DesiredComponent, Node)> {
+        let id = ComponentId::new(&svc.name, &comp.name);
+        let kind = comp.doc.kind;
+        let node = self.overlaid(&comp.doc);
+        let node = self.substituted(node, Some(&svc.name));
+        let spec = self.typed(kind, &node);
+
+        let infra = if kind.is_container() {
+            let mut layered: Option<Node> = stack_defaults.cloned();
+            for layer in [
+                service_defaults.cloned(),
+                comp.infra.as_ref().map(|d| self.overlaid(d)),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                layered = Some(match layered {
+                    Some(acc) => merge(&acc, &layer),
+                    None => layer,
+                });
+            }
+            match layered {
+                Some(n) => {
+                    let n = self.substituted(n, Some(&svc.name));
+                    let infra: Option<ComponentInfraSpec> = self.take(from_node(&n));
+                    if let Some(infra) = &infra {
+                        for d in check::component_infra(kind, infra, &n, comp.infra.as_ref()) {
+                            self.problems.push(d);
+                        }
+                    }
+                    infra
+                }
+                None => Some(ComponentInfraSpec::default()),
+            }
+        } else {
+            if let Some(doc) = &comp.infra {
+                self.problems.push(
+                    Diagnostic::at(
+                        Span::file(&doc.path),
+                        format!("{kind} components take no infra.yaml"),
+                    )
+                    .help(format!(
+                        "infra.yaml sizes MicroService and Worker tasks; set {kind} settings in {}",
+                        kind.file_name().unwrap_or("its file")
+                    )),
+                );
+            }
+            None
+        };
+
+        let spec = spec?;
+        for d in check::component(&spec, &node) {
+            self.problems.push(d);
+        }
+        let configs = self.configs(svc, comp, &spec, &node);
+        Some((
+            DesiredComponent {
+                id,
+                spec,
+                infra,
+                configs,
+                references: Vec::new(),
+                description: comp.doc.metadata.description.clone(),
+                labels: comp.doc.metadata.labels.clone(),
+                source: comp.doc.path.to_string(),
+            },
+            node,
+        ))
+    }
+
+    fn typed(&mut self, kind: Kind, node: &Node) -> Option<ComponentSpec> {
+        let spec = match kind {
+            Kind::MicroService => from_node(node).map(ComponentSpec::MicroService),
+            Kind::Worker => from_node(node).map(ComponentSpec::Worker),
+            Kind::Rds => from_node(node).map(ComponentSpec::Rds),
+            Kind::DynamoDb => from_node(node).map(ComponentSpec::DynamoDb),
+            Kind::S3 => from_node(node).map(ComponentSpec::S3),
+            Kind::Sqs => from_node(node).map(ComponentSpec::Sqs),
+            Kind::ElastiCacheRedis => from_node(node).map(ComponentSpec::ElastiCacheRedis),
+            other => Err(Diagnostic::at(
+                node.span.clone(),
+                format!("{other} is not a component kind"),
+            )),
+        };
+        self.take(spec)
+    }
+
+    fn configs(
+        &mut self,
+        svc: &'a LoadedService,
+        comp: &LoadedComponent,
+        spec: &ComponentSpec,
+        node: &Node,
+    ) -> Vec<ResolvedConfig> {
+        let configs = match spec {
+            ComponentSpec::MicroService(s) => s.configs.as_ref(),
+            ComponentSpec::Worker(s) => s.configs.as_ref(),
+            _ => None,
+        };
+        let Some(configs) = configs else {
+            return Vec::new();
+        };
+        let file_nodes: Vec<Span> = match node
+            .get("configs")
+            .and_then(|n| n.get("files"))
+            .map(|n| &n.value)
+        {
+            Some(Value::Seq(items)) => items.iter().map(|n| n.span.clone()).collect(),
+            _ => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for (i, name) in configs.files.iter().enumerate() {
+            let span = file_nodes
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| node.span.clone());
+            let Some(rel) = normalize_relative(name) else {
+                self.problems.push(
+                    Diagnostic::at(
+                        span,
+                        format!("config file `{name}` leaves the component's configs/ folder"),
+                    )
+                    .help("list files by their path inside configs/, e.g. `app.yaml`"),
+                );
+                continue;
+            };
+            let overlay_key = format!(
+                "services/{}/components/{}/configs/{rel}",
+                svc.name, comp.name
+            );
+            let file = self
+                .env
+                .configs
+                .get(&overlay_key)
+                .or_else(|| comp.configs.get(&rel));
+            let Some(file) = file else {
+                let d = Diagnostic::at(
+                    span,
+                    format!("config file `{name}` not found in {}/configs/", comp.name),
+                );
+                self.problems.push(
+                    match suggest(&rel, comp.configs.keys().map(String::as_str)) {
+                        Some(s) => d.help(format!("did you mean `{s}`?")),
+                        None => d.help(format!(
+                            "create stacks/{}/services/{}/components/{}/configs/{rel}",
+                            self.stack.name, svc.name, comp.name
+                        )),
+                    },
+                );
+                continue;
+            };
+            let span = Span {
+                file: file.path.clone(),
+                line: 1,
+                col: 1,
+            };
+            match substitute(&file.content, &self.scope(Some(&svc.name)), &span, false) {
+                Ok(content) => out.push(ResolvedConfig {
+                    name: rel,
+                    sha256: hex::encode(Sha256::digest(content.as_bytes())),
+                    content,
+                }),
+                Err(d) => self.problems.push(d),
+            }
+        }
+        out
+    }
+
+    fn references(
+        &mut self,
+        components: &mut BTreeMap<ComponentId, DesiredComponent>,
+        nodes: &BTreeMap<ComponentId, Node>,
+    ) {
+        let kinds: BTreeMap<ComponentId, Kind> = components
+            .iter()
+            .map(|(id, c)| (id.clone(), c.kind()))
+            .collect();
+        let names: Vec<String> = kinds.keys().map(ToString::to_string).collect();
+        for (id, comp) in components.iter_mut() {
+            let Some(node) = nodes.get(id) else { continue };
+            let mut refs = Vec::new();
+            let dep_spans: Vec<Span> = match node.get("dependsOn").map(|n| &n.value) {
+                Some(Value::Seq(items)) => items.iter().map(|n| n.span.clone()).collect(),
+                _ => Vec::new(),
+            };
+            for (i, text) in comp.spec.depends_on().iter().enumerate() {
+                let span = dep_spans
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| node.span.clone());
+                if let Some(target) = self.target(id, text, &span, &kinds, &names) {
+                    refs.push(Reference {
+                        target,
+                        kind: RefKind::DependsOn,
+                        span: Some(span),
+                    });
+                }
+            }
+            let env_nodes: Vec<&Node> = match node.get("environment").map(|n| &n.value) {
+                Some(Value::Seq(items)) => items.iter().collect(),
+                _ => Vec::new(),
+            };
+            let env = match &comp.spec {
+                ComponentSpec::MicroService(s) => s.environment.as_slice(),
+                ComponentSpec::Worker(s) => s.environment.as_slice(),
+                _ => &[],
+            };
+            for (i, var) in env.iter().enumerate() {
+                let Some(from) = &var.value_from else {
+                    continue;
+                };
+                let vf_node = env_nodes.get(i).and_then(|n| n.get("valueFrom"));
+                let comp_span = vf_node
+                    .and_then(|n| n.get("component"))
+                    .map_or_else(|| node.span.clone(), |n| n.span.clone());
+                let out_span = vf_node
+                    .and_then(|n| n.get("output"))
+                    .map_or_else(|| node.span.clone(), |n| n.span.clone());
+                let Some(target) = self.target(id, &from.component, &comp_span, &kinds, &names)
+                else {
+                    continue;
+                };
+                let target_kind = kinds[&target];
+                if !target_kind.outputs().contains(&from.output.as_str()) {
+                    let d = Diagnostic::at(
+                        out_span,
+                        format!(
+                            "{target_kind} component `{target}` has no output `{}`",
+                            from.output
+                        ),
+                    );
+                    self.problems.push(
+                        match suggest(&from.output, target_kind.outputs().iter().copied()) {
+                            Some(s) => d.help(format!("did you mean `{s}`?")),
+                            None => d.help(format!(
+                                "{target_kind} outputs: {}",
+                                target_kind.outputs().join(", ")
+                            )),
+                        },
+                    );
+                    continue;
+                }
+                refs.push(Reference {
+                    target,
+                    kind: RefKind::ValueFrom {
+                        env: var.name.clone(),
+                        output: from.output.clone(),
+                    },
+                    span: Some(comp_span),
+                });
+            }
+            comp.references = refs;
+        }
+    }
+
+    fn target(
+        &mut self,
+        from: &ComponentId,
+        text: &str,
+        span: &Span,
+        kinds: &BTreeMap<ComponentId, Kind>,
+        names: &[String],
+    ) -> Option<ComponentId> {
+        let Some(target) = ComponentId::parse(text, &from.service) else {
+            self.problems.push(
+                Diagnostic::at(
+                    span.clone(),
+                    format!("`{text}` is not a component reference"),
+                )
+                .help("write `service/component`, e.g. `user-service/database`"),
+            );
+            return None;
+        };
+        if &target == from {
+            self.problems.push(
+                Diagnostic::at(span.clone(), format!("component `{from}` refers to itself"))
+                    .help("remove the reference"),
+            );
+            return None;
+        }
+        if !kinds.contains_key(&target) {
+            let d = Diagnostic::at(
+                span.clone(),
+                format!("`{text}` refers to a component that does not exist"),
+            );
+            self.problems.push(
+                match suggest(&target.to_string(), names.iter().map(String::as_str)) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!(
+                        "components of stack `{}`: {}",
+                        self.stack.name,
+                        names.join(", ")
+                    )),
+                },
+            );
+            return None;
+        }
+        Some(target)
+    }
+}
+
+/// A relative path with `.` removed, or `None` if it is absolute, empty or climbs out with `..`.
+pub fn normalize_relative(path: &str) -> Option<String> {
+    if path.starts_with('/') || path.contains('\\') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("/"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_cannot_escape() {
+        assert_eq!(
+            normalize_relative("./infra/defaults.yaml").as_deref(),
+            Some("infra/defaults.yaml")
+        );
+        assert_eq!(normalize_relative("app.yaml").as_deref(), Some("app.yaml"));
+        for bad in ["../x", "a/../../b", "/etc/passwd", "", ".", "a\\b"] {
+            assert_eq!(normalize_relative(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cli_vars_must_be_name_value_pairs() {
+        let vars = parse_cli_vars(["VERSION=v1", "EMPTY="]).unwrap();
+        assert_eq!(vars["VERSION"], "v1");
+        assert_eq!(vars["EMPTY"], "");
+        assert!(parse_cli_vars(["novalue"]).is_err());
+        assert!(parse_cli_vars(["9X=1"]).is_err());
+    }
+}

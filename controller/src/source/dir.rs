@@ -1,0 +1,226 @@
+//! A deployment repository in a local directory.
+//!
+//! Reads one stack folder into a [`FileTree`], refusing what could hurt or mislead the later
+//! stages: files over [`MAX_FILE_BYTES`], symlinks that leave the repository, stack names that are
+//! paths, and trees too large to be a deployment repository.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{FileTree, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+use crate::diag::{suggest, Collector, Diagnostic, Diagnostics, Span};
+
+/// The nearest ancestor of `start` (itself included) that holds a `stacks/` folder.
+pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join("stacks").is_dir())
+        .map(Path::to_path_buf)
+}
+
+/// Whether `name` is acceptable as a stack, service, component or environment name: lowercase
+/// letters, digits and `-`, starting with a letter, at most 63 characters. This keeps names valid
+/// in AWS resource names and makes path tricks (`..`, `/`) impossible.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && name.len() <= 63
+        && !name.ends_with('-')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The stacks of a repository (folders below `stacks/`), sorted.
+pub fn list_stacks(root: &Path) -> Result<Vec<String>, Diagnostic> {
+    let dir = root.join("stacks");
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        Diagnostic::general(format!("failed to read {}: {e}", dir.display()))
+            .help("pass --repo with the folder that holds `stacks/`")
+    })?;
+    let mut stacks = Vec::new();
+    for entry in entries.flatten() {
+        if entry.path().is_dir() {
+            if let Some(name) = entry.file_name().to_str() {
+                if !name.starts_with('.') {
+                    stacks.push(name.to_string());
+                }
+            }
+        }
+    }
+    stacks.sort();
+    Ok(stacks)
+}
+
+/// Reads the folder of stack `stack` below `root/stacks/`.
+pub fn read_stack(root: &Path, stack: &str) -> Result<FileTree, Diagnostics> {
+    if !is_valid_name(stack) {
+        return Err(
+            Diagnostic::general(format!("`{stack}` is not a valid stack name"))
+                .help("stack names use lowercase letters, digits and `-`, e.g. `user-platform`")
+                .into(),
+        );
+    }
+    let stack_dir = root.join("stacks").join(stack);
+    if !stack_dir.is_dir() {
+        let known = list_stacks(root).unwrap_or_default();
+        let mut d = Diagnostic::general(format!(
+            "stack `{stack}` not found in {}",
+            root.join("stacks").display()
+        ));
+        d = match suggest(stack, known.iter().map(String::as_str)) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None if known.is_empty() => d.help("this repository has no stacks yet"),
+            None => d.help(format!("known stacks: {}", known.join(", "))),
+        };
+        return Err(d.into());
+    }
+    let canonical_root = root.canonicalize().map_err(|e| {
+        Diagnostics::from(Diagnostic::general(format!(
+            "failed to resolve {}: {e}",
+            root.display()
+        )))
+    })?;
+    let mut tree = FileTree::new(format!("stacks/{stack}"));
+    let mut walk = Walk {
+        root: canonical_root,
+        tree: &mut tree,
+        total: 0,
+        problems: Collector::default(),
+    };
+    walk.dir(&stack_dir, "")?;
+    let problems = walk.problems;
+    problems.finish(tree)
+}
+
+struct Walk<'a> {
+    root: PathBuf,
+    tree: &'a mut FileTree,
+    total: u64,
+    problems: Collector,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path, rel: &str) -> Result<(), Diagnostics> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| Diagnostic::general(format!("failed to read {}: {e}", dir.display())))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            // Dotfiles (`.gitkeep`, editor swap files) are never part of a stack.
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let display = self.tree.display_path(&child_rel);
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| {
+                Diagnostic::at(Span::file(&display), format!("failed to read: {e}"))
+            })?;
+            if meta.file_type().is_symlink() {
+                let target = match path.canonicalize() {
+                    Ok(t) => t,
+                    Err(_) => {
+                        self.problems.push(
+                            Diagnostic::at(Span::file(&display), "symlink points to nothing")
+                                .help("remove the link or restore its target"),
+                        );
+                        continue;
+                    }
+                };
+                if !target.starts_with(&self.root) {
+                    self.problems.push(
+                        Diagnostic::at(Span::file(&display), "symlink leaves the repository")
+                            .help("copy the file into the repository instead of linking to it"),
+                    );
+                    continue;
+                }
+                if target.is_dir() {
+                    // A link to a folder inside the repo could loop; panka does not follow them.
+                    self.problems.push(
+                        Diagnostic::at(
+                            Span::file(&display),
+                            "symlinks to folders are not supported",
+                        )
+                        .help("use a real folder"),
+                    );
+                    continue;
+                }
+                self.file(&target, &child_rel, &display)?;
+            } else if meta.is_dir() {
+                self.dir(&path, &child_rel)?;
+            } else if meta.is_file() {
+                self.file(&path, &child_rel, &display)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, path: &Path, rel: &str, display: &Arc<str>) -> Result<(), Diagnostics> {
+        let size = std::fs::metadata(path)
+            .map_err(|e| Diagnostic::at(Span::file(display), format!("failed to read: {e}")))?
+            .len();
+        if size > MAX_FILE_BYTES {
+            self.problems.push(
+                Diagnostic::at(
+                    Span::file(display),
+                    format!("file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit"),
+                )
+                .help("split it, or keep large data out of the deployment repository"),
+            );
+            return Ok(());
+        }
+        self.total += size;
+        if self.tree.files.len() >= MAX_FILES || self.total > MAX_TOTAL_BYTES {
+            return Err(Diagnostic::at(
+                Span::file(display),
+                format!("stack holds more than {MAX_FILES} files or {MAX_TOTAL_BYTES} bytes"),
+            )
+            .help("a stack folder should hold YAML and small config files only")
+            .into());
+        }
+        let bytes = std::fs::read(path)
+            .map_err(|e| Diagnostic::at(Span::file(display), format!("failed to read: {e}")))?;
+        match String::from_utf8(bytes) {
+            Ok(text) => {
+                self.tree.files.insert(rel.to_string(), Arc::from(text));
+            }
+            Err(_) => self.problems.push(
+                Diagnostic::at(Span::file(display), "file is not UTF-8 text")
+                    .help("deployment files and configs must be text"),
+            ),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_paths_or_unfit_for_aws_are_invalid() {
+        for good in ["user-platform", "a", "svc2"] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../etc",
+            "a/b",
+            "Upper",
+            "-x",
+            "x-",
+            "9lives",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}
