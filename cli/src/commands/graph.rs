@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use panka_controller::graph::Graph;
-use panka_controller::model::DesiredStack;
+use panka_controller::model::{ComponentId, DesiredStack};
 use panka_controller::resolve;
 use panka_controller::validate::{load_stack, plan_input};
 use serde_json::json;
@@ -106,15 +106,23 @@ fn text(desired: &DesiredStack, graph: &Graph) -> String {
                 .map(|c| c.kind().name())
                 .unwrap_or("?");
             out.push_str(&format!("  {id} ({kind})\n"));
+            // One line per dependency, listing every way it is needed.
+            let mut targets: Vec<(&ComponentId, Vec<&str>)> = Vec::new();
             for e in graph.edges.iter().filter(|e| &e.from == id) {
-                out.push_str(&format!("    ← {} ({})\n", e.to, e.via));
+                match targets.iter_mut().find(|(t, _)| *t == &e.to) {
+                    Some((_, vias)) => vias.push(&e.via),
+                    None => targets.push((&e.to, vec![&e.via])),
+                }
+            }
+            for (target, vias) in targets {
+                out.push_str(&format!("    ← {target} ({})\n", vias.join(", ")));
             }
         }
     }
     out
 }
 
-fn node_id(id: &panka_controller::model::ComponentId) -> String {
+fn node_id(id: &ComponentId) -> String {
     id.to_string().replace(['/', '-'], "_")
 }
 

@@ -91,7 +91,7 @@ impl de::Error for DeError {
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         DeError {
-            message: format!("wrong type: expected {exp}, found {unexp}"),
+            message: format!("wrong type: expected {}, found {unexp}", describe(exp)),
             help: None,
             span: None,
         }
@@ -103,6 +103,17 @@ impl de::Error for DeError {
             help: None,
             span: None,
         }
+    }
+}
+
+/// Serde's name for a primitive (`u16`) in words a YAML author knows.
+fn describe(exp: &dyn de::Expected) -> String {
+    let name = exp.to_string();
+    match name.as_str() {
+        "u8" | "u16" | "u32" | "u64" => format!("a whole number ({name})"),
+        "i8" | "i16" | "i32" | "i64" => format!("an integer ({name})"),
+        "f32" | "f64" => "a number".to_string(),
+        _ => name,
     }
 }
 
@@ -143,9 +154,11 @@ impl<'a> NodeDe<'a> {
             .plain_text()
             .ok_or_else(|| de::Error::invalid_type(self.unexpected(), exp))?;
         let cleaned = text.replace('_', "");
-        cleaned
-            .parse::<T>()
-            .map_err(|_| de::Error::invalid_value(de::Unexpected::Str(text), exp))
+        cleaned.parse::<T>().map_err(|_| DeError {
+            message: format!("expected {}, found `{text}`", describe(exp)),
+            help: None,
+            span: None,
+        })
     }
 }
 
@@ -459,7 +472,11 @@ mod tests {
     #[test]
     fn wrong_type_points_at_the_value() {
         let err = from_node::<ComponentInfraSpec>(&node("resources:\n  cpu: lots\n")).unwrap_err();
-        assert!(err.message.contains("expected u32"), "{}", err.message);
+        assert!(
+            err.message.contains("whole number (u32)"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.span.unwrap().line, 2);
     }
 

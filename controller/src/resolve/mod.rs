@@ -488,9 +488,17 @@ impl<'a> Resolver<'a> {
         components: &mut BTreeMap<ComponentId, DesiredComponent>,
         nodes: &BTreeMap<ComponentId, Node>,
     ) {
-        let kinds: BTreeMap<ComponentId, Kind> = components
-            .iter()
-            .map(|(id, c)| (id.clone(), c.kind()))
+        // Every component that exists in the repository counts as a target, typed or not, so a
+        // component with its own problem does not also show up as "missing" in its dependants.
+        let kinds: BTreeMap<ComponentId, Kind> = self
+            .stack
+            .services
+            .values()
+            .flat_map(|s| {
+                s.components
+                    .values()
+                    .map(move |c| (ComponentId::new(&s.name, &c.name), c.doc.kind))
+            })
             .collect();
         let names: Vec<String> = kinds.keys().map(ToString::to_string).collect();
         for (id, comp) in components.iter_mut() {
