@@ -234,20 +234,35 @@ impl Collector {
 
 /// The text of every file read, by repository-relative path, for snippets in diagnostics.
 #[derive(Debug, Clone, Default)]
-pub struct Sources(BTreeMap<Arc<str>, Arc<str>>);
+pub struct Sources(BTreeMap<Arc<str>, SourceText>);
+
+/// A file's text and where its lines start, found once so snippets cost no rescans.
+#[derive(Debug, Clone)]
+struct SourceText {
+    text: Arc<str>,
+    line_starts: Arc<[usize]>,
+}
 
 impl Sources {
     /// Remembers a file's text.
     pub fn insert(&mut self, path: Arc<str>, text: Arc<str>) {
-        self.0.insert(path, text);
+        let line_starts: Arc<[usize]> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        self.0.insert(path, SourceText { text, line_starts });
     }
 
     /// Line `line` (1-based) of `file`, if known.
     pub fn line(&self, file: &str, line: u32) -> Option<&str> {
-        if line == 0 {
-            return None;
-        }
-        self.0.get(file)?.lines().nth(line as usize - 1)
+        let source = self.0.get(file)?;
+        let index = (line as usize).checked_sub(1)?;
+        let start = *source.line_starts.get(index)?;
+        let end = source
+            .line_starts
+            .get(index + 1)
+            .map_or(source.text.len(), |next| next - 1);
+        let text = source.text.get(start..end)?;
+        Some(text.strip_suffix('\r').unwrap_or(text))
     }
 }
 
@@ -262,9 +277,13 @@ pub fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -
                 c,
             )
         })
-        // Same letters in another case, or a few edits away relative to the candidate's length.
+        // Same letters in another case, a few edits away relative to the candidate's length, or
+        // an abbreviation of it (`prod` for `production`).
         .filter(|(distance, c)| {
-            (*distance == 0 && *c != input) || (*distance > 0 && *distance <= (c.len() / 3).max(1))
+            let c_lower = c.to_ascii_lowercase();
+            (*distance == 0 && *c != input)
+                || (*distance > 0 && *distance <= (c.len() / 3).max(1))
+                || (lower.len() >= 3 && c_lower.starts_with(&lower) && *c != input)
         })
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, c)| c)

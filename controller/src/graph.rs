@@ -53,6 +53,7 @@ impl Graph {
 pub fn build(stack: &DesiredStack) -> Result<Graph, Diagnostic> {
     let mut deps: BTreeMap<&ComponentId, BTreeSet<&ComponentId>> = BTreeMap::new();
     let mut edges = Vec::new();
+    let mut seen_edges: BTreeSet<(&ComponentId, &ComponentId, String)> = BTreeSet::new();
     for (id, comp) in &stack.components {
         let entry = deps.entry(id).or_default();
         for r in &comp.references {
@@ -65,13 +66,12 @@ pub fn build(stack: &DesiredStack) -> Result<Graph, Diagnostic> {
                 RefKind::DependsOn => "dependsOn".to_string(),
                 RefKind::ValueFrom { env, output } => format!("valueFrom {env} ← {output}"),
             };
-            let edge = Edge {
-                from: id.clone(),
-                to: r.target.clone(),
-                via,
-            };
-            if !edges.contains(&edge) {
-                edges.push(edge);
+            if seen_edges.insert((id, &r.target, via.clone())) {
+                edges.push(Edge {
+                    from: id.clone(),
+                    to: r.target.clone(),
+                    via,
+                });
             }
         }
     }

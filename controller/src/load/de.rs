@@ -90,9 +90,19 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        let help = match unexp {
+            de::Unexpected::Str(_) if example(exp) != "…" => {
+                format!(
+                    "write {}, e.g. `{}` (without quotes)",
+                    describe(exp),
+                    example(exp)
+                )
+            }
+            _ => format!("this setting takes {}", describe(exp)),
+        };
         DeError {
             message: format!("wrong type: expected {}, found {unexp}", describe(exp)),
-            help: None,
+            help: Some(help),
             span: None,
         }
     }
@@ -114,6 +124,16 @@ fn describe(exp: &dyn de::Expected) -> String {
         "i8" | "i16" | "i32" | "i64" => format!("an integer ({name})"),
         "f32" | "f64" => "a number".to_string(),
         _ => name,
+    }
+}
+
+/// A sample value for a primitive, for hints.
+fn example(exp: &dyn de::Expected) -> &'static str {
+    match exp.to_string().as_str() {
+        "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64" => "512",
+        "f32" | "f64" => "70",
+        "a boolean" => "true",
+        _ => "…",
     }
 }
 
@@ -156,7 +176,7 @@ impl<'a> NodeDe<'a> {
         let cleaned = text.replace('_', "");
         cleaned.parse::<T>().map_err(|_| DeError {
             message: format!("expected {}, found `{text}`", describe(exp)),
-            help: None,
+            help: Some(format!("write {}, e.g. `{}`", describe(exp), example(exp))),
             span: None,
         })
     }

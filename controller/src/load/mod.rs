@@ -43,8 +43,19 @@ pub struct Document {
     pub metadata: Metadata,
     /// Where `metadata:` is.
     pub metadata_span: Span,
+    /// The `metadata:` node, for the position of each of its fields.
+    pub metadata_node: Node,
     /// The `spec:` node (an empty mapping when absent).
     pub spec: Node,
+}
+
+impl Document {
+    /// Where `metadata.{field}` is written, or `metadata:` itself when the field is absent.
+    pub fn metadata_field_span(&self, field: &str) -> Span {
+        self.metadata_node
+            .get(field)
+            .map_or_else(|| self.metadata_span.clone(), |n| n.span.clone())
+    }
 }
 
 /// A config file of a component.
@@ -250,10 +261,10 @@ pub fn load(name: &str, tree: &FileTree) -> Result<LoadedStack, Diagnostics> {
     let mut loaded_services = BTreeMap::new();
     for (svc_name, parts) in services {
         let Some(doc) = parts.doc else {
-            if !problems.has_errors()
-                || !tree
-                    .files
-                    .contains_key(&format!("services/{svc_name}/service.yaml"))
+            // A service.yaml that exists but failed to parse was reported already.
+            if !tree
+                .files
+                .contains_key(&format!("services/{svc_name}/service.yaml"))
             {
                 problems.push(
                     Diagnostic::at(
@@ -334,12 +345,14 @@ pub fn load(name: &str, tree: &FileTree) -> Result<LoadedStack, Diagnostics> {
         overlay(
             &mut problems,
             environment,
+            &stack,
             &loaded_services,
             &infra,
             &env,
             &target,
             &path,
             text,
+            tree.files.contains_key(&target),
         );
     }
     for (env, e) in &environments {
@@ -565,7 +578,7 @@ pub fn document(path: &Arc<str>, text: &str, kinds: &[Kind]) -> Result<Document,
             None
         }
         Some(node) => match de::from_node::<Metadata>(node) {
-            Ok(m) => Some((m, node.span.clone())),
+            Ok(m) => Some((m, node.clone())),
             Err(d) => {
                 problems.push(d);
                 None
@@ -576,10 +589,13 @@ pub fn document(path: &Arc<str>, text: &str, kinds: &[Kind]) -> Result<Document,
         Some(node) if matches!(node.value, Value::Map(_)) => node.clone(),
         Some(node) if node.value == Value::Null => Node::empty_map(node.span.clone()),
         Some(node) => {
-            problems.push(Diagnostic::at(
-                node.span.clone(),
-                format!("`spec` must be a mapping, found {}", node.type_name()),
-            ));
+            problems.push(
+                Diagnostic::at(
+                    node.span.clone(),
+                    format!("`spec` must be a mapping, found {}", node.type_name()),
+                )
+                .help("put the settings on indented lines below `spec:`, e.g. `spec:\n  type: standard`"),
+            );
             Node::empty_map(node.span.clone())
         }
         None if kind == Some(Kind::Service) => Node::empty_map(root.span.clone()),
@@ -591,14 +607,18 @@ pub fn document(path: &Arc<str>, text: &str, kinds: &[Kind]) -> Result<Document,
             Node::empty_map(root.span.clone())
         }
     };
-    let (Some(kind), Some((metadata, metadata_span))) = (kind, metadata) else {
+    let (Some(kind), Some((metadata, metadata_node))) = (kind, metadata) else {
         return Err(finish_err(problems));
     };
+    let metadata_span = root
+        .entry("metadata")
+        .map_or_else(|| metadata_node.span.clone(), |e| e.key_span.clone());
     problems.finish(Document {
         path: path.clone(),
         kind,
         metadata,
         metadata_span,
+        metadata_node,
         spec,
     })
 }
@@ -614,7 +634,7 @@ fn check_identity(
     if doc.metadata.name != name {
         problems.push(
             Diagnostic::at(
-                doc.metadata_span.clone(),
+                doc.metadata_field_span("name"),
                 format!(
                     "metadata.name `{}` does not match its folder `{name}`",
                     doc.metadata.name
@@ -633,7 +653,7 @@ fn check_identity(
         if found != env {
             problems.push(
                 Diagnostic::at(
-                    doc.metadata_span.clone(),
+                    doc.metadata_field_span("environment"),
                     format!("metadata.environment `{found}` does not match its folder `{env}`"),
                 )
                 .help(format!("set `environment: {env}`")),
@@ -647,7 +667,7 @@ fn check_stack_of(problems: &mut Collector, doc: &Document, stack: &str) {
         Some(s) if s == stack => {}
         Some(s) => problems.push(
             Diagnostic::at(
-                doc.metadata_span.clone(),
+                doc.metadata_field_span("stack"),
                 format!("metadata.stack `{s}` does not match the stack folder `{stack}`"),
             )
             .help(format!("set `stack: {stack}`")),
@@ -667,7 +687,7 @@ fn check_service_of(problems: &mut Collector, doc: &Document, service: &str) {
         Some(s) if s == service => {}
         Some(s) => problems.push(
             Diagnostic::at(
-                doc.metadata_span.clone(),
+                doc.metadata_field_span("service"),
                 format!("metadata.service `{s}` does not match the service folder `{service}`"),
             )
             .help(format!("set `service: {service}`")),
@@ -682,27 +702,25 @@ fn check_service_of(problems: &mut Collector, doc: &Document, service: &str) {
     }
 }
 
-/// Files an environment overlay may stand for: the base document it overlays, found by path.
+/// Records an environment overlay after finding the base document it overlays by path.
 #[allow(clippy::too_many_arguments)]
 fn overlay(
     problems: &mut Collector,
     environment: &mut LoadedEnvironment,
+    stack: &Document,
     services: &BTreeMap<String, LoadedService>,
     stack_infra: &BTreeMap<String, Document>,
     env: &str,
     target: &str,
     path: &Arc<str>,
     text: &Arc<str>,
+    base_exists: bool,
 ) {
-    // Find the base this overlay stands on.
-    let base: Option<(&Document, Option<(&str, &str)>)> = match classify(target) {
-        Place::Stack => None,
-        Place::StackInfra(f) => stack_infra.get(f).map(|d| (d, None)),
-        Place::Service(svc) => services.get(svc).map(|s| (&s.doc, None)),
-        Place::ServiceInfra(svc, f) => services
-            .get(svc)
-            .and_then(|s| s.infra.get(&f))
-            .map(|d| (d, None)),
+    let base: Option<&Document> = match classify(target) {
+        Place::Stack => Some(stack),
+        Place::StackInfra(f) => stack_infra.get(f),
+        Place::Service(svc) => services.get(svc).map(|s| &s.doc),
+        Place::ServiceInfra(svc, f) => services.get(svc).and_then(|s| s.infra.get(&f)),
         Place::ComponentFile(svc, comp, f) => services
             .get(svc)
             .and_then(|s| s.components.get(comp))
@@ -714,8 +732,7 @@ fn overlay(
                 } else {
                     None
                 }
-            })
-            .map(|d| (d, Some((svc, comp)))),
+            }),
         Place::Config(svc, comp, f) => {
             let exists = services
                 .get(svc)
@@ -731,8 +748,11 @@ fn overlay(
                 );
             } else {
                 problems.push(
-                    Diagnostic::at(Span::file(path), format!("config overlay for {env} has no base file `{target}`"))
-                        .help("an environment can replace a component's config file, not add one; add it to the component first"),
+                    Diagnostic::at(
+                        Span::file(path),
+                        format!("config overlay for {env} has no base file `{target}`"),
+                    )
+                    .help("an environment can replace a component's config file, not add one; add it to the component first"),
                 );
             }
             return;
@@ -743,14 +763,11 @@ fn overlay(
             return;
         }
     };
-    if matches!(classify(target), Place::Stack) {
-        // The stack document itself may be overlaid (e.g. another region for one environment).
-        if let Some(d) = problems.take(document(path, text, &[Kind::Stack])) {
-            environment.overlays.insert(target.to_string(), d);
+    let Some(base) = base else {
+        if base_exists {
+            // The base file exists but failed to load; that problem is already reported.
+            return;
         }
-        return;
-    }
-    let Some((base, _)) = base else {
         let d = Diagnostic::at(
             Span::file(path),
             format!("overlay for {env} has no base file `{target}`"),
@@ -766,7 +783,7 @@ fn overlay(
     if doc.metadata.name != base.metadata.name {
         problems.push(
             Diagnostic::at(
-                doc.metadata_span.clone(),
+                doc.metadata_field_span("name"),
                 format!(
                     "metadata.name `{}` does not match the base `{}`",
                     doc.metadata.name, base.metadata.name
@@ -785,7 +802,7 @@ fn overlay(
         if found != env {
             problems.push(
                 Diagnostic::at(
-                    doc.metadata_span.clone(),
+                    doc.metadata_field_span("environment"),
                     format!("metadata.environment `{found}` does not match its folder `{env}`"),
                 )
                 .help(format!("set `environment: {env}`")),

@@ -128,6 +128,7 @@ impl Node {
 
 /// Parses every document of a YAML file. An empty file yields no documents.
 pub fn parse(file: &Arc<str>, text: &str, limits: Limits) -> Result<Vec<Node>, Diagnostic> {
+    check_tabs(file, text)?;
     let mut builder = Builder {
         file: file.clone(),
         parser: Parser::new_from_str(text),
@@ -136,6 +137,42 @@ pub fn parse(file: &Arc<str>, text: &str, limits: Limits) -> Result<Vec<Node>, D
         limits,
     };
     builder.stream()
+}
+
+/// YAML forbids tabs in indentation; the parser reports them late and at the wrong line, so
+/// find them first.
+fn check_tabs(file: &Arc<str>, text: &str) -> Result<(), Diagnostic> {
+    let mut in_block_scalar = false;
+    for (n, line) in text.lines().enumerate() {
+        let indent: String = line
+            .chars()
+            .take_while(|c| *c == ' ' || *c == '\t')
+            .collect();
+        // Inside a `|` or `>` block, tabs are content; such lines are indented deeper than the
+        // key, which we approximate by "indented at all after a line ending in | or >".
+        if in_block_scalar && !indent.is_empty() {
+            continue;
+        }
+        in_block_scalar = {
+            let t = line.trim_end();
+            t.ends_with('|') || t.ends_with('>') || t.ends_with("|-") || t.ends_with(">-")
+        };
+        if let Some(col) = indent.find('\t') {
+            // Comment lines may be indented with anything.
+            if indent.len() < line.len() && !line[indent.len()..].starts_with('#') {
+                return Err(Diagnostic::at(
+                    Span {
+                        file: file.clone(),
+                        line: u32::try_from(n + 1).unwrap_or(u32::MAX),
+                        col: u32::try_from(col + 1).unwrap_or(u32::MAX),
+                    },
+                    "tab used for indentation",
+                )
+                .help("YAML indents with spaces only; replace the tab with spaces"));
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Builder<'a> {
@@ -267,6 +304,7 @@ impl Builder<'_> {
 
     fn mapping(&mut self, span: Span, depth: usize) -> Result<Node, Diagnostic> {
         let mut entries: Vec<Entry> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         let mut merged: Vec<Entry> = Vec::new();
         loop {
             let (event, mark) = self.next()?;
@@ -314,14 +352,15 @@ impl Builder<'_> {
                 }
                 continue;
             }
-            if let Some(first) = entries.iter().find(|e| e.key == key) {
+            if let Some(&i) = index.get(&key) {
                 return Err(
                     Diagnostic::at(key_span, format!("duplicate key `{key}`")).help(format!(
                         "it is already set at line {}; keep one",
-                        first.key_span.line
+                        entries[i].key_span.line
                     )),
                 );
             }
+            index.insert(key.clone(), entries.len());
             entries.push(Entry {
                 key,
                 key_span,
@@ -329,10 +368,16 @@ impl Builder<'_> {
             });
         }
         for e in merged {
-            if !entries.iter().any(|x| x.key == e.key) {
+            if !index.contains_key(&e.key) {
+                index.insert(e.key.clone(), entries.len());
                 entries.push(e);
             }
         }
+        // A block mapping's start mark is where its first key ends; point at the key instead.
+        let span = match entries.first() {
+            Some(first) if first.key_span.line == span.line => first.key_span.clone(),
+            _ => span,
+        };
         Ok(Node {
             value: Value::Map(entries),
             span,
@@ -402,6 +447,37 @@ mod tests {
             err.message.contains("nested deeper than 64"),
             "{}",
             err.message
+        );
+    }
+
+    #[test]
+    fn tab_indentation_is_reported_at_the_tab() {
+        let err = parse_one("a:\n  b: 1\n\tc: 2\n").unwrap_err();
+        let span = err.span.unwrap();
+        assert_eq!((span.line, span.col), (3, 1));
+        assert!(err.message.contains("tab"));
+        // Tabs inside block scalars and comments are content, not indentation.
+        assert!(parse_one("a: |\n  x\n  \ty\nb: 1\n").is_ok());
+        assert!(parse_one("a: 1\n\t# note\n").is_ok());
+    }
+
+    #[test]
+    fn block_mappings_point_at_their_first_key() {
+        let node = parse_one("top:\n  first: 1\n").unwrap();
+        let inner = node.get("top").unwrap();
+        assert_eq!((inner.span.line, inner.span.col), (2, 3));
+    }
+
+    #[test]
+    fn many_keys_parse_in_linear_time() {
+        let text: String = (0..70_000).map(|i| format!("k{i}: {i}\n")).collect();
+        let started = std::time::Instant::now();
+        let node = parse_one(&text).unwrap();
+        assert_eq!(node.count(), 70_001);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
         );
     }
 

@@ -10,11 +10,14 @@ pub fn merge(base: &Node, overlay: &Node) -> Node {
     match (&base.value, &overlay.value) {
         (Value::Map(base_entries), Value::Map(over_entries)) => {
             let mut entries = base_entries.clone();
+            let mut span = base.span.clone();
             for over in over_entries {
                 let existing = entries.iter().position(|e| e.key == over.key);
                 match (existing, &over.value.value) {
                     (Some(i), Value::Null) => {
                         entries.remove(i);
+                        // If the removal leaves a required field missing, say where it was removed.
+                        span = over.key_span.clone();
                     }
                     (None, Value::Null) => {}
                     (Some(i), _) => {
@@ -26,7 +29,7 @@ pub fn merge(base: &Node, overlay: &Node) -> Node {
             }
             Node {
                 value: Value::Map(entries),
-                span: base.span.clone(),
+                span,
             }
         }
         _ => overlay.clone(),
@@ -63,6 +66,15 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert!(merged.get("gone").is_none());
         assert_eq!(merged.get("keep").unwrap().as_str(), Some("k"));
+    }
+
+    #[test]
+    fn a_mapping_that_lost_a_key_to_null_points_at_the_removal() {
+        let base = node("base.yaml", "spec:\n  engine: x\n  other: y\n");
+        let over = node("over.yaml", "spec:\n  engine: null\n");
+        let merged = merge(&base, &over);
+        let spec = merged.get("spec").unwrap();
+        assert_eq!((&*spec.span.file, spec.span.line), ("over.yaml", 2));
     }
 
     #[test]

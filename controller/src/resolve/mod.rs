@@ -608,16 +608,29 @@ impl<'a> Resolver<'a> {
                 span.clone(),
                 format!("`{text}` refers to a component that does not exist"),
             );
-            self.problems.push(
-                match suggest(&target.to_string(), names.iter().map(String::as_str)) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.help(format!(
-                        "components of stack `{}`: {}",
-                        self.stack.name,
-                        names.join(", ")
-                    )),
-                },
-            );
+            // Compare like with like: a component name within its service, or a service name.
+            let same_service: Vec<&str> = kinds
+                .keys()
+                .filter(|k| k.service == target.service && *k != from)
+                .map(|k| k.component.as_str())
+                .collect();
+            let hint = if same_service.is_empty() {
+                let services: BTreeSet<&str> = kinds.keys().map(|k| k.service.as_str()).collect();
+                suggest(&target.service, services)
+                    .map(|svc| ComponentId::new(svc, &target.component))
+                    .filter(|id| kinds.contains_key(id) && id != from)
+                    .map(|id| id.to_string())
+            } else {
+                suggest(&target.component, same_service).map(|c| format!("{}/{c}", target.service))
+            };
+            self.problems.push(match hint {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!(
+                    "components of stack `{}`: {}",
+                    self.stack.name,
+                    names.join(", ")
+                )),
+            });
             return None;
         }
         Some(target)
