@@ -49,6 +49,18 @@ pub enum Command {
     Graph(commands::graph::GraphArgs),
     /// Print the version of this binary.
     Version,
+    /// Configure where state and locks live (`~/.panka/config.yaml`).
+    Init(commands::init::InitArgs),
+    /// Create the S3 state bucket and the DynamoDB lock table.
+    #[command(subcommand)]
+    Backend(commands::backend::BackendCommand),
+    /// Inspect recorded state and locks.
+    #[command(subcommand)]
+    State(commands::state::StateCommand),
+    /// Remove a stuck lock (your own or an expired one; --force for any).
+    Unlock(commands::unlock::UnlockArgs),
+    /// Show the release history of a stack/environment.
+    History(commands::history::HistoryArgs),
 }
 
 impl Cli {
@@ -59,6 +71,11 @@ impl Cli {
             Command::Validate(args) => commands::validate::run(&cli.global, args),
             Command::Graph(args) => commands::graph::run(&cli.global, args),
             Command::Version => commands::version::run(&cli.global),
+            Command::Init(args) => commands::init::run(&cli.global, args),
+            Command::Backend(cmd) => commands::backend::run(&cli.global, cmd),
+            Command::State(cmd) => commands::state::run(&cli.global, cmd),
+            Command::Unlock(args) => commands::unlock::run(&cli.global, args),
+            Command::History(args) => commands::history::run(&cli.global, args),
         };
         match result {
             Ok(code) => code,

@@ -6,10 +6,15 @@
 //! neither read files nor call AWS or Kubernetes, so they run the same in the CLI, in the
 //! controller and in tests.
 
+pub mod aws;
+pub mod backend;
+pub mod config;
 pub mod diag;
 pub mod graph;
 pub mod load;
+pub mod lock;
 pub mod model;
 pub mod resolve;
 pub mod source;
+pub mod state;
 pub mod validate;

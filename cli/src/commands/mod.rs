@@ -1,7 +1,12 @@
 //! One module per command. Each parses nothing itself (clap did) and holds no business logic:
 //! it calls the engine and renders what comes back.
 
+pub mod backend;
 pub mod graph;
+pub mod history;
+pub mod init;
+pub mod state;
+pub mod unlock;
 pub mod validate;
 pub mod version;
 

@@ -1,0 +1,152 @@
+//! `panka backend create`: the S3 state bucket and the DynamoDB lock table; plus the helpers the
+//! state commands share (runtime, configuration, backends, ages).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use panka_controller::aws::{self, AwsSettings};
+use panka_controller::backend::{self, Backends, CreateOptions, StepAction};
+use panka_controller::config::{Config, LocksConfig, StateConfig};
+use serde_json::json;
+
+use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::print_json;
+
+/// `panka backend …`.
+#[derive(Debug, Subcommand)]
+pub enum BackendCommand {
+    /// Create (or verify) the state bucket and the lock table. Idempotent.
+    Create(CreateArgs),
+}
+
+/// Arguments of `panka backend create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// State bucket (default: `backend.bucket` of the configuration).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Lock table (default: `locks.table` of the configuration).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// AWS region (default: the configuration's, then the AWS chain's).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Accept an existing bucket without versioning (old state versions are then not kept).
+    #[arg(long)]
+    pub allow_unversioned: bool,
+}
+
+/// Runs `panka backend …`.
+pub fn run(global: &GlobalArgs, command: BackendCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BackendCommand::Create(args) => create(global, args),
+    }
+}
+
+fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(global)?;
+    let bucket = match (&args.bucket, &config.state) {
+        (Some(b), _) => b.clone(),
+        (None, StateConfig::S3 { bucket, .. }) => bucket.clone(),
+        (None, StateConfig::Local { .. }) => {
+            anyhow::bail!("no state bucket given: pass --bucket NAME (or run `panka init`)")
+        }
+    };
+    let table = match (&args.table, &config.locks) {
+        (Some(t), _) => t.clone(),
+        (None, LocksConfig::DynamoDb { table, .. }) => table.clone(),
+        (None, LocksConfig::Local { .. }) => {
+            anyhow::bail!("no lock table given: pass --table NAME (or run `panka init`)")
+        }
+    };
+    let settings = AwsSettings {
+        region: args
+            .region
+            .clone()
+            .or_else(|| config.state_region().map(str::to_owned)),
+        ..config.aws.clone()
+    };
+    let steps = runtime()?.block_on(async {
+        let sdk = aws::load_sdk_config(&settings).await;
+        let s3 = aws::s3_client(&sdk, None);
+        let dynamodb = aws::dynamodb_client(&sdk, None);
+        backend::create(
+            &s3,
+            &dynamodb,
+            &CreateOptions {
+                bucket: bucket.clone(),
+                table: table.clone(),
+                allow_unversioned: args.allow_unversioned,
+            },
+        )
+        .await
+    })?;
+    match global.output {
+        OutputFormat::Table => {
+            println!("Backend: state s3://{bucket}, locks dynamodb://{table}");
+            for s in &steps {
+                let mark = match s.action {
+                    StepAction::Warning => "!",
+                    _ => "✓",
+                };
+                println!(
+                    "  {mark} {:<28} {:<40} {}",
+                    s.resource,
+                    s.what,
+                    s.action.as_str()
+                );
+            }
+            if steps.iter().all(|s| s.action == StepAction::Verified) {
+                println!("Nothing to change: the backend was already set up.");
+            }
+        }
+        OutputFormat::Json | OutputFormat::Yaml => print_json(&json!({
+            "bucket": bucket,
+            "table": table,
+            "steps": steps.iter().map(|s| json!({
+                "resource": s.resource,
+                "setting": s.what,
+                "action": s.action.as_str(),
+            })).collect::<Vec<_>>(),
+        }))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A runtime for one command.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+}
+
+/// The configuration (`--config` / `PANKA_CONFIG` / `~/.panka/config.yaml`, `PANKA_*`).
+pub(crate) fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    Ok(Config::load(global.config.as_deref())?)
+}
+
+/// The configured state and lock backends.
+pub(crate) async fn open(config: &Config) -> Backends {
+    backend::open(config).await
+}
+
+/// A compact age: `45s`, `12m`, `3h`, `2d`.
+pub(crate) fn age(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// Epoch seconds as RFC 3339, for JSON output.
+pub(crate) fn rfc3339(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| secs.to_string())
+}

@@ -1,0 +1,212 @@
+//! `panka state show` and `panka state locks`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use panka_controller::lock::{format_epoch, now_epoch_secs, LockInfo, LockScope};
+use panka_controller::state::StateKey;
+use serde_json::json;
+
+use super::backend::{age, load_config, open, rfc3339, runtime};
+use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::print_json;
+
+/// `panka state …`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Show the recorded state of a stack/environment.
+    Show(ShowArgs),
+    /// List locks (active and expired).
+    Locks(LocksArgs),
+}
+
+/// Arguments of `panka state show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Stack.
+    #[arg(long, short = 's')]
+    pub stack: String,
+    /// Environment.
+    #[arg(long, short = 'e')]
+    pub environment: String,
+}
+
+/// Arguments of `panka state locks`.
+#[derive(Debug, Args)]
+pub struct LocksArgs {
+    /// Only this stack.
+    #[arg(long, short = 's')]
+    pub stack: Option<String>,
+    /// Only this environment.
+    #[arg(long, short = 'e')]
+    pub environment: Option<String>,
+}
+
+/// Runs `panka state …`.
+pub fn run(global: &GlobalArgs, command: StateCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        StateCommand::Show(args) => show(global, args),
+        StateCommand::Locks(args) => locks(global, args),
+    }
+}
+
+fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let key = StateKey::new(&args.stack, &args.environment)?;
+    let config = load_config(global)?;
+    let (location, snapshot) = runtime()?.block_on(async {
+        let b = open(&config).await;
+        anyhow::Ok((b.state.location(), b.state.read(&key).await?))
+    })?;
+    let Some(snap) = snapshot else {
+        match global.output {
+            OutputFormat::Table => {
+                println!("No state for {key} in {location}: nothing has been applied yet.")
+            }
+            OutputFormat::Json | OutputFormat::Yaml => print_json(&serde_json::Value::Null)?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let doc = &snap.document;
+    match global.output {
+        OutputFormat::Table => {
+            println!("State: {key}  ({location}/{})", key.state_path());
+            println!("  Serial:   {}", doc.serial);
+            println!("  Lineage:  {}", doc.lineage);
+            println!("  Fence:    {}", doc.fence);
+            if !doc.updated_at.is_empty() || !doc.updated_by.is_empty() {
+                println!("  Updated:  {} by {}", doc.updated_at, doc.updated_by);
+            }
+            if let Some(r) = &doc.release {
+                println!("  Release:  {r}");
+            }
+            if doc.components.is_empty() {
+                println!("  Components: none");
+            } else {
+                println!("  Components ({}):", doc.components.len());
+                let w = doc
+                    .components
+                    .keys()
+                    .map(String::len)
+                    .max()
+                    .unwrap_or(9)
+                    .max(9);
+                println!(
+                    "    {:<w$}  {:<16}  {:<14}  IDENTIFIERS",
+                    "COMPONENT", "KIND", "SPEC HASH"
+                );
+                for (name, c) in &doc.components {
+                    let ids = c
+                        .identifiers
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let hash: String = c.spec_hash.chars().take(12).collect();
+                    println!("    {name:<w$}  {:<16}  {hash:<14}  {ids}", c.kind);
+                }
+            }
+        }
+        OutputFormat::Json | OutputFormat::Yaml => print_json(&serde_json::to_value(doc)?)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn locks(global: &GlobalArgs, args: LocksArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(global)?;
+    let (location, list) = runtime()?.block_on(async {
+        let b = open(&config).await;
+        anyhow::Ok((
+            b.locks.location(),
+            b.locks
+                .list(args.stack.as_deref(), args.environment.as_deref())
+                .await?,
+        ))
+    })?;
+    let now = now_epoch_secs();
+    match global.output {
+        OutputFormat::Table => {
+            if list.is_empty() {
+                println!("No locks held in {location}.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            print_table(&list, now);
+        }
+        OutputFormat::Json | OutputFormat::Yaml => print_json(&json!(list
+            .iter()
+            .map(|l| lock_json(l, now))
+            .collect::<Vec<_>>()))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `Active` or `Expired (no heartbeat for 1h)`.
+pub(crate) fn status(l: &LockInfo, now: i64) -> String {
+    if l.is_expired_at(now) {
+        format!("Expired (no heartbeat for {})", age(now - l.last_heartbeat))
+    } else {
+        "Active".to_owned()
+    }
+}
+
+fn print_table(list: &[LockInfo], now: i64) {
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .map(|l| {
+            [
+                l.key(),
+                l.locked_by.clone(),
+                l.operation.clone(),
+                format!(
+                    "{} ({} ago)",
+                    format_epoch(l.locked_at),
+                    age(now - l.locked_at)
+                ),
+                format!("{} ago", age(now - l.last_heartbeat)),
+                status(l, now),
+            ]
+        })
+        .collect();
+    let head = ["KEY", "HOLDER", "OPERATION", "SINCE", "HEARTBEAT", "STATUS"];
+    let mut widths = head.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut out = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i == 5 {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(head);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+    }
+}
+
+/// A lock as JSON.
+pub(crate) fn lock_json(l: &LockInfo, now: i64) -> serde_json::Value {
+    json!({
+        "key": l.key(),
+        "stack": l.target.stack,
+        "environment": l.target.environment,
+        "service": match &l.target.scope {
+            LockScope::Stack => None,
+            LockScope::Service(s) => Some(s),
+        },
+        "lockId": l.lock_id,
+        "lockedBy": l.locked_by,
+        "operation": l.operation,
+        "lockedAt": rfc3339(l.locked_at),
+        "lastHeartbeat": rfc3339(l.last_heartbeat),
+        "expiresAt": rfc3339(l.expires_at),
+        "fence": l.fence,
+        "status": if l.is_expired_at(now) { "Expired" } else { "Active" },
+    })
+}

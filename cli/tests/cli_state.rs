@@ -1,0 +1,219 @@
+//! The `panka` binary end to end against a fresh emulator: `init`, `backend create`,
+//! `state locks` showing a lock held by another process, `unlock` refusing it, `unlock --force`
+//! clearing it and recording it in `history`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use panka_controller::lock::{LockOptions, LockTarget, Locker};
+use panka_tests::emulator::{emulator, unique_name, REGION};
+
+fn panka(home: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_panka"));
+    cmd.args(args)
+        .env("HOME", home)
+        .env_remove("PANKA_CONFIG")
+        .env_remove("PANKA_STATE_BUCKET")
+        .env_remove("PANKA_LOCK_TABLE")
+        .env_remove("PANKA_STATE_DIR")
+        .env_remove("AWS_PROFILE")
+        .env("USER", "tester");
+    for (k, v) in emulator().env() {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("failed to run panka")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_create_locks_unlock_flow() {
+    let env = emulator();
+    let home = tempfile::tempdir().unwrap();
+    let bucket = unique_name("cli-state");
+    let table = unique_name("cli-locks");
+
+    let out = panka(
+        home.path(),
+        &[
+            "init",
+            "--region",
+            REGION,
+            "--bucket",
+            &bucket,
+            "--table",
+            &table,
+            "--non-interactive",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let config = std::fs::read_to_string(home.path().join(".panka/config.yaml")).unwrap();
+    assert!(config.contains(&format!("bucket: {bucket}")), "{config}");
+
+    let out = panka(
+        home.path(),
+        &["backend", "create", "--bucket", &bucket, "--table", &table],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("created"), "{}", text(&out));
+    // Idempotent.
+    let out = panka(
+        home.path(),
+        &["backend", "create", "--bucket", &bucket, "--table", &table],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Nothing to change"),
+        "{}",
+        text(&out)
+    );
+
+    // Another process (this test) holds the stack lock through the library.
+    let b = panka_controller::backend::open_with(
+        &panka_controller::config::Config::load(Some(&home.path().join(".panka/config.yaml")))
+            .unwrap(),
+        Some(&env.sdk_config().await),
+    );
+    let locker = Locker::new(Arc::clone(&b.locks), LockOptions::default()).unwrap();
+    let target = LockTarget::stack("user-platform", "production").unwrap();
+    let handle = locker
+        .acquire(target, "github-actions-run-12345", "apply", &mut |_| {})
+        .await
+        .unwrap();
+
+    let out = panka(
+        home.path(),
+        &[
+            "state",
+            "locks",
+            "--stack",
+            "user-platform",
+            "--environment",
+            "production",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("stack:user-platform:env:production"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains("github-actions-run-12345"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout.contains("Active"), "{}", text(&out));
+
+    let out = panka(home.path(), &["state", "locks", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["lockedBy"], "github-actions-run-12345");
+    assert_eq!(json[0]["fence"], handle.fence());
+
+    // A live lock of someone else: refused without --force.
+    let out = panka(
+        home.path(),
+        &[
+            "unlock",
+            "--stack",
+            "user-platform",
+            "--environment",
+            "production",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("github-actions-run-12345"),
+        "{}",
+        text(&out)
+    );
+    assert!(stderr.contains("--force"), "{}", text(&out));
+
+    let out = panka(
+        home.path(),
+        &[
+            "unlock",
+            "--stack",
+            "user-platform",
+            "--environment",
+            "production",
+            "--force",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Removed lock stack:user-platform:env:production"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains("github-actions-run-12345"),
+        "{}",
+        text(&out)
+    );
+
+    let out = panka(
+        home.path(),
+        &[
+            "state",
+            "locks",
+            "--stack",
+            "user-platform",
+            "--environment",
+            "production",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No locks held"),
+        "{}",
+        text(&out)
+    );
+
+    // The removed holder finds out at its next heartbeat; its release is a no-op.
+    assert!(!handle.release().await.unwrap());
+
+    let out = panka(
+        home.path(),
+        &[
+            "history",
+            "--stack",
+            "user-platform",
+            "--environment",
+            "production",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("unlock stack:user-platform:env:production"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout.contains("forced"), "{}", text(&out));
+
+    let out = panka(
+        home.path(),
+        &[
+            "state",
+            "show",
+            "--stack",
+            "user-platform",
+            "--environment",
+            "production",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing has been applied"));
+}

@@ -1,0 +1,253 @@
+//! AWS plumbing shared by every stage that talks to AWS: one `SdkConfig` from the standard chain,
+//! and one classification of SDK errors.
+//!
+//! Stage: infrastructure for observe/apply/record. Touches the network only through the clients
+//! built from the config this module returns.
+//!
+//! Credentials and region come from aws-config's standard chain (environment, profile, SSO, web
+//! identity, container and instance metadata). `AWS_ENDPOINT_URL` (and the per-service
+//! `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`) is honoured by that chain; it is how tests
+//! and demos reach the local emulator.
+
+use std::fmt;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// How many attempts the SDK makes for one call before giving up (standard retry mode, with
+/// exponential backoff and jitter; throttling and 5xx are retried, permanent errors are not).
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// AWS settings from the `aws:` section of the configuration (and overrides).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Named profile of `~/.aws/config`; `None` uses the chain's default (`AWS_PROFILE`, then
+    /// `default`). `AWS_PROFILE` in the environment wins over this value.
+    pub profile: Option<String>,
+    /// Region; `None` lets the chain decide (`AWS_REGION`, profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint override for every service. `None` leaves it to the chain, which reads
+    /// `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+}
+
+/// Loads the shared SDK configuration: the standard credential/region chain, the profile and
+/// region of `settings` when given, and the standard retry mode.
+pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    // An explicit AWS_PROFILE is a per-shell choice and beats the file, like PANKA_* variables.
+    let env_profile = std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty());
+    if let (Some(profile), None) = (&settings.profile, env_profile) {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// An S3 client for `config`, in `region` when given. Path-style addressing is forced when an
+/// endpoint override is in effect: emulators and S3-compatible stores do not serve
+/// virtual-hosted buckets.
+pub fn s3_client(config: &SdkConfig, region: Option<&str>) -> aws_sdk_s3::Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(config);
+    if let Some(region) = region {
+        builder = builder.region(Region::new(region.to_owned()));
+    }
+    if config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
+        builder = builder.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// A DynamoDB client for `config`, in `region` when given.
+pub fn dynamodb_client(config: &SdkConfig, region: Option<&str>) -> aws_sdk_dynamodb::Client {
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(config);
+    if let Some(region) = region {
+        builder = builder.region(Region::new(region.to_owned()));
+    }
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
+}
+
+/// What kind of failure an AWS call ended in; decides retry and user message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The resource does not exist (404, `NoSuchKey`, `ResourceNotFoundException`, …).
+    NotFound,
+    /// A conditional write's condition did not hold (412, `ConditionalCheckFailedException`,
+    /// `TransactionCanceledException`).
+    ConditionFailed,
+    /// AWS asked us to slow down; retry with backoff.
+    Throttled,
+    /// Network, timeout or 5xx; retry with backoff.
+    Transient,
+    /// Validation, access denied and the like; retrying will not help.
+    Permanent,
+}
+
+/// An AWS SDK error, classified once, with its code and a readable message. Holds no request
+/// payloads, so it never carries a secret value.
+#[derive(Debug, Clone)]
+pub struct AwsError {
+    /// The classification.
+    pub class: ErrorClass,
+    /// The AWS error code, when the service sent one.
+    pub code: Option<String>,
+    /// The HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Human-readable description (the SDK's error chain).
+    pub message: String,
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AwsError {}
+
+impl AwsError {
+    /// Classifies an SDK error.
+    pub fn from_sdk<E, R>(err: &SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug + HttpStatus,
+    {
+        let message = aws_sdk_s3::error::DisplayErrorContext(err).to_string();
+        match err {
+            SdkError::ConstructionFailure(_) => Self {
+                class: ErrorClass::Permanent,
+                code: None,
+                status: None,
+                message,
+            },
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Self {
+                class: ErrorClass::Transient,
+                code: None,
+                status: None,
+                message,
+            },
+            SdkError::ResponseError(e) => Self {
+                class: ErrorClass::Transient,
+                code: None,
+                status: Some(e.raw().status_u16()),
+                message,
+            },
+            SdkError::ServiceError(e) => {
+                let code = e.err().code().map(str::to_owned);
+                let status = e.raw().status_u16();
+                Self {
+                    class: classify(code.as_deref(), Some(status)),
+                    code,
+                    status: Some(status),
+                    message,
+                }
+            }
+            _ => Self {
+                class: ErrorClass::Transient,
+                code: None,
+                status: None,
+                message,
+            },
+        }
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.class, ErrorClass::Throttled | ErrorClass::Transient)
+    }
+}
+
+/// Access to an HTTP response's status, so [`AwsError::from_sdk`] works for every client's
+/// response type.
+pub trait HttpStatus {
+    /// The HTTP status code.
+    fn status_u16(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_u16(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// Classification by AWS error code first, HTTP status second.
+pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
+    if let Some(code) = code {
+        match code {
+            "NoSuchKey"
+            | "NoSuchBucket"
+            | "NotFound"
+            | "NoSuchVersion"
+            | "ResourceNotFoundException"
+            | "TableNotFoundException" => return ErrorClass::NotFound,
+            "ConditionalCheckFailedException"
+            | "TransactionCanceledException"
+            | "PreconditionFailed"
+            | "ConditionalRequestConflict" => return ErrorClass::ConditionFailed,
+            "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestLimitExceeded"
+            | "ProvisionedThroughputExceededException"
+            | "TooManyRequestsException"
+            | "SlowDown"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "LimitExceededException"
+            | "TransactionInProgressException" => return ErrorClass::Throttled,
+            "InternalError"
+            | "InternalServerError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "ServiceUnavailableException"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+            | "TransactionConflictException" => return ErrorClass::Transient,
+            _ => {}
+        }
+    }
+    match status {
+        Some(404) => ErrorClass::NotFound,
+        Some(412) => ErrorClass::ConditionFailed,
+        Some(429) => ErrorClass::Throttled,
+        Some(s) if s >= 500 => ErrorClass::Transient,
+        None => ErrorClass::Transient,
+        Some(_) => ErrorClass::Permanent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_win_over_status() {
+        assert_eq!(
+            classify(Some("ConditionalCheckFailedException"), Some(400)),
+            ErrorClass::ConditionFailed
+        );
+        assert_eq!(
+            classify(Some("ThrottlingException"), Some(400)),
+            ErrorClass::Throttled
+        );
+        assert_eq!(classify(Some("NoSuchKey"), Some(404)), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn status_decides_unknown_codes() {
+        assert_eq!(classify(None, Some(412)), ErrorClass::ConditionFailed);
+        assert_eq!(classify(Some("Whatever"), Some(503)), ErrorClass::Transient);
+        assert_eq!(
+            classify(Some("AccessDenied"), Some(403)),
+            ErrorClass::Permanent
+        );
+        assert_eq!(classify(None, Some(429)), ErrorClass::Throttled);
+    }
+}

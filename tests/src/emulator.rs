@@ -1,0 +1,198 @@
+//! The local AWS emulator (moto) for tests: started once per test binary through
+//! `scripts/aws-emulator` (which creates `.venv/` on first use), on a free port, and stopped when
+//! the test binary exits (the emulator watches our pid). Tests share it and isolate themselves
+//! with unique bucket and table names ([`unique_name`]).
+//!
+//! Never skipped: when the emulator cannot start, the test fails and says why.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+use panka_controller::backend::{self, Backends, CreateOptions};
+use panka_controller::config::{Config, LocksConfig, StateConfig};
+
+/// Region every test uses.
+pub const REGION: &str = "us-east-1";
+
+/// A running emulator.
+#[derive(Debug)]
+pub struct Emulator {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Directory holding its pid, endpoint and log files.
+    pub dir: PathBuf,
+}
+
+static EMULATOR: OnceLock<Result<Emulator, String>> = OnceLock::new();
+
+/// The repository root (where `scripts/` lives).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The shared emulator, started on first use.
+///
+/// # Panics
+/// When it cannot be started (with the script's output), so no test silently skips.
+pub fn emulator() -> &'static Emulator {
+    match EMULATOR.get_or_init(start) {
+        Ok(e) => e,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+fn start() -> Result<Emulator, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("panka-emulator-")
+        .tempdir()
+        .map_err(|e| format!("failed to create a directory for the emulator: {e}"))?
+        .keep();
+    let script = repo_root().join("scripts").join("aws-emulator");
+    let endpoint_file = dir.join("endpoint");
+    let out = Command::new(&script)
+        .arg("start")
+        .arg("--endpoint-file")
+        .arg(&endpoint_file)
+        .arg("--pid-file")
+        .arg(dir.join("pid"))
+        .arg("--log-file")
+        .arg(dir.join("emulator.log"))
+        .arg("--watch-pid")
+        .arg(std::process::id().to_string())
+        .output()
+        .map_err(|e| format!("failed to run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "failed to start the AWS emulator with {} start ({}):\n{}{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let endpoint = std::fs::read_to_string(&endpoint_file)
+        .map_err(|e| format!("failed to read {}: {e}", endpoint_file.display()))?
+        .trim()
+        .to_owned();
+    Ok(Emulator { endpoint, dir })
+}
+
+/// A unique lowercase name usable as a bucket or table name.
+pub fn unique_name(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
+
+impl Emulator {
+    /// An SDK configuration pointing at the emulator with dummy credentials.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "panka-tests",
+            ))
+            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .load()
+            .await
+    }
+
+    /// Environment for a `panka` process that should talk to the emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// A fresh bucket and lock table (created with `backend create`), and backends on them.
+    ///
+    /// # Panics
+    /// When creating them fails.
+    pub async fn fresh_backends(&self) -> AwsBackends {
+        let sdk = self.sdk_config().await;
+        let bucket = unique_name("panka-state");
+        let table = unique_name("panka-locks");
+        let s3 = panka_controller::aws::s3_client(&sdk, None);
+        let dynamodb = panka_controller::aws::dynamodb_client(&sdk, None);
+        backend::create(
+            &s3,
+            &dynamodb,
+            &CreateOptions {
+                bucket: bucket.clone(),
+                table: table.clone(),
+                allow_unversioned: false,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("failed to create the test backend: {e}"));
+        let config = Config {
+            state: StateConfig::S3 {
+                bucket: bucket.clone(),
+                region: None,
+            },
+            locks: LocksConfig::DynamoDb {
+                table: table.clone(),
+                region: None,
+            },
+            aws: Default::default(),
+            source: None,
+        };
+        let backends = backend::open_with(&config, Some(&sdk));
+        AwsBackends {
+            backends,
+            bucket,
+            table,
+            s3,
+            dynamodb,
+        }
+    }
+}
+
+/// Backends on a fresh bucket and table, with raw clients for direct checks.
+#[derive(Clone)]
+pub struct AwsBackends {
+    /// The panka backends.
+    pub backends: Backends,
+    /// The bucket.
+    pub bucket: String,
+    /// The table.
+    pub table: String,
+    /// Raw S3 client.
+    pub s3: aws_sdk_s3::Client,
+    /// Raw DynamoDB client.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+/// Backends in a fresh local directory (kept alive by the returned guard).
+pub fn local_backends() -> (Backends, Arc<tempfile::TempDir>) {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("failed to create a temporary directory: {e}"),
+    };
+    let config = Config {
+        state: StateConfig::Local {
+            dir: dir.path().to_path_buf(),
+        },
+        locks: LocksConfig::Local {
+            dir: dir.path().to_path_buf(),
+        },
+        aws: Default::default(),
+        source: None,
+    };
+    (backend::open_with(&config, None), Arc::new(dir))
+}
