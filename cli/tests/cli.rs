@@ -1,0 +1,314 @@
+//! The `panka` binary as a person or a CI job runs it: validate, graph, version, exit codes and
+//! what lands on stdout and stderr. Reads only the example repository (or a broken copy of it);
+//! never AWS.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/deployment-repo");
+
+/// The infra file the broken copy breaks, and the line it breaks.
+const BROKEN_FILE: &str =
+    "stacks/notification-platform/services/email-service/components/api/infra.yaml";
+const BROKEN_LINE: u64 = 15;
+
+/// `panka` with a clean environment: no `PANKA_*` settings and a `HOME` without a config, so a
+/// developer's own setup cannot change the outcome.
+fn panka(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_panka"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PANKA_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("HOME", home);
+    cmd
+}
+
+/// Runs `panka args…` against the example repository.
+fn run_on_example(args: &[&str]) -> Output {
+    let home = TempDir::new().expect("temporary HOME");
+    panka(home.path())
+        .arg("--repo")
+        .arg(EXAMPLE)
+        .args(args)
+        .output()
+        .expect("run panka")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read example folder") {
+        let entry = entry.expect("read example entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy example file");
+        }
+    }
+}
+
+/// A copy of the example whose `email-service/api` infra says `replcas` on line 15.
+fn broken_copy() -> TempDir {
+    let dir = TempDir::new().expect("temporary repository");
+    copy_dir(Path::new(EXAMPLE), dir.path());
+    let path = dir.path().join(BROKEN_FILE);
+    let text = std::fs::read_to_string(&path).expect("read infra.yaml");
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[BROKEN_LINE as usize - 1],
+        "    replicas: 2",
+        "example changed"
+    );
+    lines[BROKEN_LINE as usize - 1] = "    replcas: 2";
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write infra.yaml");
+    dir
+}
+
+fn run_on(repo: &Path, args: &[&str]) -> Output {
+    let home = TempDir::new().expect("temporary HOME");
+    panka(home.path())
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("run panka")
+}
+
+#[test]
+fn validate_passes_every_stack_of_the_example() {
+    let out = run_on_example(&["validate"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    for stack in ["notification-platform", "user-platform"] {
+        assert!(
+            text.contains(&format!("Validating stack: {stack}")),
+            "{}",
+            show(&out)
+        );
+    }
+    assert_eq!(
+        text.matches("✓ Stack configuration is valid!").count(),
+        2,
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn validate_checks_only_the_stack_and_environment_asked_for() {
+    let out = run_on_example(&[
+        "validate",
+        "--stack",
+        "notification-platform",
+        "--environment",
+        "production",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Validating stack: notification-platform"),
+        "{}",
+        show(&out)
+    );
+    assert!(!text.contains("user-platform"), "{}", show(&out));
+    assert!(text.contains("production ✓"), "{}", show(&out));
+    assert!(!text.contains("staging"), "{}", show(&out));
+    assert!(
+        text.contains("✓ Stack configuration is valid!"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn validate_of_a_broken_repo_exits_1_with_location_snippet_and_help() {
+    let repo = broken_copy();
+    let out = run_on(
+        repo.path(),
+        &["validate", "--stack", "notification-platform"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("--> {BROKEN_FILE}:{BROKEN_LINE}:5")),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        err.contains(&format!("{BROKEN_LINE} |     replcas: 2")),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        err.contains("= help: did you mean `replicas`?"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !stdout(&out).contains("Stack configuration is valid"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn validate_json_output_reports_problems_with_file_and_line() {
+    let repo = broken_copy();
+    let out = run_on(
+        repo.path(),
+        &[
+            "validate",
+            "--stack",
+            "notification-platform",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", show(&out)));
+    let reports = json.as_array().expect("one report per stack");
+    assert_eq!(reports.len(), 1, "{json:#}");
+    let report = &reports[0];
+    assert_eq!(report["stack"], "notification-platform", "{json:#}");
+    assert_eq!(report["valid"], false, "{json:#}");
+    let problems = report["problems"].as_array().expect("problems list");
+    let problem = problems
+        .iter()
+        .find(|p| p["file"] == BROKEN_FILE)
+        .unwrap_or_else(|| panic!("no problem in {BROKEN_FILE}: {json:#}"));
+    assert_eq!(problem["line"], BROKEN_LINE, "{json:#}");
+    assert!(
+        problem["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("replcas")),
+        "{json:#}"
+    );
+    assert_eq!(problem["help"], "did you mean `replicas`?", "{json:#}");
+}
+
+#[test]
+fn graph_as_dot_draws_an_edge_from_a_dependency_to_its_dependant() {
+    let out = run_on_example(&["graph", "--stack", "user-platform", "--format", "dot"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("digraph"), "{}", show(&out));
+    assert!(
+        text.contains("notification_service_database -> notification_service_api"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn graph_as_mermaid_draws_a_flowchart() {
+    let out = run_on_example(&["graph", "--stack", "user-platform", "--format", "mermaid"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("flowchart"), "{}", show(&out));
+    assert!(
+        text.contains("notification_service_database --> notification_service_api"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn graph_as_text_lists_waves() {
+    let out = run_on_example(&["graph", "--stack", "user-platform", "--format", "text"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Wave 1"), "{}", show(&out));
+    assert!(text.contains("notification-service/api"), "{}", show(&out));
+}
+
+#[test]
+fn validate_finds_the_repo_root_from_a_subfolder() {
+    let home = TempDir::new().expect("temporary HOME");
+    let cwd: PathBuf = Path::new(EXAMPLE).join("stacks/user-platform/services");
+    let out = panka(home.path())
+        .current_dir(&cwd)
+        .args(["validate", "--stack", "user-platform"])
+        .output()
+        .expect("run panka");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("✓ Stack configuration is valid!"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let home = TempDir::new().expect("temporary HOME");
+    let out = panka(home.path())
+        .arg("version")
+        .output()
+        .expect("run panka");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("panka {}", env!("CARGO_PKG_VERSION")),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn malformed_var_exits_1_and_says_how_to_write_it() {
+    let out = run_on_example(&["validate", "--stack", "user-platform", "--var", "VERSION"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`--var VERSION` is not of the form NAME=VALUE"),
+        "{}",
+        show(&out)
+    );
+    assert!(err.contains("--var VERSION=v1.2.0"), "{}", show(&out));
+}
+
+#[test]
+fn var_overrides_a_variable() {
+    let out = run_on_example(&[
+        "validate",
+        "--stack",
+        "user-platform",
+        "--var",
+        "VERSION=v9.9.9",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn unknown_stack_exits_1_with_a_suggestion() {
+    let out = run_on_example(&["validate", "--stack", "user-platfrom"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("did you mean `user-platform`?"),
+        "{}",
+        show(&out)
+    );
+}
