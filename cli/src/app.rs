@@ -47,6 +47,18 @@ pub enum Command {
     Validate(commands::validate::ValidateArgs),
     /// Print a stack's dependency graph and waves.
     Graph(commands::graph::GraphArgs),
+    /// Show what apply would change, without changing anything.
+    Plan(commands::deploy::PlanArgs),
+    /// Make AWS match the repository, wave by wave.
+    Apply(commands::deploy::ApplyArgs),
+    /// Delete every resource of a stack/environment (or one service).
+    Destroy(commands::deploy::ApplyArgs),
+    /// Show each component's status and health, from state and AWS.
+    Status(commands::status::StatusArgs),
+    /// Show one component: identifiers, outputs, last applied, pending changes.
+    Show(commands::status::ShowArgs),
+    /// List stacks, environments, services and components of the repository.
+    List(commands::status::ListArgs),
     /// Print the version of this binary.
     Version,
     /// Configure where state and locks live (`~/.panka/config.yaml`).
@@ -70,6 +82,12 @@ impl Cli {
         let result = match cli.command {
             Command::Validate(args) => commands::validate::run(&cli.global, args),
             Command::Graph(args) => commands::graph::run(&cli.global, args),
+            Command::Plan(args) => commands::deploy::plan(&cli.global, args),
+            Command::Apply(args) => commands::deploy::apply(&cli.global, args),
+            Command::Destroy(args) => commands::deploy::destroy(&cli.global, args),
+            Command::Status(args) => commands::status::status(&cli.global, args),
+            Command::Show(args) => commands::status::show(&cli.global, args),
+            Command::List(args) => commands::status::list(&cli.global, args),
             Command::Version => commands::version::run(&cli.global),
             Command::Init(args) => commands::init::run(&cli.global, args),
             Command::Backend(cmd) => commands::backend::run(&cli.global, cmd),

@@ -2,10 +2,12 @@
 //! it calls the engine and renders what comes back.
 
 pub mod backend;
+pub mod deploy;
 pub mod graph;
 pub mod history;
 pub mod init;
 pub mod state;
+pub mod status;
 pub mod unlock;
 pub mod validate;
 pub mod version;

@@ -1,0 +1,285 @@
+//! `panka status`, `panka show` and `panka list`: what is deployed, read from state and AWS.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use panka_controller::model::ComponentId;
+use panka_controller::plan::Health;
+use panka_controller::resolve;
+use panka_controller::state::{HistoryEntry, StateKey};
+use panka_controller::validate::load_stack;
+use serde_json::json;
+
+use super::backend::runtime;
+use super::deploy::{resolve_target, target_engine, TargetArgs};
+use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::print_json;
+
+/// Arguments of `panka status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Arguments of `panka show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Component, `service/component`.
+    #[arg(long, short = 'c')]
+    pub component: String,
+}
+
+/// Arguments of `panka list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this stack.
+    #[arg(long, short = 's')]
+    pub stack: Option<String>,
+}
+
+fn health_word(h: &Health) -> String {
+    match h {
+        Health::Healthy => "Healthy".into(),
+        Health::Progressing => "Progressing".into(),
+        Health::Degraded(why) => format!("Degraded: {why}"),
+        Health::Missing => "Missing".into(),
+    }
+}
+
+/// Runs `panka status`.
+pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let Some((desired, graph, root)) = resolve_target(global, &args.target)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let opts = super::deploy::engine_options(&args.target, &root);
+    let (prepared, release) = runtime()?.block_on(async {
+        let engine = target_engine(global, &desired, &args.target, Duration::ZERO).await?;
+        let prepared = engine.prepare(&desired, &graph, &opts).await?;
+        let release = match prepared
+            .state
+            .as_ref()
+            .and_then(|s| s.document.release.clone())
+        {
+            Some(id) => {
+                engine
+                    .state()
+                    .history_entry(&StateKey::new(&desired.name, &desired.environment)?, &id)
+                    .await?
+            }
+            None => None,
+        };
+        anyhow::Ok((prepared, release))
+    })?;
+    let release = match release {
+        Some(HistoryEntry::Release(r)) => Some(r),
+        _ => None,
+    };
+    let rows: Vec<_> = desired
+        .components
+        .values()
+        .filter(|c| {
+            args.target
+                .service
+                .as_ref()
+                .is_none_or(|s| &c.id.service == s)
+        })
+        .map(|c| {
+            let o = prepared.observed.get(&c.id).cloned().unwrap_or_default();
+            let recorded = prepared
+                .state
+                .as_ref()
+                .and_then(|s| s.document.components.get(&c.id.to_string()));
+            (
+                c.id.clone(),
+                c.kind().name(),
+                o,
+                recorded.and_then(|r| r.applied_at.clone()),
+            )
+        })
+        .collect();
+    if global.output != OutputFormat::Table {
+        print_json(&json!({
+            "stack": desired.name,
+            "environment": desired.environment,
+            "release": release,
+            "components": rows.iter().map(|(id, kind, o, at)| json!({
+                "component": id.to_string(), "kind": kind, "status": o.status,
+                "health": health_word(&o.health), "lastDeployed": at,
+            })).collect::<Vec<_>>(),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scope = args
+        .target
+        .service
+        .clone()
+        .unwrap_or_else(|| format!("stack {}", desired.name));
+    println!("Status: {scope} ({})", desired.environment);
+    if let Some(r) = &release {
+        println!(
+            "Last release: {} · version {} · by {} · {:?}",
+            r.id,
+            r.version.as_deref().unwrap_or("-"),
+            r.actor,
+            r.outcome
+        );
+    }
+    println!(
+        "\n  {:<34} {:<17} {:<16} {:<14} LAST DEPLOYED",
+        "COMPONENT", "KIND", "STATUS", "HEALTH"
+    );
+    for (id, kind, o, at) in &rows {
+        let mark = if o.health == Health::Healthy {
+            "✓"
+        } else {
+            "✗"
+        };
+        println!(
+            "{mark} {:<34} {:<17} {:<16} {:<14} {}",
+            id.to_string(),
+            kind,
+            if o.status.is_empty() { "-" } else { &o.status },
+            health_word(&o.health),
+            at.as_deref().unwrap_or("never")
+        );
+    }
+    let healthy = rows.iter().all(|(_, _, o, _)| o.health == Health::Healthy);
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs `panka show`.
+pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let id = ComponentId::try_from(args.component.clone())
+        .map_err(|e| anyhow::anyhow!("--component: {e}"))?;
+    let Some((desired, graph, root)) = resolve_target(global, &args.target)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let component = desired
+        .components
+        .get(&id)
+        .ok_or_else(|| anyhow::anyhow!("stack `{}` has no component `{id}`", desired.name))?
+        .clone();
+    let mut target = args.target;
+    target.service = Some(id.service.clone());
+    let opts = super::deploy::engine_options(&target, &root);
+    let prepared = runtime()?.block_on(async {
+        let engine = target_engine(global, &desired, &target, Duration::ZERO).await?;
+        anyhow::Ok(engine.prepare(&desired, &graph, &opts).await?)
+    })?;
+    let o = prepared.observed.get(&id).cloned().unwrap_or_default();
+    let recorded = prepared
+        .state
+        .as_ref()
+        .and_then(|s| s.document.components.get(&id.to_string()).cloned());
+    let planned = prepared.plan.all().find(|p| p.id == id).cloned();
+    if global.output != OutputFormat::Table {
+        print_json(&json!({
+            "component": id.to_string(),
+            "kind": component.kind().name(),
+            "exists": o.exists,
+            "status": o.status,
+            "health": health_word(&o.health),
+            "identifiers": o.identifiers,
+            "outputs": o.outputs,
+            "recorded": recorded,
+            "plan": planned,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Component: {id} ({})", component.kind());
+    println!(
+        "  Status:  {} · {}",
+        if o.status.is_empty() { "-" } else { &o.status },
+        health_word(&o.health)
+    );
+    if let Some(p) = &planned {
+        println!(
+            "  Pending: {}",
+            panka_controller::engine::action_name(&p.action)
+        );
+        for d in &p.diffs {
+            let show = |v: &Option<panka_controller::plan::FieldValue>| {
+                v.as_ref().map_or_else(|| "(none)".into(), |v| v.display())
+            };
+            println!(
+                "           {}: {} → {}",
+                d.field,
+                show(&d.old),
+                show(&d.new)
+            );
+        }
+    }
+    println!("  Identifiers:");
+    for (k, v) in &o.identifiers {
+        println!("    {k}: {v}");
+    }
+    println!("  Outputs:");
+    for (k, v) in &o.outputs {
+        println!("    {k}: {v}");
+    }
+    if let Some(r) = &recorded {
+        println!(
+            "  Last applied: {} (spec {})",
+            r.applied_at.as_deref().unwrap_or("-"),
+            &r.spec_hash[..r.spec_hash.len().min(12)]
+        );
+    } else {
+        println!("  Last applied: never");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `panka list`: stacks, environments, services and components of the repository.
+pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let root = super::repo_root(global)?;
+    let stacks = match args.stack {
+        Some(s) => vec![s],
+        None => {
+            panka_controller::source::dir::list_stacks(&root).map_err(|d| anyhow::anyhow!("{d}"))?
+        }
+    };
+    let mut out = Vec::new();
+    for stack in stacks {
+        let loaded = load_stack(&root, &stack).map_err(|(ds, _)| anyhow::anyhow!("{ds}"))?;
+        let envs = resolve::environments(&loaded);
+        let services: Vec<_> = loaded
+            .services
+            .values()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.components
+                        .values()
+                        .map(|c| (c.name.clone(), c.doc.kind.name()))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        out.push((stack, envs, services));
+    }
+    if global.output != OutputFormat::Table {
+        print_json(&json!(out.iter().map(|(stack, envs, services)| json!({
+            "stack": stack, "environments": envs,
+            "services": services.iter().map(|(s, cs)| json!({"name": s, "components": cs.iter().map(|(c, k)| json!({"name": c, "kind": k})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (stack, envs, services) in out {
+        println!("{stack}  (environments: {})", envs.join(", "));
+        for (svc, comps) in services {
+            println!("  {svc}");
+            for (c, k) in comps {
+                println!("    {c:<20} {k}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

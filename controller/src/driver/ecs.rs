@@ -1,0 +1,2522 @@
+//! ECS driver for MicroService and Worker: one [`EcsDriver`] parameterised by kind.
+//!
+//! Stages **observe** and **apply** of a container component. A component becomes:
+//!
+//! * a CloudWatch Logs group `naming.log_group(id)` with the stack's `logging.retentionDays`;
+//! * a Fargate task definition, family `{stack}-{env}-{service}-{component}`, with one container
+//!   (named after the component): image `repository:tag` or `repository@digest`, `command` as the
+//!   entry point and `args` as the command, port mappings, environment (literal values and
+//!   `valueFrom` outputs of other components), secrets as Secrets Manager references (`secretRef`,
+//!   plus `:key::` when a JSON key is given; values are never read), awslogs logging, and a
+//!   container health check from `healthCheck.liveness` (a command as given; http as
+//!   `curl -fsS`, tcp as `nc -z`, both through `CMD-SHELL`);
+//! * an ECS service of the same name in the stack's cluster (`_stack/cluster`), on the stack's
+//!   subnets and security groups (`_stack/network`), with the deployment circuit breaker and
+//!   rollback on, tags propagated from the service to its tasks;
+//! * for a MicroService with `loadBalancer.enabled`: an `ip` target group and a listener rule on
+//!   the stack's load balancer (`_stack/alb`), path `loadBalancer.path` or `/{service}/{component}/*`;
+//! * with `autoscaling.enabled`: an Application Auto Scaling target (min/max) and one
+//!   target-tracking policy per metric (default: CPU at 70 %); the task count then belongs to the
+//!   autoscaler and is not compared.
+//!
+//! **Config files** are delivered through the environment, because Fargate cannot mount inline
+//! content: each file becomes `PANKA_CONFIG_<NAME>` (the file name upper-cased, every other
+//! character `_`; `app.yaml` → `PANKA_CONFIG_APP_YAML`) holding its base64 content, plus
+//! `PANKA_CONFIG_DIR` (the `mountPath`) and `PANKA_CONFIG_FILES` (`file=VARIABLE,…`), so an entry
+//! point can write them out. The docker label `PANKA_CONFIG_HASH` is the SHA-256 of the whole
+//! resolved environment (config contents included): any change of a config file or of a
+//! resolved value yields a new task definition revision, and the plan shows it as `configHash`.
+//!
+//! The task execution role (image pulls, awslogs, secrets) is taken from the outputs of
+//! `_stack/execution-role` when the engine has them (`arn`); without one, AWS refuses awslogs
+//! and secrets on Fargate, so that shared resource is expected before real deployments.
+//!
+//! A new revision is registered only when the rendered definition differs from the one the
+//! service runs. Task definitions are immutable, so what a revision holds is cached by ARN and
+//! described only when the service points at a revision this driver has not seen yet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_applicationautoscaling::types::{
+    MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
+    TargetTrackingScalingPolicyConfiguration,
+};
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, CpuArchitecture,
+    DeploymentCircuitBreaker, DeploymentConfiguration, KeyValuePair, LaunchType, LogConfiguration,
+    LogDriver, NetworkConfiguration, NetworkMode, OsFamily, PortMapping, PropagateTags,
+    RuntimePlatform, Secret, ServiceField, TransportProtocol,
+};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, HostHeaderConditionConfig, PathPatternConditionConfig, ProtocolEnum,
+    RuleCondition, TargetTypeEnum,
+};
+use panka_crds::spec::{
+    Architecture, ComponentInfraSpec, Configs, Container, EnvVar, HealthCheck, Image, LoadBalancer,
+    Port, Probe, Protocol, ScalingMetric, SecretRef,
+};
+use panka_crds::Kind;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::shared::{self, ecs_tags, elb_tags};
+use super::{Applied, Ctx, Driver, DriverError, Outputs};
+use crate::aws::AwsError;
+use crate::model::{ComponentId, ComponentSpec, DesiredComponent, ResolvedConfig};
+use crate::naming::NameRules;
+use crate::plan::{
+    Change, DesiredFields, FieldDiff, FieldValue, Fields, Health, KnownAfterApply, Observation,
+};
+
+/// Task CPU units when the component's infra does not say.
+const DEFAULT_CPU: u32 = 256;
+/// Task memory (MiB) when the component's infra does not say.
+const DEFAULT_MEMORY: u32 = 512;
+/// Target of the default target-tracking policy (CPU utilisation, percent).
+const DEFAULT_CPU_TARGET: f64 = 70.0;
+/// Prefix of the environment variables carrying config files.
+const CONFIG_PREFIX: &str = "PANKA_CONFIG_";
+/// Docker label holding the configuration hash.
+const CONFIG_HASH_LABEL: &str = "PANKA_CONFIG_HASH";
+/// Listener rule priorities panka picks from (AWS allows 1–50000; the low ones are left to people).
+const PRIORITY_BASE: u32 = 1000;
+const PRIORITY_SPAN: u32 = 49_000;
+
+// ---------------------------------------------------------------------------------------------
+// Shapes: what a task definition and a service hold, in one normal form for both sides
+// ---------------------------------------------------------------------------------------------
+
+/// One port mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct PortShape {
+    name: Option<String>,
+    port: u16,
+    protocol: String,
+}
+
+/// A container health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthShape {
+    command: Vec<String>,
+    interval: i32,
+    timeout: i32,
+    retries: i32,
+    start_period: i32,
+}
+
+/// What a task definition holds that panka sets. Environment values are `None` when they depend
+/// on an output not known yet.
+#[derive(Debug, Clone, PartialEq)]
+struct TaskShape {
+    cpu: u32,
+    memory: u32,
+    architecture: String,
+    execution_role: Option<String>,
+    container: String,
+    image: String,
+    entry_point: Vec<String>,
+    command: Vec<String>,
+    working_directory: Option<String>,
+    ports: Vec<PortShape>,
+    environment: BTreeMap<String, Option<String>>,
+    secrets: BTreeMap<String, String>,
+    health_check: Option<HealthShape>,
+    log_group: String,
+    log_region: String,
+    log_stream_prefix: String,
+}
+
+impl TaskShape {
+    /// SHA-256 of the whole resolved environment (config contents included), if known.
+    fn config_hash(&self) -> Option<String> {
+        let known: Option<BTreeMap<&String, &String>> = self
+            .environment
+            .iter()
+            .map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            .collect();
+        let json = serde_json::to_vec(&known?).unwrap_or_default();
+        Some(hex::encode(Sha256::digest(json)))
+    }
+}
+
+/// Load balancer routing of a MicroService.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LbShape {
+    port: u16,
+    path: String,
+    host: Option<String>,
+    health_check_path: String,
+}
+
+/// One target-tracking policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyShape {
+    metric: String,
+    target_value: f64,
+}
+
+/// Autoscaling of a service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScalingShape {
+    min_replicas: u32,
+    max_replicas: u32,
+    policies: Vec<PolicyShape>,
+}
+
+/// What the service and its satellites hold.
+#[derive(Debug, Clone, PartialEq)]
+struct ServiceShape {
+    cluster: String,
+    desired_count: u32,
+    subnets: Option<Vec<String>>,
+    security_groups: Option<Vec<String>>,
+    assign_public_ip: bool,
+    circuit_breaker: bool,
+    tags: BTreeMap<String, String>,
+    load_balancer: Option<LbShape>,
+    autoscaling: Option<ScalingShape>,
+    /// Retention of the log group: `None` when the group does not exist (observed only),
+    /// `Some(None)` for "never expire".
+    log_retention: Option<Option<u32>>,
+}
+
+fn unknown() -> FieldValue {
+    FieldValue::Unknown(KnownAfterApply::KnownAfterApply)
+}
+
+fn opt<T: Serialize>(v: Option<T>) -> FieldValue {
+    v.map_or_else(unknown, FieldValue::known)
+}
+
+/// The comparable fields of a task definition and service: the one projection both `desired`
+/// and `observe` use, so a converged component has no diff.
+fn project(task: &TaskShape, svc: &ServiceShape) -> Fields {
+    let mut f = Fields::new();
+    let mut put = |k: &str, v: FieldValue| {
+        f.insert(k.to_string(), v);
+    };
+    put("cluster", FieldValue::known(&svc.cluster));
+    put("cpu", FieldValue::known(task.cpu));
+    put("memory", FieldValue::known(task.memory));
+    put("architecture", FieldValue::known(&task.architecture));
+    put("executionRoleArn", FieldValue::known(&task.execution_role));
+    put("image", FieldValue::known(&task.image));
+    put("container.command", FieldValue::known(&task.entry_point));
+    put("container.args", FieldValue::known(&task.command));
+    put(
+        "container.workingDir",
+        FieldValue::known(&task.working_directory),
+    );
+    put("ports", FieldValue::known(&task.ports));
+    let plain: Vec<&String> = task
+        .environment
+        .keys()
+        .filter(|k| !k.starts_with(CONFIG_PREFIX))
+        .collect();
+    put("environment", FieldValue::known(&plain));
+    for name in plain {
+        put(
+            &format!("environment.{name}"),
+            opt(task.environment[name].as_ref()),
+        );
+    }
+    put("secrets", FieldValue::known(&task.secrets));
+    put("configHash", opt(task.config_hash()));
+    put("healthCheck", FieldValue::known(&task.health_check));
+    put("log.group", FieldValue::known(&task.log_group));
+    if let Some(retention) = svc.log_retention {
+        put("log.retentionDays", FieldValue::known(retention));
+    }
+    put("desiredCount", FieldValue::known(svc.desired_count));
+    put("network.subnets", opt(svc.subnets.as_ref()));
+    put("network.securityGroups", opt(svc.security_groups.as_ref()));
+    put(
+        "network.assignPublicIp",
+        FieldValue::known(svc.assign_public_ip),
+    );
+    put(
+        "deployment.circuitBreaker",
+        FieldValue::known(svc.circuit_breaker),
+    );
+    put("tags", FieldValue::known(&svc.tags));
+    put(
+        "loadBalancer.enabled",
+        FieldValue::known(svc.load_balancer.is_some()),
+    );
+    if let Some(lb) = &svc.load_balancer {
+        put("loadBalancer.port", FieldValue::known(lb.port));
+        put("loadBalancer.path", FieldValue::known(&lb.path));
+        put("loadBalancer.host", FieldValue::known(&lb.host));
+        put(
+            "loadBalancer.healthCheckPath",
+            FieldValue::known(&lb.health_check_path),
+        );
+    }
+    put("autoscaling", FieldValue::known(&svc.autoscaling));
+    f
+}
+
+/// Which part of a component a changed field belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Task,
+    Log,
+    LoadBalancer,
+    Service,
+    Scaling,
+}
+
+fn part_of(field: &str) -> Part {
+    let root = field.split('.').next().unwrap_or(field);
+    match root {
+        "log" if field == "log.retentionDays" => Part::Log,
+        "loadBalancer" => Part::LoadBalancer,
+        "autoscaling" => Part::Scaling,
+        "desiredCount" | "network" | "deployment" | "tags" | "cluster" => Part::Service,
+        _ => Part::Task,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Render (pure): a desired component → shapes
+// ---------------------------------------------------------------------------------------------
+
+/// The settings MicroService and Worker share, borrowed from either.
+struct Workload<'a> {
+    image: &'a Image,
+    architecture: Option<Architecture>,
+    container: Option<&'a Container>,
+    ports: &'a [Port],
+    environment: &'a [EnvVar],
+    secrets: &'a [SecretRef],
+    configs: Option<&'a Configs>,
+    health_check: Option<&'a HealthCheck>,
+    /// Only a MicroService has one, and only when enabled.
+    load_balancer: Option<&'a LoadBalancer>,
+}
+
+fn workload(component: &DesiredComponent) -> Option<Workload<'_>> {
+    let infra = component.infra.as_ref();
+    match &component.spec {
+        ComponentSpec::MicroService(s) => Some(Workload {
+            image: &s.image,
+            architecture: s.runtime.as_ref().and_then(|r| r.architecture),
+            container: s.container.as_ref(),
+            ports: &s.ports,
+            environment: &s.environment,
+            secrets: &s.secrets,
+            configs: s.configs.as_ref(),
+            health_check: s.health_check.as_ref(),
+            load_balancer: infra
+                .and_then(|i| i.networking.as_ref())
+                .and_then(|n| n.load_balancer.as_ref())
+                .filter(|lb| lb.enabled.unwrap_or(false)),
+        }),
+        ComponentSpec::Worker(s) => Some(Workload {
+            image: &s.image,
+            architecture: s.runtime.as_ref().and_then(|r| r.architecture),
+            container: s.container.as_ref(),
+            ports: &[],
+            environment: &s.environment,
+            secrets: &s.secrets,
+            configs: s.configs.as_ref(),
+            health_check: s.health_check.as_ref(),
+            load_balancer: None,
+        }),
+        _ => None,
+    }
+}
+
+fn image_ref(image: &Image) -> String {
+    match (&image.digest, &image.tag) {
+        (Some(d), _) => format!("{}@{d}", image.repository),
+        (None, Some(t)) => format!("{}:{t}", image.repository),
+        (None, None) => image.repository.clone(),
+    }
+}
+
+/// `PANKA_CONFIG_<NAME>` of a config file.
+fn config_var(file: &str) -> String {
+    let name: String = file
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{CONFIG_PREFIX}{name}")
+}
+
+/// Standard base64 with padding (RFC 4648), for config file contents.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The container health check of a liveness probe.
+fn health_shape(probe: &Probe) -> Option<HealthShape> {
+    let command = if !probe.command.is_empty() {
+        if matches!(probe.command[0].as_str(), "CMD" | "CMD-SHELL") {
+            probe.command.clone()
+        } else {
+            std::iter::once("CMD".to_string())
+                .chain(probe.command.iter().cloned())
+                .collect()
+        }
+    } else if let Some(http) = &probe.http {
+        vec![
+            "CMD-SHELL".into(),
+            format!(
+                "curl -fsS -o /dev/null http://localhost:{}{} || exit 1",
+                http.port, http.path
+            ),
+        ]
+    } else if let Some(tcp) = &probe.tcp {
+        vec![
+            "CMD-SHELL".into(),
+            format!("nc -z localhost {} || exit 1", tcp.port),
+        ]
+    } else {
+        return None;
+    };
+    // ECS refuses values outside these ranges; clamp rather than fail a deploy on them.
+    let secs = |v: Option<u32>, default: i32, lo: i32, hi: i32| {
+        v.map_or(default, |v| i32::try_from(v).unwrap_or(hi))
+            .clamp(lo, hi)
+    };
+    Some(HealthShape {
+        command,
+        interval: secs(probe.period_seconds, 30, 5, 300),
+        timeout: secs(probe.timeout_seconds, 5, 2, 60),
+        retries: secs(probe.failure_threshold, 3, 1, 10),
+        start_period: secs(probe.initial_delay_seconds, 0, 0, 300),
+    })
+}
+
+/// Path prefix of a listener rule's path pattern, for the `url` output.
+fn url_path(pattern: &str) -> &str {
+    pattern.trim_end_matches('*').trim_end_matches('/')
+}
+
+/// The listener rule priority panka tries first for a component (stable across runs).
+fn base_priority(id: &ComponentId) -> u32 {
+    let digest = Sha256::digest(id.to_string().as_bytes());
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    PRIORITY_BASE + n % PRIORITY_SPAN
+}
+
+/// The first priority at or after the component's own that is not in `used`.
+fn free_priority(id: &ComponentId, used: &std::collections::BTreeSet<u32>) -> u32 {
+    let base = base_priority(id) - PRIORITY_BASE;
+    (0..PRIORITY_SPAN)
+        .map(|i| PRIORITY_BASE + (base + i) % PRIORITY_SPAN)
+        .find(|p| !used.contains(p))
+        .unwrap_or(PRIORITY_BASE)
+}
+
+fn metric_name(m: ScalingMetric) -> &'static str {
+    match m {
+        ScalingMetric::CpuUtilization => "CPUUtilization",
+        ScalingMetric::MemoryUtilization => "MemoryUtilization",
+        ScalingMetric::AlbRequestCountPerTarget => "ALBRequestCountPerTarget",
+    }
+}
+
+fn metric_type(metric: &str) -> MetricType {
+    match metric {
+        "MemoryUtilization" => MetricType::EcsServiceAverageMemoryUtilization,
+        "ALBRequestCountPerTarget" => MetricType::AlbRequestCountPerTarget,
+        _ => MetricType::EcsServiceAverageCpuUtilization,
+    }
+}
+
+fn metric_of(t: &MetricType) -> Option<&'static str> {
+    Some(match t {
+        MetricType::EcsServiceAverageCpuUtilization => "CPUUtilization",
+        MetricType::EcsServiceAverageMemoryUtilization => "MemoryUtilization",
+        MetricType::AlbRequestCountPerTarget => "ALBRequestCountPerTarget",
+        _ => return None,
+    })
+}
+
+/// Desired task count and autoscaling from the effective infra.
+fn scaling(infra: Option<&ComponentInfraSpec>) -> (u32, Option<ScalingShape>) {
+    let s = infra.and_then(|i| i.scaling.as_ref());
+    let replicas = s.and_then(|s| s.replicas);
+    let auto = s
+        .and_then(|s| s.autoscaling.as_ref())
+        .filter(|a| a.enabled.unwrap_or(false));
+    let Some(a) = auto else {
+        return (replicas.unwrap_or(1), None);
+    };
+    let min = a.min_replicas.or(replicas).unwrap_or(1);
+    let max = a
+        .max_replicas
+        .unwrap_or(min.max(replicas.unwrap_or(1)))
+        .max(min);
+    let mut by_metric: BTreeMap<&'static str, f64> = a
+        .policies
+        .iter()
+        .map(|p| (metric_name(p.metric), p.target_value))
+        .collect();
+    if by_metric.is_empty() {
+        by_metric.insert("CPUUtilization", DEFAULT_CPU_TARGET);
+    }
+    let policies = by_metric
+        .into_iter()
+        .map(|(metric, target_value)| PolicyShape {
+            metric: metric.to_string(),
+            target_value,
+        })
+        .collect();
+    let count = replicas.unwrap_or(min).clamp(min, max);
+    (
+        count,
+        Some(ScalingShape {
+            min_replicas: min,
+            max_replicas: max,
+            policies,
+        }),
+    )
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A desired component, rendered.
+struct Render {
+    service_name: String,
+    task: TaskShape,
+    service: ServiceShape,
+}
+
+impl EcsDriver {
+    fn render(&self, component: &DesiredComponent, outputs: &Outputs) -> Option<Render> {
+        let w = workload(component)?;
+        let id = &component.id;
+        let naming = &self.ctx.naming;
+        let infra = component.infra.as_ref();
+        let resources = infra.and_then(|i| i.resources.as_ref());
+
+        let mut environment: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for var in w.environment {
+            let value = match (&var.value, &var.value_from) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(from)) => ComponentId::parse(&from.component, &id.service)
+                    .and_then(|target| outputs.get(&target))
+                    .and_then(|o| o.get(&from.output))
+                    .cloned(),
+                (None, None) => Some(String::new()),
+            };
+            environment.insert(var.name.clone(), value);
+        }
+        if let Some(configs) = w.configs {
+            let files: Vec<&ResolvedConfig> = component.configs.iter().collect();
+            environment.insert(
+                format!("{CONFIG_PREFIX}DIR"),
+                Some(configs.mount_path.clone()),
+            );
+            environment.insert(
+                format!("{CONFIG_PREFIX}FILES"),
+                Some(
+                    files
+                        .iter()
+                        .map(|c| format!("{}={}", c.name, config_var(&c.name)))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            );
+            for c in files {
+                environment.insert(config_var(&c.name), Some(base64(c.content.as_bytes())));
+            }
+        }
+        let secrets = w
+            .secrets
+            .iter()
+            .map(|s| {
+                let env = s.env_var.clone().unwrap_or_else(|| s.name.clone());
+                let from = match &s.key {
+                    Some(k) => format!("{}:{k}::", s.secret_ref),
+                    None => s.secret_ref.clone(),
+                };
+                (env, from)
+            })
+            .collect();
+        let mut ports: Vec<PortShape> = w
+            .ports
+            .iter()
+            .map(|p| PortShape {
+                name: Some(p.name.clone()),
+                port: p.port,
+                protocol: match p.protocol {
+                    Some(Protocol::Udp) => "udp".into(),
+                    _ => "tcp".into(),
+                },
+            })
+            .collect();
+        ports.sort_by(|a, b| (a.port, &a.protocol).cmp(&(b.port, &b.protocol)));
+        let execution_role = outputs
+            .get(&shared::execution_role_id())
+            .and_then(|o| o.get("arn"))
+            .cloned();
+        let task = TaskShape {
+            cpu: resources.and_then(|r| r.cpu).unwrap_or(DEFAULT_CPU),
+            memory: resources.and_then(|r| r.memory).unwrap_or(DEFAULT_MEMORY),
+            architecture: match w.architecture {
+                Some(Architecture::Arm64) => "ARM64".into(),
+                _ => "X86_64".into(),
+            },
+            execution_role,
+            container: id.component.clone(),
+            image: image_ref(w.image),
+            entry_point: w.container.map(|c| c.command.clone()).unwrap_or_default(),
+            command: w.container.map(|c| c.args.clone()).unwrap_or_default(),
+            working_directory: w.container.and_then(|c| c.working_dir.clone()),
+            ports,
+            environment,
+            secrets,
+            health_check: w
+                .health_check
+                .and_then(|h| h.liveness.as_ref())
+                .and_then(health_shape),
+            log_group: naming.log_group(id),
+            log_region: self.region(),
+            log_stream_prefix: id.component.clone(),
+        };
+
+        let network = outputs.get(&shared::network_id());
+        let cluster = outputs
+            .get(&shared::cluster_id())
+            .and_then(|o| o.get("name"))
+            .cloned()
+            .unwrap_or_else(|| shared::cluster_name(naming, &self.ctx.infra));
+        let public = infra
+            .and_then(|i| i.networking.as_ref())
+            .and_then(|n| n.assign_public_ip)
+            .unwrap_or_else(|| shared::stack_assigns_public_ip(&self.ctx.infra));
+        let (desired_count, autoscaling) = scaling(infra);
+        let load_balancer = w.load_balancer.map(|lb| {
+            let readiness = w
+                .health_check
+                .and_then(|h| h.readiness.as_ref())
+                .and_then(|p| p.http.as_ref());
+            LbShape {
+                port: lb
+                    .port
+                    .or_else(|| w.ports.first().map(|p| p.port))
+                    .unwrap_or(80),
+                path: lb
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| format!("/{}/{}/*", id.service, id.component)),
+                host: lb.host.clone(),
+                health_check_path: readiness.map_or_else(|| "/".to_string(), |h| h.path.clone()),
+            }
+        });
+        let retention = self
+            .ctx
+            .infra
+            .logging
+            .as_ref()
+            .and_then(|l| l.retention_days);
+        let service = ServiceShape {
+            cluster,
+            desired_count,
+            subnets: network
+                .and_then(|n| n.get("subnets"))
+                .map(|s| split_list(s)),
+            security_groups: network
+                .and_then(|n| n.get("securityGroups"))
+                .map(|s| split_list(s)),
+            assign_public_ip: public,
+            circuit_breaker: true,
+            tags: self.ctx.tags(id),
+            load_balancer,
+            autoscaling,
+            log_retention: Some(retention),
+        };
+        Some(Render {
+            service_name: self.service_name(id),
+            task,
+            service,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health
+// ---------------------------------------------------------------------------------------------
+
+/// Health of a service from its primary deployment's rollout state and task counts.
+///
+/// AWS reports a rollout state for every rolling deployment with the circuit breaker on (all of
+/// panka's); emulators do not, so without one a service is healthy once it runs at least as many
+/// tasks as it wants and has a single deployment.
+fn health_of(
+    rollout: Option<&str>,
+    reason: Option<&str>,
+    desired: i32,
+    running: i32,
+    deployments: usize,
+) -> Health {
+    match rollout {
+        Some("FAILED") => Health::Degraded(format!(
+            "deployment failed: {}",
+            reason.unwrap_or("no reason given")
+        )),
+        Some("IN_PROGRESS") => Health::Progressing,
+        Some("COMPLETED") if running == desired => Health::Healthy,
+        Some(_) => Health::Progressing,
+        None if running >= desired && deployments <= 1 => Health::Healthy,
+        None => Health::Progressing,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver
+// ---------------------------------------------------------------------------------------------
+
+/// The ECS driver, for [`Kind::MicroService`] or [`Kind::Worker`].
+pub struct EcsDriver {
+    kind: Kind,
+    ctx: Ctx,
+    ecs: aws_sdk_ecs::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    scaling: aws_sdk_applicationautoscaling::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    /// Task definitions already seen, by ARN (revisions are immutable).
+    revisions: Mutex<HashMap<String, TaskShape>>,
+}
+
+/// The service as observed, with what update needs besides the fields.
+struct Seen {
+    arn: String,
+    task_arn: String,
+    task: TaskShape,
+    shape: ServiceShape,
+    target_group: Option<String>,
+    rule: Option<String>,
+    url: Option<String>,
+    health: Health,
+    status: String,
+}
+
+impl EcsDriver {
+    /// The MicroService driver.
+    pub fn microservice(ctx: &Ctx) -> EcsDriver {
+        EcsDriver::new(ctx, Kind::MicroService)
+    }
+
+    /// The Worker driver.
+    pub fn worker(ctx: &Ctx) -> EcsDriver {
+        EcsDriver::new(ctx, Kind::Worker)
+    }
+
+    fn new(ctx: &Ctx, kind: Kind) -> EcsDriver {
+        let ecs = aws_sdk_ecs::config::Builder::from(&ctx.sdk)
+            .interceptor(ctx.calls.clone())
+            .build();
+        let elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(&ctx.sdk)
+            .interceptor(ctx.calls.clone())
+            .build();
+        let scaling = aws_sdk_applicationautoscaling::config::Builder::from(&ctx.sdk)
+            .interceptor(ctx.calls.clone())
+            .build();
+        let logs = aws_sdk_cloudwatchlogs::config::Builder::from(&ctx.sdk)
+            .interceptor(ctx.calls.clone())
+            .build();
+        EcsDriver {
+            kind,
+            ctx: ctx.clone(),
+            ecs: aws_sdk_ecs::Client::from_conf(ecs),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
+            scaling: aws_sdk_applicationautoscaling::Client::from_conf(scaling),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
+            revisions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn region(&self) -> String {
+        self.ctx
+            .sdk
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    /// Service name and task definition family.
+    fn service_name(&self, id: &ComponentId) -> String {
+        self.ctx.naming.component(id, None, NameRules::LONG)
+    }
+
+    fn target_group_name(&self, id: &ComponentId) -> String {
+        self.ctx
+            .naming
+            .component(id, Some("tg"), NameRules::LOAD_BALANCER)
+    }
+
+    fn remember(&self, arn: &str, task: &TaskShape) {
+        if let Ok(mut revisions) = self.revisions.lock() {
+            revisions.insert(arn.to_string(), task.clone());
+        }
+    }
+
+    fn recall(&self, arn: &str) -> Option<TaskShape> {
+        self.revisions.lock().ok().and_then(|r| r.get(arn).cloned())
+    }
+
+    // ----- reads -----
+
+    async fn describe_service(
+        &self,
+        id: &ComponentId,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Option<aws_sdk_ecs::types::Service>, DriverError> {
+        match self
+            .ecs
+            .describe_services()
+            .cluster(cluster)
+            .services(name)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+        {
+            // A deleted service lingers as DRAINING, then INACTIVE: both count as gone.
+            Ok(out) => Ok(out
+                .services()
+                .iter()
+                .find(|s| s.status() == Some("ACTIVE"))
+                .cloned()),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
+            Err(e) => Err(DriverError::aws("read ECS service", id, &e)),
+        }
+    }
+
+    /// What a task definition revision holds: from the cache, or described once.
+    async fn task_shape(&self, id: &ComponentId, arn: &str) -> Result<TaskShape, DriverError> {
+        if let Some(t) = self.recall(arn) {
+            return Ok(t);
+        }
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read task definition", id, &e))?;
+        let td = out
+            .task_definition()
+            .ok_or_else(|| DriverError::Unexpected {
+                component: id.clone(),
+                message: format!("ECS returned no task definition for {arn}"),
+            })?;
+        let shape = task_shape_of(td, &id.component);
+        self.remember(arn, &shape);
+        Ok(shape)
+    }
+
+    /// `Some(retention)` when the log group exists.
+    async fn log_retention(
+        &self,
+        id: &ComponentId,
+        name: &str,
+    ) -> Result<Option<Option<u32>>, DriverError> {
+        let out = self
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(name)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read log group", id, &e))?;
+        Ok(out
+            .log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(name))
+            .map(|g| g.retention_in_days().and_then(|d| u32::try_from(d).ok())))
+    }
+
+    /// The target group, its rule and the load balancer's DNS name, found from the service's
+    /// target group: `(shape, target group ARN, rule ARN, url)`.
+    async fn observe_lb(
+        &self,
+        id: &ComponentId,
+        tg_arn: &str,
+    ) -> Result<Option<(LbShape, Option<String>, Option<String>)>, DriverError> {
+        let tgs = match self
+            .elb
+            .describe_target_groups()
+            .target_group_arns(tg_arn)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => return Ok(None),
+            Err(e) => return Err(DriverError::aws("read target group", id, &e)),
+        };
+        let Some(tg) = tgs.target_groups().first() else {
+            return Ok(None);
+        };
+        let mut shape = LbShape {
+            port: tg.port().and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+            path: String::new(),
+            host: None,
+            health_check_path: tg.health_check_path().unwrap_or("/").to_string(),
+        };
+        let Some(lb_arn) = tg.load_balancer_arns().first() else {
+            return Ok(Some((shape, None, None)));
+        };
+        let lbs = self
+            .elb
+            .describe_load_balancers()
+            .load_balancer_arns(lb_arn)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read load balancer", id, &e))?;
+        let dns = lbs
+            .load_balancers()
+            .first()
+            .and_then(|l| l.dns_name())
+            .map(str::to_string);
+        let listeners = self
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(lb_arn)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read listeners", id, &e))?;
+        let Some(listener) = listeners
+            .listeners()
+            .iter()
+            .find(|l| l.port() == Some(shared::LISTENER_PORT))
+            .and_then(|l| l.listener_arn())
+        else {
+            return Ok(Some((shape, None, None)));
+        };
+        let rule = self.find_rule(id, listener, tg_arn).await?;
+        let Some(rule) = rule else {
+            return Ok(Some((shape, None, None)));
+        };
+        let (path, host) = conditions_of(&rule);
+        shape.path = path;
+        shape.host = host;
+        let url = dns.map(|d| {
+            let host = shape.host.clone().unwrap_or(d);
+            format!("http://{host}{}", url_path(&shape.path))
+        });
+        Ok(Some((shape, rule.rule_arn().map(str::to_string), url)))
+    }
+
+    /// Every rule of a listener.
+    async fn rules(
+        &self,
+        id: &ComponentId,
+        listener: &str,
+    ) -> Result<Vec<aws_sdk_elasticloadbalancingv2::types::Rule>, DriverError> {
+        let mut rules = Vec::new();
+        let mut marker = None;
+        loop {
+            let out = self
+                .elb
+                .describe_rules()
+                .listener_arn(listener)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("read listener rules", id, &e))?;
+            rules.extend(out.rules().iter().cloned());
+            marker = out.next_marker().map(str::to_string);
+            if marker.is_none() {
+                return Ok(rules);
+            }
+        }
+    }
+
+    /// The rule of `listener` forwarding to `tg_arn`: that is how panka recognises its own.
+    async fn find_rule(
+        &self,
+        id: &ComponentId,
+        listener: &str,
+        tg_arn: &str,
+    ) -> Result<Option<aws_sdk_elasticloadbalancingv2::types::Rule>, DriverError> {
+        Ok(self
+            .rules(id, listener)
+            .await?
+            .into_iter()
+            .find(|r| forwards_to(r, tg_arn)))
+    }
+
+    async fn observe_scaling(
+        &self,
+        id: &ComponentId,
+        resource_id: &str,
+    ) -> Result<Option<ScalingShape>, DriverError> {
+        let targets = self
+            .scaling
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_ids(resource_id)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read scalable target", id, &e))?;
+        let Some(t) = targets
+            .scalable_targets()
+            .iter()
+            .find(|t| t.resource_id() == resource_id)
+        else {
+            return Ok(None);
+        };
+        let mut policies: Vec<PolicyShape> = self
+            .policies(id, resource_id)
+            .await?
+            .iter()
+            .filter_map(|p| {
+                let c = p.target_tracking_scaling_policy_configuration()?;
+                let metric = metric_of(
+                    c.predefined_metric_specification()?
+                        .predefined_metric_type(),
+                )?;
+                Some(PolicyShape {
+                    metric: metric.to_string(),
+                    target_value: c.target_value(),
+                })
+            })
+            .collect();
+        policies.sort_by(|a, b| a.metric.cmp(&b.metric));
+        Ok(Some(ScalingShape {
+            min_replicas: u32::try_from(t.min_capacity()).unwrap_or(0),
+            max_replicas: u32::try_from(t.max_capacity()).unwrap_or(0),
+            policies,
+        }))
+    }
+
+    async fn policies(
+        &self,
+        id: &ComponentId,
+        resource_id: &str,
+    ) -> Result<Vec<aws_sdk_applicationautoscaling::types::ScalingPolicy>, DriverError> {
+        let out = self
+            .scaling
+            .describe_scaling_policies()
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_id(resource_id)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read scaling policies", id, &e))?;
+        // Filter exactly: some implementations match the resource id as a substring.
+        Ok(out
+            .scaling_policies()
+            .iter()
+            .filter(|p| p.resource_id() == resource_id)
+            .cloned()
+            .collect())
+    }
+
+    /// Reads everything; `None` when the service does not exist.
+    async fn seen(
+        &self,
+        id: &ComponentId,
+        recorded: Option<&BTreeMap<String, String>>,
+    ) -> Result<Option<(Seen, BTreeMap<String, String>)>, DriverError> {
+        let cluster = recorded
+            .and_then(|r| r.get("cluster").cloned())
+            .unwrap_or_else(|| shared::cluster_name(&self.ctx.naming, &self.ctx.infra));
+        let name = self.service_name(id);
+        let Some(svc) = self.describe_service(id, &cluster, &name).await? else {
+            return Ok(None);
+        };
+        let tags: BTreeMap<String, String> = svc
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .filter(|(k, _)| !k.starts_with("aws:"))
+            .collect();
+        let task_arn = svc.task_definition().unwrap_or_default().to_string();
+        let task = self.task_shape(id, &task_arn).await?;
+        let log_retention = self
+            .log_retention(id, &self.ctx.naming.log_group(id))
+            .await?;
+        let target_group = svc
+            .load_balancers()
+            .iter()
+            .find_map(|l| l.target_group_arn())
+            .map(str::to_string);
+        let (load_balancer, rule, url) = match &target_group {
+            Some(tg) => match self.observe_lb(id, tg).await? {
+                Some((shape, rule, url)) => (Some(shape), rule, url),
+                None => (None, None, None),
+            },
+            None => (None, None, None),
+        };
+        let resource_id = format!("service/{cluster}/{name}");
+        let autoscaling = self.observe_scaling(id, &resource_id).await?;
+        let vpc = svc
+            .network_configuration()
+            .and_then(|n| n.awsvpc_configuration());
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        let breaker = svc
+            .deployment_configuration()
+            .and_then(|d| d.deployment_circuit_breaker())
+            .is_some_and(|b| b.enable() && b.rollback());
+        let primary = svc
+            .deployments()
+            .iter()
+            .find(|d| d.status() == Some("PRIMARY"));
+        let health = health_of(
+            primary.and_then(|d| d.rollout_state()).map(|r| r.as_str()),
+            primary.and_then(|d| d.rollout_state_reason()),
+            svc.desired_count(),
+            svc.running_count(),
+            svc.deployments().len(),
+        );
+        let shape = ServiceShape {
+            cluster: cluster.clone(),
+            desired_count: u32::try_from(svc.desired_count()).unwrap_or(0),
+            subnets: Some(vpc.map(|v| sorted(v.subnets())).unwrap_or_default()),
+            security_groups: Some(vpc.map(|v| sorted(v.security_groups())).unwrap_or_default()),
+            assign_public_ip: vpc.and_then(|v| v.assign_public_ip())
+                == Some(&AssignPublicIp::Enabled),
+            circuit_breaker: breaker,
+            tags: tags.clone(),
+            load_balancer,
+            autoscaling,
+            log_retention,
+        };
+        let seen = Seen {
+            arn: svc.service_arn().unwrap_or_default().to_string(),
+            task_arn,
+            task,
+            shape,
+            target_group,
+            rule,
+            url,
+            health,
+            status: format!("{}/{} running", svc.running_count(), svc.desired_count()),
+        };
+        Ok(Some((seen, tags)))
+    }
+
+    fn applied(&self, id: &ComponentId, s: &Seen) -> Applied {
+        let name = self.service_name(id);
+        let mut a = Applied::default();
+        let ids = &mut a.identifiers;
+        ids.insert("cluster".into(), s.shape.cluster.clone());
+        ids.insert("service".into(), name.clone());
+        ids.insert("serviceArn".into(), s.arn.clone());
+        ids.insert("taskDefinitionArn".into(), s.task_arn.clone());
+        ids.insert("family".into(), name.clone());
+        ids.insert("logGroup".into(), s.task.log_group.clone());
+        if let Some(tg) = &s.target_group {
+            ids.insert("targetGroupArn".into(), tg.clone());
+        }
+        if let Some(r) = &s.rule {
+            ids.insert("ruleArn".into(), r.clone());
+        }
+        if s.shape.autoscaling.is_some() {
+            ids.insert(
+                "scalableTarget".into(),
+                format!("service/{}/{name}", s.shape.cluster),
+            );
+        }
+        a.outputs.insert("name".into(), name);
+        a.outputs.insert("arn".into(), s.arn.clone());
+        a.outputs
+            .insert("taskDefinitionArn".into(), s.task_arn.clone());
+        a.outputs
+            .insert("logGroup".into(), s.task.log_group.clone());
+        if self.kind == Kind::MicroService {
+            if let Some(url) = &s.url {
+                a.outputs.insert("url".into(), url.clone());
+            }
+        }
+        a
+    }
+
+    // ----- writes -----
+
+    /// Creates the log group if needed and sets its retention.
+    async fn ensure_log_group(
+        &self,
+        id: &ComponentId,
+        name: &str,
+        want: Option<u32>,
+        have: Option<Option<u32>>,
+    ) -> Result<(), DriverError> {
+        let mut current = have;
+        if current.is_none() {
+            let tags: HashMap<String, String> = self.ctx.tags(id).into_iter().collect();
+            match self
+                .logs
+                .create_log_group()
+                .log_group_name(name)
+                .set_tags(Some(tags))
+                .send()
+                .await
+            {
+                Ok(_) => current = Some(None),
+                // Left by an earlier, interrupted apply: its retention is unknown, so set it.
+                Err(e) if is_code(&e, "ResourceAlreadyExistsException") => {}
+                Err(e) => return Err(DriverError::aws("create log group", id, &e)),
+            }
+        }
+        if current == Some(want) {
+            return Ok(());
+        }
+        match want {
+            Some(days) => {
+                self.logs
+                    .put_retention_policy()
+                    .log_group_name(name)
+                    .retention_in_days(i32::try_from(days).unwrap_or(i32::MAX))
+                    .send()
+                    .await
+                    .map_err(|e| DriverError::aws("set log retention", id, &e))?;
+            }
+            None => match self
+                .logs
+                .delete_retention_policy()
+                .log_group_name(name)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) => return Err(DriverError::aws("remove log retention", id, &e)),
+            },
+        }
+        Ok(())
+    }
+
+    /// Creates or converges the target group; returns its ARN.
+    async fn ensure_target_group(
+        &self,
+        id: &ComponentId,
+        lb: &LbShape,
+        vpc_id: &str,
+    ) -> Result<String, DriverError> {
+        let name = self.target_group_name(id);
+        let existing = match self.elb.describe_target_groups().names(&name).send().await {
+            Ok(o) => o.target_groups().first().cloned(),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => None,
+            Err(e) => return Err(DriverError::aws("read target group", id, &e)),
+        };
+        if let Some(tg) = existing {
+            let arn = tg.target_group_arn().unwrap_or_default().to_string();
+            let tags = self.elb_tags_of(id, &arn).await?;
+            if !self.ctx.may_touch(id, &tags) {
+                return Err(DriverError::NotOurs {
+                    component: id.clone(),
+                    what: format!("target group {name}"),
+                });
+            }
+            if tg.port() != Some(i32::from(lb.port)) {
+                return Err(DriverError::Unexpected {
+                    component: id.clone(),
+                    message: format!(
+                        "target group {name} routes to port {:?}, not {}; it must be replaced",
+                        tg.port(),
+                        lb.port
+                    ),
+                });
+            }
+            if tg.health_check_path() != Some(lb.health_check_path.as_str()) {
+                self.elb
+                    .modify_target_group()
+                    .target_group_arn(&arn)
+                    .health_check_path(&lb.health_check_path)
+                    .send()
+                    .await
+                    .map_err(|e| DriverError::aws("update target group", id, &e))?;
+            }
+            return Ok(arn);
+        }
+        let out = self
+            .elb
+            .create_target_group()
+            .name(&name)
+            .protocol(ProtocolEnum::Http)
+            .port(i32::from(lb.port))
+            .vpc_id(vpc_id)
+            .target_type(TargetTypeEnum::Ip)
+            .health_check_protocol(ProtocolEnum::Http)
+            .health_check_path(&lb.health_check_path)
+            .set_tags(Some(elb_tags(self.ctx.tags(id).iter())))
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("create target group", id, &e))?;
+        out.target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .map(str::to_string)
+            .ok_or_else(|| DriverError::Unexpected {
+                component: id.clone(),
+                message: format!("ELB returned no ARN for target group {name}"),
+            })
+    }
+
+    async fn elb_tags_of(
+        &self,
+        id: &ComponentId,
+        arn: &str,
+    ) -> Result<BTreeMap<String, String>, DriverError> {
+        Ok(self
+            .elb
+            .describe_tags()
+            .resource_arns(arn)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read tags", id, &e))?
+            .tag_descriptions()
+            .iter()
+            .flat_map(|d| d.tags())
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect())
+    }
+
+    /// Creates or converges the listener rule forwarding to `tg_arn`; returns its ARN.
+    async fn ensure_rule(
+        &self,
+        id: &ComponentId,
+        listener: &str,
+        tg_arn: &str,
+        lb: &LbShape,
+    ) -> Result<String, DriverError> {
+        let rules = self.rules(id, listener).await?;
+        let conditions = rule_conditions(lb);
+        if let Some(rule) = rules.iter().find(|r| forwards_to(r, tg_arn)) {
+            let arn = rule.rule_arn().unwrap_or_default().to_string();
+            if conditions_of(rule) != (lb.path.clone(), lb.host.clone()) {
+                self.elb
+                    .modify_rule()
+                    .rule_arn(&arn)
+                    .set_conditions(Some(conditions))
+                    .send()
+                    .await
+                    .map_err(|e| DriverError::aws("update listener rule", id, &e))?;
+            }
+            return Ok(arn);
+        }
+        let mut used: std::collections::BTreeSet<u32> = rules
+            .iter()
+            .filter_map(|r| r.priority()?.parse().ok())
+            .collect();
+        // Another writer may take a priority between our read and our create: try the next.
+        for _ in 0..5 {
+            let priority = free_priority(id, &used);
+            let created = self
+                .elb
+                .create_rule()
+                .listener_arn(listener)
+                .priority(i32::try_from(priority).unwrap_or(i32::MAX))
+                .set_conditions(Some(conditions.clone()))
+                .actions(
+                    Action::builder()
+                        .r#type(ActionTypeEnum::Forward)
+                        .target_group_arn(tg_arn)
+                        .build(),
+                )
+                .set_tags(Some(elb_tags(self.ctx.tags(id).iter())))
+                .send()
+                .await;
+            match created {
+                Ok(out) => {
+                    return out
+                        .rules()
+                        .first()
+                        .and_then(|r| r.rule_arn())
+                        .map(str::to_string)
+                        .ok_or_else(|| DriverError::Unexpected {
+                            component: id.clone(),
+                            message: "ELB returned no ARN for the listener rule".into(),
+                        })
+                }
+                Err(e) if is_code(&e, "PriorityInUse") => {
+                    used.insert(priority);
+                }
+                Err(e) => return Err(DriverError::aws("create listener rule", id, &e)),
+            }
+        }
+        Err(DriverError::Unexpected {
+            component: id.clone(),
+            message: "no free listener rule priority after 5 attempts".into(),
+        })
+    }
+
+    /// Registers a task definition revision; returns its ARN.
+    async fn register(&self, id: &ComponentId, task: &TaskShape) -> Result<String, DriverError> {
+        let family = self.service_name(id);
+        let out = self
+            .ecs
+            .register_task_definition()
+            .family(&family)
+            .requires_compatibilities(Compatibility::Fargate)
+            .network_mode(NetworkMode::Awsvpc)
+            .cpu(task.cpu.to_string())
+            .memory(task.memory.to_string())
+            .runtime_platform(
+                RuntimePlatform::builder()
+                    .cpu_architecture(CpuArchitecture::from(task.architecture.as_str()))
+                    .operating_system_family(OsFamily::Linux)
+                    .build(),
+            )
+            .set_execution_role_arn(task.execution_role.clone())
+            .container_definitions(container_definition(id, task)?)
+            .set_tags(Some(ecs_tags(self.ctx.tags(id).iter())))
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("register task definition", id, &e))?;
+        let arn = out
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .map(str::to_string)
+            .ok_or_else(|| DriverError::Unexpected {
+                component: id.clone(),
+                message: format!("ECS returned no ARN for task definition {family}"),
+            })?;
+        self.remember(&arn, task);
+        Ok(arn)
+    }
+
+    fn network(
+        &self,
+        id: &ComponentId,
+        svc: &ServiceShape,
+    ) -> Result<NetworkConfiguration, DriverError> {
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(svc.subnets.clone())
+            .set_security_groups(svc.security_groups.clone())
+            .assign_public_ip(if svc.assign_public_ip {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .map_err(|e| build_error(id, e))?;
+        Ok(NetworkConfiguration::builder()
+            .awsvpc_configuration(vpc)
+            .build())
+    }
+
+    fn ecs_load_balancers(
+        &self,
+        id: &ComponentId,
+        lb: Option<&LbShape>,
+        tg: Option<&str>,
+    ) -> Vec<aws_sdk_ecs::types::LoadBalancer> {
+        match (lb, tg) {
+            (Some(lb), Some(tg)) => vec![aws_sdk_ecs::types::LoadBalancer::builder()
+                .target_group_arn(tg)
+                .container_name(&id.component)
+                .container_port(i32::from(lb.port))
+                .build()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Target group and rule for a wanted load balancer; returns `(target group, rule)`.
+    async fn ensure_lb(
+        &self,
+        id: &ComponentId,
+        lb: &LbShape,
+        outputs: &Outputs,
+    ) -> Result<(String, String), DriverError> {
+        let vpc = required(outputs, id, &shared::network_id(), "vpcId")?;
+        let listener = required(outputs, id, &shared::alb_id(), "listenerArn")?;
+        let tg = self.ensure_target_group(id, lb, &vpc).await?;
+        let rule = self.ensure_rule(id, &listener, &tg, lb).await?;
+        Ok((tg, rule))
+    }
+
+    fn url(lb: &LbShape, outputs: &Outputs) -> Option<String> {
+        let dns = outputs.get(&shared::alb_id())?.get("dnsName")?;
+        let host = lb.host.clone().unwrap_or_else(|| dns.clone());
+        Some(format!("http://{host}{}", url_path(&lb.path)))
+    }
+
+    /// Converges the scalable target and its policies to `want` (none: removes them).
+    async fn converge_scaling(
+        &self,
+        id: &ComponentId,
+        resource_id: &str,
+        want: Option<&ScalingShape>,
+        have: Option<&ScalingShape>,
+        label: Option<String>,
+    ) -> Result<(), DriverError> {
+        let name = self.service_name(id);
+        let existing = if have.is_some() {
+            self.policies(id, resource_id).await?
+        } else {
+            Vec::new()
+        };
+        let Some(want) = want else {
+            for p in &existing {
+                self.delete_policy(id, resource_id, p.policy_name()).await?;
+            }
+            if have.is_some() {
+                self.deregister_target(id, resource_id).await?;
+            }
+            return Ok(());
+        };
+        if have.is_none_or(|h| {
+            (h.min_replicas, h.max_replicas) != (want.min_replicas, want.max_replicas)
+        }) {
+            self.scaling
+                .register_scalable_target()
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_id(resource_id)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .min_capacity(i32::try_from(want.min_replicas).unwrap_or(i32::MAX))
+                .max_capacity(i32::try_from(want.max_replicas).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("register scalable target", id, &e))?;
+        }
+        let wanted: BTreeMap<String, &PolicyShape> = want
+            .policies
+            .iter()
+            .map(|p| (policy_name(&name, &p.metric), p))
+            .collect();
+        for p in &existing {
+            if !wanted.contains_key(p.policy_name()) {
+                self.delete_policy(id, resource_id, p.policy_name()).await?;
+            }
+        }
+        let have_policies: BTreeMap<&str, PolicyShape> = existing
+            .iter()
+            .filter_map(|p| {
+                let c = p.target_tracking_scaling_policy_configuration()?;
+                let metric = metric_of(
+                    c.predefined_metric_specification()?
+                        .predefined_metric_type(),
+                )?;
+                Some((
+                    p.policy_name(),
+                    PolicyShape {
+                        metric: metric.to_string(),
+                        target_value: c.target_value(),
+                    },
+                ))
+            })
+            .collect();
+        for (policy, p) in wanted {
+            if have_policies.get(policy.as_str()) == Some(p) {
+                continue;
+            }
+            let metric = metric_type(&p.metric);
+            let spec = PredefinedMetricSpecification::builder()
+                .predefined_metric_type(metric.clone())
+                .set_resource_label(if metric == MetricType::AlbRequestCountPerTarget {
+                    label.clone()
+                } else {
+                    None
+                })
+                .build()
+                .map_err(|e| build_error(id, e))?;
+            self.scaling
+                .put_scaling_policy()
+                .policy_name(&policy)
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_id(resource_id)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .policy_type(PolicyType::TargetTrackingScaling)
+                .target_tracking_scaling_policy_configuration(
+                    TargetTrackingScalingPolicyConfiguration::builder()
+                        .target_value(p.target_value)
+                        .predefined_metric_specification(spec)
+                        .build()
+                        .map_err(|e| build_error(id, e))?,
+                )
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("put scaling policy", id, &e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_policy(
+        &self,
+        id: &ComponentId,
+        resource_id: &str,
+        policy: &str,
+    ) -> Result<(), DriverError> {
+        match self
+            .scaling
+            .delete_scaling_policy()
+            .policy_name(policy)
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_id(resource_id)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
+            Err(e) => Err(DriverError::aws("delete scaling policy", id, &e)),
+        }
+    }
+
+    async fn deregister_target(
+        &self,
+        id: &ComponentId,
+        resource_id: &str,
+    ) -> Result<(), DriverError> {
+        match self
+            .scaling
+            .deregister_scalable_target()
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_id(resource_id)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
+            Err(e) => Err(DriverError::aws("deregister scalable target", id, &e)),
+        }
+    }
+
+    async fn delete_lb(
+        &self,
+        id: &ComponentId,
+        rule: Option<&str>,
+        tg: Option<&str>,
+    ) -> Result<(), DriverError> {
+        if let Some(rule) = rule {
+            match self.elb.delete_rule().rule_arn(rule).send().await {
+                Ok(_) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) => return Err(DriverError::aws("delete listener rule", id, &e)),
+            }
+        }
+        if let Some(tg) = tg {
+            match self
+                .elb
+                .delete_target_group()
+                .target_group_arn(tg)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) => return Err(DriverError::aws("delete target group", id, &e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates everything for a component whose service does not exist (parts left by an
+    /// interrupted apply are taken over when they are ours).
+    async fn create_fresh(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+    ) -> Result<Applied, DriverError> {
+        let id = &component.id;
+        let r = self.known_render(component, outputs)?;
+        let cluster = required(outputs, id, &shared::cluster_id(), "name")?;
+        let mut shape = r.service.clone();
+        shape.cluster = cluster.clone();
+        let retention = shape.log_retention.flatten();
+        self.ensure_log_group(id, &r.task.log_group, retention, None)
+            .await?;
+        let (target_group, rule, url) = match &shape.load_balancer {
+            Some(lb) => {
+                let (tg, rule) = self.ensure_lb(id, lb, outputs).await?;
+                (Some(tg), Some(rule), Self::url(lb, outputs))
+            }
+            None => (None, None, None),
+        };
+        let task_arn = self.register(id, &r.task).await?;
+        let created = self
+            .ecs
+            .create_service()
+            .cluster(&cluster)
+            .service_name(&r.service_name)
+            .task_definition(&task_arn)
+            .desired_count(i32::try_from(shape.desired_count).unwrap_or(i32::MAX))
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(self.network(id, &shape)?)
+            .deployment_configuration(deployment_configuration())
+            .set_load_balancers(Some(self.ecs_load_balancers(
+                id,
+                shape.load_balancer.as_ref(),
+                target_group.as_deref(),
+            )))
+            .set_tags(Some(ecs_tags(shape.tags.iter())))
+            .propagate_tags(PropagateTags::Service)
+            .enable_ecs_managed_tags(true)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("create ECS service", id, &e))?;
+        let svc = created.service();
+        let arn = svc
+            .and_then(|s| s.service_arn())
+            .unwrap_or_default()
+            .to_string();
+        let breaker = svc
+            .and_then(|s| s.deployment_configuration())
+            .and_then(|d| d.deployment_circuit_breaker())
+            .is_some_and(|b| b.enable() && b.rollback());
+        if !breaker {
+            // AWS echoes the deployment configuration it stored; an implementation that dropped
+            // it (some emulators do on create) gets it set explicitly.
+            self.ecs
+                .update_service()
+                .cluster(&cluster)
+                .service(&r.service_name)
+                .deployment_configuration(deployment_configuration())
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("update ECS service", id, &e))?;
+        }
+        let resource_id = format!("service/{cluster}/{}", r.service_name);
+        let label = resource_label(outputs, target_group.as_deref());
+        self.converge_scaling(id, &resource_id, shape.autoscaling.as_ref(), None, label)
+            .await?;
+        let seen = Seen {
+            arn,
+            task_arn,
+            task: r.task,
+            shape,
+            target_group,
+            rule,
+            url,
+            health: Health::Progressing,
+            status: String::new(),
+        };
+        Ok(self.applied(id, &seen))
+    }
+
+    /// The render of a component, refusing values not known yet.
+    fn known_render(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+    ) -> Result<Render, DriverError> {
+        let id = &component.id;
+        let r = self
+            .render(component, outputs)
+            .ok_or_else(|| DriverError::Unexpected {
+                component: id.clone(),
+                message: format!("the {} driver was given a {}", self.kind, component.kind()),
+            })?;
+        let unknown: Vec<&String> = r
+            .task
+            .environment
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(DriverError::Unexpected {
+                component: id.clone(),
+                message: format!(
+                    "environment {} depends on outputs not known yet; apply the components it references first",
+                    unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        if r.service.subnets.is_none() || r.service.security_groups.is_none() {
+            return Err(DriverError::Unexpected {
+                component: id.clone(),
+                message: format!(
+                    "the outputs of {} are not known; apply the stack-shared resources first",
+                    shared::network_id()
+                ),
+            });
+        }
+        Ok(r)
+    }
+
+    /// Changes what `diffs` names, part by part, on an existing service.
+    async fn converge(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+        diffs: &[FieldDiff],
+        seen: Seen,
+    ) -> Result<Applied, DriverError> {
+        let id = &component.id;
+        let r = self.known_render(component, outputs)?;
+        let touched = |part: Part| diffs.iter().any(|d| part_of(&d.field) == part);
+        let want = &r.service;
+        let mut now = seen;
+        let cluster = now.shape.cluster.clone();
+        let name = r.service_name.clone();
+
+        if touched(Part::Log) {
+            self.ensure_log_group(
+                id,
+                &r.task.log_group,
+                want.log_retention.flatten(),
+                now.shape.log_retention,
+            )
+            .await?;
+            now.shape.log_retention = want.log_retention;
+        }
+
+        let mut attach_changed = false;
+        let mut detach: Option<(Option<String>, Option<String>)> = None;
+        if touched(Part::LoadBalancer) {
+            match &want.load_balancer {
+                Some(lb) => {
+                    let (tg, rule) = self.ensure_lb(id, lb, outputs).await?;
+                    attach_changed = now.target_group.as_deref() != Some(tg.as_str());
+                    now.target_group = Some(tg);
+                    now.rule = Some(rule);
+                    now.url = Self::url(lb, outputs);
+                }
+                None => {
+                    attach_changed = now.target_group.is_some();
+                    detach = Some((now.rule.take(), now.target_group.take()));
+                    now.url = None;
+                }
+            }
+            now.shape.load_balancer = want.load_balancer.clone();
+        }
+
+        let mut new_task = None;
+        if touched(Part::Task) && now.task != r.task {
+            let arn = self.register(id, &r.task).await?;
+            now.task_arn = arn.clone();
+            now.task = r.task.clone();
+            new_task = Some(arn);
+        }
+
+        let autoscaled = want.autoscaling.is_some();
+        let count_changed =
+            !autoscaled && touched(Part::Service) && now.shape.desired_count != want.desired_count;
+        let network_changed = now.shape.subnets != want.subnets
+            || now.shape.security_groups != want.security_groups
+            || now.shape.assign_public_ip != want.assign_public_ip;
+        let breaker_changed = now.shape.circuit_breaker != want.circuit_breaker;
+        if new_task.is_some()
+            || count_changed
+            || (touched(Part::Service) && (network_changed || breaker_changed))
+            || attach_changed
+        {
+            let mut req = self
+                .ecs
+                .update_service()
+                .cluster(&cluster)
+                .service(&name)
+                .set_task_definition(new_task.clone());
+            if count_changed {
+                req = req.desired_count(i32::try_from(want.desired_count).unwrap_or(i32::MAX));
+                now.shape.desired_count = want.desired_count;
+            }
+            if network_changed {
+                req = req.network_configuration(self.network(id, want)?);
+            }
+            if breaker_changed {
+                req = req.deployment_configuration(deployment_configuration());
+            }
+            if attach_changed {
+                req = req.set_load_balancers(Some(self.ecs_load_balancers(
+                    id,
+                    want.load_balancer.as_ref(),
+                    now.target_group.as_deref(),
+                )));
+            }
+            req.send()
+                .await
+                .map_err(|e| DriverError::aws("update ECS service", id, &e))?;
+        }
+        if touched(Part::Service) && now.shape.tags != want.tags {
+            let missing = ecs_tags(
+                want.tags
+                    .iter()
+                    .filter(|(k, v)| now.shape.tags.get(*k) != Some(*v)),
+            );
+            if !missing.is_empty() {
+                self.ecs
+                    .tag_resource()
+                    .resource_arn(&now.arn)
+                    .set_tags(Some(missing))
+                    .send()
+                    .await
+                    .map_err(|e| DriverError::aws("tag ECS service", id, &e))?;
+            }
+        }
+        if let Some((rule, tg)) = detach {
+            self.delete_lb(id, rule.as_deref(), tg.as_deref()).await?;
+        }
+        if touched(Part::Scaling) {
+            let resource_id = format!("service/{cluster}/{name}");
+            let label = resource_label(outputs, now.target_group.as_deref());
+            self.converge_scaling(
+                id,
+                &resource_id,
+                want.autoscaling.as_ref(),
+                now.shape.autoscaling.as_ref(),
+                label,
+            )
+            .await?;
+            now.shape.autoscaling = want.autoscaling.clone();
+        }
+        Ok(self.applied(id, &now))
+    }
+}
+
+/// Whether a rule forwards to a target group.
+fn forwards_to(rule: &aws_sdk_elasticloadbalancingv2::types::Rule, tg_arn: &str) -> bool {
+    rule.actions().iter().any(|a| {
+        a.target_group_arn() == Some(tg_arn)
+            || a.forward_config().is_some_and(|f| {
+                f.target_groups()
+                    .iter()
+                    .any(|t| t.target_group_arn() == Some(tg_arn))
+            })
+    })
+}
+
+/// `(path pattern, host)` of a rule.
+fn conditions_of(rule: &aws_sdk_elasticloadbalancingv2::types::Rule) -> (String, Option<String>) {
+    let mut path = String::new();
+    let mut host = None;
+    for c in rule.conditions() {
+        let values = |cfg: Option<&[String]>| {
+            cfg.filter(|v| !v.is_empty())
+                .unwrap_or(c.values())
+                .first()
+                .cloned()
+        };
+        match c.field() {
+            Some("path-pattern") => {
+                path = values(c.path_pattern_config().map(|p| p.values())).unwrap_or_default();
+            }
+            Some("host-header") => host = values(c.host_header_config().map(|h| h.values())),
+            _ => {}
+        }
+    }
+    (path, host)
+}
+
+fn rule_conditions(lb: &LbShape) -> Vec<RuleCondition> {
+    let mut c = vec![RuleCondition::builder()
+        .field("path-pattern")
+        .path_pattern_config(
+            PathPatternConditionConfig::builder()
+                .values(&lb.path)
+                .build(),
+        )
+        .build()];
+    if let Some(host) = &lb.host {
+        c.push(
+            RuleCondition::builder()
+                .field("host-header")
+                .host_header_config(HostHeaderConditionConfig::builder().values(host).build())
+                .build(),
+        );
+    }
+    c
+}
+
+/// `app/{lb}/{id}/targetgroup/{tg}/{id}`, what an `ALBRequestCountPerTarget` policy needs.
+fn resource_label(outputs: &Outputs, tg_arn: Option<&str>) -> Option<String> {
+    let lb = outputs.get(&shared::alb_id())?.get("arn")?;
+    let lb = lb.split_once(":loadbalancer/")?.1;
+    let tg = tg_arn?.rsplit_once(':')?.1;
+    Some(format!("{lb}/{tg}"))
+}
+
+fn policy_name(service: &str, metric: &str) -> String {
+    format!("{service}-{}", metric.to_ascii_lowercase())
+}
+
+fn deployment_configuration() -> DeploymentConfiguration {
+    DeploymentConfiguration::builder()
+        .deployment_circuit_breaker(
+            DeploymentCircuitBreaker::builder()
+                .enable(true)
+                .rollback(true)
+                .build(),
+        )
+        .maximum_percent(200)
+        .minimum_healthy_percent(100)
+        .build()
+}
+
+fn container_definition(
+    id: &ComponentId,
+    t: &TaskShape,
+) -> Result<ContainerDefinition, DriverError> {
+    let mut env = Vec::new();
+    for (name, value) in &t.environment {
+        let value = value.clone().ok_or_else(|| DriverError::Unexpected {
+            component: id.clone(),
+            message: format!("environment {name} is not known yet"),
+        })?;
+        env.push(KeyValuePair::builder().name(name).value(value).build());
+    }
+    let secrets = t
+        .secrets
+        .iter()
+        .map(|(name, from)| Secret::builder().name(name).value_from(from).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| build_error(id, e))?;
+    let log = LogConfiguration::builder()
+        .log_driver(LogDriver::Awslogs)
+        .options("awslogs-group", &t.log_group)
+        .options("awslogs-region", &t.log_region)
+        .options("awslogs-stream-prefix", &t.log_stream_prefix)
+        .build()
+        .map_err(|e| build_error(id, e))?;
+    let mut c = ContainerDefinition::builder()
+        .name(&t.container)
+        .image(&t.image)
+        .essential(true)
+        .set_entry_point(Some(t.entry_point.clone()).filter(|v| !v.is_empty()))
+        .set_command(Some(t.command.clone()).filter(|v| !v.is_empty()))
+        .set_working_directory(t.working_directory.clone())
+        .set_port_mappings(Some(
+            t.ports
+                .iter()
+                .map(|p| {
+                    PortMapping::builder()
+                        .container_port(i32::from(p.port))
+                        .protocol(TransportProtocol::from(p.protocol.as_str()))
+                        .set_name(p.name.clone())
+                        .build()
+                })
+                .collect(),
+        ))
+        .set_environment(Some(env))
+        .set_secrets(Some(secrets))
+        .log_configuration(log);
+    if let Some(hash) = t.config_hash() {
+        c = c.docker_labels(CONFIG_HASH_LABEL, hash);
+    }
+    if let Some(h) = &t.health_check {
+        c = c.health_check(
+            aws_sdk_ecs::types::HealthCheck::builder()
+                .set_command(Some(h.command.clone()))
+                .interval(h.interval)
+                .timeout(h.timeout)
+                .retries(h.retries)
+                .start_period(h.start_period)
+                .build()
+                .map_err(|e| build_error(id, e))?,
+        );
+    }
+    Ok(c.build())
+}
+
+/// The shape of a described task definition (the inverse of [`container_definition`]).
+fn task_shape_of(td: &aws_sdk_ecs::types::TaskDefinition, container: &str) -> TaskShape {
+    let defs = td.container_definitions();
+    let c = defs
+        .iter()
+        .find(|c| c.name() == Some(container))
+        .or_else(|| defs.first());
+    let log = c
+        .and_then(|c| c.log_configuration())
+        .and_then(|l| l.options());
+    let log_opt = |k: &str| log.and_then(|o| o.get(k)).cloned().unwrap_or_default();
+    let mut ports: Vec<PortShape> = c
+        .map(|c| c.port_mappings())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| PortShape {
+            name: p.name().map(str::to_string),
+            port: p
+                .container_port()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(0),
+            protocol: p.protocol().map_or("tcp", |p| p.as_str()).to_string(),
+        })
+        .collect();
+    ports.sort_by(|a, b| (a.port, &a.protocol).cmp(&(b.port, &b.protocol)));
+    TaskShape {
+        cpu: td.cpu().and_then(|c| c.parse().ok()).unwrap_or(0),
+        memory: td.memory().and_then(|m| m.parse().ok()).unwrap_or(0),
+        architecture: td
+            .runtime_platform()
+            .and_then(|r| r.cpu_architecture())
+            .map_or("X86_64", |a| a.as_str())
+            .to_string(),
+        execution_role: td.execution_role_arn().map(str::to_string),
+        container: c.and_then(|c| c.name()).unwrap_or_default().to_string(),
+        image: c.and_then(|c| c.image()).unwrap_or_default().to_string(),
+        entry_point: c.map(|c| c.entry_point().to_vec()).unwrap_or_default(),
+        command: c.map(|c| c.command().to_vec()).unwrap_or_default(),
+        working_directory: c.and_then(|c| c.working_directory()).map(str::to_string),
+        ports,
+        environment: c
+            .map(|c| c.environment())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|kv| Some((kv.name()?.to_string(), Some(kv.value()?.to_string()))))
+            .collect(),
+        secrets: c
+            .map(|c| c.secrets())
+            .unwrap_or_default()
+            .iter()
+            .map(|s| (s.name().to_string(), s.value_from().to_string()))
+            .collect(),
+        health_check: c.and_then(|c| c.health_check()).map(|h| HealthShape {
+            command: h.command().to_vec(),
+            interval: h.interval().unwrap_or(30),
+            timeout: h.timeout().unwrap_or(5),
+            retries: h.retries().unwrap_or(3),
+            start_period: h.start_period().unwrap_or(0),
+        }),
+        log_group: log_opt("awslogs-group"),
+        log_region: log_opt("awslogs-region"),
+        log_stream_prefix: log_opt("awslogs-stream-prefix"),
+    }
+}
+
+fn required(
+    outputs: &Outputs,
+    id: &ComponentId,
+    from: &ComponentId,
+    key: &str,
+) -> Result<String, DriverError> {
+    outputs
+        .get(from)
+        .and_then(|o| o.get(key))
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .ok_or_else(|| DriverError::Unexpected {
+            component: id.clone(),
+            message: format!(
+                "output {key} of {from} is not known; apply the stack-shared resources first"
+            ),
+        })
+}
+
+fn build_error(id: &ComponentId, e: impl std::fmt::Display) -> DriverError {
+    DriverError::Unexpected {
+        component: id.clone(),
+        message: format!("failed to build a request: {e}"),
+    }
+}
+
+fn is_missing(err: &AwsError) -> bool {
+    super::is_missing(
+        err,
+        &[
+            "ClusterNotFoundException",
+            "ServiceNotFoundException",
+            "ServiceNotActiveException",
+            "TargetGroupNotFound",
+            "RuleNotFound",
+            "ListenerNotFound",
+            "LoadBalancerNotFound",
+            "ObjectNotFoundException",
+        ],
+    )
+}
+
+fn is_code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>, code: &str) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    err.as_service_error().and_then(|e| e.code()) == Some(code)
+}
+
+#[async_trait]
+impl Driver for EcsDriver {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn desired(&self, component: &DesiredComponent, outputs: &Outputs) -> DesiredFields {
+        let mut f = DesiredFields::default();
+        let Some(r) = self.render(component, outputs) else {
+            return f;
+        };
+        f.fields = project(&r.task, &r.service);
+        f.rules.insert(
+            "cluster".into(),
+            Change::Replace("an ECS service cannot move to another cluster".into()),
+        );
+        f.rules.insert(
+            "loadBalancer.port".into(),
+            Change::Replace("a target group's port is fixed at creation".into()),
+        );
+        if r.service.autoscaling.is_some() {
+            // The autoscaler owns the task count.
+            f.rules.insert("desiredCount".into(), Change::Ignore);
+        }
+        f
+    }
+
+    async fn observe(
+        &self,
+        id: &ComponentId,
+        recorded: Option<&BTreeMap<String, String>>,
+    ) -> Result<Observation, DriverError> {
+        let mut o = Observation::default();
+        let Some((seen, tags)) = self.seen(id, recorded).await? else {
+            o.status = "missing".into();
+            return Ok(o);
+        };
+        o.exists = true;
+        o.owned = self.ctx.naming.owns(Some(id), &tags);
+        o.fields = project(&seen.task, &seen.shape);
+        let applied = self.applied(id, &seen);
+        o.identifiers = applied.identifiers;
+        o.outputs = applied.outputs;
+        o.health = seen.health;
+        o.status = seen.status;
+        Ok(o)
+    }
+
+    async fn create(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+    ) -> Result<Applied, DriverError> {
+        let id = &component.id;
+        match self.seen(id, None).await? {
+            None => self.create_fresh(component, outputs).await,
+            // Already there (an earlier apply was interrupted): converge it if it is ours.
+            Some((seen, tags)) => {
+                if !self.ctx.may_touch(id, &tags) {
+                    return Err(DriverError::NotOurs {
+                        component: id.clone(),
+                        what: format!("ECS service {}", self.service_name(id)),
+                    });
+                }
+                let desired = self.desired(component, outputs);
+                let observed = Observation {
+                    fields: project(&seen.task, &seen.shape),
+                    ..Default::default()
+                };
+                let diffs = crate::plan::diff(&desired, &observed);
+                self.converge(component, outputs, &diffs, seen).await
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+        diffs: &[FieldDiff],
+        observed: &Observation,
+    ) -> Result<Applied, DriverError> {
+        let id = &component.id;
+        // The observation carries fields, not the SDK objects: read again what converging needs
+        // (task definitions come from the cache, so this is a few Describe calls).
+        let Some((seen, tags)) = self.seen(id, Some(&observed.identifiers)).await? else {
+            return self.create_fresh(component, outputs).await;
+        };
+        if !self.ctx.may_touch(id, &tags) {
+            return Err(DriverError::NotOurs {
+                component: id.clone(),
+                what: format!("ECS service {}", self.service_name(id)),
+            });
+        }
+        self.converge(component, outputs, diffs, seen).await
+    }
+
+    async fn delete(
+        &self,
+        id: &ComponentId,
+        recorded: &BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
+        let name = recorded
+            .get("service")
+            .cloned()
+            .unwrap_or_else(|| self.service_name(id));
+        let cluster = recorded
+            .get("cluster")
+            .cloned()
+            .unwrap_or_else(|| shared::cluster_name(&self.ctx.naming, &self.ctx.infra));
+        let resource_id = format!("service/{cluster}/{name}");
+
+        // The autoscaler first, or it could scale the service back up while it drains.
+        if self.observe_scaling(id, &resource_id).await?.is_some() {
+            for p in self.policies(id, &resource_id).await? {
+                self.delete_policy(id, &resource_id, p.policy_name())
+                    .await?;
+            }
+            self.deregister_target(id, &resource_id).await?;
+        }
+
+        let svc = self.describe_service(id, &cluster, &name).await?;
+        let mut target_group = recorded.get("targetGroupArn").cloned();
+        if let Some(svc) = &svc {
+            target_group = target_group.or_else(|| {
+                svc.load_balancers()
+                    .iter()
+                    .find_map(|l| l.target_group_arn())
+                    .map(str::to_string)
+            });
+            if svc.desired_count() > 0 {
+                match self
+                    .ecs
+                    .update_service()
+                    .cluster(&cluster)
+                    .service(&name)
+                    .desired_count(0)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                    Err(e) => return Err(DriverError::aws("scale ECS service to 0", id, &e)),
+                }
+            }
+            match self
+                .ecs
+                .delete_service()
+                .cluster(&cluster)
+                .service(&name)
+                .force(true)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) => return Err(DriverError::aws("delete ECS service", id, &e)),
+            }
+        }
+
+        let mut rule = recorded.get("ruleArn").cloned();
+        if let (None, Some(tg)) = (&rule, &target_group) {
+            // Not recorded: find it through the target group's load balancer.
+            rule = self.observe_lb(id, tg).await?.and_then(|(_, r, _)| r);
+        }
+        self.delete_lb(id, rule.as_deref(), target_group.as_deref())
+            .await?;
+
+        let family = recorded.get("family").cloned().unwrap_or(name);
+        let mut token = None;
+        loop {
+            let out = self
+                .ecs
+                .list_task_definitions()
+                .family_prefix(&family)
+                .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("list task definitions", id, &e))?;
+            for arn in out.task_definition_arns() {
+                // `familyPrefix` is documented as the full family; check anyway.
+                let of_family = arn
+                    .rsplit_once('/')
+                    .and_then(|(_, fr)| fr.rsplit_once(':'))
+                    .is_some_and(|(f, _)| f == family);
+                if !of_family {
+                    continue;
+                }
+                match self
+                    .ecs
+                    .deregister_task_definition()
+                    .task_definition(arn)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                    Err(e) => return Err(DriverError::aws("deregister task definition", id, &e)),
+                }
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+
+        let log_group = recorded
+            .get("logGroup")
+            .cloned()
+            .unwrap_or_else(|| self.ctx.naming.log_group(id));
+        match self
+            .logs
+            .delete_log_group()
+            .log_group_name(&log_group)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
+            Err(e) => Err(DriverError::aws("delete log group", id, &e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+        }
+    }
+
+    #[test]
+    fn config_files_become_upper_case_variables() {
+        assert_eq!(config_var("app.yaml"), "PANKA_CONFIG_APP_YAML");
+        assert_eq!(config_var("sub/dir-x.json"), "PANKA_CONFIG_SUB_DIR_X_JSON");
+    }
+
+    #[test]
+    fn a_digest_wins_over_a_tag() {
+        let mut image = Image {
+            repository: "r".into(),
+            tag: Some("v1".into()),
+            digest: None,
+        };
+        assert_eq!(image_ref(&image), "r:v1");
+        image.digest = Some("sha256:ab".into());
+        assert_eq!(image_ref(&image), "r@sha256:ab");
+    }
+
+    #[test]
+    fn probes_render_as_container_health_checks() {
+        let http = Probe {
+            http: Some(panka_crds::spec::HttpProbe {
+                path: "/live".into(),
+                port: 8080,
+            }),
+            period_seconds: Some(1),
+            ..Default::default()
+        };
+        let h = health_shape(&http).expect("http probe");
+        assert_eq!(h.command[0], "CMD-SHELL");
+        assert!(h.command[1].contains("http://localhost:8080/live"));
+        assert_eq!(h.interval, 5, "clamped to the ECS minimum");
+        let cmd = Probe {
+            command: vec!["/bin/check".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            health_shape(&cmd).expect("command probe").command,
+            ["CMD", "/bin/check"]
+        );
+        assert_eq!(health_shape(&Probe::default()), None);
+    }
+
+    #[test]
+    fn rollout_state_decides_health() {
+        assert_eq!(health_of(Some("COMPLETED"), None, 2, 2, 1), Health::Healthy);
+        assert_eq!(
+            health_of(Some("COMPLETED"), None, 2, 1, 1),
+            Health::Progressing
+        );
+        assert_eq!(
+            health_of(Some("IN_PROGRESS"), None, 2, 2, 2),
+            Health::Progressing
+        );
+        assert!(matches!(
+            health_of(Some("FAILED"), Some("tasks failed to start"), 2, 0, 1),
+            Health::Degraded(m) if m.contains("tasks failed to start")
+        ));
+        assert_eq!(health_of(None, None, 2, 0, 1), Health::Progressing);
+        assert_eq!(health_of(None, None, 2, 2, 1), Health::Healthy);
+    }
+
+    #[test]
+    fn rule_priorities_are_stable_and_skip_taken_ones() {
+        let id = ComponentId::new("svc", "api");
+        let p = base_priority(&id);
+        assert!((PRIORITY_BASE..PRIORITY_BASE + PRIORITY_SPAN).contains(&p));
+        assert_eq!(p, base_priority(&id));
+        let used = std::collections::BTreeSet::from([p]);
+        let q = free_priority(&id, &used);
+        assert_ne!(q, p);
+        assert!((PRIORITY_BASE..PRIORITY_BASE + PRIORITY_SPAN).contains(&q));
+    }
+
+    #[test]
+    fn autoscaling_defaults_to_cpu_70_within_min_and_max() {
+        use panka_crds::spec::{Autoscaling, Scaling};
+        let infra = ComponentInfraSpec {
+            scaling: Some(Scaling {
+                replicas: Some(1),
+                autoscaling: Some(Autoscaling {
+                    enabled: Some(true),
+                    min_replicas: Some(2),
+                    max_replicas: Some(5),
+                    policies: vec![],
+                }),
+            }),
+            ..Default::default()
+        };
+        let (count, auto) = scaling(Some(&infra));
+        assert_eq!(count, 2, "replicas are raised to the minimum");
+        let auto = auto.expect("autoscaling");
+        assert_eq!((auto.min_replicas, auto.max_replicas), (2, 5));
+        assert_eq!(
+            auto.policies,
+            vec![PolicyShape {
+                metric: "CPUUtilization".into(),
+                target_value: 70.0
+            }]
+        );
+        assert_eq!(scaling(None), (1, None));
+    }
+
+    #[test]
+    fn fields_split_by_part() {
+        assert_eq!(part_of("image"), Part::Task);
+        assert_eq!(part_of("environment.QUEUE_URL"), Part::Task);
+        assert_eq!(part_of("log.group"), Part::Task);
+        assert_eq!(part_of("log.retentionDays"), Part::Log);
+        assert_eq!(part_of("desiredCount"), Part::Service);
+        assert_eq!(part_of("network.subnets"), Part::Service);
+        assert_eq!(part_of("loadBalancer.path"), Part::LoadBalancer);
+        assert_eq!(part_of("autoscaling"), Part::Scaling);
+    }
+
+    #[test]
+    fn urls_drop_the_wildcard() {
+        assert_eq!(url_path("/svc/api/*"), "/svc/api");
+        assert_eq!(url_path("/*"), "");
+    }
+}

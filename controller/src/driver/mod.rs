@@ -1,0 +1,309 @@
+//! Stages **observe** and **apply**, per kind: one small driver module per component kind, in the
+//! spirit of Crossplane's ExternalClient.
+//!
+//! A [`Driver`] projects a desired component onto comparable fields (pure), observes what AWS
+//! holds (read-only), and creates, updates and deletes idempotently: create tolerates "already
+//! exists" for a resource carrying our tags, delete treats "not found" as done. Ordering,
+//! retries, locks, state, status and metrics live once in the engine, not here.
+//!
+//! Every AWS call made through a client built by [`Ctx`] is counted by service and operation
+//! ([`CallCounter`]), so tests can assert that a converged apply makes no mutating call.
+
+pub mod dynamodb;
+pub mod ecs;
+pub mod elasticache;
+pub mod rds;
+pub mod s3;
+pub mod shared;
+pub mod sqs;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use panka_crds::spec::StackInfraSpec;
+use panka_crds::Kind;
+
+use crate::aws::{AwsError, ErrorClass};
+use crate::model::{ComponentId, DesiredComponent};
+use crate::naming::Naming;
+use crate::plan::{DesiredFields, FieldDiff, Observation};
+
+/// Outputs of the components already applied (or observed), for `valueFrom`.
+pub type Outputs = BTreeMap<ComponentId, BTreeMap<String, String>>;
+
+/// What a create or update left behind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Applied {
+    /// AWS identifiers (ARNs, names, URLs) to record in state.
+    pub identifiers: BTreeMap<String, String>,
+    /// Outputs other components may reference.
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// A driver failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// An AWS call failed.
+    #[error("failed to {action} {component}: {source}")]
+    Aws {
+        /// What was being done, e.g. `create queue`.
+        action: String,
+        /// Which component.
+        component: ComponentId,
+        /// The classified AWS error.
+        #[source]
+        source: Box<AwsError>,
+    },
+    /// A resource with our name exists but is not ours.
+    #[error(
+        "{component}: {what} exists without panka's tags; re-run with --adopt to take it over"
+    )]
+    NotOurs {
+        /// Which component.
+        component: ComponentId,
+        /// What was found.
+        what: String,
+    },
+    /// AWS answered something the driver cannot work with.
+    #[error("{component}: {message}")]
+    Unexpected {
+        /// Which component.
+        component: ComponentId,
+        /// What was odd.
+        message: String,
+    },
+}
+
+impl DriverError {
+    /// Wraps an SDK error with what was being done.
+    pub fn aws<E, R>(
+        action: &str,
+        component: &ComponentId,
+        err: &aws_sdk_s3::error::SdkError<E, R>,
+    ) -> DriverError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug + crate::aws::HttpStatus,
+    {
+        DriverError::Aws {
+            action: action.to_string(),
+            component: component.clone(),
+            source: Box::new(AwsError::from_sdk(err)),
+        }
+    }
+
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DriverError::Aws { source, .. } if matches!(source.class, ErrorClass::Throttled | ErrorClass::Transient))
+    }
+
+    /// Whether this is "not found".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DriverError::Aws { source, .. } if source.class == ErrorClass::NotFound)
+    }
+}
+
+/// Whether an AWS error means "does not exist": classified so, or carrying one of a service's own
+/// not-found codes (e.g. `DBInstanceNotFound`, `ClusterNotFoundException`).
+pub fn is_missing(err: &AwsError, codes: &[&str]) -> bool {
+    err.class == ErrorClass::NotFound
+        || err.code.as_deref().is_some_and(|c| {
+            codes.contains(&c)
+                || c.ends_with("NotFound")
+                || c.ends_with("NotFoundFault")
+                || c.ends_with("NotFoundException")
+        })
+}
+
+/// One component kind's driver.
+#[async_trait]
+pub trait Driver: Send + Sync {
+    /// The kind handled.
+    fn kind(&self) -> Kind;
+
+    /// What AWS should hold for `component` (pure). Values that depend on outputs missing from
+    /// `outputs` are [`crate::plan::FieldValue::Unknown`].
+    fn desired(&self, component: &DesiredComponent, outputs: &Outputs) -> DesiredFields;
+
+    /// Reads AWS. Never mutates. `recorded` holds the identifiers from state, if any.
+    async fn observe(
+        &self,
+        id: &ComponentId,
+        recorded: Option<&BTreeMap<String, String>>,
+    ) -> Result<Observation, DriverError>;
+
+    /// Creates the resources of `component`.
+    async fn create(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+    ) -> Result<Applied, DriverError>;
+
+    /// Changes what `diffs` lists, in place.
+    async fn update(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+        diffs: &[FieldDiff],
+        observed: &Observation,
+    ) -> Result<Applied, DriverError>;
+
+    /// Deletes the resources recorded for a component; "not found" counts as done.
+    async fn delete(
+        &self,
+        id: &ComponentId,
+        recorded: &BTreeMap<String, String>,
+    ) -> Result<(), DriverError>;
+}
+
+/// What every driver shares: AWS configuration, names and tags, call counting.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The shared SDK configuration (credentials, region, endpoint, retries).
+    pub sdk: SdkConfig,
+    /// Names and ownership tags of this stack/environment.
+    pub naming: Naming,
+    /// Extra tags from StackInfra.
+    pub extra_tags: BTreeMap<String, String>,
+    /// Stack-wide infrastructure (cluster name, networking, logging) of the desired stack.
+    pub infra: StackInfraSpec,
+    /// Take over same-named resources without panka's tags (`--adopt`).
+    pub adopt: bool,
+    /// Counts AWS calls.
+    pub calls: CallCounter,
+}
+
+/// Counts AWS calls by service and operation, through an interceptor on every client.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<Mutex<BTreeMap<(String, String), u64>>>);
+
+impl CallCounter {
+    /// Calls so far, by (service, operation).
+    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Calls that may change something (anything but Describe*, Get*, List*, Head*).
+    pub fn mutating(&self) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|((_, op), _)| is_mutating(op))
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Total calls.
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    fn record(&self, service: &str, operation: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry((service.to_string(), operation.to_string()))
+                .or_default() += 1;
+        }
+    }
+}
+
+/// Whether an operation name changes state.
+pub fn is_mutating(operation: &str) -> bool {
+    !["Describe", "Get", "List", "Head"]
+        .iter()
+        .any(|p| operation.starts_with(p))
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "PankaCallCounter"
+    }
+
+    // Not `read_before_execution`: client interceptors run that before the operation's
+    // configuration (and so its name) is in the bag.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(meta) = cfg.load::<Metadata>() {
+            self.record(meta.service(), meta.name());
+        }
+        Ok(())
+    }
+}
+
+impl Ctx {
+    /// A context for one stack/environment: names, tags and infrastructure from `desired`.
+    pub fn new(sdk: SdkConfig, desired: &crate::model::DesiredStack, adopt: bool) -> Ctx {
+        Ctx {
+            sdk,
+            naming: Naming::new(&desired.name, &desired.environment),
+            extra_tags: desired.infra.tags.clone(),
+            infra: desired.infra.clone(),
+            adopt,
+            calls: CallCounter::default(),
+        }
+    }
+
+    /// Whether a resource with these tags may be changed: it is ours, or `--adopt` was given.
+    pub fn may_touch(&self, id: &ComponentId, tags: &BTreeMap<String, String>) -> bool {
+        self.adopt || self.naming.owns(Some(id), tags)
+    }
+
+    /// Tags for a component's resources.
+    pub fn tags(&self, id: &ComponentId) -> BTreeMap<String, String> {
+        self.naming.tags(Some(id), &self.extra_tags)
+    }
+}
+
+/// The driver of every component kind, built on one context.
+pub struct Drivers {
+    drivers: BTreeMap<Kind, Box<dyn Driver>>,
+    shared: shared::SharedDriver,
+}
+
+impl fmt::Debug for Drivers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drivers")
+            .field("kinds", &self.drivers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Drivers {
+    /// Every driver panka has, sharing `ctx`.
+    pub fn new(ctx: &Ctx) -> Drivers {
+        let list: Vec<Box<dyn Driver>> = vec![
+            Box::new(sqs::SqsDriver::new(ctx)),
+            Box::new(ecs::EcsDriver::microservice(ctx)),
+            Box::new(ecs::EcsDriver::worker(ctx)),
+            Box::new(s3::S3Driver::new(ctx)),
+            Box::new(dynamodb::DynamoDbDriver::new(ctx)),
+            Box::new(rds::RdsDriver::new(ctx)),
+            Box::new(elasticache::ElastiCacheDriver::new(ctx)),
+        ];
+        Drivers {
+            drivers: list.into_iter().map(|d| (d.kind(), d)).collect(),
+            shared: shared::SharedDriver::new(ctx),
+        }
+    }
+
+    /// The driver of the stack-shared resources (network, ECS cluster, load balancer).
+    pub fn shared(&self) -> &shared::SharedDriver {
+        &self.shared
+    }
+
+    /// The driver of a kind, if panka has one yet.
+    pub fn get(&self, kind: Kind) -> Option<&dyn Driver> {
+        self.drivers.get(&kind).map(AsRef::as_ref)
+    }
+}

@@ -1,0 +1,932 @@
+//! RDS driver: a DB subnet group and a DB instance, both named
+//! `{stack}-{env}-{service}-{component}` (the instance identifier at most 63 characters).
+//!
+//! The subnet group takes the stack's subnets: `networking.subnets` when listed, else every
+//! subnet of `networking.vpc` (absent or `default` meaning the account's default VPC, found with
+//! EC2 DescribeVpcs). The master password is read from its Secrets Manager reference only when
+//! the instance is created, handed to CreateDBInstance and dropped: it is never compared,
+//! recorded, logged or put in an error. Engine, initial database and master user name are fixed
+//! at creation (a change is a replacement, which the engine gates as dangerous); class, storage,
+//! multi-AZ, backups, port, deletion protection and the engine version are modified in place,
+//! immediately (`ApplyImmediately`), not in the next maintenance window.
+//!
+//! Delete honours deletion protection: the driver turns it off only when the last applied spec
+//! turned it off (recorded as the `deletionProtection` identifier by create and update); then the
+//! instance is deleted without a final snapshot. Otherwise a protected instance is refused, and an
+//! unprotected one gets a final snapshot `{instance}-final-{unix seconds}`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_rds::types::{DbInstance, DbSubnetGroup, Tag};
+use aws_sdk_rds::Client;
+use panka_crds::spec::{RdsEngineType, RdsSpec, StorageType};
+use panka_crds::Kind;
+use serde_json::{json, Value};
+
+use super::{Applied, Ctx, Driver, DriverError, Outputs};
+use crate::aws::AwsError;
+use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
+use crate::naming::NameRules;
+use crate::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
+use crate::secret;
+
+/// Backup retention when the spec is silent: the RDS API's own default.
+const DEFAULT_RETENTION_DAYS: u32 = 1;
+/// Longest wait for a deleted instance to disappear before its subnet group is removed.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(45 * 60);
+/// Pause between two DescribeDBInstances calls while waiting.
+const POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Identifier key recording the spec's deletion protection for [`RdsDriver::delete`].
+const PROTECTION_KEY: &str = "deletionProtection";
+
+/// The RDS driver.
+pub struct RdsDriver {
+    rds: Client,
+    ec2: aws_sdk_ec2::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+    ctx: Ctx,
+}
+
+impl RdsDriver {
+    /// A driver on the shared context.
+    pub fn new(ctx: &Ctx) -> RdsDriver {
+        let rds = aws_sdk_rds::config::Builder::from(&ctx.sdk)
+            .interceptor(ctx.calls.clone())
+            .build();
+        let ec2 = aws_sdk_ec2::config::Builder::from(&ctx.sdk)
+            .interceptor(ctx.calls.clone())
+            .build();
+        let secrets = aws_sdk_secretsmanager::config::Builder::from(&ctx.sdk)
+            .interceptor(ctx.calls.clone())
+            .build();
+        RdsDriver {
+            rds: Client::from_conf(rds),
+            ec2: aws_sdk_ec2::Client::from_conf(ec2),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
+            ctx: ctx.clone(),
+        }
+    }
+
+    /// The DB instance identifier of a component (RDS stores it lowercase).
+    pub fn instance_name(&self, id: &ComponentId) -> String {
+        self.ctx
+            .naming
+            .component(id, None, NameRules::DB_INSTANCE)
+            .to_lowercase()
+    }
+
+    /// The DB subnet group name of a component (RDS stores it lowercase).
+    pub fn subnet_group_name(&self, id: &ComponentId) -> String {
+        self.ctx
+            .naming
+            .component(id, None, NameRules::LONG)
+            .to_lowercase()
+    }
+
+    async fn instance(
+        &self,
+        id: &ComponentId,
+        name: &str,
+    ) -> Result<Option<DbInstance>, DriverError> {
+        match self
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.db_instances().first().cloned()),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
+            Err(e) => Err(DriverError::aws("describe DB instance", id, &e)),
+        }
+    }
+
+    async fn subnet_group(
+        &self,
+        id: &ComponentId,
+        name: &str,
+    ) -> Result<Option<DbSubnetGroup>, DriverError> {
+        match self
+            .rds
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.db_subnet_groups().first().cloned()),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
+            Err(e) => Err(DriverError::aws("describe DB subnet group", id, &e)),
+        }
+    }
+
+    async fn tags(
+        &self,
+        id: &ComponentId,
+        arn: &str,
+    ) -> Result<BTreeMap<String, String>, DriverError> {
+        let out = self
+            .rds
+            .list_tags_for_resource()
+            .resource_name(arn)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read RDS tags", id, &e))?;
+        Ok(out
+            .tag_list()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .filter(|(k, _)| !k.starts_with("aws:"))
+            .collect())
+    }
+
+    /// Sets exactly panka's tags on an RDS resource: adds what is missing, removes extras.
+    async fn converge_tags(
+        &self,
+        id: &ComponentId,
+        arn: &str,
+        have: &BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
+        let want = self.ctx.tags(id);
+        let missing: Vec<Tag> = want
+            .iter()
+            .filter(|(k, v)| have.get(*k) != Some(*v))
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        if !missing.is_empty() {
+            self.rds
+                .add_tags_to_resource()
+                .resource_name(arn)
+                .set_tags(Some(missing))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("tag RDS resource", id, &e))?;
+        }
+        let extra: Vec<String> = have
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .cloned()
+            .collect();
+        if !extra.is_empty() {
+            self.rds
+                .remove_tags_from_resource()
+                .resource_name(arn)
+                .set_tag_keys(Some(extra))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("untag RDS resource", id, &e))?;
+        }
+        Ok(())
+    }
+
+    /// The subnets the stack's databases go in (see the module docs).
+    async fn subnets(&self, id: &ComponentId) -> Result<Vec<String>, DriverError> {
+        let networking = self.ctx.infra.networking.clone().unwrap_or_default();
+        if !networking.subnets.is_empty() {
+            return Ok(networking.subnets);
+        }
+        let vpc = match networking.vpc.as_deref() {
+            Some(v) if v != "default" => v.to_string(),
+            _ => {
+                let out = self
+                    .ec2
+                    .describe_vpcs()
+                    .filters(
+                        aws_sdk_ec2::types::Filter::builder()
+                            .name("isDefault")
+                            .values("true")
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| DriverError::aws("find the default VPC", id, &e))?;
+                out.vpcs()
+                    .first()
+                    .and_then(|v| v.vpc_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| DriverError::Unexpected {
+                        component: id.clone(),
+                        message: "the account has no default VPC; set networking.vpc or networking.subnets in the stack's infra".into(),
+                    })?
+            }
+        };
+        let mut subnets = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .ec2
+                .describe_subnets()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("vpc-id")
+                        .values(&vpc)
+                        .build(),
+                )
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("list the VPC's subnets", id, &e))?;
+            subnets.extend(
+                out.subnets()
+                    .iter()
+                    .filter_map(|s| s.subnet_id().map(str::to_string)),
+            );
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        if subnets.is_empty() {
+            return Err(DriverError::Unexpected {
+                component: id.clone(),
+                message: format!("VPC {vpc} has no subnets to place the database in"),
+            });
+        }
+        subnets.sort();
+        Ok(subnets)
+    }
+
+    /// Creates the subnet group, or takes ours and converges its subnets and tags.
+    async fn ensure_subnet_group(&self, id: &ComponentId) -> Result<String, DriverError> {
+        let name = self.subnet_group_name(id);
+        let subnets = self.subnets(id).await?;
+        match self.subnet_group(id, &name).await? {
+            None => {
+                let tags: Vec<Tag> = self
+                    .ctx
+                    .tags(id)
+                    .into_iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect();
+                self.rds
+                    .create_db_subnet_group()
+                    .db_subnet_group_name(&name)
+                    .db_subnet_group_description(format!("panka {id}"))
+                    .set_subnet_ids(Some(subnets))
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(|e| DriverError::aws("create DB subnet group", id, &e))?;
+            }
+            Some(group) => {
+                let arn = group.db_subnet_group_arn().unwrap_or_default().to_string();
+                let tags = self.tags(id, &arn).await?;
+                if !self.ctx.may_touch(id, &tags) {
+                    return Err(DriverError::NotOurs {
+                        component: id.clone(),
+                        what: format!("DB subnet group {name}"),
+                    });
+                }
+                let mut have: Vec<String> = group
+                    .subnets()
+                    .iter()
+                    .filter_map(|s| s.subnet_identifier().map(str::to_string))
+                    .collect();
+                have.sort();
+                if have != subnets {
+                    self.rds
+                        .modify_db_subnet_group()
+                        .db_subnet_group_name(&name)
+                        .set_subnet_ids(Some(subnets))
+                        .send()
+                        .await
+                        .map_err(|e| DriverError::aws("update DB subnet group", id, &e))?;
+                }
+                self.converge_tags(id, &arn, &tags).await?;
+            }
+        }
+        Ok(name)
+    }
+
+    /// Reads the master password from its secret (see [`secret::read_password`]).
+    async fn password(
+        &self,
+        id: &ComponentId,
+        spec: &RdsSpec,
+    ) -> Result<secret::SecretString, DriverError> {
+        let reference = &spec.database.password_secret;
+        secret::read_password(&self.secrets, reference)
+            .await
+            .map_err(|e| match e.aws() {
+                Some(source) => DriverError::Aws {
+                    action: format!(
+                        "read the master password secret {} for",
+                        reference.secret_ref
+                    ),
+                    component: id.clone(),
+                    source: source.clone().into(),
+                },
+                None => DriverError::Unexpected {
+                    component: id.clone(),
+                    message: e.to_string(),
+                },
+            })
+    }
+
+    async fn create_instance(
+        &self,
+        id: &ComponentId,
+        spec: &RdsSpec,
+        name: &str,
+        subnet_group: &str,
+        password: secret::SecretString,
+    ) -> Result<(), DriverError> {
+        let tags: Vec<Tag> = self
+            .ctx
+            .tags(id)
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let networking = self.ctx.infra.networking.clone().unwrap_or_default();
+        let backup = spec.backup.clone().unwrap_or_default();
+        let result = self
+            .rds
+            .create_db_instance()
+            .db_instance_identifier(name)
+            .engine(engine_name(spec.engine.engine_type))
+            .engine_version(&spec.engine.version)
+            .db_instance_class(&spec.instance.class)
+            .allocated_storage(to_i32(spec.instance.storage.allocated_gb))
+            .set_max_allocated_storage(spec.instance.storage.max_allocated_gb.map(to_i32))
+            .storage_type(storage_type(spec))
+            .multi_az(spec.instance.multi_az.unwrap_or(false))
+            .db_name(&spec.database.name)
+            .master_username(&spec.database.username)
+            .master_user_password(password.expose())
+            .port(i32::from(port(spec)))
+            .backup_retention_period(to_i32(
+                backup.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+            ))
+            .set_preferred_backup_window(backup.window.clone())
+            .deletion_protection(self.protection(spec))
+            .db_subnet_group_name(subnet_group)
+            .set_vpc_security_group_ids(Some(networking.security_groups).filter(|g| !g.is_empty()))
+            .publicly_accessible(false)
+            .storage_encrypted(true)
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        drop(password);
+        match result {
+            Ok(_) => Ok(()),
+            // Created since we looked: converge() reads it again and checks its tags.
+            Err(e) if has_code(&AwsError::from_sdk(&e), "DBInstanceAlreadyExists") => Ok(()),
+            Err(e) => Err(DriverError::aws("create DB instance", id, &e)),
+        }
+    }
+
+    /// Deletion protection the spec asks for: explicit, else on in approval environments.
+    fn protection(&self, spec: &RdsSpec) -> bool {
+        spec.deletion_protection.unwrap_or_else(|| {
+            self.ctx
+                .infra
+                .approval
+                .as_ref()
+                .is_some_and(|a| a.environments.contains(&self.ctx.naming.environment))
+        })
+    }
+
+    /// The compared fields a spec asks for, in the normal form [`observed_fields`] produces.
+    fn instance_fields(&self, spec: &RdsSpec) -> Vec<(&'static str, Value, Rule)> {
+        let backup = spec.backup.clone().unwrap_or_default();
+        let autoscaling = spec.instance.storage.max_allocated_gb.is_some();
+        let mut f = vec![
+            (
+                "engine",
+                json!(engine_name(spec.engine.engine_type)),
+                Rule::Replace("an instance's engine is fixed at creation"),
+            ),
+            ("engineVersion", json!(spec.engine.version), Rule::Update),
+            ("instanceClass", json!(spec.instance.class), Rule::Update),
+            (
+                "allocatedGB",
+                json!(spec.instance.storage.allocated_gb),
+                // Storage autoscaling grows it past the spec: shown, not compared.
+                if autoscaling {
+                    Rule::Ignore
+                } else {
+                    Rule::Update
+                },
+            ),
+            (
+                "maxAllocatedGB",
+                json!(spec.instance.storage.max_allocated_gb),
+                Rule::Update,
+            ),
+            ("storageType", json!(storage_type(spec)), Rule::Update),
+            (
+                "multiAZ",
+                json!(spec.instance.multi_az.unwrap_or(false)),
+                Rule::Update,
+            ),
+            (
+                "backup.retentionDays",
+                json!(backup.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS)),
+                Rule::Update,
+            ),
+            ("port", json!(port(spec)), Rule::Update),
+            (
+                "deletionProtection",
+                json!(self.protection(spec)),
+                Rule::Update,
+            ),
+            (
+                "databaseName",
+                json!(spec.database.name),
+                Rule::Replace("the initial database is created with the instance"),
+            ),
+            (
+                "masterUsername",
+                json!(spec.database.username),
+                Rule::Replace("the master user name is fixed at creation"),
+            ),
+        ];
+        if let Some(window) = &backup.window {
+            f.push(("backup.window", json!(window), Rule::Update));
+        }
+        f
+    }
+
+    async fn converge(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
+        let id = &component.id;
+        let spec = spec_of(component)?;
+        let name = self.instance_name(id);
+        let existing = self.instance(id, &name).await?;
+        if let Some(db) = &existing {
+            // Checked before anything else is touched, the subnet group included.
+            let tags = self
+                .tags(id, db.db_instance_arn().unwrap_or_default())
+                .await?;
+            if !self.ctx.may_touch(id, &tags) {
+                return Err(DriverError::NotOurs {
+                    component: id.clone(),
+                    what: format!("DB instance {name}"),
+                });
+            }
+        }
+        let (db, subnet_group) = match existing {
+            Some(db) => (db, self.ensure_subnet_group(id).await?),
+            None => {
+                // Read first: a wrong secret reference then fails before anything is created.
+                let password = self.password(id, spec).await?;
+                let subnet_group = self.ensure_subnet_group(id).await?;
+                self.create_instance(id, spec, &name, &subnet_group, password)
+                    .await?;
+                let db =
+                    self.instance(id, &name)
+                        .await?
+                        .ok_or_else(|| DriverError::Unexpected {
+                            component: id.clone(),
+                            message: format!("DB instance {name} vanished while being created"),
+                        })?;
+                (db, subnet_group)
+            }
+        };
+        let arn = db.db_instance_arn().unwrap_or_default().to_string();
+        let tags = self.tags(id, &arn).await?;
+        if !self.ctx.may_touch(id, &tags) {
+            return Err(DriverError::NotOurs {
+                component: id.clone(),
+                what: format!("DB instance {name}"),
+            });
+        }
+        self.modify(id, spec, &db).await?;
+        self.converge_tags(id, &arn, &tags).await?;
+        let db = self.instance(id, &name).await?.unwrap_or(db);
+        let mut applied = applied_of(&db);
+        applied
+            .identifiers
+            .insert("subnetGroup".into(), subnet_group);
+        applied
+            .identifiers
+            .insert(PROTECTION_KEY.into(), self.protection(spec).to_string());
+        Ok(applied)
+    }
+
+    /// One ModifyDBInstance with every in-place field that differs, applied immediately.
+    async fn modify(
+        &self,
+        id: &ComponentId,
+        spec: &RdsSpec,
+        db: &DbInstance,
+    ) -> Result<(), DriverError> {
+        let have = observed_fields(db);
+        let mut changed = Vec::new();
+        for (field, want, rule) in self.instance_fields(spec) {
+            if matches!(rule, Rule::Update) && have.get(field) != Some(&FieldValue::Known(want)) {
+                changed.push(field);
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let name = db.db_instance_identifier().unwrap_or_default();
+        let mut req = self
+            .rds
+            .modify_db_instance()
+            .db_instance_identifier(name)
+            .apply_immediately(true);
+        let backup = spec.backup.clone().unwrap_or_default();
+        for field in &changed {
+            req = match *field {
+                "engineVersion" => {
+                    let current = db.engine_version().unwrap_or_default();
+                    let major_change = major(spec.engine.engine_type, current)
+                        != major(spec.engine.engine_type, &spec.engine.version);
+                    req.engine_version(&spec.engine.version)
+                        .allow_major_version_upgrade(major_change)
+                }
+                "instanceClass" => req.db_instance_class(&spec.instance.class),
+                "allocatedGB" => {
+                    let current = db.allocated_storage().unwrap_or_default();
+                    let want = to_i32(spec.instance.storage.allocated_gb);
+                    if want < current {
+                        return Err(DriverError::Unexpected {
+                            component: id.clone(),
+                            message: format!(
+                                "allocated storage cannot shrink from {current} GB to {want} GB: RDS only grows storage; keep {current} GB or replace the database by hand (dump, delete, recreate)"
+                            ),
+                        });
+                    }
+                    req.allocated_storage(want)
+                }
+                // RDS turns storage autoscaling off with a maximum of 0.
+                "maxAllocatedGB" => req.max_allocated_storage(
+                    spec.instance.storage.max_allocated_gb.map_or(0, to_i32),
+                ),
+                "storageType" => req.storage_type(storage_type(spec)),
+                "multiAZ" => req.multi_az(spec.instance.multi_az.unwrap_or(false)),
+                "backup.retentionDays" => req.backup_retention_period(to_i32(
+                    backup.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+                )),
+                "backup.window" => req.set_preferred_backup_window(backup.window.clone()),
+                "port" => req.db_port_number(i32::from(port(spec))),
+                "deletionProtection" => req.deletion_protection(self.protection(spec)),
+                _ => req,
+            };
+        }
+        req.send()
+            .await
+            .map_err(|e| DriverError::aws("modify DB instance", id, &e))?;
+        Ok(())
+    }
+
+    async fn delete_subnet_group(&self, id: &ComponentId, name: &str) -> Result<(), DriverError> {
+        let Some(group) = self.subnet_group(id, name).await? else {
+            return Ok(());
+        };
+        let tags = self
+            .tags(id, group.db_subnet_group_arn().unwrap_or_default())
+            .await?;
+        if !self.ctx.naming.owns(Some(id), &tags) {
+            // Not ours (or adopted without our tags yet): leave it where it is.
+            return Ok(());
+        }
+        match self
+            .rds
+            .delete_db_subnet_group()
+            .db_subnet_group_name(name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
+            Err(e) => Err(DriverError::aws("delete DB subnet group", id, &e)),
+        }
+    }
+
+    /// Polls until the instance is gone, at most [`DELETE_TIMEOUT`].
+    async fn wait_gone(&self, id: &ComponentId, name: &str) -> Result<(), DriverError> {
+        let deadline = tokio::time::Instant::now() + DELETE_TIMEOUT;
+        while self.instance(id, name).await?.is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Unexpected {
+                    component: id.clone(),
+                    message: format!(
+                        "DB instance {name} still exists {} minutes after its deletion began",
+                        DELETE_TIMEOUT.as_secs() / 60
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        Ok(())
+    }
+}
+
+/// How a field's difference is applied.
+enum Rule {
+    Update,
+    Replace(&'static str),
+    Ignore,
+}
+
+fn spec_of(component: &DesiredComponent) -> Result<&RdsSpec, DriverError> {
+    match &component.spec {
+        ComponentSpec::Rds(s) => Ok(s),
+        other => Err(DriverError::Unexpected {
+            component: component.id.clone(),
+            message: format!("the RDS driver was given a {}", other.kind()),
+        }),
+    }
+}
+
+fn is_missing(err: &AwsError) -> bool {
+    super::is_missing(err, &["DBInstanceNotFound", "DBSubnetGroupNotFoundFault"])
+}
+
+fn has_code(err: &AwsError, code: &str) -> bool {
+    err.code.as_deref() == Some(code)
+}
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn engine_name(t: RdsEngineType) -> &'static str {
+    match t {
+        RdsEngineType::Postgres => "postgres",
+        RdsEngineType::Mysql => "mysql",
+        RdsEngineType::Mariadb => "mariadb",
+    }
+}
+
+fn storage_type(spec: &RdsSpec) -> &'static str {
+    match spec
+        .instance
+        .storage
+        .storage_type
+        .unwrap_or(StorageType::Gp3)
+    {
+        StorageType::Gp2 => "gp2",
+        StorageType::Gp3 => "gp3",
+        StorageType::Io1 => "io1",
+    }
+}
+
+/// The spec's port, else the engine's default.
+fn port(spec: &RdsSpec) -> u16 {
+    spec.database.port.unwrap_or(match spec.engine.engine_type {
+        RdsEngineType::Postgres => 5432,
+        RdsEngineType::Mysql | RdsEngineType::Mariadb => 3306,
+    })
+}
+
+/// The major version: `15` of PostgreSQL 15.4 (10 and later), else the first two parts
+/// (`9.6`, MySQL `8.0`, MariaDB `10.11`).
+fn major(engine: RdsEngineType, version: &str) -> String {
+    let mut parts = version.split('.');
+    let first = parts.next().unwrap_or_default();
+    let postgres_10_plus =
+        engine == RdsEngineType::Postgres && first.parse::<u32>().is_ok_and(|n| n >= 10);
+    match parts.next() {
+        Some(second) if !postgres_10_plus => format!("{first}.{second}"),
+        _ => first.to_string(),
+    }
+}
+
+/// What RDS reports, in the normal form of [`RdsDriver::instance_fields`].
+fn observed_fields(db: &DbInstance) -> BTreeMap<String, FieldValue> {
+    let port = db
+        .endpoint()
+        .and_then(|e| e.port())
+        .or(db.db_instance_port().filter(|p| *p != 0));
+    let fields = [
+        ("engine", json!(db.engine())),
+        ("engineVersion", json!(db.engine_version())),
+        ("instanceClass", json!(db.db_instance_class())),
+        ("allocatedGB", json!(db.allocated_storage())),
+        ("maxAllocatedGB", json!(db.max_allocated_storage())),
+        ("storageType", json!(db.storage_type())),
+        ("multiAZ", json!(db.multi_az().unwrap_or(false))),
+        ("backup.retentionDays", json!(db.backup_retention_period())),
+        ("backup.window", json!(db.preferred_backup_window())),
+        ("port", json!(port)),
+        (
+            "deletionProtection",
+            json!(db.deletion_protection().unwrap_or(false)),
+        ),
+        ("databaseName", json!(db.db_name())),
+        ("masterUsername", json!(db.master_username())),
+    ];
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), FieldValue::Known(v)))
+        .collect()
+}
+
+/// Identifiers and outputs of a described instance.
+fn applied_of(db: &DbInstance) -> Applied {
+    let mut a = Applied::default();
+    let name = db.db_instance_identifier().unwrap_or_default().to_string();
+    let arn = db.db_instance_arn().unwrap_or_default().to_string();
+    a.identifiers.insert("name".into(), name);
+    a.identifiers.insert("arn".into(), arn.clone());
+    a.outputs.insert("arn".into(), arn);
+    if let Some(address) = db.endpoint().and_then(|e| e.address()) {
+        let port = db
+            .endpoint()
+            .and_then(|e| e.port())
+            .or(db.db_instance_port())
+            .unwrap_or_default();
+        a.outputs.insert("address".into(), address.to_string());
+        a.outputs.insert("port".into(), port.to_string());
+        a.outputs
+            .insert("endpoint".into(), format!("{address}:{port}"));
+    }
+    if let Some(db_name) = db.db_name() {
+        a.outputs.insert("databaseName".into(), db_name.to_string());
+    }
+    a
+}
+
+fn health(status: &str) -> Health {
+    match status {
+        "available" => Health::Healthy,
+        "creating"
+        | "modifying"
+        | "backing-up"
+        | "upgrading"
+        | "rebooting"
+        | "configuring-enhanced-monitoring"
+        | "storage-optimization"
+        | "renaming"
+        | "resetting-master-credentials" => Health::Progressing,
+        other => Health::Degraded(format!("DB instance is {other}")),
+    }
+}
+
+#[async_trait]
+impl Driver for RdsDriver {
+    fn kind(&self) -> Kind {
+        Kind::Rds
+    }
+
+    fn desired(&self, component: &DesiredComponent, _outputs: &Outputs) -> DesiredFields {
+        let mut f = DesiredFields::default();
+        let Ok(spec) = spec_of(component) else {
+            return f;
+        };
+        for (name, value, rule) in self.instance_fields(spec) {
+            let value = FieldValue::Known(value);
+            match rule {
+                Rule::Update => f.set(name, value),
+                Rule::Replace(reason) => f.set_replace(name, value, reason),
+                Rule::Ignore => f.set_ignored(name, value),
+            };
+        }
+        f.set("tags", FieldValue::known(self.ctx.tags(&component.id)));
+        f
+    }
+
+    async fn observe(
+        &self,
+        id: &ComponentId,
+        recorded: Option<&BTreeMap<String, String>>,
+    ) -> Result<Observation, DriverError> {
+        let mut o = Observation::default();
+        let name = recorded
+            .and_then(|r| r.get("name").cloned())
+            .unwrap_or_else(|| self.instance_name(id));
+        let Some(db) = self.instance(id, &name).await? else {
+            o.status = "missing".into();
+            return Ok(o);
+        };
+        let tags = self
+            .tags(id, db.db_instance_arn().unwrap_or_default())
+            .await?;
+        o.exists = true;
+        o.owned = self.ctx.naming.owns(Some(id), &tags);
+        o.fields = observed_fields(&db);
+        o.fields.insert("tags".into(), FieldValue::known(&tags));
+        let a = applied_of(&db);
+        o.identifiers = a.identifiers;
+        if let Some(group) = db.db_subnet_group().and_then(|g| g.db_subnet_group_name()) {
+            o.identifiers
+                .insert("subnetGroup".into(), group.to_string());
+        }
+        o.outputs = a.outputs;
+        o.status = db.db_instance_status().unwrap_or("unknown").to_string();
+        o.health = health(&o.status);
+        Ok(o)
+    }
+
+    async fn create(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+    ) -> Result<Applied, DriverError> {
+        self.converge(component).await
+    }
+
+    async fn update(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+        _diffs: &[FieldDiff],
+        _observed: &Observation,
+    ) -> Result<Applied, DriverError> {
+        // Converging modifies only what differs (one ModifyDBInstance), so an update is the same
+        // walk as create; it never reads the password secret of an existing instance.
+        self.converge(component).await
+    }
+
+    async fn delete(
+        &self,
+        id: &ComponentId,
+        recorded: &BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
+        let name = recorded
+            .get("name")
+            .cloned()
+            .unwrap_or_else(|| self.instance_name(id));
+        let subnet_group = recorded
+            .get("subnetGroup")
+            .cloned()
+            .unwrap_or_else(|| self.subnet_group_name(id));
+        if let Some(db) = self.instance(id, &name).await? {
+            let tags = self
+                .tags(id, db.db_instance_arn().unwrap_or_default())
+                .await?;
+            if !self.ctx.may_touch(id, &tags) {
+                return Err(DriverError::NotOurs {
+                    component: id.clone(),
+                    what: format!("DB instance {name}"),
+                });
+            }
+            let status = db.db_instance_status().unwrap_or_default();
+            if status != "deleting" {
+                // What the last applied spec said; unknown (no record) counts as "keep data".
+                let spec_unprotected =
+                    recorded.get(PROTECTION_KEY).map(String::as_str) == Some("false");
+                if db.deletion_protection().unwrap_or(false) {
+                    if !spec_unprotected {
+                        return Err(DriverError::Unexpected {
+                            component: id.clone(),
+                            message: format!(
+                                "DB instance {name} has deletion protection on; set deletionProtection: false and apply before deleting it"
+                            ),
+                        });
+                    }
+                    self.rds
+                        .modify_db_instance()
+                        .db_instance_identifier(&name)
+                        .deletion_protection(false)
+                        .apply_immediately(true)
+                        .send()
+                        .await
+                        .map_err(|e| DriverError::aws("turn off deletion protection of", id, &e))?;
+                }
+                let mut req = self.rds.delete_db_instance().db_instance_identifier(&name);
+                req = if spec_unprotected {
+                    req.skip_final_snapshot(true)
+                } else {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default();
+                    req.skip_final_snapshot(false)
+                        .final_db_snapshot_identifier(format!("{name}-final-{now}"))
+                };
+                match req.send().await {
+                    Ok(_) => {}
+                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                    Err(e) => return Err(DriverError::aws("delete DB instance", id, &e)),
+                }
+            }
+            // The subnet group cannot go while the instance uses it.
+            self.wait_gone(id, &name).await?;
+        }
+        self.delete_subnet_group(id, &subnet_group).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn major_versions_follow_each_engines_numbering() {
+        assert_eq!(major(RdsEngineType::Postgres, "15.4"), "15");
+        assert_eq!(major(RdsEngineType::Postgres, "9.6.22"), "9.6");
+        assert_eq!(major(RdsEngineType::Mysql, "8.0.35"), "8.0");
+        assert_eq!(major(RdsEngineType::Mariadb, "10.11.6"), "10.11");
+        assert_ne!(
+            major(RdsEngineType::Postgres, "15.4"),
+            major(RdsEngineType::Postgres, "16.1")
+        );
+    }
+
+    #[test]
+    fn health_follows_the_instance_status() {
+        assert_eq!(health("available"), Health::Healthy);
+        assert_eq!(health("modifying"), Health::Progressing);
+        assert!(matches!(health("failed"), Health::Degraded(_)));
+    }
+}

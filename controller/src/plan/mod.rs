@@ -1,0 +1,582 @@
+//! Stage **plan** (pure): desired vs observed vs last applied → what apply will do.
+//!
+//! Drivers reduce both sides to comparable [`Fields`]: [`DesiredFields`] is a pure projection
+//! of a desired component (what AWS should hold), and an [`Observation`] is what observe read.
+//! Each desired field carries a [`Change`] rule saying how a difference is applied: in place,
+//! by replacing the resource (with the reason), or not at all (a field owned by AWS, such as the
+//! task count under autoscaling). This module compares, never calls AWS, and is tested with
+//! plain values. A [`Plan`] can only be built from an [`Observed`] set, which only observe (or a
+//! test) produces.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use panka_crds::Kind;
+use serde::{Deserialize, Serialize};
+
+use crate::cost::{self, CostEstimate};
+use crate::graph::Graph;
+use crate::model::{ComponentId, DesiredComponent, DesiredStack};
+use crate::state::StateDocument;
+
+/// Comparable fields of a resource, by dotted name (`queue.visibilityTimeout`).
+pub type Fields = BTreeMap<String, FieldValue>;
+
+/// A field's value, or a value only known once a dependency is applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldValue {
+    /// A known value.
+    Known(serde_json::Value),
+    /// Depends on an output of a component not yet applied.
+    Unknown(KnownAfterApply),
+}
+
+/// Marker for "(known after apply)".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KnownAfterApply {
+    /// The marker.
+    #[serde(rename = "(known after apply)")]
+    KnownAfterApply,
+}
+
+impl FieldValue {
+    /// A known value from anything serialisable to JSON.
+    pub fn known(value: impl Serialize) -> FieldValue {
+        FieldValue::Known(serde_json::to_value(value).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Rendered for plan output.
+    pub fn display(&self) -> String {
+        match self {
+            FieldValue::Known(serde_json::Value::String(s)) => s.clone(),
+            FieldValue::Known(v) => v.to_string(),
+            FieldValue::Unknown(_) => "(known after apply)".to_string(),
+        }
+    }
+}
+
+/// How a difference in a field is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Change {
+    /// Updated in place.
+    Update,
+    /// Needs a new resource; the reason is shown in the plan.
+    Replace(String),
+    /// Not compared (AWS owns it, e.g. task count under autoscaling).
+    Ignore,
+}
+
+/// What a driver says AWS should hold for one component.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DesiredFields {
+    /// Field values.
+    pub fields: Fields,
+    /// How each field changes; a field without a rule is updated in place.
+    pub rules: BTreeMap<String, Change>,
+}
+
+impl DesiredFields {
+    /// Sets a field updated in place.
+    pub fn set(&mut self, name: &str, value: FieldValue) -> &mut Self {
+        self.fields.insert(name.to_string(), value);
+        self
+    }
+
+    /// Sets a field whose change needs a new resource.
+    pub fn set_replace(&mut self, name: &str, value: FieldValue, reason: &str) -> &mut Self {
+        self.fields.insert(name.to_string(), value);
+        self.rules
+            .insert(name.to_string(), Change::Replace(reason.to_string()));
+        self
+    }
+
+    /// Sets a field that is shown but never compared.
+    pub fn set_ignored(&mut self, name: &str, value: FieldValue) -> &mut Self {
+        self.fields.insert(name.to_string(), value);
+        self.rules.insert(name.to_string(), Change::Ignore);
+        self
+    }
+}
+
+/// Health of an observed resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Health {
+    /// Serving as desired.
+    Healthy,
+    /// Being created or rolled out.
+    Progressing,
+    /// Exists but not serving (failed deployment, stopped tasks).
+    Degraded(String),
+    /// Does not exist.
+    #[default]
+    Missing,
+}
+
+/// What observe read for one component.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Observation {
+    /// Whether the resource exists.
+    pub exists: bool,
+    /// Whether its tags say it is this component's (see `naming::Naming::owns`).
+    pub owned: bool,
+    /// Actual values of the fields the driver compares.
+    pub fields: Fields,
+    /// Outputs (`url`, `endpoint`, …).
+    pub outputs: BTreeMap<String, String>,
+    /// AWS identifiers (ARNs, names).
+    pub identifiers: BTreeMap<String, String>,
+    /// Health.
+    pub health: Health,
+    /// Human-readable status, e.g. `2/2 running`, `available`.
+    pub status: String,
+}
+
+/// Observations of a stack; produced by observe.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    components: BTreeMap<ComponentId, Observation>,
+}
+
+impl Observed {
+    /// Wraps observations. Called by observe, and by tests with made-up observations.
+    pub fn new(components: BTreeMap<ComponentId, Observation>) -> Observed {
+        Observed { components }
+    }
+
+    /// The observation of a component.
+    pub fn get(&self, id: &ComponentId) -> Option<&Observation> {
+        self.components.get(id)
+    }
+}
+
+/// One field that differs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldDiff {
+    /// Field name.
+    pub field: String,
+    /// Current value, if any.
+    pub old: Option<FieldValue>,
+    /// Desired value, if any.
+    pub new: Option<FieldValue>,
+    /// How it is applied.
+    pub change: Change,
+}
+
+/// What apply does to a component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Action {
+    /// Create it.
+    Create,
+    /// Change it in place.
+    Update,
+    /// Delete and create it.
+    Replace {
+        /// Why a new resource is needed.
+        reason: String,
+    },
+    /// Delete it (it is in state but no longer in the repository).
+    Delete,
+    /// Nothing to do.
+    NoOp,
+    /// A resource with its name exists but is not panka's; apply refuses without `--adopt`.
+    Conflict {
+        /// What was found.
+        reason: String,
+    },
+}
+
+impl Action {
+    /// Whether apply changes something.
+    pub fn is_change(&self) -> bool {
+        !matches!(self, Action::NoOp)
+    }
+}
+
+/// The plan for one component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentPlan {
+    /// Component.
+    pub id: ComponentId,
+    /// Kind.
+    pub kind: String,
+    /// What happens.
+    pub action: Action,
+    /// Fields that differ (for update and replace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diffs: Vec<FieldDiff>,
+    /// Data would be lost (replace or delete of a stateful kind); apply needs `--allow-destroy`.
+    pub dangerous: bool,
+    /// AWS differs from the last applied spec although the repository did not change.
+    pub drift: bool,
+}
+
+/// Counts by action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Creates.
+    pub create: usize,
+    /// In-place updates.
+    pub update: usize,
+    /// Replacements.
+    pub replace: usize,
+    /// Deletions.
+    pub delete: usize,
+    /// Unchanged.
+    pub unchanged: usize,
+    /// Conflicts.
+    pub conflict: usize,
+}
+
+/// The plan for a stack in an environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Stack.
+    pub stack: String,
+    /// Environment.
+    pub environment: String,
+    /// Service the plan is limited to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Stack-shared resources (network, ECS cluster, load balancer), applied before the waves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<ComponentPlan>,
+    /// Components to apply, wave by wave.
+    pub waves: Vec<Vec<ComponentPlan>>,
+    /// Components to delete, after the waves, dependants first.
+    pub deletions: Vec<ComponentPlan>,
+    /// Counts.
+    pub summary: Summary,
+    /// Monthly cost estimate of the desired stack.
+    pub cost: CostEstimate,
+    /// Monthly cost estimate of what was last applied, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_cost_usd: Option<f64>,
+}
+
+impl Plan {
+    /// Whether apply would change anything.
+    pub fn has_changes(&self) -> bool {
+        let s = &self.summary;
+        s.create + s.update + s.replace + s.delete + s.conflict > 0
+    }
+
+    /// Every plan: shared resources, waves, then deletions.
+    pub fn all(&self) -> impl Iterator<Item = &ComponentPlan> {
+        self.shared
+            .iter()
+            .chain(self.waves.iter().flatten())
+            .chain(self.deletions.iter())
+    }
+
+    /// Adds the plans of the stack-shared resources: what `fields` asks for, compared with
+    /// `observed`; a recorded shared resource no longer asked for (other than a lookup, which
+    /// is never deleted) is deleted after the components.
+    pub fn add_shared(
+        &mut self,
+        fields: &BTreeMap<ComponentId, DesiredFields>,
+        observed: &BTreeMap<ComponentId, Observation>,
+        recorded: &[ComponentId],
+        lookups: &[ComponentId],
+        options: &PlanOptions,
+    ) {
+        let none = Observation::default();
+        for (id, want) in fields {
+            let seen = observed.get(id).unwrap_or(&none);
+            let action = if !seen.exists {
+                Action::Create
+            } else if !seen.owned && !options.adopt {
+                Action::Conflict {
+                    reason: "exists without panka's tags; re-run with --adopt to take it over"
+                        .into(),
+                }
+            } else {
+                let diffs = diff(want, seen);
+                if diffs.is_empty() {
+                    Action::NoOp
+                } else {
+                    let plan = ComponentPlan {
+                        id: id.clone(),
+                        kind: SHARED_KIND.into(),
+                        action: Action::Update,
+                        diffs,
+                        dangerous: false,
+                        drift: false,
+                    };
+                    count(&mut self.summary, &plan.action);
+                    self.shared.push(plan);
+                    continue;
+                }
+            };
+            count(&mut self.summary, &action);
+            self.shared.push(ComponentPlan {
+                id: id.clone(),
+                kind: SHARED_KIND.into(),
+                action,
+                diffs: Vec::new(),
+                dangerous: false,
+                drift: false,
+            });
+        }
+        // Only a stack-wide run may remove what the whole stack shares.
+        if options.service.is_some() {
+            return;
+        }
+        for id in recorded {
+            if fields.contains_key(id) || lookups.contains(id) {
+                continue;
+            }
+            let p = ComponentPlan {
+                id: id.clone(),
+                kind: SHARED_KIND.into(),
+                action: Action::Delete,
+                diffs: Vec::new(),
+                dangerous: false,
+                drift: false,
+            };
+            count(&mut self.summary, &p.action);
+            self.deletions.push(p);
+        }
+    }
+
+    /// Plans flagged dangerous.
+    pub fn dangerous(&self) -> impl Iterator<Item = &ComponentPlan> {
+        self.all().filter(|c| c.dangerous)
+    }
+}
+
+/// What plan needs besides the desired state and the observations.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Limit to one service (its lock scope).
+    pub service: Option<String>,
+    /// Take over same-named resources without panka's tags.
+    pub adopt: bool,
+}
+
+/// The kind recorded for stack-shared resources.
+pub const SHARED_KIND: &str = "StackResource";
+
+/// Whether an id names a stack-shared resource (`_stack/…`); user names start with a letter.
+pub fn is_shared(id: &ComponentId) -> bool {
+    id.service.starts_with('_')
+}
+
+/// Compares a desired field set with an observation.
+pub fn diff(desired: &DesiredFields, observed: &Observation) -> Vec<FieldDiff> {
+    let mut out = Vec::new();
+    for (name, want) in &desired.fields {
+        let change = desired.rules.get(name).cloned().unwrap_or(Change::Update);
+        if change == Change::Ignore {
+            continue;
+        }
+        let have = observed.fields.get(name);
+        if have != Some(want) {
+            out.push(FieldDiff {
+                field: name.clone(),
+                old: have.cloned(),
+                new: Some(want.clone()),
+                change,
+            });
+        }
+    }
+    out
+}
+
+fn in_scope(id: &ComponentId, options: &PlanOptions) -> bool {
+    options.service.as_ref().is_none_or(|s| &id.service == s)
+}
+
+/// Builds the plan.
+pub fn plan(
+    desired: &DesiredStack,
+    graph: &Graph,
+    fields: &BTreeMap<ComponentId, DesiredFields>,
+    observed: &Observed,
+    state: Option<&StateDocument>,
+    options: &PlanOptions,
+) -> Plan {
+    let empty = DesiredFields::default();
+    let mut summary = Summary::default();
+    let mut waves = Vec::new();
+    for wave in &graph.waves {
+        let mut planned = Vec::new();
+        for id in wave.iter().filter(|id| in_scope(id, options)) {
+            let Some(component) = desired.components.get(id) else {
+                continue;
+            };
+            let want = fields.get(id).unwrap_or(&empty);
+            let seen = observed.get(id);
+            let last_hash = state
+                .and_then(|s| s.components.get(&id.to_string()))
+                .map(|c| c.spec_hash.as_str());
+            let p = component_plan(component, want, seen, last_hash, options);
+            count(&mut summary, &p.action);
+            planned.push(p);
+        }
+        if !planned.is_empty() {
+            waves.push(planned);
+        }
+    }
+
+    let mut deletions: Vec<ComponentPlan> = Vec::new();
+    if let Some(state) = state {
+        for (name, recorded) in &state.components {
+            let Ok(id) = ComponentId::try_from(name.clone()) else {
+                continue;
+            };
+            // Shared resources are planned by `Plan::add_shared`.
+            if is_shared(&id) || desired.components.contains_key(&id) || !in_scope(&id, options) {
+                continue;
+            }
+            let kind = Kind::from_name(&recorded.kind);
+            let p = ComponentPlan {
+                id,
+                kind: recorded.kind.clone(),
+                action: Action::Delete,
+                diffs: Vec::new(),
+                dangerous: kind.is_some_and(Kind::is_stateful),
+                drift: false,
+            };
+            count(&mut summary, &p.action);
+            deletions.push(p);
+        }
+    }
+    order_deletions(&mut deletions, state);
+
+    let previous_cost_usd = state.map(|s| {
+        s.components
+            .values()
+            .filter_map(|c| serde_json::from_value::<DesiredComponent>(c.applied_spec.clone()).ok())
+            .filter_map(|c| cost::component(&c).monthly_usd)
+            .sum()
+    });
+
+    Plan {
+        stack: desired.name.clone(),
+        environment: desired.environment.clone(),
+        service: options.service.clone(),
+        shared: Vec::new(),
+        waves,
+        deletions,
+        summary,
+        cost: cost::estimate(desired),
+        previous_cost_usd,
+    }
+}
+
+/// Orders deletions so that a component goes before everything it depends on (reverse waves),
+/// using the references recorded with its last applied spec; among equals, containers first.
+fn order_deletions(deletions: &mut Vec<ComponentPlan>, state: Option<&StateDocument>) {
+    let ids: BTreeSet<ComponentId> = deletions.iter().map(|p| p.id.clone()).collect();
+    // needs[x] = the deleted components x depends on; x must be deleted before them.
+    let needs: BTreeMap<ComponentId, BTreeSet<ComponentId>> = ids
+        .iter()
+        .map(|id| {
+            let refs = state
+                .and_then(|s| s.components.get(&id.to_string()))
+                .and_then(|c| {
+                    serde_json::from_value::<DesiredComponent>(c.applied_spec.clone()).ok()
+                })
+                .map(|c| {
+                    c.references
+                        .into_iter()
+                        .map(|r| r.target)
+                        .filter(|t| ids.contains(t))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (id.clone(), refs)
+        })
+        .collect();
+    let rank_key = |p: &ComponentPlan| {
+        let container = Kind::from_name(&p.kind).is_some_and(Kind::is_container);
+        (!container, p.id.clone())
+    };
+    let mut remaining: Vec<ComponentPlan> = std::mem::take(deletions);
+    remaining.sort_by_key(rank_key);
+    while !remaining.is_empty() {
+        // Deletable now: nothing still remaining depends on it.
+        let pos = remaining
+            .iter()
+            .position(|p| {
+                !remaining
+                    .iter()
+                    .any(|q| needs.get(&q.id).is_some_and(|n| n.contains(&p.id)))
+            })
+            // A recorded cycle cannot be ordered; fall back to the stable order.
+            .unwrap_or(0);
+        deletions.push(remaining.remove(pos));
+    }
+}
+
+fn count(summary: &mut Summary, action: &Action) {
+    match action {
+        Action::Create => summary.create += 1,
+        Action::Update => summary.update += 1,
+        Action::Replace { .. } => summary.replace += 1,
+        Action::Delete => summary.delete += 1,
+        Action::NoOp => summary.unchanged += 1,
+        Action::Conflict { .. } => summary.conflict += 1,
+    }
+}
+
+fn component_plan(
+    component: &DesiredComponent,
+    want: &DesiredFields,
+    seen: Option<&Observation>,
+    last_hash: Option<&str>,
+    options: &PlanOptions,
+) -> ComponentPlan {
+    let kind = component.kind();
+    let mut p = ComponentPlan {
+        id: component.id.clone(),
+        kind: kind.name().to_string(),
+        action: Action::NoOp,
+        diffs: Vec::new(),
+        dangerous: false,
+        drift: false,
+    };
+    let Some(seen) = seen.filter(|o| o.exists) else {
+        p.action = Action::Create;
+        return p;
+    };
+    if !seen.owned && !options.adopt {
+        p.action = Action::Conflict {
+            reason: format!(
+                "a {kind} with this component's name exists without panka's tags; re-run with --adopt to take it over"
+            ),
+        };
+        return p;
+    }
+    p.diffs = diff(want, seen);
+    let replace_reason: Vec<String> = p
+        .diffs
+        .iter()
+        .filter_map(|d| match &d.change {
+            Change::Replace(reason) => Some(reason.clone()),
+            _ => None,
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    p.action = if !replace_reason.is_empty() {
+        Action::Replace {
+            reason: replace_reason.join("; "),
+        }
+    } else if !p.diffs.is_empty() || (!seen.owned && options.adopt) {
+        Action::Update
+    } else {
+        Action::NoOp
+    };
+    p.dangerous = matches!(p.action, Action::Replace { .. }) && kind.is_stateful();
+    // The repository asks for what was last applied, yet AWS differs: someone changed AWS.
+    p.drift = p.action.is_change() && last_hash == Some(component.hash().as_str());
+    p
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,833 @@
+//! The ECS driver (MicroService, Worker) and the stack-shared resources against the local
+//! emulator through the real SDK: shared network/cluster/load balancer, create checked with
+//! direct SDK reads, converged observe, image/config/scaling changes, drift of the task count
+//! made as a person in the console would, and delete.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types::{ServiceField, TaskDefinitionField};
+use panka_controller::driver::ecs::EcsDriver;
+use panka_controller::driver::shared::{alb_id, cluster_id, network_id, SharedDriver};
+use panka_controller::driver::{is_mutating, Applied, Ctx, Driver, Outputs};
+use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent, DesiredStack};
+use panka_controller::plan::{diff, FieldValue, Health};
+use panka_controller::resolve::Options;
+use panka_controller::validate::{load_stack, plan_input};
+use panka_tests::emulator::{emulator, repo_root, unique_name};
+
+/// The example `user-platform` stack in `development`, renamed to a unique stack so tests
+/// sharing the emulator never see each other's resources.
+fn example_stack() -> DesiredStack {
+    let loaded = load_stack(
+        &repo_root().join("examples/deployment-repo"),
+        "user-platform",
+    )
+    .unwrap_or_else(|_| panic!("the example loads"));
+    let (mut desired, _) = plan_input(&loaded, "development", &Options::default())
+        .unwrap_or_else(|d| panic!("the example resolves: {d:?}"));
+    let name = unique_name("t");
+    desired.infra.cluster = Some(format!("{name}-development"));
+    desired.name = name;
+    desired
+}
+
+fn id(s: &str) -> ComponentId {
+    ComponentId::try_from(s.to_string()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Fixture {
+    stack: DesiredStack,
+    ctx: Ctx,
+    shared: SharedDriver,
+    api: EcsDriver,
+    worker: EcsDriver,
+    outputs: Outputs,
+    shared_applied: BTreeMap<ComponentId, Applied>,
+    ecs: aws_sdk_ecs::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    scaling: aws_sdk_applicationautoscaling::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    ec2: aws_sdk_ec2::Client,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let sdk = emulator().sdk_config().await;
+        let stack = example_stack();
+        let ctx = Ctx::new(sdk.clone(), &stack, false);
+        let shared = SharedDriver::new(&ctx);
+        let shared_applied = shared.ensure(&stack).await.expect("shared resources");
+        // What the engine does: shared outputs first, then those of the components applied
+        // before (made up here: other drivers' tests cover them).
+        let mut outputs: Outputs = shared_applied
+            .iter()
+            .map(|(k, v)| (k.clone(), v.outputs.clone()))
+            .collect();
+        let fake = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        outputs.insert(
+            id("notification-service/database"),
+            fake(&[("endpoint", "notif-db.example.internal:5432")]),
+        );
+        outputs.insert(
+            id("notification-service/queue"),
+            fake(&[(
+                "url",
+                "https://sqs.us-east-1.amazonaws.com/123456789012/notif-queue",
+            )]),
+        );
+        outputs.insert(
+            id("notification-service/cache"),
+            fake(&[("endpoint", "notif-cache.example.internal")]),
+        );
+        outputs.insert(
+            id("notification-service/preferences"),
+            fake(&[("name", "prefs-table")]),
+        );
+        outputs.insert(
+            id("notification-service/templates"),
+            fake(&[("name", "templates-bucket")]),
+        );
+        outputs.insert(
+            id("user-service/api"),
+            fake(&[("url", "http://users.example.internal/user-service/api")]),
+        );
+        outputs.insert(
+            id("user-service/database"),
+            fake(&[("endpoint", "users-db.example.internal:5432")]),
+        );
+        Fixture {
+            api: EcsDriver::microservice(&ctx),
+            worker: EcsDriver::worker(&ctx),
+            stack,
+            ctx,
+            shared,
+            outputs,
+            shared_applied,
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            scaling: aws_sdk_applicationautoscaling::Client::new(&sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+        }
+    }
+
+    fn component(&self, s: &str) -> DesiredComponent {
+        self.stack.components[&id(s)].clone()
+    }
+
+    fn cluster(&self) -> String {
+        self.shared_applied[&cluster_id()].outputs["name"].clone()
+    }
+
+    /// A driver with an empty task definition cache, as a new process would have.
+    fn fresh_api(&self) -> EcsDriver {
+        EcsDriver::microservice(&self.ctx)
+    }
+
+    fn mutations(&self) -> BTreeMap<String, u64> {
+        self.ctx
+            .calls
+            .snapshot()
+            .into_iter()
+            .filter(|((_, op), _)| is_mutating(op))
+            .map(|((_, op), n)| (op, n))
+            .collect()
+    }
+
+    async fn service(&self, name: &str) -> aws_sdk_ecs::types::Service {
+        self.ecs
+            .describe_services()
+            .cluster(self.cluster())
+            .services(name)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+            .expect("describe services")
+            .services()
+            .first()
+            .cloned()
+            .expect("service exists")
+    }
+
+    async fn task_definition(
+        &self,
+        arn: &str,
+    ) -> (aws_sdk_ecs::types::TaskDefinition, BTreeMap<String, String>) {
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .expect("describe task definition");
+        let tags = out
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect();
+        (
+            out.task_definition().cloned().expect("task definition"),
+            tags,
+        )
+    }
+}
+
+/// What a mutating-call counter gained between two snapshots.
+fn gained(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(op, n)| {
+            let d = n - before.get(op).copied().unwrap_or(0);
+            (d > 0).then(|| (op.clone(), d))
+        })
+        .collect()
+}
+
+fn ops(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+fn ecs_tags(tags: &[aws_sdk_ecs::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+#[tokio::test]
+async fn shared_resources_are_looked_up_created_tagged_and_converged() {
+    let f = Fixture::new().await;
+    let net = &f.shared_applied[&network_id()].outputs;
+
+    // The default VPC, all its subnets, its default security group (direct EC2 reads).
+    let vpcs = f
+        .ec2
+        .describe_vpcs()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("is-default")
+                .values("true")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("vpcs");
+    let vpc = vpcs.vpcs()[0].vpc_id().expect("vpc id");
+    assert_eq!(net["vpcId"], vpc);
+    let subnets = f
+        .ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("subnets");
+    let mut want: Vec<&str> = subnets
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id())
+        .collect();
+    want.sort();
+    assert!(!want.is_empty());
+    assert_eq!(net["subnets"], want.join(","));
+    assert!(net["securityGroups"].starts_with("sg-"), "{net:?}");
+
+    // The cluster, with the stack's tags.
+    let cluster = f
+        .ecs
+        .describe_clusters()
+        .clusters(f.cluster())
+        .include(aws_sdk_ecs::types::ClusterField::Tags)
+        .send()
+        .await
+        .expect("clusters");
+    let c = &cluster.clusters()[0];
+    assert_eq!(c.status(), Some("ACTIVE"));
+    let tags = ecs_tags(c.tags());
+    assert_eq!(tags["panka:stack"], f.stack.name);
+    assert_eq!(tags["panka:managed-by"], "panka");
+    assert!(!tags.contains_key("panka:component"));
+
+    // The load balancer, internet-facing in the default VPC, with a 404 HTTP:80 listener.
+    let alb = &f.shared_applied[&alb_id()].outputs;
+    let lbs = f
+        .elb
+        .describe_load_balancers()
+        .load_balancer_arns(&alb["arn"])
+        .send()
+        .await
+        .expect("load balancers");
+    let lb = &lbs.load_balancers()[0];
+    assert_eq!(lb.dns_name(), Some(alb["dnsName"].as_str()));
+    assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internet-facing"));
+    let listeners = f
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(&alb["arn"])
+        .send()
+        .await
+        .expect("listeners");
+    let l = &listeners.listeners()[0];
+    assert_eq!(l.listener_arn(), Some(alb["listenerArn"].as_str()));
+    assert_eq!(l.port(), Some(80));
+    let fixed = l.default_actions()[0]
+        .fixed_response_config()
+        .expect("fixed response");
+    assert_eq!(fixed.status_code(), Some("404"));
+    let lb_tags = f
+        .elb
+        .describe_tags()
+        .resource_arns(&alb["arn"])
+        .send()
+        .await
+        .expect("tags");
+    let lb_tags: BTreeMap<_, _> = lb_tags.tag_descriptions()[0]
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    assert_eq!(lb_tags.get("panka:stack"), Some(&f.stack.name.as_str()));
+
+    // Converged: observe matches desired, and neither observe nor a second ensure mutates.
+    let before = f.ctx.calls.mutating();
+    let seen = f.shared.observe().await.expect("observe");
+    for (id, want) in f.shared.desired(&f.stack) {
+        let o = &seen[&id];
+        assert!(o.exists && o.owned, "{id}: {o:?}");
+        assert_eq!(diff(&want, o), vec![], "{id}");
+        assert_eq!(o.outputs, f.shared_applied[&id].outputs, "{id}");
+    }
+    f.shared.ensure(&f.stack).await.expect("second ensure");
+    assert_eq!(
+        f.ctx.calls.mutating(),
+        before,
+        "converged: nothing to change"
+    );
+
+    // Delete the load balancer and the cluster (twice: idempotent); the network stays.
+    for _ in 0..2 {
+        for id in [alb_id(), cluster_id(), network_id()] {
+            f.shared
+                .delete(&id, &f.shared_applied[&id].identifiers)
+                .await
+                .unwrap_or_else(|e| panic!("delete {id}: {e}"));
+        }
+    }
+    let seen = f.shared.observe().await.expect("observe");
+    assert!(!seen[&alb_id()].exists && !seen[&cluster_id()].exists);
+    assert!(seen[&network_id()].exists);
+}
+
+#[tokio::test]
+async fn a_microservice_is_created_as_specified_and_observed_converged() {
+    let f = Fixture::new().await;
+    let api = f.component("notification-service/api");
+    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let name = format!("{}-development-notification-service-api", f.stack.name);
+    assert_eq!(applied.outputs["name"], name);
+    let dns = &f.shared_applied[&alb_id()].outputs["dnsName"];
+    assert_eq!(
+        applied.outputs["url"],
+        format!("http://{dns}/notification-service/api")
+    );
+    assert_eq!(
+        applied.outputs["logGroup"],
+        format!(
+            "/panka/{}/development/notification-service/api",
+            f.stack.name
+        )
+    );
+
+    // The task definition, read directly.
+    let (td, td_tags) = f
+        .task_definition(&applied.outputs["taskDefinitionArn"])
+        .await;
+    assert_eq!(td.family(), Some(name.as_str()));
+    assert_eq!((td.cpu(), td.memory()), (Some("256"), Some("512")));
+    assert_eq!(td.network_mode().map(|m| m.as_str()), Some("awsvpc"));
+    assert_eq!(td_tags["panka:component"], "api");
+    let c = &td.container_definitions()[0];
+    assert_eq!(
+        c.image(),
+        Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/notification-api:v1.2.0")
+    );
+    assert_eq!(c.entry_point(), ["/app/notification-api"]);
+    assert_eq!(c.command(), ["--config=/config/app.yaml"]);
+    assert_eq!(c.port_mappings()[0].container_port(), Some(8080));
+    let env: BTreeMap<&str, &str> = c
+        .environment()
+        .iter()
+        .filter_map(|kv| Some((kv.name()?, kv.value()?)))
+        .collect();
+    assert_eq!(env["SERVICE_NAME"], "notification-api");
+    assert_eq!(env["DATABASE_HOST"], "notif-db.example.internal:5432");
+    assert_eq!(
+        env["QUEUE_URL"],
+        "https://sqs.us-east-1.amazonaws.com/123456789012/notif-queue"
+    );
+    assert_eq!(
+        env["USER_SERVICE_URL"],
+        "http://users.example.internal/user-service/api"
+    );
+    assert_eq!(env["PANKA_CONFIG_DIR"], "/config");
+    assert_eq!(env["PANKA_CONFIG_FILES"], "app.yaml=PANKA_CONFIG_APP_YAML");
+    assert!(!env["PANKA_CONFIG_APP_YAML"].is_empty());
+    let secrets: BTreeMap<&str, &str> = c
+        .secrets()
+        .iter()
+        .map(|s| (s.name(), s.value_from()))
+        .collect();
+    assert_eq!(
+        secrets,
+        BTreeMap::from([
+            (
+                "DATABASE_PASSWORD",
+                "/stacks/user-platform/notification-service/db-password"
+            ),
+            (
+                "SMTP_PASSWORD",
+                "/stacks/user-platform/notification-service/smtp-password"
+            ),
+        ])
+    );
+    let log = c.log_configuration().expect("log configuration");
+    assert_eq!(log.log_driver().as_str(), "awslogs");
+    assert_eq!(
+        log.options().expect("options")["awslogs-group"],
+        applied.outputs["logGroup"]
+    );
+    let hc = c.health_check().expect("health check");
+    assert!(
+        hc.command()[1].contains("localhost:8080/health/live"),
+        "{hc:?}"
+    );
+    assert_eq!(hc.interval(), Some(30));
+    assert!(c
+        .docker_labels()
+        .is_some_and(|l| l.get("PANKA_CONFIG_HASH").is_some_and(|h| h.len() == 64)));
+
+    // The service.
+    let svc = f.service(&name).await;
+    assert_eq!(svc.desired_count(), 2, "autoscaling minimum");
+    assert_eq!(svc.launch_type().map(|l| l.as_str()), Some("FARGATE"));
+    let breaker = svc
+        .deployment_configuration()
+        .and_then(|d| d.deployment_circuit_breaker())
+        .expect("circuit breaker");
+    assert!(breaker.enable() && breaker.rollback());
+    let vpc = svc
+        .network_configuration()
+        .and_then(|n| n.awsvpc_configuration())
+        .expect("awsvpc");
+    let net = &f.shared_applied[&network_id()].outputs;
+    assert_eq!(vpc.subnets().join(","), net["subnets"]);
+    assert_eq!(vpc.security_groups().join(","), net["securityGroups"]);
+    assert_eq!(vpc.assign_public_ip().map(|a| a.as_str()), Some("ENABLED"));
+    let tags = ecs_tags(svc.tags());
+    assert_eq!(tags["panka:service"], "notification-service");
+    assert_eq!(tags["panka:component"], "api");
+    assert_eq!(svc.propagate_tags().map(|p| p.as_str()), Some("SERVICE"));
+    let attached = &svc.load_balancers()[0];
+    assert_eq!(attached.container_name(), Some("api"));
+    assert_eq!(attached.container_port(), Some(8080));
+
+    // Target group and listener rule.
+    let tg_arn = attached.target_group_arn().expect("target group");
+    let tgs = f
+        .elb
+        .describe_target_groups()
+        .target_group_arns(tg_arn)
+        .send()
+        .await
+        .expect("target groups");
+    let tg = &tgs.target_groups()[0];
+    assert_eq!(tg.port(), Some(8080));
+    assert_eq!(tg.target_type().map(|t| t.as_str()), Some("ip"));
+    assert_eq!(tg.health_check_path(), Some("/health/ready"));
+    assert_eq!(tg.vpc_id(), Some(net["vpcId"].as_str()));
+    let rules = f
+        .elb
+        .describe_rules()
+        .listener_arn(&f.shared_applied[&alb_id()].outputs["listenerArn"])
+        .send()
+        .await
+        .expect("rules");
+    let rule = rules
+        .rules()
+        .iter()
+        .find(|r| {
+            r.actions()
+                .iter()
+                .any(|a| a.target_group_arn() == Some(tg_arn))
+        })
+        .expect("a rule forwards to the target group");
+    let path = rule.conditions()[0]
+        .path_pattern_config()
+        .map(|p| p.values().to_vec())
+        .unwrap_or_default();
+    assert_eq!(path, ["/notification-service/api/*"]);
+
+    // Autoscaling: target 2..10, CPU at 70 %.
+    let resource = format!("service/{}/{name}", f.cluster());
+    let targets = f
+        .scaling
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .resource_ids(&resource)
+        .send()
+        .await
+        .expect("scalable targets");
+    let t = &targets.scalable_targets()[0];
+    assert_eq!((t.min_capacity(), t.max_capacity()), (2, 10));
+    let policies = f
+        .scaling
+        .describe_scaling_policies()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .resource_id(&resource)
+        .send()
+        .await
+        .expect("policies");
+    let p = policies
+        .scaling_policies()
+        .iter()
+        .find(|p| p.resource_id() == resource)
+        .expect("a policy");
+    let cfg = p
+        .target_tracking_scaling_policy_configuration()
+        .expect("target tracking");
+    assert_eq!(cfg.target_value(), 70.0);
+    assert_eq!(
+        cfg.predefined_metric_specification()
+            .map(|m| m.predefined_metric_type().as_str()),
+        Some("ECSServiceAverageCPUUtilization")
+    );
+
+    // The log group, with the stack's retention and tags.
+    let groups = f
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(&applied.outputs["logGroup"])
+        .send()
+        .await
+        .expect("log groups");
+    assert_eq!(groups.log_groups()[0].retention_in_days(), Some(14));
+
+    // Converged, as seen by a driver that has never seen the task definition.
+    let fresh = f.fresh_api();
+    let before = f.mutations();
+    let seen = fresh.observe(&api.id, None).await.expect("observe");
+    assert!(seen.exists && seen.owned);
+    assert_eq!(diff(&fresh.desired(&api, &f.outputs), &seen), vec![]);
+    assert_eq!(seen.outputs, applied.outputs);
+    assert!(
+        matches!(seen.health, Health::Healthy | Health::Progressing),
+        "{:?}",
+        seen.health
+    );
+    // Nothing to change: an update with no diffs mutates nothing.
+    fresh
+        .update(&api, &f.outputs, &[], &seen)
+        .await
+        .expect("no-op update");
+    assert_eq!(gained(&before, &f.mutations()), BTreeMap::new());
+}
+
+#[tokio::test]
+async fn missing_outputs_are_known_after_apply_and_refused_by_create() {
+    let f = Fixture::new().await;
+    let api = f.component("notification-service/api");
+    let mut outputs = f.outputs.clone();
+    outputs.remove(&id("notification-service/queue"));
+    outputs.remove(&network_id());
+    let want = f.api.desired(&api, &outputs);
+    for field in ["environment.QUEUE_URL", "configHash", "network.subnets"] {
+        assert!(
+            matches!(want.fields[field], FieldValue::Unknown(_)),
+            "{field}: {:?}",
+            want.fields[field]
+        );
+    }
+    assert_eq!(
+        want.fields["environment.SERVICE_NAME"].display(),
+        "notification-api"
+    );
+    let before = f.mutations();
+    let err = f.api.create(&api, &outputs).await.expect_err("refused");
+    assert!(err.to_string().contains("QUEUE_URL"), "{err}");
+    assert_eq!(
+        gained(&before, &f.mutations()),
+        BTreeMap::new(),
+        "nothing was created: {err}"
+    );
+}
+
+#[tokio::test]
+async fn an_image_change_registers_a_revision_and_updates_only_the_service() {
+    let f = Fixture::new().await;
+    let mut api = f.component("notification-service/api");
+    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let ComponentSpec::MicroService(spec) = &mut api.spec else {
+        panic!("not a MicroService")
+    };
+    spec.image.tag = Some("v1.3.0".into());
+
+    let seen = f.api.observe(&api.id, None).await.expect("observe");
+    let diffs = diff(&f.api.desired(&api, &f.outputs), &seen);
+    let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(fields, ["image"], "{diffs:?}");
+    assert!(diffs[0]
+        .new
+        .as_ref()
+        .is_some_and(|v| v.display().ends_with(":v1.3.0")));
+
+    let before = f.mutations();
+    let updated = f
+        .api
+        .update(&api, &f.outputs, &diffs, &seen)
+        .await
+        .expect("update");
+    assert_eq!(
+        gained(&before, &f.mutations()),
+        ops(&[("RegisterTaskDefinition", 1), ("UpdateService", 1)])
+    );
+    assert_ne!(
+        updated.outputs["taskDefinitionArn"],
+        applied.outputs["taskDefinitionArn"]
+    );
+    let svc = f.service(&applied.outputs["name"]).await;
+    assert_eq!(
+        svc.task_definition(),
+        Some(updated.outputs["taskDefinitionArn"].as_str())
+    );
+    let (td, _) = f
+        .task_definition(&updated.outputs["taskDefinitionArn"])
+        .await;
+    assert!(td.container_definitions()[0]
+        .image()
+        .is_some_and(|i| i.ends_with(":v1.3.0")));
+    assert_eq!(td.revision(), 2);
+
+    let seen = f.fresh_api().observe(&api.id, None).await.expect("observe");
+    assert_eq!(diff(&f.api.desired(&api, &f.outputs), &seen), vec![]);
+}
+
+#[tokio::test]
+async fn a_config_change_makes_a_new_revision() {
+    let f = Fixture::new().await;
+    let mut api = f.component("notification-service/api");
+    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    api.configs[0].content = api.configs[0]
+        .content
+        .replace("maxRetries: 3", "maxRetries: 5");
+    assert!(api.configs[0].content.contains("maxRetries: 5"));
+
+    let seen = f.api.observe(&api.id, None).await.expect("observe");
+    let diffs = diff(&f.api.desired(&api, &f.outputs), &seen);
+    let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(fields, ["configHash"], "{diffs:?}");
+    let before = f.mutations();
+    let updated = f
+        .api
+        .update(&api, &f.outputs, &diffs, &seen)
+        .await
+        .expect("update");
+    assert_eq!(
+        gained(&before, &f.mutations()),
+        ops(&[("RegisterTaskDefinition", 1), ("UpdateService", 1)])
+    );
+    let (td, _) = f
+        .task_definition(&updated.outputs["taskDefinitionArn"])
+        .await;
+    let old = f
+        .task_definition(&applied.outputs["taskDefinitionArn"])
+        .await
+        .0;
+    let label = |t: &aws_sdk_ecs::types::TaskDefinition| {
+        t.container_definitions()[0]
+            .docker_labels()
+            .and_then(|l| l.get("PANKA_CONFIG_HASH").cloned())
+    };
+    assert_ne!(label(&td), label(&old), "the config hash changed");
+}
+
+#[tokio::test]
+async fn a_replica_change_updates_the_service_without_a_new_revision() {
+    let f = Fixture::new().await;
+    let mut api = f.component("user-service/api");
+    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let svc = f.service(&applied.outputs["name"]).await;
+    assert_eq!(svc.desired_count(), 2);
+    assert!(
+        svc.load_balancers().len() == 1,
+        "user-service/api is load balanced"
+    );
+    api.infra
+        .as_mut()
+        .and_then(|i| i.scaling.as_mut())
+        .expect("scaling")
+        .replicas = Some(3);
+
+    let seen = f.api.observe(&api.id, None).await.expect("observe");
+    let diffs = diff(&f.api.desired(&api, &f.outputs), &seen);
+    let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(fields, ["desiredCount"], "{diffs:?}");
+    let before = f.mutations();
+    let updated = f
+        .api
+        .update(&api, &f.outputs, &diffs, &seen)
+        .await
+        .expect("update");
+    assert_eq!(
+        gained(&before, &f.mutations()),
+        ops(&[("UpdateService", 1)])
+    );
+    assert_eq!(
+        updated.outputs["taskDefinitionArn"],
+        applied.outputs["taskDefinitionArn"]
+    );
+    let svc = f.service(&applied.outputs["name"]).await;
+    assert_eq!(svc.desired_count(), 3);
+    let seen = f.api.observe(&api.id, None).await.expect("observe");
+    assert_eq!(diff(&f.api.desired(&api, &f.outputs), &seen), vec![]);
+}
+
+#[tokio::test]
+async fn a_console_change_of_the_task_count_is_drift_unless_autoscaled() {
+    let f = Fixture::new().await;
+    let fixed = f.component("user-service/api");
+    let scaled = f.component("notification-service/api");
+    let a = f
+        .api
+        .create(&fixed, &f.outputs)
+        .await
+        .expect("create fixed");
+    let b = f
+        .api
+        .create(&scaled, &f.outputs)
+        .await
+        .expect("create scaled");
+    for applied in [&a, &b] {
+        f.ecs
+            .update_service()
+            .cluster(f.cluster())
+            .service(&applied.outputs["name"])
+            .desired_count(7)
+            .send()
+            .await
+            .expect("console change");
+    }
+
+    let seen = f.api.observe(&fixed.id, None).await.expect("observe");
+    let diffs = diff(&f.api.desired(&fixed, &f.outputs), &seen);
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(diffs[0].field, "desiredCount");
+    assert_eq!(diffs[0].old, Some(FieldValue::known(7)));
+    f.api
+        .update(&fixed, &f.outputs, &diffs, &seen)
+        .await
+        .expect("remediate");
+    assert_eq!(f.service(&a.outputs["name"]).await.desired_count(), 2);
+
+    let seen = f.api.observe(&scaled.id, None).await.expect("observe");
+    assert_eq!(seen.fields["desiredCount"], FieldValue::known(7));
+    assert_eq!(
+        diff(&f.api.desired(&scaled, &f.outputs), &seen),
+        vec![],
+        "the autoscaler owns the count"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_runs_without_load_balancer_or_autoscaling() {
+    let f = Fixture::new().await;
+    let worker = f.component("notification-service/worker");
+    let applied = f.worker.create(&worker, &f.outputs).await.expect("create");
+    assert!(!applied.outputs.contains_key("url"));
+    let svc = f.service(&applied.outputs["name"]).await;
+    assert_eq!(svc.desired_count(), 1);
+    assert!(svc.load_balancers().is_empty());
+    let (td, _) = f
+        .task_definition(&applied.outputs["taskDefinitionArn"])
+        .await;
+    let env: BTreeMap<&str, &str> = td.container_definitions()[0]
+        .environment()
+        .iter()
+        .filter_map(|kv| Some((kv.name()?, kv.value()?)))
+        .collect();
+    assert_eq!(env["PREFERENCES_TABLE"], "prefs-table");
+    assert_eq!(env["TEMPLATES_BUCKET"], "templates-bucket");
+    let seen = f.worker.observe(&worker.id, None).await.expect("observe");
+    assert_eq!(diff(&f.worker.desired(&worker, &f.outputs), &seen), vec![]);
+    assert_eq!(
+        seen.fields["autoscaling"],
+        FieldValue::known(serde_json::Value::Null)
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_everything_and_is_idempotent() {
+    let f = Fixture::new().await;
+    let api = f.component("notification-service/api");
+    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let name = applied.outputs["name"].clone();
+    let tg = applied.identifiers["targetGroupArn"].clone();
+    let rule = applied.identifiers["ruleArn"].clone();
+
+    f.api
+        .delete(&api.id, &applied.identifiers)
+        .await
+        .expect("delete");
+    f.api
+        .delete(&api.id, &applied.identifiers)
+        .await
+        .expect("a second delete is a no-op");
+
+    let seen = f.api.observe(&api.id, None).await.expect("observe");
+    assert!(!seen.exists, "{seen:?}");
+    let svc = f.service(&name).await;
+    assert_ne!(svc.status(), Some("ACTIVE"));
+    let defs = f
+        .ecs
+        .list_task_definitions()
+        .family_prefix(&name)
+        .send()
+        .await
+        .expect("list");
+    assert!(defs.task_definition_arns().is_empty(), "{defs:?}");
+    let tgs = f
+        .elb
+        .describe_target_groups()
+        .target_group_arns(&tg)
+        .send()
+        .await;
+    assert!(tgs.is_err() || tgs.is_ok_and(|o| o.target_groups().is_empty()));
+    let rules = f.elb.describe_rules().rule_arns(&rule).send().await;
+    assert!(rules.is_err() || rules.is_ok_and(|o| o.rules().is_empty()));
+    let resource = format!("service/{}/{name}", f.cluster());
+    let targets = f
+        .scaling
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .resource_ids(&resource)
+        .send()
+        .await
+        .expect("scalable targets");
+    assert!(targets.scalable_targets().is_empty());
+    let groups = f
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(&applied.outputs["logGroup"])
+        .send()
+        .await
+        .expect("log groups");
+    assert!(groups.log_groups().is_empty());
+}

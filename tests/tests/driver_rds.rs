@@ -1,0 +1,435 @@
+//! The RDS driver against the local emulator through the real SDK: the master password read from
+//! Secrets Manager (created here first) and never echoed, the subnet group in the default VPC,
+//! observe, drift made with direct SDK calls, update, refused storage shrink, foreign instances,
+//! deletion protection and delete.
+
+use std::collections::BTreeMap;
+
+use panka_controller::driver::rds::RdsDriver;
+use panka_controller::driver::{CallCounter, Ctx, Driver, DriverError, Outputs};
+use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
+use panka_controller::naming::Naming;
+use panka_controller::plan::{diff, Change};
+use panka_controller::resolve::Options;
+use panka_controller::validate::{load_stack, plan_input};
+use panka_crds::spec::RdsSpec;
+use panka_tests::emulator::{emulator, repo_root, unique_name};
+
+/// The master password every test stores; asserted never to appear in anything the driver returns.
+const PASSWORD: &str = "s3cret-Pa55word-never-shown";
+
+/// The example's `notification-service/database` (postgres 15.4, db.t3.medium, 50 GB gp3).
+fn example_database() -> DesiredComponent {
+    let loaded = load_stack(
+        &repo_root().join("examples/deployment-repo"),
+        "user-platform",
+    )
+    .expect("example loads");
+    let (desired, _) =
+        plan_input(&loaded, "development", &Options::default()).expect("example resolves");
+    desired.components[&ComponentId::new("notification-service", "database")].clone()
+}
+
+fn spec(component: &mut DesiredComponent) -> &mut RdsSpec {
+    match &mut component.spec {
+        ComponentSpec::Rds(s) => s,
+        _ => panic!("not RDS"),
+    }
+}
+
+struct Env {
+    driver: RdsDriver,
+    ctx: Ctx,
+    rds: aws_sdk_rds::Client,
+    db: DesiredComponent,
+}
+
+/// A driver on a fresh stack name, and the example database whose password secret exists.
+async fn env() -> Env {
+    let sdk = emulator().sdk_config().await;
+    let ctx = Ctx {
+        sdk: sdk.clone(),
+        naming: Naming::new(unique_name("t"), "development"),
+        extra_tags: BTreeMap::new(),
+        infra: Default::default(),
+        adopt: false,
+        calls: CallCounter::default(),
+    };
+    let mut db = example_database();
+    // A secret per test: the emulator is shared by the tests of this binary.
+    let secret = format!("/panka-tests/{}/db-password", ctx.naming.stack);
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&secret)
+        .secret_string(
+            serde_json::json!({ "username": "dbadmin", "password": PASSWORD }).to_string(),
+        )
+        .send()
+        .await
+        .expect("secret created");
+    spec(&mut db).database.password_secret.secret_ref = secret;
+    Env {
+        driver: RdsDriver::new(&ctx),
+        ctx,
+        rds: aws_sdk_rds::Client::new(&sdk),
+        db,
+    }
+}
+
+async fn describe(rds: &aws_sdk_rds::Client, name: &str) -> aws_sdk_rds::types::DbInstance {
+    rds.describe_db_instances()
+        .db_instance_identifier(name)
+        .send()
+        .await
+        .expect("describe")
+        .db_instances()
+        .first()
+        .cloned()
+        .expect("one instance")
+}
+
+#[tokio::test]
+async fn create_makes_a_configured_tagged_instance_that_observe_reports_converged() {
+    let Env {
+        driver,
+        ctx,
+        rds,
+        db,
+    } = env().await;
+    let applied = driver.create(&db, &Outputs::new()).await.expect("create");
+    let name = &applied.identifiers["name"];
+    assert_eq!(
+        *name,
+        format!(
+            "{}-development-notification-service-database",
+            ctx.naming.stack
+        )
+    );
+
+    // Checked with direct SDK reads, not through the driver.
+    let got = describe(&rds, name).await;
+    assert_eq!(got.engine(), Some("postgres"));
+    assert_eq!(got.engine_version(), Some("15.4"));
+    assert_eq!(got.db_instance_class(), Some("db.t3.medium"));
+    assert_eq!(got.allocated_storage(), Some(50));
+    assert_eq!(got.storage_type(), Some("gp3"));
+    assert_eq!(got.db_name(), Some("notificationdb"));
+    assert_eq!(got.master_username(), Some("dbadmin"));
+    assert_eq!(got.deletion_protection(), Some(false));
+    let group = got.db_subnet_group().expect("a subnet group");
+    assert_eq!(group.db_subnet_group_name(), Some(name.as_str()));
+    assert!(!group.subnets().is_empty(), "subnets of the default VPC");
+    let tags: BTreeMap<String, String> = rds
+        .list_tags_for_resource()
+        .resource_name(got.db_instance_arn().expect("arn"))
+        .send()
+        .await
+        .expect("tags")
+        .tag_list()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect();
+    assert_eq!(tags, ctx.tags(&db.id));
+
+    for output in ["endpoint", "port", "arn", "address", "databaseName"] {
+        assert!(
+            applied.outputs.contains_key(output),
+            "{output} missing: {applied:?}"
+        );
+    }
+    assert_eq!(applied.outputs["port"], "5432");
+    assert_eq!(
+        applied.outputs["endpoint"],
+        format!("{}:5432", applied.outputs["address"])
+    );
+
+    let before = ctx.calls.mutating();
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    assert_eq!(ctx.calls.mutating(), before, "observe must not mutate");
+    assert!(seen.exists && seen.owned);
+    assert_eq!(seen.status, "available");
+    let desired = driver.desired(&db, &Outputs::new());
+    assert_eq!(
+        diff(&desired, &seen),
+        vec![],
+        "a fresh instance matches its spec"
+    );
+    assert_eq!(seen.outputs, applied.outputs);
+
+    // The password went to RDS and nowhere else.
+    let everything = format!(
+        "{applied:?} {seen:?} {desired:?} {}",
+        serde_json::to_string(&seen).expect("serialisable")
+    );
+    assert!(!everything.contains(PASSWORD), "the password leaked");
+
+    // Converged: an update makes no call that writes, and never reads the secret again.
+    let before = ctx.calls.snapshot();
+    let writes = ctx.calls.mutating();
+    driver
+        .update(&db, &Outputs::new(), &[], &seen)
+        .await
+        .expect("converged update");
+    let after = ctx.calls.snapshot();
+    assert_eq!(
+        ctx.calls.mutating(),
+        writes,
+        "a converged instance needs no write"
+    );
+    let secret_reads = |m: &BTreeMap<(String, String), u64>| {
+        m.iter()
+            .filter(|((_, op), _)| op == "GetSecretValue")
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        secret_reads(&after),
+        secret_reads(&before),
+        "update read the password"
+    );
+}
+
+#[tokio::test]
+async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
+    let Env {
+        driver, rds, db, ..
+    } = env().await;
+    let applied = driver.create(&db, &Outputs::new()).await.expect("create");
+    let name = &applied.identifiers["name"];
+    rds.modify_db_instance()
+        .db_instance_identifier(name)
+        .db_instance_class("db.t3.large")
+        .backup_retention_period(9)
+        .deletion_protection(true)
+        .apply_immediately(true)
+        .send()
+        .await
+        .expect("drift made");
+
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    let desired = driver.desired(&db, &Outputs::new());
+    let diffs = diff(&desired, &seen);
+    let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "backup.retentionDays",
+            "deletionProtection",
+            "instanceClass"
+        ],
+        "{diffs:?}"
+    );
+    assert!(diffs.iter().all(|d| d.change == Change::Update));
+    driver
+        .update(&db, &Outputs::new(), &diffs, &seen)
+        .await
+        .expect("update");
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![]);
+    let got = describe(&rds, name).await;
+    assert_eq!(got.db_instance_class(), Some("db.t3.medium"));
+    assert_eq!(got.backup_retention_period(), Some(1));
+}
+
+#[tokio::test]
+async fn fixed_fields_are_replacements_and_storage_never_shrinks() {
+    let Env { driver, db, .. } = env().await;
+    driver.create(&db, &Outputs::new()).await.expect("create");
+
+    let mut renamed = db.clone();
+    spec(&mut renamed).database.username = "admin2".into();
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    let diffs = diff(&driver.desired(&renamed, &Outputs::new()), &seen);
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(
+        diffs[0].change,
+        Change::Replace("the master user name is fixed at creation".into())
+    );
+
+    let mut upgraded = db.clone();
+    spec(&mut upgraded).engine.version = "16.1".into();
+    spec(&mut upgraded).instance.storage.allocated_gb = 100;
+    let diffs = diff(&driver.desired(&upgraded, &Outputs::new()), &seen);
+    assert!(
+        diffs.iter().all(|d| d.change == Change::Update),
+        "{diffs:?}"
+    );
+    driver
+        .update(&upgraded, &Outputs::new(), &diffs, &seen)
+        .await
+        .expect("major upgrade and growth in place");
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    assert_eq!(
+        diff(&driver.desired(&upgraded, &Outputs::new()), &seen),
+        vec![]
+    );
+
+    // Back to 50 GB: RDS cannot shrink storage, and the driver says so before calling it.
+    let diffs = diff(&driver.desired(&db, &Outputs::new()), &seen);
+    let err = driver
+        .update(&db, &Outputs::new(), &diffs, &seen)
+        .await
+        .expect_err("shrinking is refused");
+    assert!(err.to_string().contains("cannot shrink"), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_password_secret_fails_the_create_and_names_the_secret() {
+    let Env {
+        driver,
+        ctx,
+        rds,
+        mut db,
+    } = env().await;
+    let missing = format!("/panka-tests/{}/nope", ctx.naming.stack);
+    spec(&mut db).database.password_secret.secret_ref = missing.clone();
+    let err = driver
+        .create(&db, &Outputs::new())
+        .await
+        .expect_err("no secret, no database");
+    assert!(err.to_string().contains(&missing), "{err}");
+    assert!(!driver.observe(&db.id, None).await.expect("observe").exists);
+    let group = rds
+        .describe_db_subnet_groups()
+        .db_subnet_group_name(driver.subnet_group_name(&db.id))
+        .send()
+        .await;
+    assert!(
+        group.is_err(),
+        "nothing is created before the secret is read"
+    );
+}
+
+#[tokio::test]
+async fn a_same_named_instance_without_our_tags_is_not_taken() {
+    let Env {
+        driver,
+        ctx,
+        rds,
+        db,
+    } = env().await;
+    let name = driver.instance_name(&db.id);
+    rds.create_db_instance()
+        .db_instance_identifier(&name)
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("someone")
+        .master_user_password("elses-password")
+        .send()
+        .await
+        .expect("foreign instance");
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    assert!(seen.exists && !seen.owned);
+    let before = ctx.calls.mutating();
+    let err = driver
+        .create(&db, &Outputs::new())
+        .await
+        .expect_err("must refuse");
+    assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
+    assert!(err.to_string().contains("--adopt"), "{err}");
+    let err = driver
+        .delete(&db.id, &BTreeMap::new())
+        .await
+        .expect_err("must not delete a foreign instance");
+    assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
+    assert_eq!(
+        ctx.calls.mutating(),
+        before,
+        "a foreign instance is not touched"
+    );
+}
+
+#[tokio::test]
+async fn deletion_protection_is_lifted_only_when_the_spec_turned_it_off() {
+    let Env {
+        driver,
+        ctx,
+        rds,
+        mut db,
+    } = env().await;
+    spec(&mut db).deletion_protection = Some(true);
+    let protected = driver.create(&db, &Outputs::new()).await.expect("create");
+    assert_eq!(protected.identifiers["deletionProtection"], "true");
+    let name = protected.identifiers["name"].clone();
+    let err = driver
+        .delete(&db.id, &protected.identifiers)
+        .await
+        .expect_err("protected");
+    assert!(err.to_string().contains("deletion protection"), "{err}");
+    assert!(driver.observe(&db.id, None).await.expect("observe").exists);
+
+    // Someone turned protection on by hand after the spec had turned it off: lifted, deleted,
+    // no final snapshot.
+    spec(&mut db).deletion_protection = Some(false);
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    let diffs = diff(&driver.desired(&db, &Outputs::new()), &seen);
+    let unprotected = driver
+        .update(&db, &Outputs::new(), &diffs, &seen)
+        .await
+        .expect("update");
+    assert_eq!(unprotected.identifiers["deletionProtection"], "false");
+    rds.modify_db_instance()
+        .db_instance_identifier(&name)
+        .deletion_protection(true)
+        .apply_immediately(true)
+        .send()
+        .await
+        .expect("drift made");
+    driver
+        .delete(&db.id, &unprotected.identifiers)
+        .await
+        .expect("delete");
+    assert!(!driver.observe(&db.id, None).await.expect("observe").exists);
+    let snapshots = rds
+        .describe_db_snapshots()
+        .db_instance_identifier(&name)
+        .snapshot_type("manual")
+        .send()
+        .await
+        .expect("snapshots");
+    assert!(snapshots.db_snapshots().is_empty(), "no final snapshot");
+    let group = rds
+        .describe_db_subnet_groups()
+        .db_subnet_group_name(&name)
+        .send()
+        .await;
+    assert!(group.is_err(), "the subnet group went with the instance");
+
+    let before = ctx.calls.mutating();
+    driver
+        .delete(&db.id, &unprotected.identifiers)
+        .await
+        .expect("second delete is a no-op");
+    assert_eq!(ctx.calls.mutating(), before);
+}
+
+#[tokio::test]
+async fn delete_without_a_record_of_the_spec_keeps_a_final_snapshot() {
+    let Env {
+        driver, rds, db, ..
+    } = env().await;
+    let applied = driver.create(&db, &Outputs::new()).await.expect("create");
+    let name = applied.identifiers["name"].clone();
+    let observed = driver.observe(&db.id, None).await.expect("observe");
+    assert!(!observed.identifiers.contains_key("deletionProtection"));
+    driver
+        .delete(&db.id, &observed.identifiers)
+        .await
+        .expect("delete");
+    let snapshots = rds
+        .describe_db_snapshots()
+        .db_instance_identifier(&name)
+        .snapshot_type("manual")
+        .send()
+        .await
+        .expect("snapshots");
+    let ids: Vec<&str> = snapshots
+        .db_snapshots()
+        .iter()
+        .filter_map(|s| s.db_snapshot_identifier())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(ids[0].starts_with(&format!("{name}-final-")), "{ids:?}");
+}

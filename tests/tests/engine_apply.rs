@@ -1,0 +1,304 @@
+//! The engine end to end against the emulator: lock → observe → plan → apply → record, on S3
+//! state and DynamoDB locks, with a stack generated into a temporary repository.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName as Attr;
+use panka_controller::driver::Ctx;
+use panka_controller::engine::{Engine, EngineError, EngineOptions, Quiet};
+use panka_controller::graph::Graph;
+use panka_controller::lock::{LockOptions, Locker};
+use panka_controller::model::DesiredStack;
+use panka_controller::plan::Action;
+use panka_controller::resolve::Options;
+use panka_controller::state::{HistoryEntry, ReleaseOutcome, StateKey};
+use panka_controller::validate::{load_stack, plan_input};
+use panka_tests::emulator::{emulator, unique_name, AwsBackends};
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// A stack `name` with one service `orders` holding the given SQS components.
+fn repo(root: &Path, name: &str, queues: &[(&str, u32)]) {
+    let _ = std::fs::remove_dir_all(root.join("stacks").join(name).join("services"));
+    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
+        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: us-east-1}}\n"));
+    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
+        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1}}\n"));
+    write(
+        root,
+        &format!("stacks/{name}/services/orders/service.yaml"),
+        &format!(
+        "apiVersion: core.panka.io/v1\nkind: Service\nmetadata: {{name: orders, stack: {name}}}\n"),
+    );
+    for (queue, visibility) in queues {
+        write(root, &format!("stacks/{name}/services/orders/components/{queue}/sqs.yaml"), &format!(
+            "apiVersion: components.panka.io/v1\nkind: SQS\nmetadata: {{name: {queue}, service: orders, stack: {name}}}\nspec:\n  visibilityTimeout: {visibility}\n  deadLetterQueue: {{enabled: true}}\n"));
+    }
+}
+
+fn desired(root: &Path, name: &str) -> (DesiredStack, Graph) {
+    let loaded = load_stack(root, name).expect("loads");
+    plan_input(&loaded, "development", &Options::default()).expect("resolves")
+}
+
+async fn engine(backends: &AwsBackends, desired: &DesiredStack) -> Engine {
+    let locker =
+        Locker::new(backends.backends.locks.clone(), LockOptions::default()).expect("locker");
+    Engine::new(
+        Ctx::new(emulator().sdk_config().await, desired, false),
+        backends.backends.clone(),
+        locker,
+    )
+}
+
+fn options() -> EngineOptions {
+    EngineOptions {
+        health_poll: Duration::from_millis(50),
+        actor: "tester@ci".into(),
+        ..EngineOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn apply_records_state_and_a_second_apply_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("e");
+    repo(dir.path(), &name, &[("jobs", 60), ("events", 30)]);
+    let backends = emulator().fresh_backends().await;
+    let (d, g) = desired(dir.path(), &name);
+
+    let e = engine(&backends, &d).await;
+    let report = e
+        .apply(&d, &g, &options(), &mut |_| true, &Quiet)
+        .await
+        .expect("apply")
+        .expect("approved");
+    assert_eq!(report.plan.summary.create, 2);
+    let release = report.release.expect("a release is recorded");
+    assert_eq!(release.outcome, ReleaseOutcome::Succeeded);
+    assert_eq!(release.version.as_deref(), Some("v1"));
+    assert_eq!(release.actor, "tester@ci");
+
+    let key = StateKey::new(&name, "development").expect("key");
+    let state = backends
+        .backends
+        .state
+        .read(&key)
+        .await
+        .expect("read")
+        .expect("state exists");
+    assert_eq!(state.document.components.len(), 2);
+    let jobs = &state.document.components["orders/jobs"];
+    assert_eq!(jobs.kind, "SQS");
+    assert!(jobs.identifiers["url"].contains(&format!("{name}-development-orders-jobs")));
+    let history = backends
+        .backends
+        .state
+        .history(&key, None)
+        .await
+        .expect("history");
+    assert!(matches!(&history[0], HistoryEntry::Release(r) if r.id == release.id));
+
+    // Converged: a fresh engine (fresh call counter) plans no change and mutates nothing.
+    let e2 = engine(&backends, &d).await;
+    let report = e2
+        .apply(
+            &d,
+            &g,
+            &options(),
+            &mut |_| panic!("nothing to approve"),
+            &Quiet,
+        )
+        .await
+        .expect("apply")
+        .expect("report");
+    assert!(report.release.is_none());
+    assert!(!report.plan.has_changes());
+    assert_eq!(
+        e2.ctx().calls.mutating(),
+        0,
+        "{:?}",
+        e2.ctx().calls.snapshot()
+    );
+    assert!(e2.ctx().calls.total() > 0, "observe read AWS");
+
+    // State lost (a fresh bucket): the resources are ours and converged, so apply records them
+    // again without touching AWS and without a release.
+    let lost = emulator().fresh_backends().await;
+    let e3 = engine(&lost, &d).await;
+    let report = e3
+        .apply(
+            &d,
+            &g,
+            &options(),
+            &mut |_| panic!("nothing to approve"),
+            &Quiet,
+        )
+        .await
+        .expect("apply")
+        .expect("report");
+    assert!(report.release.is_none());
+    assert_eq!(e3.ctx().calls.mutating(), 0);
+    let state = lost
+        .backends
+        .state
+        .read(&key)
+        .await
+        .expect("read")
+        .expect("state recorded");
+    assert_eq!(state.document.components.len(), 2);
+    assert!(state.document.release.is_none());
+}
+
+#[tokio::test]
+async fn a_changed_setting_updates_only_that_component_and_a_console_change_is_drift() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("e");
+    repo(dir.path(), &name, &[("jobs", 60), ("events", 30)]);
+    let backends = emulator().fresh_backends().await;
+    let (d, g) = desired(dir.path(), &name);
+    engine(&backends, &d)
+        .await
+        .apply(&d, &g, &options(), &mut |_| true, &Quiet)
+        .await
+        .expect("apply");
+
+    repo(dir.path(), &name, &[("jobs", 90), ("events", 30)]);
+    let (d, g) = desired(dir.path(), &name);
+    let e = engine(&backends, &d).await;
+    let report = e
+        .apply(&d, &g, &options(), &mut |_| true, &Quiet)
+        .await
+        .expect("apply")
+        .expect("report");
+    let actions: Vec<_> = report
+        .plan
+        .all()
+        .map(|p| (p.id.to_string(), p.action.clone()))
+        .collect();
+    assert!(
+        actions.contains(&("orders/jobs".into(), Action::Update)),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("orders/events".into(), Action::NoOp)),
+        "{actions:?}"
+    );
+
+    // Someone changes the queue in the console: the next plan shows drift on that field.
+    let sqs = aws_sdk_sqs::Client::new(&emulator().sdk_config().await);
+    let url =
+        &report.outputs[&panka_controller::model::ComponentId::new("orders", "events")]["url"];
+    sqs.set_queue_attributes()
+        .queue_url(url)
+        .attributes(Attr::VisibilityTimeout, "5")
+        .send()
+        .await
+        .expect("drift");
+    let prepared = e.prepare(&d, &g, &options()).await.expect("plan");
+    let events = prepared
+        .plan
+        .all()
+        .find(|p| p.id.component == "events")
+        .expect("planned");
+    assert!(events.drift, "{events:?}");
+    assert_eq!(events.diffs[0].field, "visibilityTimeout");
+}
+
+#[tokio::test]
+async fn removing_a_component_deletes_it_and_destroy_empties_the_stack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("e");
+    repo(dir.path(), &name, &[("jobs", 60), ("events", 30)]);
+    let backends = emulator().fresh_backends().await;
+    let (d, g) = desired(dir.path(), &name);
+    engine(&backends, &d)
+        .await
+        .apply(&d, &g, &options(), &mut |_| true, &Quiet)
+        .await
+        .expect("apply");
+
+    repo(dir.path(), &name, &[("jobs", 60)]);
+    let (d, g) = desired(dir.path(), &name);
+    let report = engine(&backends, &d)
+        .await
+        .apply(&d, &g, &options(), &mut |_| true, &Quiet)
+        .await
+        .expect("apply")
+        .expect("report");
+    assert_eq!(report.plan.deletions.len(), 1);
+    assert_eq!(report.plan.deletions[0].id.component, "events");
+    let key = StateKey::new(&name, "development").expect("key");
+    let state = backends
+        .backends
+        .state
+        .read(&key)
+        .await
+        .expect("read")
+        .expect("state");
+    assert!(!state.document.components.contains_key("orders/events"));
+
+    // Destroy: an empty desired state deletes everything that state records.
+    let mut empty = d.clone();
+    empty.components.clear();
+    let none = Graph {
+        waves: vec![],
+        edges: vec![],
+    };
+    let e = engine(&backends, &empty).await;
+    e.apply(&empty, &none, &options(), &mut |_| true, &Quiet)
+        .await
+        .expect("destroy");
+    let state = backends
+        .backends
+        .state
+        .read(&key)
+        .await
+        .expect("read")
+        .expect("state");
+    assert!(state.document.components.is_empty());
+    let sqs = aws_sdk_sqs::Client::new(&emulator().sdk_config().await);
+    let left = sqs
+        .list_queues()
+        .queue_name_prefix(&name)
+        .send()
+        .await
+        .expect("list")
+        .queue_urls()
+        .to_vec();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_held_lock_refuses_at_once_with_the_holder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("e");
+    repo(dir.path(), &name, &[("jobs", 60)]);
+    let backends = emulator().fresh_backends().await;
+    let (d, g) = desired(dir.path(), &name);
+    let locker =
+        Locker::new(backends.backends.locks.clone(), LockOptions::default()).expect("locker");
+    let target = panka_controller::lock::LockTarget::stack(&name, "development").expect("target");
+    let held = locker
+        .acquire(target, "someone@else", "apply", &mut |_| {})
+        .await
+        .expect("held");
+    let err = engine(&backends, &d)
+        .await
+        .apply(&d, &g, &options(), &mut |_| true, &Quiet)
+        .await
+        .expect_err("refused");
+    match err {
+        EngineError::Lock(e) => assert_eq!(
+            e.holder().map(|h| h.locked_by.as_str()),
+            Some("someone@else")
+        ),
+        other => panic!("unexpected {other}"),
+    }
+    held.release().await.expect("release");
+}
