@@ -312,3 +312,40 @@ fn unknown_stack_exits_1_with_a_suggestion() {
         show(&out)
     );
 }
+
+#[test]
+fn a_production_apply_without_yes_and_without_a_terminal_refuses_before_touching_aws() {
+    // No emulator is running and no AWS endpoint is set: the refusal must come first.
+    let out = run_on_example(&[
+        "apply",
+        "--stack",
+        "user-platform",
+        "--environment",
+        "production",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("production needs approval"), "{err}");
+    assert!(err.contains("--yes"), "{err}");
+}
+
+#[test]
+fn plan_of_an_invalid_repo_reports_problems_and_calls_no_aws() {
+    let repo = broken_copy();
+    let out = run_on(
+        repo.path(),
+        &[
+            "plan",
+            "--stack",
+            "notification-platform",
+            "--environment",
+            "production",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("unknown field `replcas`"),
+        "{}",
+        show(&out)
+    );
+}

@@ -1,0 +1,359 @@
+//! The example stacks through the whole engine against the emulator, with S3 state and DynamoDB
+//! locks: create everything, converge, change one thing at a time, add and remove a component,
+//! destroy. Resources are checked with direct SDK reads, not through panka's drivers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use panka_controller::driver::Ctx;
+use panka_controller::engine::{ApplyReport, Engine, EngineOptions, Quiet};
+use panka_controller::graph::Graph;
+use panka_controller::lock::{LockOptions, Locker};
+use panka_controller::model::{ComponentId, DesiredStack};
+use panka_controller::plan::Action;
+use panka_controller::resolve::Options;
+use panka_controller::validate::{load_stack, plan_input};
+use panka_tests::emulator::{emulator, repo_root, unique_name, AwsBackends};
+
+/// A copy of the example repository with stack `from` renamed to `to` everywhere (folder,
+/// metadata, secret paths), so parallel tests never share AWS names.
+fn renamed_copy(from: &str, to: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = repo_root()
+        .join("examples/deployment-repo/stacks")
+        .join(from);
+    let dst = dir.path().join("stacks").join(to);
+    copy(&src, &dst, from, to);
+    dir
+}
+
+fn copy(src: &Path, dst: &Path, from: &str, to: &str) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for entry in std::fs::read_dir(src).expect("readable") {
+        let entry = entry.expect("entry");
+        let target = dst.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy(&entry.path(), &target, from, to);
+        } else {
+            let text = std::fs::read_to_string(entry.path()).expect("text");
+            std::fs::write(target, text.replace(from, to)).expect("write");
+        }
+    }
+}
+
+fn edit(root: &Path, rel: &str, from: &str, to: &str) {
+    let path = root.join(rel);
+    let text = std::fs::read_to_string(&path).expect("readable");
+    assert!(text.contains(from), "{rel} has no `{from}`");
+    std::fs::write(path, text.replacen(from, to, 1)).expect("write");
+}
+
+fn resolve(root: &Path, stack: &str, vars: &[(&str, &str)]) -> (DesiredStack, Graph) {
+    let loaded = load_stack(root, stack).expect("loads");
+    let options = Options {
+        vars: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    plan_input(&loaded, "development", &options).expect("resolves")
+}
+
+async fn create_secrets(stack: &str) {
+    let sm = aws_sdk_secretsmanager::Client::new(&emulator().sdk_config().await);
+    for path in [
+        format!("/stacks/{stack}/user-service/db-password"),
+        format!("/stacks/{stack}/notification-service/db-password"),
+        format!("/stacks/{stack}/notification-service/smtp-password"),
+        format!("/stacks/{stack}/email-service/db-password"),
+    ] {
+        sm.create_secret()
+            .name(path)
+            .secret_string(r#"{"password":"not-a-real-password-1"}"#)
+            .send()
+            .await
+            .expect("secret created");
+    }
+}
+
+struct Run {
+    backends: AwsBackends,
+    options: EngineOptions,
+}
+
+impl Run {
+    async fn new() -> Run {
+        Run {
+            backends: emulator().fresh_backends().await,
+            options: EngineOptions {
+                health_poll: Duration::from_millis(50),
+                health_timeout: Duration::from_secs(60),
+                actor: "tester@ci".into(),
+                ..EngineOptions::default()
+            },
+        }
+    }
+
+    async fn engine(&self, desired: &DesiredStack) -> Engine {
+        let locker = Locker::new(self.backends.backends.locks.clone(), LockOptions::default())
+            .expect("locker");
+        Engine::new(
+            Ctx::new(emulator().sdk_config().await, desired, false),
+            self.backends.backends.clone(),
+            locker,
+        )
+    }
+
+    /// Applies and returns the report and the number of mutating driver calls.
+    async fn apply(&self, (desired, graph): &(DesiredStack, Graph)) -> (ApplyReport, u64) {
+        let engine = self.engine(desired).await;
+        let report = engine
+            .apply(desired, graph, &self.options, &mut |_| true, &Quiet)
+            .await
+            .expect("apply succeeds")
+            .expect("approved");
+        (report, engine.ctx().calls.mutating())
+    }
+}
+
+fn changed(report: &ApplyReport) -> Vec<(String, Action)> {
+    report
+        .plan
+        .all()
+        .filter(|p| p.action.is_change())
+        .map(|p| (p.id.to_string(), p.action.clone()))
+        .collect()
+}
+
+async fn task_definition_of(service_arn: &str, cluster: &str) -> String {
+    let ecs = aws_sdk_ecs::Client::new(&emulator().sdk_config().await);
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service_arn)
+        .send()
+        .await
+        .expect("describe");
+    out.services()[0]
+        .task_definition()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_destroys_cleanly() {
+    let stack = unique_name("up");
+    let repo = renamed_copy("user-platform", &stack);
+    let root: PathBuf = repo.path().to_path_buf();
+    create_secrets(&stack).await;
+    let run = Run::new().await;
+
+    // 1. Everything is created, in waves.
+    let (report, _) = run.apply(&resolve(&root, &stack, &[])).await;
+    assert_eq!(
+        report.plan.summary.create,
+        9 + 2,
+        "9 components, the cluster and the load balancer (the network is looked up): {:?}",
+        changed(&report)
+    );
+    assert!(report.release.is_some());
+
+    // Direct SDK reads: settings and ownership tags.
+    let sdk = emulator().sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = &report.outputs[&ComponentId::new("notification-service", "queue")]["url"];
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .expect("queue");
+    assert_eq!(
+        attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout],
+        "300"
+    );
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = &report.outputs[&ComponentId::new("notification-service", "preferences")]["name"];
+    let t = ddb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .expect("table");
+    let key = t.table().unwrap().key_schema();
+    assert_eq!(key[0].attribute_name(), "userId");
+    let arn = t.table().unwrap().table_arn().unwrap().to_string();
+    let tags = ddb
+        .list_tags_of_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .expect("tags");
+    assert!(tags
+        .tags()
+        .iter()
+        .any(|t| t.key() == "panka:stack" && t.value() == stack));
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let dbs = rds.describe_db_instances().send().await.expect("rds");
+    let db = dbs
+        .db_instances()
+        .iter()
+        .find(|d| {
+            d.db_instance_identifier()
+                .is_some_and(|i| i.starts_with(&stack))
+        })
+        .expect("an RDS instance of this stack");
+    assert!(db
+        .tag_list()
+        .iter()
+        .any(|t| t.key() == Some("panka:managed-by")));
+    let cluster = report.outputs[&ComponentId::new("_stack", "cluster")]["name"].clone();
+    let api_arn = report.outputs[&ComponentId::new("user-service", "api")]["arn"].clone();
+    let first_revision = task_definition_of(&api_arn, &cluster).await;
+    assert!(first_revision.ends_with(":1"), "{first_revision}");
+
+    // 2. Converged: no change, no mutating call, no release.
+    let (report, mutating) = run.apply(&resolve(&root, &stack, &[])).await;
+    assert!(changed(&report).is_empty(), "{:?}", changed(&report));
+    assert_eq!(mutating, 0);
+    assert!(report.release.is_none());
+
+    // 3. An image tag change: a new task definition revision and a service update, nothing else.
+    let (report, _) = run
+        .apply(&resolve(&root, &stack, &[("USER_API_VERSION", "v3.5.0")]))
+        .await;
+    assert_eq!(
+        changed(&report),
+        [("user-service/api".to_string(), Action::Update)]
+    );
+    let second = task_definition_of(&api_arn, &cluster).await;
+    assert!(second.ends_with(":2"), "{second}");
+
+    // 4. A config file change makes a new revision of the component that mounts it.
+    edit(
+        &root,
+        &format!("stacks/{stack}/services/notification-service/components/api/configs/app.yaml"),
+        "maxRetries: 3",
+        "maxRetries: 5",
+    );
+    let vars = [("USER_API_VERSION", "v3.5.0")];
+    let (report, _) = run.apply(&resolve(&root, &stack, &vars)).await;
+    assert_eq!(
+        changed(&report),
+        [("notification-service/api".to_string(), Action::Update)]
+    );
+    assert!(
+        report.plan.all().any(|p| p
+            .diffs
+            .iter()
+            .any(|d| d.field.contains("config") || d.field.contains("Config"))),
+        "{:?}",
+        report.plan
+    );
+
+    // 5. A scaling change updates the service only: same task definition.
+    edit(
+        &root,
+        &format!("stacks/{stack}/services/user-service/components/api/infra.yaml"),
+        "replicas: 2",
+        "replicas: 1",
+    );
+    let (report, _) = run.apply(&resolve(&root, &stack, &vars)).await;
+    assert_eq!(
+        changed(&report),
+        [("user-service/api".to_string(), Action::Update)]
+    );
+    assert_eq!(task_definition_of(&api_arn, &cluster).await, second);
+
+    // 6. A new component: only it is created.
+    let dir = root.join(format!(
+        "stacks/{stack}/services/user-service/components/events"
+    ));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("sqs.yaml"),
+        format!("apiVersion: components.panka.io/v1\nkind: SQS\nmetadata: {{name: events, service: user-service, stack: {stack}}}\nspec:\n  visibilityTimeout: 45\n"),
+    )
+    .expect("write");
+    let (report, _) = run.apply(&resolve(&root, &stack, &vars)).await;
+    assert_eq!(
+        changed(&report),
+        [("user-service/events".to_string(), Action::Create)]
+    );
+
+    // 7. Removed again: deleted.
+    std::fs::remove_dir_all(&dir).expect("rm");
+    let (report, _) = run.apply(&resolve(&root, &stack, &vars)).await;
+    assert_eq!(
+        changed(&report),
+        [("user-service/events".to_string(), Action::Delete)]
+    );
+
+    // 8. Destroy (stateful kinds need --allow-destroy): nothing tagged with this stack remains.
+    let (mut empty, _) = resolve(&root, &stack, &vars);
+    empty.components.clear();
+    let none = Graph {
+        waves: vec![],
+        edges: vec![],
+    };
+    let engine = run.engine(&empty).await;
+    let refused = engine
+        .apply(&empty, &none, &run.options, &mut |_| true, &Quiet)
+        .await;
+    assert!(
+        refused.is_err(),
+        "destroying RDS, S3, DynamoDB and ElastiCache needs --allow-destroy"
+    );
+    let options = EngineOptions {
+        allow_destroy: true,
+        ..run.options.clone()
+    };
+    engine
+        .apply(&empty, &none, &options, &mut |_| true, &Quiet)
+        .await
+        .expect("destroy")
+        .expect("approved");
+
+    let queues = sqs
+        .list_queues()
+        .queue_name_prefix(&stack)
+        .send()
+        .await
+        .expect("list")
+        .queue_urls()
+        .to_vec();
+    assert!(queues.is_empty(), "{queues:?}");
+    let tables = ddb
+        .list_tables()
+        .send()
+        .await
+        .expect("tables")
+        .table_names()
+        .to_vec();
+    assert!(!tables.iter().any(|t| t.starts_with(&stack)), "{tables:?}");
+    let s3 = aws_sdk_s3::Client::new(&sdk);
+    let buckets = s3.list_buckets().send().await.expect("buckets");
+    assert!(!buckets
+        .buckets()
+        .iter()
+        .any(|b| b.name().is_some_and(|n| n.starts_with(&stack))));
+    let dbs = rds.describe_db_instances().send().await.expect("rds");
+    assert!(!dbs.db_instances().iter().any(|d| d
+        .db_instance_identifier()
+        .is_some_and(|i| i.starts_with(&stack))));
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let clusters = ecs
+        .describe_clusters()
+        .clusters(&cluster)
+        .send()
+        .await
+        .expect("clusters");
+    assert!(
+        clusters
+            .clusters()
+            .iter()
+            .all(|c| c.status() != Some("ACTIVE")),
+        "{clusters:?}"
+    );
+}
