@@ -259,3 +259,35 @@ async fn every_call_is_counted_by_service_and_operation() {
         .expect("create");
     assert!(ctx.calls.mutating() > 0, "{:?}", ctx.calls.snapshot());
 }
+
+#[tokio::test]
+async fn observe_with_recorded_identifiers_skips_the_lookups() {
+    let (driver, ctx, _client) = driver().await;
+    let queue = example_queue();
+    let applied = driver
+        .create(&queue, &Outputs::new())
+        .await
+        .expect("create");
+    let before = ctx.calls.snapshot();
+    let seen = driver
+        .observe(&queue.id, Some(&applied.identifiers))
+        .await
+        .expect("observe");
+    let after = ctx.calls.snapshot();
+    let lookups = |m: &BTreeMap<(String, String), u64>| {
+        m.get(&("SQS".to_string(), "GetQueueUrl".to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        lookups(&after),
+        lookups(&before),
+        "no GetQueueUrl with recorded URLs"
+    );
+    assert_eq!(
+        diff(&driver.desired(&queue, &Outputs::new()), &seen),
+        vec![]
+    );
+    assert_eq!(seen.outputs["dlqArn"], applied.outputs["dlqArn"]);
+    assert_eq!(seen.outputs["dlqUrl"], applied.outputs["dlqUrl"]);
+}

@@ -417,23 +417,46 @@ impl Driver for SqsDriver {
     async fn observe(
         &self,
         id: &ComponentId,
-        _recorded: Option<&BTreeMap<String, String>>,
+        recorded: Option<&BTreeMap<String, String>>,
     ) -> Result<Observation, DriverError> {
         let mut o = Observation::default();
-        // The name (hence FIFO-ness) is unknown to observe; try the standard name, then FIFO.
+        // A recorded URL saves the lookup; it must still name this component's queue.
         let mut found = None;
-        for fifo in [false, true] {
-            let (name, dlq_name) = self.names(id, fifo);
-            if let Some(url) = self.queue_url(id, &name).await? {
-                found = Some((name, dlq_name, url));
-                break;
+        if let Some(url) = recorded.and_then(|r| r.get("url")) {
+            let (name, dlq_name) = self.names(id, url.ends_with(".fifo"));
+            if url.ends_with(&format!("/{name}")) {
+                match self
+                    .client
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(Attr::All)
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        let attrs = out.attributes().cloned().unwrap_or_default();
+                        found = Some((name, dlq_name, url.clone(), attrs));
+                    }
+                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                    Err(e) => return Err(DriverError::aws("read queue attributes", id, &e)),
+                }
             }
         }
-        let Some((name, dlq_name, url)) = found else {
+        if found.is_none() {
+            // The name (hence FIFO-ness) is unknown here; try the standard name, then FIFO.
+            for fifo in [false, true] {
+                let (name, dlq_name) = self.names(id, fifo);
+                if let Some(url) = self.queue_url(id, &name).await? {
+                    let attrs = self.attributes(id, &url).await?;
+                    found = Some((name, dlq_name, url, attrs));
+                    break;
+                }
+            }
+        }
+        let Some((name, dlq_name, url, attrs)) = found else {
             o.status = "missing".into();
             return Ok(o);
         };
-        let attrs = self.attributes(id, &url).await?;
         let tags = self.tags(id, &url).await?;
         o.exists = true;
         o.owned = self.ctx.naming.owns(Some(id), &tags);
@@ -473,14 +496,19 @@ impl Driver for SqsDriver {
         o.outputs.insert("url".into(), url);
         o.outputs.insert("arn".into(), arn);
         o.outputs.insert("name".into(), name);
-        if redrive.is_some() {
-            if let Some(dlq_url) = self.queue_url(id, &dlq_name).await? {
-                let dlq_arn = self
-                    .attributes(id, &dlq_url)
-                    .await?
-                    .get(&Attr::QueueArn)
-                    .cloned()
-                    .unwrap_or_default();
+        if let Some(r) = &redrive {
+            // The DLQ's ARN is in the redrive policy and its URL in state: look up only what is
+            // not known.
+            let (dlq_arn, _) = redrive_fields(r.clone());
+            let recorded_dlq = recorded
+                .and_then(|r| r.get("dlqUrl"))
+                .filter(|u| u.ends_with(&format!("/{dlq_name}")))
+                .cloned();
+            let dlq_url = match recorded_dlq {
+                Some(u) => Some(u),
+                None => self.queue_url(id, &dlq_name).await?,
+            };
+            if let Some(dlq_url) = dlq_url {
                 o.identifiers.insert("dlqUrl".into(), dlq_url.clone());
                 o.outputs.insert("dlqUrl".into(), dlq_url);
                 o.outputs.insert("dlqArn".into(), dlq_arn);
