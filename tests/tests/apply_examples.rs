@@ -152,8 +152,8 @@ async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_des
     let (report, _) = run.apply(&resolve(&root, &stack, &[])).await;
     assert_eq!(
         report.plan.summary.create,
-        9 + 2,
-        "9 components, the cluster and the load balancer (the network is looked up): {:?}",
+        9 + 3,
+        "9 components, the cluster, the execution role and the load balancer (the network is looked up): {:?}",
         changed(&report)
     );
     assert!(report.release.is_some());

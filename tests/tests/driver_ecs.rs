@@ -1,18 +1,21 @@
 //! The ECS driver (MicroService, Worker) and the stack-shared resources against the local
-//! emulator through the real SDK: shared network/cluster/load balancer, create checked with
-//! direct SDK reads, converged observe, image/config/scaling changes, drift of the task count
-//! made as a person in the console would, and delete.
+//! emulator through the real SDK: shared network/cluster/load balancer/execution role, create
+//! checked with direct SDK reads, converged observe, image/config/scaling changes, secret list
+//! changes, drift of the task count made as a person in the console would, and delete.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{ServiceField, TaskDefinitionField};
 use panka_controller::driver::ecs::EcsDriver;
-use panka_controller::driver::shared::{alb_id, cluster_id, network_id, SharedDriver};
-use panka_controller::driver::{is_mutating, Applied, Ctx, Driver, Outputs};
+use panka_controller::driver::shared::{
+    alb_id, cluster_id, execution_role_id, network_id, SharedDriver,
+};
+use panka_controller::driver::{is_mutating, Applied, Ctx, Driver, DriverError, Outputs};
 use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent, DesiredStack};
 use panka_controller::plan::{diff, FieldValue, Health};
 use panka_controller::resolve::Options;
 use panka_controller::validate::{load_stack, plan_input};
+use panka_crds::spec::SecretRef;
 use panka_tests::emulator::{emulator, repo_root, unique_name};
 
 /// The example `user-platform` stack in `development`, renamed to a unique stack so tests
@@ -48,6 +51,7 @@ struct Fixture {
     scaling: aws_sdk_applicationautoscaling::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     ec2: aws_sdk_ec2::Client,
+    iam: aws_sdk_iam::Client,
 }
 
 impl Fixture {
@@ -113,6 +117,7 @@ impl Fixture {
             scaling: aws_sdk_applicationautoscaling::Client::new(&sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
             ec2: aws_sdk_ec2::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
         }
     }
 
@@ -127,6 +132,15 @@ impl Fixture {
     /// A driver with an empty task definition cache, as a new process would have.
     fn fresh_api(&self) -> EcsDriver {
         EcsDriver::microservice(&self.ctx)
+    }
+
+    /// Every call so far (reads too), by operation.
+    fn calls(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((_, op), n) in self.ctx.calls.snapshot() {
+            *out.entry(op).or_default() += n;
+        }
+        out
     }
 
     fn mutations(&self) -> BTreeMap<String, u64> {
@@ -313,9 +327,9 @@ async fn shared_resources_are_looked_up_created_tagged_and_converged() {
         "converged: nothing to change"
     );
 
-    // Delete the load balancer and the cluster (twice: idempotent); the network stays.
+    // Delete the load balancer, the cluster and the role (twice: idempotent); the network stays.
     for _ in 0..2 {
-        for id in [alb_id(), cluster_id(), network_id()] {
+        for id in [alb_id(), cluster_id(), execution_role_id(), network_id()] {
             f.shared
                 .delete(&id, &f.shared_applied[&id].identifiers)
                 .await
@@ -324,6 +338,7 @@ async fn shared_resources_are_looked_up_created_tagged_and_converged() {
     }
     let seen = f.shared.observe().await.expect("observe");
     assert!(!seen[&alb_id()].exists && !seen[&cluster_id()].exists);
+    assert!(!seen[&execution_role_id()].exists);
     assert!(seen[&network_id()].exists);
 }
 
@@ -830,4 +845,369 @@ async fn delete_removes_everything_and_is_idempotent() {
         .await
         .expect("log groups");
     assert!(groups.log_groups().is_empty());
+}
+
+/// A policy document as IAM returns it (URL-encoded by AWS; plain by some emulators).
+fn policy(raw: &str) -> serde_json::Value {
+    let text = raw.trim();
+    let decoded = if text.starts_with('{') {
+        text.to_string()
+    } else {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'%', Some(b)) => {
+                    out.push(b);
+                    i += 3;
+                }
+                (b, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8(out).expect("utf-8")
+    };
+    serde_json::from_str(&decoded).unwrap_or_else(|e| panic!("{e}: {decoded}"))
+}
+
+/// The resources of a role's `panka-secrets` policy, read directly; `None`: no such policy.
+async fn secret_resources(iam: &aws_sdk_iam::Client, role: &str) -> Option<Vec<String>> {
+    let out = match iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name("panka-secrets")
+        .send()
+        .await
+    {
+        Ok(o) => o,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+        {
+            return None
+        }
+        Err(e) => panic!("get role policy: {e:?}"),
+    };
+    let doc = policy(out.policy_document());
+    let statements = doc["Statement"].as_array().expect("statements");
+    assert_eq!(statements.len(), 1, "{doc}");
+    assert_eq!(statements[0]["Effect"], "Allow");
+    assert_eq!(statements[0]["Action"], "secretsmanager:GetSecretValue");
+    Some(
+        statements[0]["Resource"]
+            .as_array()
+            .expect("a resource list")
+            .iter()
+            .map(|r| r.as_str().expect("a string").to_string())
+            .collect(),
+    )
+}
+
+fn account_of(arn: &str) -> String {
+    arn.split(':')
+        .nth(4)
+        .expect("an account in the ARN")
+        .to_string()
+}
+
+fn secrets_of<'a>(stack: &'a mut DesiredStack, component: &str) -> &'a mut Vec<SecretRef> {
+    match &mut stack
+        .components
+        .get_mut(&id(component))
+        .expect("component")
+        .spec
+    {
+        ComponentSpec::MicroService(s) => &mut s.secrets,
+        ComponentSpec::Worker(s) => &mut s.secrets,
+        _ => panic!("{component} is not a container"),
+    }
+}
+
+const EXECUTION_POLICY: &str =
+    "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy";
+
+#[tokio::test]
+async fn the_execution_role_trusts_ecs_tasks_and_reads_exactly_the_stack_secrets() {
+    let f = Fixture::new().await;
+    let role = &f.shared_applied[&execution_role_id()].outputs;
+    let name = format!("{}-development-ecs-execution", f.stack.name);
+    assert_eq!(role["name"], name);
+
+    // The role, read directly: path, trust, tags, managed policy, secrets policy.
+    let got = f
+        .iam
+        .get_role()
+        .role_name(&name)
+        .send()
+        .await
+        .expect("role");
+    let r = got.role().expect("role");
+    assert_eq!(r.arn(), role["arn"]);
+    assert_eq!(r.path(), "/panka/");
+    let trust = policy(r.assume_role_policy_document().expect("trust policy"));
+    let statement = &trust["Statement"][0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(statement["Principal"]["Service"], "ecs-tasks.amazonaws.com");
+    assert_eq!(statement["Action"], "sts:AssumeRole");
+    let tags: BTreeMap<String, String> = f
+        .iam
+        .list_role_tags()
+        .role_name(&name)
+        .send()
+        .await
+        .expect("tags")
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert_eq!(tags["panka:stack"], f.stack.name);
+    assert_eq!(tags["panka:environment"], "development");
+    assert_eq!(tags["panka:managed-by"], "panka");
+    assert!(!tags.contains_key("panka:component"));
+    let attached: Vec<String> = f
+        .iam
+        .list_attached_role_policies()
+        .role_name(&name)
+        .send()
+        .await
+        .expect("attached policies")
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect();
+    assert_eq!(attached, [EXECUTION_POLICY]);
+    let account = account_of(&role["arn"]);
+    let secret = |path: &str| {
+        format!("arn:aws:secretsmanager:us-east-1:{account}:secret:/stacks/user-platform/{path}-*")
+    };
+    assert_eq!(
+        secret_resources(&f.iam, &name).await,
+        Some(vec![
+            secret("notification-service/db-password"),
+            secret("notification-service/smtp-password"),
+            secret("user-service/db-password"),
+        ])
+    );
+
+    // The plan shows the account as a placeholder: planning is pure and runs before any read.
+    let want = &f.shared.desired(&f.stack)[&execution_role_id()];
+    assert_eq!(
+        want.fields["secretsPolicy"],
+        FieldValue::known([
+            "arn:aws:secretsmanager:us-east-1:{account}:secret:/stacks/user-platform/notification-service/db-password-*",
+            "arn:aws:secretsmanager:us-east-1:{account}:secret:/stacks/user-platform/notification-service/smtp-password-*",
+            "arn:aws:secretsmanager:us-east-1:{account}:secret:/stacks/user-platform/user-service/db-password-*",
+        ])
+    );
+
+    // Converged: observe reads the role with three calls and sees no difference; a second
+    // ensure changes nothing.
+    let before = f.calls();
+    let seen = f.shared.observe().await.expect("observe");
+    let o = &seen[&execution_role_id()];
+    assert!(o.exists && o.owned, "{o:?}");
+    assert_eq!(diff(want, o), vec![]);
+    assert_eq!(o.outputs, *role);
+    let iam_reads: BTreeMap<String, u64> = gained(&before, &f.calls())
+        .into_iter()
+        .filter(|(op, _)| op.contains("Role"))
+        .collect();
+    assert_eq!(
+        iam_reads,
+        ops(&[
+            ("GetRole", 1),
+            ("GetRolePolicy", 1),
+            ("ListAttachedRolePolicies", 1)
+        ])
+    );
+    let before = f.mutations();
+    f.shared.ensure(&f.stack).await.expect("second ensure");
+    assert_eq!(gained(&before, &f.mutations()), BTreeMap::new());
+}
+
+#[tokio::test]
+async fn a_changed_secret_list_rewrites_only_the_inline_policy() {
+    let f = Fixture::new().await;
+    let name = f.shared_applied[&execution_role_id()].outputs["name"].clone();
+    let account = account_of(&f.shared_applied[&execution_role_id()].outputs["arn"]);
+    let shared_key = "arn:aws:secretsmanager:us-east-1:210987654321:secret:shared/api-key-AbCdEf";
+    let mut stack = f.stack.clone();
+    let api = secrets_of(&mut stack, "notification-service/api");
+    api.retain(|s| !s.secret_ref.ends_with("smtp-password"));
+    api.push(SecretRef {
+        name: "API_KEY".into(),
+        secret_ref: shared_key.into(),
+        env_var: None,
+        key: Some("key".into()),
+    });
+
+    let seen = f.shared.observe().await.expect("observe");
+    let desired = f.shared.desired(&stack);
+    for (id, o) in &seen {
+        let Some(want) = desired.get(id) else {
+            continue;
+        };
+        let fields: Vec<String> = diff(want, o).into_iter().map(|d| d.field).collect();
+        if *id == execution_role_id() {
+            assert_eq!(fields, ["secretsPolicy"], "{id}");
+        } else {
+            assert!(fields.is_empty(), "{id}: {fields:?}");
+        }
+    }
+    let before = f.mutations();
+    f.shared.ensure(&stack).await.expect("ensure");
+    assert_eq!(
+        gained(&before, &f.mutations()),
+        ops(&[("PutRolePolicy", 1)])
+    );
+    let secret = |path: &str| {
+        format!("arn:aws:secretsmanager:us-east-1:{account}:secret:/stacks/user-platform/{path}-*")
+    };
+    assert_eq!(
+        secret_resources(&f.iam, &name).await,
+        Some(vec![
+            secret("notification-service/db-password"),
+            secret("user-service/db-password"),
+            shared_key.to_string(),
+        ])
+    );
+    let seen = f.shared.observe().await.expect("observe");
+    assert_eq!(
+        diff(
+            &f.shared.desired(&stack)[&execution_role_id()],
+            &seen[&execution_role_id()]
+        ),
+        vec![]
+    );
+
+    // No secrets left anywhere: the inline policy is deleted, the rest stays.
+    for c in ["notification-service/api", "user-service/api"] {
+        secrets_of(&mut stack, c).clear();
+    }
+    for c in stack.components.keys().cloned().collect::<Vec<_>>() {
+        if let ComponentSpec::MicroService(s) = &stack.components[&c].spec {
+            assert!(s.secrets.is_empty(), "{c} still has secrets");
+        }
+        if let ComponentSpec::Worker(s) = &stack.components[&c].spec {
+            assert!(s.secrets.is_empty(), "{c} still has secrets");
+        }
+    }
+    let before = f.mutations();
+    f.shared.ensure(&stack).await.expect("ensure");
+    assert_eq!(
+        gained(&before, &f.mutations()),
+        ops(&[("DeleteRolePolicy", 1)])
+    );
+    assert_eq!(secret_resources(&f.iam, &name).await, None);
+    let seen = f.shared.observe().await.expect("observe");
+    let o = &seen[&execution_role_id()];
+    assert_eq!(
+        o.fields["secretsPolicy"],
+        FieldValue::known(Vec::<String>::new())
+    );
+    assert_eq!(
+        diff(&f.shared.desired(&stack)[&execution_role_id()], o),
+        vec![]
+    );
+}
+
+#[tokio::test]
+async fn a_microservice_task_definition_runs_with_the_execution_role() {
+    let f = Fixture::new().await;
+    let api = f.component("user-service/api");
+    let want = f.api.desired(&api, &f.outputs);
+    let role_arn = &f.shared_applied[&execution_role_id()].outputs["arn"];
+    assert_eq!(
+        want.fields["executionRoleArn"],
+        FieldValue::known(role_arn.as_str())
+    );
+    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let (td, _) = f
+        .task_definition(&applied.outputs["taskDefinitionArn"])
+        .await;
+    assert_eq!(td.execution_role_arn(), Some(role_arn.as_str()));
+    let seen = f.fresh_api().observe(&api.id, None).await.expect("observe");
+    assert_eq!(diff(&want, &seen), vec![]);
+}
+
+#[tokio::test]
+async fn the_execution_role_is_deleted_with_its_policies_and_only_when_ours() {
+    let f = Fixture::new().await;
+    let role = f.shared_applied[&execution_role_id()].clone();
+    let name = role.outputs["name"].clone();
+    for _ in 0..2 {
+        f.shared
+            .delete(&execution_role_id(), &role.identifiers)
+            .await
+            .expect("delete (twice: idempotent)");
+    }
+    let gone = f.iam.get_role().role_name(&name).send().await;
+    assert!(
+        gone.as_ref().is_err_and(|e| e
+            .as_service_error()
+            .is_some_and(|e| e.is_no_such_entity_exception())),
+        "{gone:?}"
+    );
+    let seen = f.shared.observe().await.expect("observe");
+    assert!(!seen[&execution_role_id()].exists);
+
+    // A same-named role made by hand (no panka tags, another trust): a conflict, never deleted.
+    f.iam
+        .create_role()
+        .role_name(&name)
+        .assume_role_policy_document(
+            serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ec2.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }],
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("a role made by hand");
+    let seen = f.shared.observe().await.expect("observe");
+    let o = &seen[&execution_role_id()];
+    assert!(o.exists && !o.owned, "{o:?}");
+    let before = f.mutations();
+    let err = f.shared.ensure(&f.stack).await.expect_err("not ours");
+    assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
+    assert_eq!(gained(&before, &f.mutations()), BTreeMap::new());
+    f.shared
+        .delete(&execution_role_id(), &role.identifiers)
+        .await
+        .expect("delete keeps it");
+    f.iam
+        .get_role()
+        .role_name(&name)
+        .send()
+        .await
+        .expect("still there");
+
+    // --adopt takes it over: tagged, trust and policies converged, then ours to delete.
+    let adopting = SharedDriver::new(&Ctx::new(emulator().sdk_config().await, &f.stack, true));
+    adopting.ensure(&f.stack).await.expect("adopt");
+    let seen = f.shared.observe().await.expect("observe");
+    let o = &seen[&execution_role_id()];
+    assert!(o.exists && o.owned, "{o:?}");
+    assert_eq!(
+        diff(&f.shared.desired(&f.stack)[&execution_role_id()], o),
+        vec![]
+    );
+    f.shared
+        .delete(&execution_role_id(), &role.identifiers)
+        .await
+        .expect("delete");
+    let seen = f.shared.observe().await.expect("observe");
+    assert!(!seen[&execution_role_id()].exists);
 }

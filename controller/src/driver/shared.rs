@@ -1,6 +1,6 @@
 //! Stack-shared resources: what every container component of a stack/environment runs on.
 //!
-//! Stages **observe** and **apply** for three resources that belong to the stack rather than to a
+//! Stages **observe** and **apply** for four resources that belong to the stack rather than to a
 //! component. They are planned, applied and recorded like components, in a wave before the first
 //! component wave, under reserved ids that can never clash with a user's (user names start with a
 //! letter, these with `_`):
@@ -10,6 +10,7 @@
 //! | [`network_id`] `_stack/network` | VPC, subnets, security groups | never: a read-only lookup | `vpcId`, `subnets`, `securityGroups` (comma-separated) |
 //! | [`cluster_id`] `_stack/cluster` | ECS cluster | if absent | `name`, `arn` |
 //! | [`alb_id`] `_stack/alb` | application load balancer + HTTP:80 listener (fixed 404 by default) | when a MicroService has `loadBalancer.enabled` | `arn`, `dnsName`, `listenerArn` |
+//! | [`execution_role_id`] `_stack/execution-role` | IAM task execution role (image pulls, awslogs, secrets) | if absent | `arn`, `name` |
 //!
 //! The engine puts these outputs into [`Outputs`](super::Outputs) under those ids before the
 //! component waves; the ECS driver reads them from there.
@@ -21,10 +22,22 @@
 //! default VPC (whose subnets are public and have no NAT); the load balancer is internet-facing
 //! exactly when the stack's tasks get public IPs (same subnets), internal otherwise.
 //!
-//! The cluster and the load balancer carry the stack's ownership tags (without service and
-//! component). One with our name but without them is a conflict unless `--adopt`; with `--adopt`
-//! it is tagged and from then on ours. [`SharedDriver::delete`] removes the load balancer and the
-//! cluster, never the network, and never a cluster that is not tagged as ours.
+//! The execution role ([`execution_role_name`], path `/panka/`) is what Fargate needs for the
+//! awslogs driver and for `secrets`: ECS tasks (`ecs-tasks.amazonaws.com`) may assume it, it has
+//! the AWS managed `AmazonECSTaskExecutionRolePolicy` (ECR pulls, CloudWatch Logs), and an inline
+//! policy `panka-secrets` allowing `secretsmanager:GetSecretValue` on exactly the secrets the
+//! stack's MicroServices and Workers reference (none: no inline policy). A `secretRef` that is an
+//! ARN is used as is; a name becomes `arn:aws:secretsmanager:{region}:{account}:secret:{name}-*`
+//! (Secrets Manager appends six random characters to a secret's ARN). The account is read from
+//! the role's own ARN, so no STS call is needed. Planning is pure and runs before anything is
+//! read, so the plan shows the stack's own account as the placeholder [`ACCOUNT_PLACEHOLDER`];
+//! observe writes the resources it reads in that same form.
+//!
+//! The cluster, the load balancer and the execution role carry the stack's ownership tags
+//! (without service and component). One with our name but without them is a conflict unless
+//! `--adopt`; with `--adopt` it is tagged and from then on ours. [`SharedDriver::delete`] removes
+//! the load balancer, the cluster and the role (after detaching its policies), never the
+//! network, and never a cluster or role that is not tagged as ours.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,12 +48,13 @@ use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerTypeEnum, ProtocolEnum,
 };
 use panka_crds::spec::StackInfraSpec;
+use serde_json::{json, Value};
 
 use super::{Applied, Ctx, DriverError};
 use crate::aws::AwsError;
 use crate::model::{ComponentId, ComponentSpec, DesiredStack};
 use crate::naming::{NameRules, Naming};
-use crate::plan::{DesiredFields, FieldValue, Health, Observation};
+use crate::plan::{DesiredFields, FieldValue, Fields, Health, Observation};
 
 /// Reserved service name of the stack-shared resources.
 pub const STACK: &str = "_stack";
@@ -62,11 +76,82 @@ pub fn alb_id() -> ComponentId {
     ComponentId::new(STACK, "alb")
 }
 
-/// `_stack/execution-role`: reserved for the ECS task execution role (pulls images, writes logs,
-/// reads the Secrets Manager references). Not produced yet; when the engine has outputs for it,
-/// the ECS driver sets its `arn` as the task definitions' execution role.
+/// `_stack/execution-role`: the ECS task execution role (pulls images, writes logs, reads the
+/// Secrets Manager references). The ECS driver sets its `arn` output as the task definitions'
+/// execution role.
 pub fn execution_role_id() -> ComponentId {
     ComponentId::new(STACK, "execution-role")
+}
+
+/// Path of the roles panka creates.
+pub const ROLE_PATH: &str = "/panka/";
+/// The service principal that assumes the execution role.
+pub const TASKS_PRINCIPAL: &str = "ecs-tasks.amazonaws.com";
+/// Name of the managed policy every execution role has (ECR pulls, CloudWatch Logs).
+pub const EXECUTION_POLICY: &str = "service-role/AmazonECSTaskExecutionRolePolicy";
+/// Name of the inline policy granting the stack's secrets.
+pub const SECRETS_POLICY: &str = "panka-secrets";
+/// Stands for the stack's own account in the planned `secretsPolicy` resources: planning is pure
+/// and cannot know the account, which apply reads from the role's ARN.
+pub const ACCOUNT_PLACEHOLDER: &str = "{account}";
+
+/// The execution role's name (64 characters at most).
+pub fn execution_role_name(naming: &Naming) -> String {
+    naming.shared("ecs-execution", NameRules::IAM_ROLE)
+}
+
+/// The ARN of the managed execution policy in `region`'s partition.
+pub fn execution_policy_arn(region: &str) -> String {
+    format!(
+        "arn:{}:iam::aws:policy/{EXECUTION_POLICY}",
+        partition(region)
+    )
+}
+
+/// The Secrets Manager references (`secrets[].secretRef`) of the stack's MicroServices and
+/// Workers, sorted and without duplicates.
+pub fn secret_refs(stack: &DesiredStack) -> Vec<String> {
+    let refs: BTreeSet<String> = stack
+        .components
+        .values()
+        .flat_map(|c| match &c.spec {
+            ComponentSpec::MicroService(m) => m.secrets.as_slice(),
+            ComponentSpec::Worker(w) => w.secrets.as_slice(),
+            _ => &[],
+        })
+        .map(|s| s.secret_ref.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    refs.into_iter().collect()
+}
+
+/// The IAM resource of a secret reference: an ARN as is, a name as
+/// `arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-*` (pass
+/// [`ACCOUNT_PLACEHOLDER`] as `account` for the planned form).
+pub fn secret_resource(secret_ref: &str, region: &str, account: &str) -> String {
+    if secret_ref.starts_with("arn:") {
+        return secret_ref.to_string();
+    }
+    format!("{}{secret_ref}-*", secret_prefix(region, account))
+}
+
+/// Where the ARNs of `account`'s secrets in `region` start.
+fn secret_prefix(region: &str, account: &str) -> String {
+    format!(
+        "arn:{}:secretsmanager:{region}:{account}:secret:",
+        partition(region)
+    )
+}
+
+/// The ARN partition of a region.
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
 }
 
 /// The ECS cluster's name: `infra.cluster` (already `${VAR}`-substituted) or
@@ -169,21 +254,57 @@ struct Alb {
     tags: BTreeMap<String, String>,
 }
 
+/// The execution role as found.
+#[derive(Debug, Clone)]
+struct Role {
+    name: String,
+    arn: String,
+    /// The `trust` field (see [`trust_field`]).
+    trust: Value,
+    /// Attached managed policy ARNs, sorted.
+    managed: Vec<String>,
+    /// The inline secrets policy, parsed (a string when it is not JSON); `None`: absent.
+    secrets: Option<Value>,
+    tags: BTreeMap<String, String>,
+}
+
+impl Role {
+    /// The account, from the ARN `arn:{partition}:iam::{account}:role/{path}{name}`.
+    fn account(&self) -> &str {
+        self.arn.split(':').nth(4).unwrap_or_default()
+    }
+
+    /// The fields observe reports, in the normal form of [`SharedDriver::desired`].
+    fn fields(&self, region: &str) -> Fields {
+        let mut f = Fields::new();
+        f.insert("trust".into(), FieldValue::Known(self.trust.clone()));
+        f.insert("managedPolicies".into(), FieldValue::known(&self.managed));
+        f.insert(
+            "secretsPolicy".into(),
+            FieldValue::Known(secrets_field(self.secrets.as_ref(), region, self.account())),
+        );
+        f.insert("tags".into(), FieldValue::known(&self.tags));
+        f
+    }
+}
+
 /// Driver of the stack-shared resources (see the module documentation).
 ///
 /// * [`SharedDriver::desired`] (pure): the fields each needed resource should have; a resource
 ///   the stack does not need has no entry.
 /// * [`SharedDriver::observe`] (read-only): one [`Observation`] per resource, with the same
 ///   field keys and normal forms, so `plan::diff` is empty when converged.
-/// * [`SharedDriver::ensure`]: looks up the network, creates or converges the cluster and (when
-///   needed) the load balancer and its listener; returns identifiers and outputs per resource.
-/// * [`SharedDriver::delete`]: deletes one recorded resource (load balancer or cluster); the
-///   network is never deleted; "not found" counts as done.
+/// * [`SharedDriver::ensure`]: looks up the network, creates or converges the cluster, the
+///   execution role and (when needed) the load balancer and its listener; returns identifiers
+///   and outputs per resource.
+/// * [`SharedDriver::delete`]: deletes one recorded resource (load balancer, cluster or
+///   execution role); the network is never deleted; "not found" counts as done.
 pub struct SharedDriver {
     ctx: Ctx,
     ec2: aws_sdk_ec2::Client,
     ecs: aws_sdk_ecs::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
+    iam: aws_sdk_iam::Client,
 }
 
 impl std::fmt::Debug for SharedDriver {
@@ -207,12 +328,24 @@ impl SharedDriver {
         let elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(&ctx.sdk)
             .interceptor(ctx.calls.clone())
             .build();
+        let iam = aws_sdk_iam::config::Builder::from(&ctx.sdk)
+            .interceptor(ctx.calls.clone())
+            .build();
         SharedDriver {
             ctx: ctx.clone(),
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             ecs: aws_sdk_ecs::Client::from_conf(ecs),
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
+            iam: aws_sdk_iam::Client::from_conf(iam),
         }
+    }
+
+    fn region(&self) -> String {
+        self.ctx
+            .sdk
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     }
 
     fn shared_tags(&self) -> BTreeMap<String, String> {
@@ -250,6 +383,23 @@ impl SharedDriver {
         cluster.set("status", FieldValue::known("ACTIVE"));
         cluster.set("tags", FieldValue::known(self.shared_tags()));
         out.insert(cluster_id(), cluster);
+
+        let region = self.region();
+        let mut role = DesiredFields::default();
+        role.set("trust", FieldValue::known(TASKS_PRINCIPAL));
+        role.set(
+            "managedPolicies",
+            FieldValue::known([execution_policy_arn(&region)]),
+        );
+        let mut secrets: Vec<String> = secret_refs(stack)
+            .iter()
+            .map(|r| secret_resource(r, &region, ACCOUNT_PLACEHOLDER))
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        role.set("secretsPolicy", FieldValue::known(secrets));
+        role.set("tags", FieldValue::known(self.shared_tags()));
+        out.insert(execution_role_id(), role);
 
         if alb {
             let mut f = DesiredFields::default();
@@ -328,6 +478,23 @@ impl SharedDriver {
         out.insert(cluster_id(), o);
 
         let mut o = Observation::default();
+        if let Some(role) = self
+            .find_role(&execution_role_name(&self.ctx.naming))
+            .await?
+        {
+            o.exists = true;
+            o.owned = self.ctx.naming.owns(None, &role.tags);
+            o.fields = role.fields(&self.region());
+            o.identifiers = role_outputs(&role);
+            o.outputs = role_outputs(&role);
+            o.health = Health::Healthy;
+            o.status = role.arn;
+        } else {
+            o.status = "missing".into();
+        }
+        out.insert(execution_role_id(), o);
+
+        let mut o = Observation::default();
         if let Some(alb) = self.find_alb(&alb_id()).await? {
             o.exists = true;
             o.owned = self.ctx.naming.owns(None, &alb.tags);
@@ -355,7 +522,8 @@ impl SharedDriver {
     }
 
     /// Creates or converges what `stack` needs (see [`SharedDriver::desired`]): the network is
-    /// looked up, the cluster created if absent, the load balancer and its listener created or
+    /// looked up, the cluster created if absent, the execution role created or converged (trust,
+    /// managed policy, secrets policy, tags), the load balancer and its listener created or
     /// converged (subnets, security groups, tags). Returns what each left behind.
     pub async fn ensure(
         &self,
@@ -388,6 +556,14 @@ impl SharedDriver {
                 outputs,
             },
         );
+        let role = self.ensure_role(stack).await?;
+        out.insert(
+            execution_role_id(),
+            Applied {
+                identifiers: role_outputs(&role),
+                outputs: role_outputs(&role),
+            },
+        );
         if alb {
             let a = self.ensure_alb(infra, &net).await?;
             let listener = a.listener_arn.clone().unwrap_or_default();
@@ -409,8 +585,9 @@ impl SharedDriver {
         Ok(out)
     }
 
-    /// Deletes one recorded shared resource: the load balancer (with its listeners) or the
-    /// cluster (only if tagged as ours; it must have no services left). The network is a
+    /// Deletes one recorded shared resource: the load balancer (with its listeners), the
+    /// cluster (only if tagged as ours; it must have no services left) or the execution role
+    /// (only if tagged as ours; its policies are detached and deleted first). The network is a
     /// lookup and is never deleted. "Not found" counts as done.
     pub async fn delete(
         &self,
@@ -453,6 +630,13 @@ impl SharedDriver {
                 Err(e) if super::is_missing(&AwsError::from_sdk(&e), &[]) => Ok(()),
                 Err(e) => Err(DriverError::aws("delete ECS cluster", id, &e)),
             };
+        }
+        if *id == execution_role_id() {
+            let name = recorded
+                .get("name")
+                .cloned()
+                .unwrap_or_else(|| execution_role_name(&self.ctx.naming));
+            return self.delete_role(&name).await;
         }
         // The network (and anything else) is looked up, never created: nothing to delete.
         Ok(())
@@ -642,6 +826,345 @@ impl SharedDriver {
                 component: id,
                 message: format!("ECS returned no ARN for cluster {name}"),
             })
+    }
+
+    /// The execution role with its trust policy, managed policies, secrets policy and tags, if
+    /// it exists: GetRole (tags included), ListAttachedRolePolicies, GetRolePolicy.
+    async fn find_role(&self, name: &str) -> Result<Option<Role>, DriverError> {
+        let id = execution_role_id();
+        let Some(mut role) = self.read_role(name).await? else {
+            return Ok(None);
+        };
+        role.managed = self.attached_policies(name).await?.unwrap_or_default();
+        role.managed.sort();
+        role.secrets = match self
+            .iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(SECRETS_POLICY)
+            .send()
+            .await
+        {
+            Ok(o) => Some(policy_json(o.policy_document())),
+            Err(e) if is_iam_missing(&e) => None,
+            Err(e) => return Err(DriverError::aws("read IAM role policy", &id, &e)),
+        };
+        Ok(Some(role))
+    }
+
+    /// The role's ARN, trust and tags (GetRole alone); policies are left empty.
+    async fn read_role(&self, name: &str) -> Result<Option<Role>, DriverError> {
+        let out = match self.iam.get_role().role_name(name).send().await {
+            Ok(o) => o,
+            Err(e) if is_iam_missing(&e) => return Ok(None),
+            Err(e) => return Err(DriverError::aws("read IAM role", &execution_role_id(), &e)),
+        };
+        let Some(role) = out.role() else {
+            return Ok(None);
+        };
+        Ok(Some(Role {
+            name: role.role_name().to_string(),
+            arn: role.arn().to_string(),
+            trust: role
+                .assume_role_policy_document()
+                .map_or(Value::Null, |d| trust_field(&policy_json(d))),
+            managed: Vec::new(),
+            secrets: None,
+            tags: role
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        }))
+    }
+
+    /// ARNs of the managed policies attached to a role; `None`: the role does not exist.
+    async fn attached_policies(&self, name: &str) -> Result<Option<Vec<String>>, DriverError> {
+        let mut arns = Vec::new();
+        let mut marker = None;
+        loop {
+            let out = match self
+                .iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .set_marker(marker)
+                .send()
+                .await
+            {
+                Ok(o) => o,
+                Err(e) if is_iam_missing(&e) => return Ok(None),
+                Err(e) => {
+                    return Err(DriverError::aws(
+                        "list IAM role policies",
+                        &execution_role_id(),
+                        &e,
+                    ))
+                }
+            };
+            arns.extend(
+                out.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string)),
+            );
+            marker = out.marker().map(str::to_string);
+            if !out.is_truncated() || marker.is_none() {
+                return Ok(Some(arns));
+            }
+        }
+    }
+
+    /// Creates the role with its trust policy and tags; `None` when a role of that name
+    /// appeared since it was looked up.
+    async fn create_role(
+        &self,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Option<Role>, DriverError> {
+        let id = execution_role_id();
+        let out = match self
+            .iam
+            .create_role()
+            .role_name(name)
+            .path(ROLE_PATH)
+            .assume_role_policy_document(trust_document(TASKS_PRINCIPAL).to_string())
+            .description(format!(
+                "ECS task execution role of panka stack {} ({})",
+                self.ctx.naming.stack, self.ctx.naming.environment
+            ))
+            .set_tags(Some(iam_tags(&id, tags.iter())?))
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if AwsError::from_sdk(&e).code.as_deref() == Some("EntityAlreadyExists") => {
+                return Ok(None)
+            }
+            Err(e) => return Err(DriverError::aws("create IAM role", &id, &e)),
+        };
+        let role = out.role().ok_or_else(|| DriverError::Unexpected {
+            component: id.clone(),
+            message: format!("IAM returned no role for {name}"),
+        })?;
+        Ok(Some(Role {
+            name: role.role_name().to_string(),
+            arn: role.arn().to_string(),
+            trust: Value::String(TASKS_PRINCIPAL.into()),
+            managed: Vec::new(),
+            secrets: None,
+            tags: tags.clone(),
+        }))
+    }
+
+    /// Creates the execution role or converges it: tags, trust, managed policies, and the
+    /// secrets policy (written only when it differs, deleted when the stack has no secrets).
+    async fn ensure_role(&self, stack: &DesiredStack) -> Result<Role, DriverError> {
+        let id = execution_role_id();
+        let name = execution_role_name(&self.ctx.naming);
+        let want_tags = self.shared_tags();
+        let region = self.region();
+        let role = match self.find_role(&name).await? {
+            Some(r) => r,
+            None => match self.create_role(&name, &want_tags).await? {
+                Some(r) => r,
+                // Created by someone else since we looked: converge what is there now.
+                None => self
+                    .find_role(&name)
+                    .await?
+                    .ok_or_else(|| DriverError::Unexpected {
+                        component: id.clone(),
+                        message: format!("IAM role {name} both exists and does not"),
+                    })?,
+            },
+        };
+        if !self.may_touch(&role.tags) {
+            return Err(DriverError::NotOurs {
+                component: id,
+                what: format!("IAM role {name}"),
+            });
+        }
+        self.converge_role_tags(&role, &want_tags).await?;
+
+        if role.trust != Value::String(TASKS_PRINCIPAL.into()) {
+            self.iam
+                .update_assume_role_policy()
+                .role_name(&name)
+                .policy_document(trust_document(TASKS_PRINCIPAL).to_string())
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("set IAM role trust policy", &id, &e))?;
+        }
+
+        let want_managed = [execution_policy_arn(&region)];
+        for arn in want_managed.iter().filter(|a| !role.managed.contains(a)) {
+            self.iam
+                .attach_role_policy()
+                .role_name(&name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("attach IAM role policy", &id, &e))?;
+        }
+        for arn in role.managed.iter().filter(|a| !want_managed.contains(a)) {
+            self.iam
+                .detach_role_policy()
+                .role_name(&name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("detach IAM role policy", &id, &e))?;
+        }
+
+        let refs = secret_refs(stack);
+        if refs.iter().any(|r| !r.starts_with("arn:")) && role.account().is_empty() {
+            return Err(DriverError::Unexpected {
+                component: id,
+                message: format!(
+                    "cannot read the account from the ARN {} of IAM role {name}",
+                    role.arn
+                ),
+            });
+        }
+        let mut resources: Vec<String> = refs
+            .iter()
+            .map(|r| secret_resource(r, &region, role.account()))
+            .collect();
+        resources.sort();
+        resources.dedup();
+        if resources.is_empty() {
+            if role.secrets.is_some() {
+                match self
+                    .iam
+                    .delete_role_policy()
+                    .role_name(&name)
+                    .policy_name(SECRETS_POLICY)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if is_iam_missing(&e) => {}
+                    Err(e) => return Err(DriverError::aws("delete IAM role policy", &id, &e)),
+                }
+            }
+        } else {
+            let document = secrets_document(&resources);
+            if role.secrets.as_ref() != Some(&document) {
+                self.iam
+                    .put_role_policy()
+                    .role_name(&name)
+                    .policy_name(SECRETS_POLICY)
+                    .policy_document(document.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| DriverError::aws("put IAM role policy", &id, &e))?;
+            }
+        }
+        Ok(role)
+    }
+
+    /// Adds missing or changed tags and removes the others, so observe sees exactly `want`.
+    async fn converge_role_tags(
+        &self,
+        role: &Role,
+        want: &BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
+        let id = execution_role_id();
+        let missing = iam_tags(
+            &id,
+            want.iter().filter(|(k, v)| role.tags.get(*k) != Some(*v)),
+        )?;
+        if !missing.is_empty() {
+            self.iam
+                .tag_role()
+                .role_name(&role.name)
+                .set_tags(Some(missing))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("tag IAM role", &id, &e))?;
+        }
+        let extra: Vec<String> = role
+            .tags
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .cloned()
+            .collect();
+        if !extra.is_empty() {
+            self.iam
+                .untag_role()
+                .role_name(&role.name)
+                .set_tag_keys(Some(extra))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("untag IAM role", &id, &e))?;
+        }
+        Ok(())
+    }
+
+    /// Detaches the role's managed policies, deletes its inline ones, then the role; only a
+    /// role tagged as ours. "Not found" at any step counts as done.
+    async fn delete_role(&self, name: &str) -> Result<(), DriverError> {
+        let id = execution_role_id();
+        let Some(role) = self.read_role(name).await? else {
+            return Ok(());
+        };
+        if !self.ctx.naming.owns(None, &role.tags) {
+            // Not made by panka (or adopted and untagged since): leave it to whoever owns it.
+            tracing::info!(role = %name, "keeping an IAM role panka does not own");
+            return Ok(());
+        }
+        for arn in self.attached_policies(name).await?.unwrap_or_default() {
+            match self
+                .iam
+                .detach_role_policy()
+                .role_name(name)
+                .policy_arn(&arn)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_iam_missing(&e) => {}
+                Err(e) => return Err(DriverError::aws("detach IAM role policy", &id, &e)),
+            }
+        }
+        let mut marker = None;
+        let mut inline = Vec::new();
+        loop {
+            let out = match self
+                .iam
+                .list_role_policies()
+                .role_name(name)
+                .set_marker(marker)
+                .send()
+                .await
+            {
+                Ok(o) => o,
+                Err(e) if is_iam_missing(&e) => return Ok(()),
+                Err(e) => return Err(DriverError::aws("list IAM role policies", &id, &e)),
+            };
+            inline.extend(out.policy_names().iter().cloned());
+            marker = out.marker().map(str::to_string);
+            if !out.is_truncated() || marker.is_none() {
+                break;
+            }
+        }
+        for policy in inline {
+            match self
+                .iam
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(&policy)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_iam_missing(&e) => {}
+                Err(e) => return Err(DriverError::aws("delete IAM role policy", &id, &e)),
+            }
+        }
+        match self.iam.delete_role().role_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_iam_missing(&e) => Ok(()),
+            Err(e) => Err(DriverError::aws("delete IAM role", &id, &e)),
+        }
     }
 
     /// The load balancer with its HTTP listener and tags, if it exists.
@@ -840,6 +1363,140 @@ impl SharedDriver {
     }
 }
 
+/// Identifiers and outputs of the execution role.
+fn role_outputs(role: &Role) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("arn".to_string(), role.arn.clone()),
+        ("name".to_string(), role.name.clone()),
+    ])
+}
+
+/// Whether an IAM error means "does not exist" (`NoSuchEntity`).
+fn is_iam_missing<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + crate::aws::HttpStatus,
+{
+    super::is_missing(&AwsError::from_sdk(e), &["NoSuchEntity"])
+}
+
+/// The trust policy letting the service `principal` assume a role.
+fn trust_document(principal: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": principal },
+            "Action": "sts:AssumeRole",
+        }],
+    })
+}
+
+/// The inline policy allowing the secrets `resources` to be read.
+fn secrets_document(resources: &[String]) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ReadStackSecrets",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": resources,
+        }],
+    })
+}
+
+/// A policy document as IAM returns it: URL-encoded (RFC 3986) by AWS, plain JSON by some
+/// emulators. Not JSON at all: the text, so a comparison shows it as it is.
+fn policy_json(raw: &str) -> Value {
+    let text = raw.trim();
+    let decoded = if text.starts_with('{') {
+        text.to_string()
+    } else {
+        percent_decode(text)
+    };
+    serde_json::from_str(&decoded).unwrap_or(Value::String(decoded))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let hex = |b: u8| char::from(b).to_digit(16);
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                // Two hex digits make at most 255: the cast cannot truncate.
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `trust` field of a trust policy: the service principal when the document is exactly
+/// the one panka writes for it, else the whole document (so a diff shows what is there).
+fn trust_field(doc: &Value) -> Value {
+    match doc
+        .pointer("/Statement/0/Principal/Service")
+        .and_then(Value::as_str)
+    {
+        Some(service) if *doc == trust_document(service) => Value::String(service.to_string()),
+        _ => doc.clone(),
+    }
+}
+
+/// The `secretsPolicy` field of an inline secrets policy: `[]` when absent; the sorted
+/// resources, with `account`'s own secret patterns in the planned form (see
+/// [`ACCOUNT_PLACEHOLDER`]), when the document is exactly the one panka writes; else the whole
+/// document.
+fn secrets_field(doc: Option<&Value>, region: &str, account: &str) -> Value {
+    let Some(doc) = doc else {
+        return json!([]);
+    };
+    let resources: Option<Vec<String>> = doc
+        .pointer("/Statement/0/Resource")
+        .and_then(Value::as_array)
+        .and_then(|r| r.iter().map(|v| v.as_str().map(str::to_string)).collect());
+    let Some(resources) = resources.filter(|r| *doc == secrets_document(r)) else {
+        return doc.clone();
+    };
+    let own = secret_prefix(region, account);
+    let planned = secret_prefix(region, ACCOUNT_PLACEHOLDER);
+    let mut out: Vec<String> = resources
+        .into_iter()
+        .map(|r| match r.strip_prefix(&own) {
+            Some(name) if !account.is_empty() && name.ends_with("-*") => {
+                format!("{planned}{name}")
+            }
+            _ => r,
+        })
+        .collect();
+    out.sort();
+    json!(out)
+}
+
+/// IAM tags from key/value pairs.
+fn iam_tags<'a>(
+    id: &ComponentId,
+    tags: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Result<Vec<aws_sdk_iam::types::Tag>, DriverError> {
+    tags.map(|(k, v)| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .map_err(|e| DriverError::Unexpected {
+                component: id.clone(),
+                message: format!("failed to build IAM tag {k}: {e}"),
+            })
+    })
+    .collect()
+}
+
 /// How the listener shows in plans.
 fn listener_label() -> String {
     format!("HTTP:{LISTENER_PORT}")
@@ -949,6 +1606,83 @@ mod tests {
             ..Default::default()
         }));
         assert_eq!(scheme(&public), LoadBalancerSchemeEnum::InternetFacing);
+    }
+
+    #[test]
+    fn secret_references_become_exact_resources() {
+        let cases = [
+            (
+                "/stacks/shop/db",
+                "us-east-1",
+                "123456789012",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:/stacks/shop/db-*",
+            ),
+            (
+                "arn:aws:secretsmanager:eu-west-1:210987654321:secret:x-AbCdEf",
+                "us-east-1",
+                "123456789012",
+                "arn:aws:secretsmanager:eu-west-1:210987654321:secret:x-AbCdEf",
+            ),
+            (
+                "db",
+                "cn-north-1",
+                ACCOUNT_PLACEHOLDER,
+                "arn:aws-cn:secretsmanager:cn-north-1:{account}:secret:db-*",
+            ),
+        ];
+        for (secret, region, account, want) in cases {
+            assert_eq!(secret_resource(secret, region, account), want, "{secret}");
+        }
+        assert_eq!(
+            execution_policy_arn("us-east-1"),
+            "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+        );
+    }
+
+    #[test]
+    fn policy_documents_are_read_url_encoded_or_plain() {
+        let doc = trust_document(TASKS_PRINCIPAL);
+        let encoded = doc
+            .to_string()
+            .replace('%', "%25")
+            .replace('{', "%7B")
+            .replace('}', "%7D")
+            .replace('"', "%22")
+            .replace(':', "%3A")
+            .replace(',', "%2C");
+        assert_eq!(policy_json(&encoded), doc);
+        assert_eq!(policy_json(&doc.to_string()), doc);
+        assert_eq!(policy_json("%7Bbroken"), Value::String("{broken".into()));
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn only_panka_shaped_policies_reduce_to_their_fields() {
+        assert_eq!(
+            trust_field(&trust_document(TASKS_PRINCIPAL)),
+            Value::String(TASKS_PRINCIPAL.into())
+        );
+        let mut widened = trust_document(TASKS_PRINCIPAL);
+        widened["Statement"][0]["Principal"] = json!({"AWS": "*"});
+        assert_eq!(trust_field(&widened), widened);
+
+        let own = "arn:aws:secretsmanager:us-east-1:123456789012:secret:a-*".to_string();
+        let other = "arn:aws:secretsmanager:us-east-1:999999999999:secret:b-XyZ123".to_string();
+        let doc = secrets_document(&[own, other.clone()]);
+        assert_eq!(
+            secrets_field(Some(&doc), "us-east-1", "123456789012"),
+            json!([
+                other,
+                "arn:aws:secretsmanager:us-east-1:{account}:secret:a-*"
+            ])
+        );
+        assert_eq!(secrets_field(None, "us-east-1", "123456789012"), json!([]));
+        let mut broadened = doc.clone();
+        broadened["Statement"][0]["Action"] = json!("secretsmanager:*");
+        assert_eq!(
+            secrets_field(Some(&broadened), "us-east-1", "123456789012"),
+            broadened
+        );
     }
 
     #[test]
