@@ -737,8 +737,9 @@ fn applied_of(db: &DbInstance) -> Applied {
             .unwrap_or_default();
         a.outputs.insert("address".into(), address.to_string());
         a.outputs.insert("port".into(), port.to_string());
-        a.outputs
-            .insert("endpoint".into(), format!("{address}:{port}"));
+        // `endpoint` is the host name, as AWS names it, so `DATABASE_HOST ← endpoint` works;
+        // the port is its own output.
+        a.outputs.insert("endpoint".into(), address.to_string());
     }
     if let Some(db_name) = db.db_name() {
         a.outputs.insert("databaseName".into(), db_name.to_string());
