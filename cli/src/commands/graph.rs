@@ -176,7 +176,9 @@ fn mermaid(desired: &DesiredStack, graph: &Graph) -> String {
         }
         out.push_str("  end\n");
     }
-    for e in &graph.edges {
+    // One arrow per pair, however many ways one component needs the other.
+    let mut seen = std::collections::BTreeSet::new();
+    for e in graph.edges.iter().filter(|e| seen.insert((&e.to, &e.from))) {
         out.push_str(&format!("  {} --> {}\n", node_id(&e.to), node_id(&e.from)));
     }
     out

@@ -13,7 +13,6 @@ use panka_crds::Kind;
 
 use crate::diag::{Diagnostic, Span};
 use crate::load::yaml::{Node, Value};
-use crate::load::Document;
 use crate::model::ComponentSpec;
 
 /// Parses `30s`, `5m`, `1h`, `1h30m`, `90` (seconds).
@@ -177,11 +176,12 @@ pub fn component_infra(
     kind: Kind,
     infra: &ComponentInfraSpec,
     node: &Node,
-    own: Option<&Document>,
+    own: Option<&Node>,
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if let Some(res) = &infra.resources {
         let cpu = res.cpu.unwrap_or(256);
+        let memory_set = res.memory.is_some();
         let memory = res.memory.unwrap_or(512);
         match fargate_memory(cpu) {
             None => out.push(
@@ -194,7 +194,11 @@ pub fn component_infra(
             Some(valid) if !valid.contains(&memory) => out.push(
                 Diagnostic::at(
                     span_at(node, &["resources", "memory"]),
-                    format!("Fargate does not run cpu {cpu} with memory {memory}"),
+                    if memory_set {
+                        format!("Fargate does not run cpu {cpu} with memory {memory}")
+                    } else {
+                        format!("cpu {cpu} needs `memory` set (the default, 512, does not fit it)")
+                    },
                 )
                 .help(format!(
                     "with cpu {cpu}, memory must be one of {}",
@@ -248,8 +252,10 @@ pub fn component_infra(
         }
     }
     if kind == Kind::Worker {
+        // Only the component's own infra.yaml (with its overlay) is blamed; a load balancer
+        // inherited from stack or service defaults is simply not used by a Worker.
         let own_lb = own
-            .and_then(|d| d.spec.get("networking"))
+            .and_then(|n| n.get("networking"))
             .and_then(|n| n.get("loadBalancer"));
         let enabled = infra
             .networking
@@ -588,7 +594,8 @@ pub fn component(spec: &ComponentSpec, node: &Node) -> Vec<Diagnostic> {
                     }
                 }
             }
-            if s.content_based_deduplication.is_some() && s.queue_type != Some(QueueType::Fifo) {
+            if s.content_based_deduplication == Some(true) && s.queue_type != Some(QueueType::Fifo)
+            {
                 out.push(
                     Diagnostic::at(
                         span_at(node, &["contentBasedDeduplication"]),

@@ -197,8 +197,10 @@ impl<'a> Resolver<'a> {
                 None => node,
             });
         }
-        let infra_node = infra_node.map(|n| self.substituted(n, None));
+        // `defaults` is substituted later, once per component, merged with the layers above it
+        // (so `${SERVICE}` works there and `$${` escapes are unescaped exactly once).
         let stack_defaults = infra_node.as_ref().and_then(|n| n.get("defaults")).cloned();
+        let infra_node = infra_node.map(|n| self.substituted(without(n, "defaults"), None));
         let infra: StackInfraSpec = match &infra_node {
             Some(node) => {
                 let infra = self.take(from_node(node)).unwrap_or_default();
@@ -286,7 +288,8 @@ impl<'a> Resolver<'a> {
                     Some(doc) => {
                         referenced = Some(rel);
                         let n = self.overlaid(doc);
-                        result = Some(self.substituted(n, Some(&svc.name)));
+                        // Substituted with the component layers that merge over it.
+                        result = Some(n);
                     }
                     None => {
                         let d = Diagnostic::at(span, format!("infrastructure defaults file `{path}` not found"));
@@ -323,13 +326,11 @@ impl<'a> Resolver<'a> {
         let spec = self.typed(kind, &node);
 
         let infra = if kind.is_container() {
+            let own = comp.infra.as_ref().map(|d| self.overlaid(d));
             let mut layered: Option<Node> = stack_defaults.cloned();
-            for layer in [
-                service_defaults.cloned(),
-                comp.infra.as_ref().map(|d| self.overlaid(d)),
-            ]
-            .into_iter()
-            .flatten()
+            for layer in [service_defaults.cloned(), own.clone()]
+                .into_iter()
+                .flatten()
             {
                 layered = Some(match layered {
                     Some(acc) => merge(&acc, &layer),
@@ -341,7 +342,7 @@ impl<'a> Resolver<'a> {
                     let n = self.substituted(n, Some(&svc.name));
                     let infra: Option<ComponentInfraSpec> = self.take(from_node(&n));
                     if let Some(infra) = &infra {
-                        for d in check::component_infra(kind, infra, &n, comp.infra.as_ref()) {
+                        for d in check::component_infra(kind, infra, &n, own.as_ref()) {
                             self.problems.push(d);
                         }
                     }
@@ -637,6 +638,14 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// A mapping without one of its keys.
+fn without(mut node: Node, key: &str) -> Node {
+    if let Value::Map(entries) = &mut node.value {
+        entries.retain(|e| e.key != key);
+    }
+    node
+}
+
 /// A relative path with `.` removed, or `None` if it is absolute, empty or climbs out with `..`.
 pub fn normalize_relative(path: &str) -> Option<String> {
     if path.starts_with('/') || path.contains('\\') {
@@ -671,6 +680,68 @@ mod tests {
         for bad in ["../x", "a/../../b", "/etc/passwd", "", ".", "a\\b"] {
             assert_eq!(normalize_relative(bad), None, "{bad}");
         }
+    }
+
+    use crate::source::FileTree;
+    use std::sync::Arc;
+
+    /// A one-service stack `s` with a Worker `w`, extra files layered on top.
+    fn stack(extra: &[(&str, &str)]) -> LoadedStack {
+        let mut tree = FileTree::new("stacks/s");
+        let mut put = |path: &str, text: &str| {
+            tree.files.insert(path.to_string(), Arc::from(text));
+        };
+        put("stack.yaml", "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {name: s}\nspec: {provider: {name: aws, region: us-east-1}}\n");
+        put("environments/dev/variables.yaml", "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {name: dev, stack: s}\nspec: {}\n");
+        put(
+            "services/svc/service.yaml",
+            "apiVersion: core.panka.io/v1\nkind: Service\nmetadata: {name: svc, stack: s}\n",
+        );
+        put("services/svc/components/w/worker.yaml", "apiVersion: components.panka.io/v1\nkind: Worker\nmetadata: {name: w, service: svc, stack: s}\nspec: {image: {repository: r, tag: t}}\n");
+        for (path, text) in extra {
+            put(path, text);
+        }
+        crate::load::load("s", &tree).expect("loads")
+    }
+
+    #[test]
+    fn stack_defaults_are_substituted_once_per_component_with_its_service() {
+        let loaded = stack(&[(
+            "infra/defaults.yaml",
+            "apiVersion: infra.panka.io/v1\nkind: StackInfra\nmetadata: {name: defaults, stack: s}\nspec:\n  defaults:\n    networking:\n      loadBalancer: {path: \"/${SERVICE}/$${raw}\"}\n",
+        )]);
+        let desired = resolve(&loaded, "dev", &Options::default()).expect("resolves");
+        let infra = desired.components[&ComponentId::new("svc", "w")]
+            .infra
+            .clone()
+            .unwrap();
+        let path = infra
+            .networking
+            .unwrap()
+            .load_balancer
+            .unwrap()
+            .path
+            .unwrap();
+        assert_eq!(path, "/svc/${raw}");
+    }
+
+    #[test]
+    fn a_worker_load_balancer_set_in_an_environment_overlay_is_refused() {
+        let loaded = stack(&[
+            ("services/svc/components/w/infra.yaml", "apiVersion: infra.panka.io/v1\nkind: ComponentInfra\nmetadata: {name: w, service: svc, stack: s}\nspec: {scaling: {replicas: 1}}\n"),
+            ("environments/dev/services/svc/components/w/infra.yaml", "apiVersion: infra.panka.io/v1\nkind: ComponentInfra\nmetadata: {name: w, service: svc, stack: s}\nspec:\n  networking:\n    loadBalancer: {enabled: true}\n"),
+        ]);
+        let err = resolve(&loaded, "dev", &Options::default()).expect_err("refused");
+        let d = err.first();
+        assert!(
+            d.message
+                .contains("Worker cannot sit behind a load balancer"),
+            "{d}"
+        );
+        assert!(
+            d.span.as_ref().unwrap().file.contains("environments/dev"),
+            "{d}"
+        );
     }
 
     #[test]
