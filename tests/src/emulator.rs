@@ -196,3 +196,42 @@ pub fn local_backends() -> (Backends, Arc<tempfile::TempDir>) {
     };
     (backend::open_with(&config, None), Arc::new(dir))
 }
+
+/// A driver context on the emulator for a fresh, uniquely named stack in `development`, so
+/// tests sharing the emulator never share AWS names.
+pub fn driver_ctx(sdk: &SdkConfig, adopt: bool) -> panka_controller::driver::Ctx {
+    panka_controller::driver::Ctx {
+        sdk: sdk.clone(),
+        naming: panka_controller::naming::Naming::new(unique_name("t"), "development"),
+        extra_tags: std::collections::BTreeMap::new(),
+        infra: Default::default(),
+        adopt,
+        calls: panka_controller::driver::CallCounter::default(),
+    }
+}
+
+/// A component of the example repository's `user-platform` stack, resolved for development.
+///
+/// # Panics
+/// When the example does not resolve (a broken example is a test failure).
+pub fn example_component(
+    service: &str,
+    component: &str,
+) -> panka_controller::model::DesiredComponent {
+    let root = repo_root().join("examples/deployment-repo");
+    let loaded = match panka_controller::validate::load_stack(&root, "user-platform") {
+        Ok(l) => l,
+        Err((d, _)) => panic!("the example does not load: {d}"),
+    };
+    let options = panka_controller::resolve::Options::default();
+    match panka_controller::validate::plan_input(&loaded, "development", &options) {
+        Ok((desired, _)) => {
+            let id = panka_controller::model::ComponentId::new(service, component);
+            match desired.components.get(&id) {
+                Some(c) => c.clone(),
+                None => panic!("the example has no {id}"),
+            }
+        }
+        Err(d) => panic!("the example does not resolve: {d}"),
+    }
+}

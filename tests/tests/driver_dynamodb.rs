@@ -9,37 +9,20 @@ use aws_sdk_dynamodb::types::{
     ProvisionedThroughput, TimeToLiveStatus,
 };
 use panka_controller::driver::dynamodb::DynamoDbDriver;
-use panka_controller::driver::{CallCounter, Ctx, Driver, DriverError, Outputs};
-use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
-use panka_controller::naming::Naming;
+use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
+use panka_controller::model::{ComponentSpec, DesiredComponent};
 use panka_controller::plan::{diff, Change};
-use panka_controller::resolve::Options;
-use panka_controller::validate::{load_stack, plan_input};
 use panka_crds::spec::{AttributeType, Stream, StreamViewType};
-use panka_tests::emulator::{emulator, repo_root, unique_name};
+use panka_tests::emulator::{driver_ctx, emulator, example_component};
 
 /// The example's `notification-service/preferences` (userId/channel, on demand, TTL, PITR).
 fn example_table() -> DesiredComponent {
-    let loaded = load_stack(
-        &repo_root().join("examples/deployment-repo"),
-        "user-platform",
-    )
-    .expect("example loads");
-    let (desired, _) =
-        plan_input(&loaded, "development", &Options::default()).expect("example resolves");
-    desired.components[&ComponentId::new("notification-service", "preferences")].clone()
+    example_component("notification-service", "preferences")
 }
 
 async fn driver() -> (DynamoDbDriver, Ctx, aws_sdk_dynamodb::Client) {
     let sdk = emulator().sdk_config().await;
-    let ctx = Ctx {
-        sdk: sdk.clone(),
-        naming: Naming::new(unique_name("t"), "development"),
-        extra_tags: BTreeMap::new(),
-        infra: Default::default(),
-        adopt: false,
-        calls: CallCounter::default(),
-    };
+    let ctx = driver_ctx(&sdk, false);
     (
         DynamoDbDriver::new(&ctx),
         ctx,

@@ -11,14 +11,13 @@
 use std::collections::BTreeMap;
 
 use panka_controller::driver::elasticache::{ElastiCacheDriver, REPLACE_REASON};
-use panka_controller::driver::{CallCounter, Ctx, Driver, DriverError, Outputs};
+use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
 use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
-use panka_controller::naming::Naming;
 use panka_controller::plan::{diff, Change};
 use panka_controller::resolve::Options;
 use panka_controller::validate::{load_stack, plan_input};
 use panka_crds::spec::{ElastiCacheRedisSpec, PasswordSecret};
-use panka_tests::emulator::{emulator, repo_root, unique_name};
+use panka_tests::emulator::{driver_ctx, emulator, repo_root};
 
 /// The AUTH token stored by the tests; asserted never to appear in what the driver returns.
 const TOKEN: &str = "auth-token-0123456789-never-shown";
@@ -63,14 +62,7 @@ async fn env() -> (
     DesiredComponent,
 ) {
     let sdk = emulator().sdk_config().await;
-    let ctx = Ctx {
-        sdk: sdk.clone(),
-        naming: Naming::new(unique_name("t"), "development"),
-        extra_tags: BTreeMap::new(),
-        infra: Default::default(),
-        adopt: false,
-        calls: CallCounter::default(),
-    };
+    let ctx = driver_ctx(&sdk, false);
     let secret = format!("/panka-tests/{}/redis-auth", ctx.naming.stack);
     aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()

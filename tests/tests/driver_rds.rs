@@ -6,28 +6,18 @@
 use std::collections::BTreeMap;
 
 use panka_controller::driver::rds::RdsDriver;
-use panka_controller::driver::{CallCounter, Ctx, Driver, DriverError, Outputs};
-use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
-use panka_controller::naming::Naming;
+use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
+use panka_controller::model::{ComponentSpec, DesiredComponent};
 use panka_controller::plan::{diff, Change};
-use panka_controller::resolve::Options;
-use panka_controller::validate::{load_stack, plan_input};
 use panka_crds::spec::RdsSpec;
-use panka_tests::emulator::{emulator, repo_root, unique_name};
+use panka_tests::emulator::{driver_ctx, emulator, example_component};
 
 /// The master password every test stores; asserted never to appear in anything the driver returns.
 const PASSWORD: &str = "s3cret-Pa55word-never-shown";
 
 /// The example's `notification-service/database` (postgres 15.4, db.t3.medium, 50 GB gp3).
 fn example_database() -> DesiredComponent {
-    let loaded = load_stack(
-        &repo_root().join("examples/deployment-repo"),
-        "user-platform",
-    )
-    .expect("example loads");
-    let (desired, _) =
-        plan_input(&loaded, "development", &Options::default()).expect("example resolves");
-    desired.components[&ComponentId::new("notification-service", "database")].clone()
+    example_component("notification-service", "database")
 }
 
 fn spec(component: &mut DesiredComponent) -> &mut RdsSpec {
@@ -47,14 +37,7 @@ struct Env {
 /// A driver on a fresh stack name, and the example database whose password secret exists.
 async fn env() -> Env {
     let sdk = emulator().sdk_config().await;
-    let ctx = Ctx {
-        sdk: sdk.clone(),
-        naming: Naming::new(unique_name("t"), "development"),
-        extra_tags: BTreeMap::new(),
-        infra: Default::default(),
-        adopt: false,
-        calls: CallCounter::default(),
-    };
+    let ctx = driver_ctx(&sdk, false);
     let mut db = example_database();
     // A secret per test: the emulator is shared by the tests of this binary.
     let secret = format!("/panka-tests/{}/db-password", ctx.naming.stack);

@@ -9,36 +9,19 @@ use aws_sdk_s3::types::{
     BucketVersioningStatus, PublicAccessBlockConfiguration, VersioningConfiguration,
 };
 use panka_controller::driver::s3::S3Driver;
-use panka_controller::driver::{CallCounter, Ctx, Driver, DriverError, Outputs};
-use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
-use panka_controller::naming::Naming;
+use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
+use panka_controller::model::{ComponentSpec, DesiredComponent};
 use panka_controller::plan::{diff, Change};
-use panka_controller::resolve::Options;
-use panka_controller::validate::{load_stack, plan_input};
-use panka_tests::emulator::{emulator, repo_root, unique_name};
+use panka_tests::emulator::{driver_ctx, emulator, example_component};
 
 /// The example's `notification-service/templates` (versioning, AES256, blocked, noncurrent 90).
 fn example_bucket() -> DesiredComponent {
-    let loaded = load_stack(
-        &repo_root().join("examples/deployment-repo"),
-        "user-platform",
-    )
-    .expect("example loads");
-    let (desired, _) =
-        plan_input(&loaded, "development", &Options::default()).expect("example resolves");
-    desired.components[&ComponentId::new("notification-service", "templates")].clone()
+    example_component("notification-service", "templates")
 }
 
 async fn driver(adopt: bool) -> (S3Driver, Ctx, aws_sdk_s3::Client) {
     let sdk = emulator().sdk_config().await;
-    let ctx = Ctx {
-        sdk: sdk.clone(),
-        naming: Naming::new(unique_name("t"), "development"),
-        extra_tags: BTreeMap::new(),
-        infra: Default::default(),
-        adopt,
-        calls: CallCounter::default(),
-    };
+    let ctx = driver_ctx(&sdk, adopt);
     (
         S3Driver::new(&ctx),
         ctx,

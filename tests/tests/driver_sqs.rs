@@ -5,36 +5,19 @@ use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::QueueAttributeName as Attr;
 use panka_controller::driver::sqs::SqsDriver;
-use panka_controller::driver::{CallCounter, Ctx, Driver, DriverError, Outputs};
-use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
-use panka_controller::naming::Naming;
+use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
+use panka_controller::model::{ComponentSpec, DesiredComponent};
 use panka_controller::plan::diff;
-use panka_controller::resolve::Options;
-use panka_controller::validate::{load_stack, plan_input};
-use panka_tests::emulator::{emulator, repo_root, unique_name};
+use panka_tests::emulator::{driver_ctx, emulator, example_component};
 
 /// The example's `notification-service/queue` (standard queue, DLQ with maxReceiveCount 3).
 fn example_queue() -> DesiredComponent {
-    let loaded = load_stack(
-        &repo_root().join("examples/deployment-repo"),
-        "user-platform",
-    )
-    .expect("example loads");
-    let (desired, _) =
-        plan_input(&loaded, "development", &Options::default()).expect("example resolves");
-    desired.components[&ComponentId::new("notification-service", "queue")].clone()
+    example_component("notification-service", "queue")
 }
 
 async fn driver() -> (SqsDriver, Ctx, aws_sdk_sqs::Client) {
     let sdk = emulator().sdk_config().await;
-    let ctx = Ctx {
-        sdk: sdk.clone(),
-        naming: Naming::new(unique_name("t"), "development"),
-        extra_tags: BTreeMap::new(),
-        infra: Default::default(),
-        adopt: false,
-        calls: CallCounter::default(),
-    };
+    let ctx = driver_ctx(&sdk, false);
     (SqsDriver::new(&ctx), ctx, aws_sdk_sqs::Client::new(&sdk))
 }
 
