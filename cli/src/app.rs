@@ -78,7 +78,16 @@ pub enum Command {
 impl Cli {
     /// Parse the process arguments and run the chosen command.
     pub fn parse_and_run() -> ExitCode {
-        let cli = Cli::parse();
+        // Exit codes are 0 ok, 1 error, 2 "changes present" (--detailed-exitcode): a usage
+        // error is an error (1), not clap's default 2.
+        let cli = match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => {
+                let code = if e.use_stderr() { 1 } else { 0 };
+                let _ = e.print();
+                return ExitCode::from(code);
+            }
+        };
         let result = match cli.command {
             Command::Validate(args) => commands::validate::run(&cli.global, args),
             Command::Graph(args) => commands::graph::run(&cli.global, args),

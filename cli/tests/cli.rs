@@ -349,3 +349,12 @@ fn plan_of_an_invalid_repo_reports_problems_and_calls_no_aws() {
         show(&out)
     );
 }
+
+#[test]
+fn a_usage_error_exits_1_so_2_only_ever_means_changes_present() {
+    let out = run_on_example(&["plan", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("--no-such-flag"), "{}", show(&out));
+    let help = run_on_example(&["--help"]);
+    assert_eq!(help.status.code(), Some(0), "{}", show(&help));
+}
