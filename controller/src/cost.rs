@@ -16,6 +16,9 @@ use crate::model::{ComponentId, ComponentSpec, DesiredComponent, DesiredStack};
 /// Hours in an average month.
 pub const HOURS_PER_MONTH: f64 = 730.0;
 
+/// Fixed monthly cost of one Application Load Balancer (LCUs are usage-priced).
+pub const ALB_MONTHLY_USD: f64 = ALB_HOUR * HOURS_PER_MONTH;
+
 const FARGATE_VCPU_HOUR_X86: f64 = 0.04048;
 const FARGATE_GB_HOUR_X86: f64 = 0.004445;
 const FARGATE_VCPU_HOUR_ARM: f64 = 0.03238;
@@ -214,7 +217,7 @@ pub fn estimate(stack: &DesiredStack) -> CostEstimate {
         .map(|(id, c)| (id.clone(), component(c)))
         .collect();
     let shared_usd = if uses_load_balancer(stack) {
-        ALB_HOUR * HOURS_PER_MONTH
+        ALB_MONTHLY_USD
     } else {
         0.0
     };

@@ -299,6 +299,18 @@ impl Engine {
             observed.insert(id, o);
         }
 
+        // A service-scoped run reads other services' outputs from state; one never applied in
+        // this environment cannot be read, so say so now rather than fail mid-apply.
+        for c in &in_scope {
+            for r in &c.references {
+                if !Self::in_scope(&r.target, options) && !outputs.contains_key(&r.target) {
+                    return Err(EngineError::Refused(format!(
+                        "{} needs outputs of {}, which has never been applied in {}; apply service `{}` first, or the whole stack",
+                        c.id, r.target, desired.environment, r.target.service
+                    )));
+                }
+            }
+        }
         let mut fields = BTreeMap::new();
         for c in &in_scope {
             fields.insert(c.id.clone(), self.driver(c)?.desired(c, &outputs));
@@ -425,8 +437,17 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|s| s.document.components.contains_key(&p.id.to_string()))
         });
+        // Unchanged but not yet healthy (a rollout still going, or stuck): apply waits for it
+        // like for a changed component, and fails if it is degraded.
+        let unsettled = prepared.plan.waves.iter().flatten().any(|p| {
+            p.action == Action::NoOp
+                && prepared
+                    .observed
+                    .get(&p.id)
+                    .is_some_and(|o| o.health != Health::Healthy)
+        });
         let changes = prepared.plan.has_changes();
-        if !changes && stale.is_empty() && !unrecorded_shared {
+        if !changes && stale.is_empty() && !unrecorded_shared && !unsettled {
             return Ok(Some(ApplyReport {
                 outputs: prepared.outputs,
                 plan: prepared.plan,
@@ -687,11 +708,18 @@ impl Engine {
         let driver = self.driver(component)?;
         let observed = prepared.observed.get(&p.id).cloned().unwrap_or_default();
         if !p.action.is_change() {
-            // Unchanged components still publish their outputs to later waves.
-            return Ok(Some(Applied {
-                identifiers: observed.identifiers,
-                outputs: observed.outputs,
-            }));
+            // Unchanged components still publish their outputs to later waves, once healthy.
+            let applied = Applied {
+                identifiers: observed.identifiers.clone(),
+                outputs: observed.outputs.clone(),
+            };
+            if observed.health == Health::Healthy {
+                return Ok(Some(applied));
+            }
+            return self
+                .wait_healthy(driver, component, applied, options, progress)
+                .await
+                .map(Some);
         }
         progress.event(Event::ComponentStarted(p));
         let t = Instant::now();

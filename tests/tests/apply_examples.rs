@@ -148,6 +148,24 @@ async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_des
     create_secrets(&stack).await;
     let run = Run::new().await;
 
+    // 0. One service alone cannot go first when it reads another service's outputs.
+    let (d, g) = resolve(&root, &stack, &[]);
+    let scoped = EngineOptions {
+        service: Some("notification-service".into()),
+        ..run.options.clone()
+    };
+    let err = run
+        .engine(&d)
+        .await
+        .apply(&d, &g, &scoped, &mut |_| true, &Quiet)
+        .await
+        .expect_err("refused before any change");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("user-service/api") && msg.contains("apply service `user-service` first"),
+        "{msg}"
+    );
+
     // 1. Everything is created, in waves.
     let (report, _) = run.apply(&resolve(&root, &stack, &[])).await;
     assert_eq!(

@@ -74,6 +74,11 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
         };
         anyhow::Ok((prepared, release))
     })?;
+    let interrupted = prepared
+        .state
+        .as_ref()
+        .and_then(|s| s.document.release.clone())
+        .filter(|_| release.is_none());
     let release = match release {
         Some(HistoryEntry::Release(r)) => Some(r),
         _ => None,
@@ -119,6 +124,9 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
         .clone()
         .unwrap_or_else(|| format!("stack {}", desired.name));
     println!("Status: {scope} ({})", desired.environment);
+    if let Some(id) = &interrupted {
+        println!("Release {id} did not finish (interrupted); `panka apply` continues from the recorded state");
+    }
     if let Some(r) = &release {
         println!(
             "Last release: {} · version {} · by {} · {:?}",

@@ -448,11 +448,19 @@ pub fn plan(
     order_deletions(&mut deletions, state);
 
     let previous_cost_usd = state.map(|s| {
-        s.components
+        let components: f64 = s
+            .components
             .values()
             .filter_map(|c| serde_json::from_value::<DesiredComponent>(c.applied_spec.clone()).ok())
             .filter_map(|c| cost::component(&c).monthly_usd)
-            .sum()
+            .sum();
+        // The stack's load balancer, when one was applied, is part of what it costs today.
+        let shared = if s.components.contains_key("_stack/alb") {
+            cost::ALB_MONTHLY_USD
+        } else {
+            0.0
+        };
+        components + shared
     });
 
     Plan {
