@@ -197,6 +197,7 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
             "health": health_word(&o.health),
             "identifiers": o.identifiers,
             "outputs": o.outputs,
+            "events": o.events,
             "recorded": recorded,
             "plan": planned,
         }))?;
@@ -232,6 +233,12 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     println!("  Outputs:");
     for (k, v) in &o.outputs {
         println!("    {k}: {v}");
+    }
+    if !o.events.is_empty() {
+        println!("  Recent events:");
+        for e in &o.events {
+            println!("    {e}");
+        }
     }
     if let Some(r) = &recorded {
         println!(

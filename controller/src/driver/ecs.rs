@@ -722,7 +722,12 @@ pub struct EcsDriver {
 }
 
 /// The service as observed, with what update needs besides the fields.
+/// How many ECS service events `panka show` gets.
+const RECENT_EVENTS: usize = 5;
+
 struct Seen {
+    /// Recent service events, newest first.
+    events: Vec<String>,
     arn: String,
     task_arn: String,
     task: TaskShape,
@@ -1121,7 +1126,17 @@ impl EcsDriver {
             autoscaling,
             log_retention,
         };
+        let events = svc
+            .events()
+            .iter()
+            .take(RECENT_EVENTS)
+            .filter_map(|e| {
+                let at = e.created_at().map(|t| t.to_string()).unwrap_or_default();
+                e.message().map(|m| format!("{at} {m}").trim().to_string())
+            })
+            .collect();
         let seen = Seen {
+            events,
             arn: svc.service_arn().unwrap_or_default().to_string(),
             task_arn,
             task,
@@ -1713,6 +1728,7 @@ impl EcsDriver {
         self.converge_scaling(id, &resource_id, shape.autoscaling.as_ref(), None, label)
             .await?;
         let seen = Seen {
+            events: Vec::new(),
             arn,
             task_arn,
             task: r.task,
@@ -2200,6 +2216,7 @@ impl Driver for EcsDriver {
         o.outputs = applied.outputs;
         o.health = seen.health;
         o.status = seen.status;
+        o.events = seen.events;
         Ok(o)
     }
 

@@ -130,6 +130,10 @@ pub struct Observation {
     pub health: Health,
     /// Human-readable status, e.g. `2/2 running`, `available`.
     pub status: String,
+    /// Recent events AWS reports for the resource, newest first (ECS service events), for
+    /// `panka show`; never compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 /// Observations of a stack; produced by observe.
