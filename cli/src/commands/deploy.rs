@@ -252,7 +252,10 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         let _ = std::io::stdin().lock().read_line(&mut answer);
         answer.trim() == "yes"
     };
-    let progress = Printer { table };
+    let progress = Printer {
+        table,
+        waiting: std::sync::Mutex::new(BTreeMap::new()),
+    };
     let result = runtime()?.block_on(async {
         let engine = target_engine(
             global,
@@ -339,6 +342,8 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
 /// Prints apply progress.
 struct Printer {
     table: bool,
+    /// Last waiting status printed per component, so a poll that changes nothing prints nothing.
+    waiting: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Progress for Printer {
@@ -362,7 +367,14 @@ impl Progress for Printer {
             Event::ComponentStarted(p) => {
                 println!("├── {} {} ({})…", verb(&p.action), p.id, p.kind)
             }
-            Event::Waiting(id, status) => println!("│   {id}: waiting ({status})"),
+            Event::Waiting(id, status) => {
+                let changed = self.waiting.lock().map_or(true, |mut seen| {
+                    seen.insert(id.to_string(), status.to_string()).as_deref() != Some(status)
+                });
+                if changed {
+                    println!("│   {id}: waiting ({status})");
+                }
+            }
             Event::ComponentDone(p, took, _) => {
                 println!("│   ✓ {} {} ({:.1?})", p.id, done(&p.action), took)
             }
