@@ -176,7 +176,7 @@ pub fn plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(engine.prepare(&desired, &graph, &opts).await?)
     })?;
     match global.output {
-        OutputFormat::Table => print!("{}", render_plan(&prepared.plan, &desired)),
+        OutputFormat::Table => print!("{}", render_plan(&prepared.plan, &desired, false)),
         OutputFormat::Json | OutputFormat::Yaml => {
             print_json(&serde_json::to_value(&prepared.plan)?)?
         }
@@ -195,10 +195,17 @@ pub fn apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `panka destroy`: applies an empty desired state to the stack (or service).
 pub fn destroy(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.yes,
-        "destroy deletes every resource of the stack/environment; pass --yes to confirm"
-    );
+    let what = match &args.target.service {
+        Some(s) => format!(
+            "every resource of service `{s}` in {}",
+            args.target.environment
+        ),
+        None => format!(
+            "every resource of stack `{}` in {}",
+            args.target.stack, args.target.environment
+        ),
+    };
+    anyhow::ensure!(args.yes, "destroy deletes {what}; pass --yes to confirm");
     run_apply(global, args, true)
 }
 
@@ -241,7 +248,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
     let desired_ref = &desired;
     let mut approve = move |plan: &Plan| -> bool {
         if table {
-            print!("{}", render_plan(plan, desired_ref));
+            print!("{}", render_plan(plan, desired_ref, destroy));
         }
         if yes || !needs_approval {
             return true;
@@ -449,17 +456,19 @@ fn component_lines(p: &ComponentPlan, out: &mut String) {
 }
 
 /// The plan as text, like the user guides show it.
-pub fn render_plan(plan: &Plan, desired: &DesiredStack) -> String {
+pub fn render_plan(plan: &Plan, desired: &DesiredStack, destroy: bool) -> String {
     let scope = plan
         .service
         .as_ref()
         .map(|s| format!(" service {s}"))
         .unwrap_or_default();
     let mut out = format!(
-        "Deployment Plan: {} ({}){scope}\n",
-        plan.stack, plan.environment
+        "{} Plan: {} ({}){scope}\n",
+        if destroy { "Destroy" } else { "Deployment" },
+        plan.stack,
+        plan.environment
     );
-    if let Some(v) = desired.version() {
+    if let Some(v) = desired.version().filter(|_| !destroy) {
         out.push_str(&format!("Version: {v}\n"));
     }
     if !plan.shared.is_empty() {
@@ -481,7 +490,11 @@ pub fn render_plan(plan: &Plan, desired: &DesiredStack) -> String {
         }
     }
     if !plan.deletions.is_empty() {
-        out.push_str("\nRemoved from the repository:\n");
+        out.push_str(if destroy {
+            "\nTo delete (dependants first):\n"
+        } else {
+            "\nRemoved from the repository:\n"
+        });
         for p in &plan.deletions {
             component_lines(p, &mut out);
         }
