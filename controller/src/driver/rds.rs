@@ -799,9 +799,18 @@ impl Driver for RdsDriver {
             o.status = "missing".into();
             return Ok(o);
         };
-        let tags = self
-            .tags(id, db.db_instance_arn().unwrap_or_default())
-            .await?;
+        // DescribeDBInstances answers with the instance's tags: no ListTagsForResource here.
+        let tags: BTreeMap<String, String> = db
+            .tag_list()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .filter(|(k, _)| !k.starts_with("aws:"))
+            .collect();
         o.exists = true;
         o.owned = self.ctx.naming.owns(Some(id), &tags);
         o.fields = observed_fields(&db);
