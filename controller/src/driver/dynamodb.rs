@@ -26,7 +26,7 @@ use super::{Applied, Ctx, Driver, DriverError, Outputs};
 use crate::aws::AwsError;
 use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
 use crate::naming::NameRules;
-use crate::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
+use crate::plan::{DesiredFields, FieldValue, Health, Observation};
 
 /// Longest wait for a table to become `ACTIVE` after a create or update.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -249,7 +249,7 @@ impl DynamoDbDriver {
         }
     }
 
-    async fn converge(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
+    async fn reconcile(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
         let id = &component.id;
         let spec = spec_of(component)?;
         let table = self.table_name(id);
@@ -667,23 +667,12 @@ impl Driver for DynamoDbDriver {
         Ok(o)
     }
 
-    async fn create(
+    async fn converge(
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
     ) -> Result<Applied, DriverError> {
-        self.converge(component).await
-    }
-
-    async fn update(
-        &self,
-        component: &DesiredComponent,
-        _outputs: &Outputs,
-        _diffs: &[FieldDiff],
-        _observed: &Observation,
-    ) -> Result<Applied, DriverError> {
-        // Converging changes only what differs, so an update is the same walk as create.
-        self.converge(component).await
+        self.reconcile(component).await
     }
 
     async fn delete(

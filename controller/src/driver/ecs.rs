@@ -2177,6 +2177,15 @@ impl Driver for EcsDriver {
         self.kind
     }
 
+    async fn converge(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+    ) -> Result<Applied, DriverError> {
+        // `create` already takes over an existing service of ours and changes what differs.
+        self.create(component, outputs).await
+    }
+
     fn desired(&self, component: &DesiredComponent, outputs: &Outputs) -> DesiredFields {
         let mut f = DesiredFields::default();
         let Some(r) = self.render(component, outputs) else {

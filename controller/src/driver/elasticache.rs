@@ -31,7 +31,7 @@ use super::{Applied, Ctx, Driver, DriverError, Outputs};
 use crate::aws::AwsError;
 use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
 use crate::naming::NameRules;
-use crate::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
+use crate::plan::{DesiredFields, FieldValue, Health, Observation};
 use crate::secret;
 
 /// Why any compared setting but the tags needs a new replication group.
@@ -239,7 +239,7 @@ impl ElastiCacheDriver {
         }
     }
 
-    async fn converge(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
+    async fn reconcile(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
         let id = &component.id;
         let spec = spec_of(component)?;
         let name = self.group_id(id);
@@ -477,23 +477,12 @@ impl Driver for ElastiCacheDriver {
         Ok(o)
     }
 
-    async fn create(
+    async fn converge(
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
     ) -> Result<Applied, DriverError> {
-        self.converge(component).await
-    }
-
-    async fn update(
-        &self,
-        component: &DesiredComponent,
-        _outputs: &Outputs,
-        _diffs: &[FieldDiff],
-        _observed: &Observation,
-    ) -> Result<Applied, DriverError> {
-        // Only tags can differ in an update: every other field is a replace field.
-        self.converge(component).await
+        self.reconcile(component).await
     }
 
     async fn delete(

@@ -141,21 +141,34 @@ pub trait Driver: Send + Sync {
         recorded: Option<&BTreeMap<String, String>>,
     ) -> Result<Observation, DriverError>;
 
-    /// Creates the resources of `component`.
-    async fn create(
+    /// Makes AWS hold what `component` asks for, changing only what differs; idempotent.
+    async fn converge(
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
     ) -> Result<Applied, DriverError>;
 
-    /// Changes what `diffs` lists, in place.
+    /// Creates the resources of `component`. By default the same walk as an update:
+    /// [`Driver::converge`].
+    async fn create(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+    ) -> Result<Applied, DriverError> {
+        self.converge(component, outputs).await
+    }
+
+    /// Changes what `diffs` lists, in place. By default [`Driver::converge`], which changes
+    /// only what differs; drivers that act on the plan's diffs override it.
     async fn update(
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
-        diffs: &[FieldDiff],
-        observed: &Observation,
-    ) -> Result<Applied, DriverError>;
+        _diffs: &[FieldDiff],
+        _observed: &Observation,
+    ) -> Result<Applied, DriverError> {
+        self.converge(component, outputs).await
+    }
 
     /// Deletes the resources recorded for a component; "not found" counts as done.
     async fn delete(

@@ -29,7 +29,7 @@ use super::{Applied, Ctx, Driver, DriverError, Outputs};
 use crate::aws::AwsError;
 use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
 use crate::naming::NameRules;
-use crate::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
+use crate::plan::{DesiredFields, FieldValue, Health, Observation};
 use crate::secret;
 
 /// Backup retention when the spec is silent: the RDS API's own default.
@@ -453,7 +453,7 @@ impl RdsDriver {
         f
     }
 
-    async fn converge(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
+    async fn reconcile(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
         let id = &component.id;
         let spec = spec_of(component)?;
         let name = self.instance_name(id);
@@ -827,24 +827,12 @@ impl Driver for RdsDriver {
         Ok(o)
     }
 
-    async fn create(
+    async fn converge(
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
     ) -> Result<Applied, DriverError> {
-        self.converge(component).await
-    }
-
-    async fn update(
-        &self,
-        component: &DesiredComponent,
-        _outputs: &Outputs,
-        _diffs: &[FieldDiff],
-        _observed: &Observation,
-    ) -> Result<Applied, DriverError> {
-        // Converging modifies only what differs (one ModifyDBInstance), so an update is the same
-        // walk as create; it never reads the password secret of an existing instance.
-        self.converge(component).await
+        self.reconcile(component).await
     }
 
     async fn delete(

@@ -28,7 +28,7 @@ use super::{Applied, Ctx, Driver, DriverError, Outputs};
 use crate::aws::{AwsError, ErrorClass};
 use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
 use crate::naming::NameRules;
-use crate::plan::{diff, DesiredFields, FieldDiff, FieldValue, Health, Observation};
+use crate::plan::{diff, DesiredFields, FieldValue, Health, Observation};
 
 /// Id of the one lifecycle rule panka writes.
 const LIFECYCLE_RULE_ID: &str = "panka";
@@ -229,7 +229,7 @@ impl S3Driver {
         Ok(f)
     }
 
-    async fn converge(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
+    async fn reconcile(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
         let id = &component.id;
         let spec = spec_of(component)?;
         let bucket = self.bucket_name(id);
@@ -709,23 +709,12 @@ impl Driver for S3Driver {
         Ok(o)
     }
 
-    async fn create(
+    async fn converge(
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
     ) -> Result<Applied, DriverError> {
-        self.converge(component).await
-    }
-
-    async fn update(
-        &self,
-        component: &DesiredComponent,
-        _outputs: &Outputs,
-        _diffs: &[FieldDiff],
-        _observed: &Observation,
-    ) -> Result<Applied, DriverError> {
-        // Converging writes only the settings that differ, so an update is the same walk.
-        self.converge(component).await
+        self.reconcile(component).await
     }
 
     async fn delete(

@@ -14,7 +14,7 @@ use super::{Applied, Ctx, Driver, DriverError, Outputs};
 use crate::aws::AwsError;
 use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
 use crate::naming::NameRules;
-use crate::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
+use crate::plan::{DesiredFields, FieldValue, Health, Observation};
 
 /// Default retention of a dead-letter queue: the SQS maximum, 14 days.
 const DLQ_RETENTION: u32 = 1_209_600;
@@ -170,7 +170,7 @@ impl SqsDriver {
         }
     }
 
-    async fn converge(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
+    async fn reconcile(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
         let id = &component.id;
         let spec = spec_of(component)?;
         let fifo = spec.queue_type == Some(QueueType::Fifo);
@@ -519,23 +519,12 @@ impl Driver for SqsDriver {
         Ok(o)
     }
 
-    async fn create(
+    async fn converge(
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
     ) -> Result<Applied, DriverError> {
-        self.converge(component).await
-    }
-
-    async fn update(
-        &self,
-        component: &DesiredComponent,
-        _outputs: &Outputs,
-        _diffs: &[FieldDiff],
-        _observed: &Observation,
-    ) -> Result<Applied, DriverError> {
-        // Converging sets only attributes that differ, so an update is the same walk as create.
-        self.converge(component).await
+        self.reconcile(component).await
     }
 
     async fn delete(
