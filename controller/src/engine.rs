@@ -16,7 +16,7 @@ use panka_crds::Kind;
 use tokio::sync::Mutex;
 
 use crate::backend::Backends;
-use crate::driver::{Applied, Ctx, Driver, DriverError, Drivers, Outputs};
+use crate::driver::{Applied, Ctx, Driver, DriverError, Drivers, Observe, Outputs};
 use crate::graph::Graph;
 use crate::lock::{LockError, LockHandle, LockInfo, LockTarget, Locker};
 use crate::model::{ComponentId, DesiredComponent, DesiredStack};
@@ -275,21 +275,35 @@ impl Engine {
             .values()
             .filter(|c| Self::in_scope(&c.id, options))
             .collect();
+        // One batch per kind, the kinds side by side: drivers batch what their APIs allow.
+        let mut by_kind: BTreeMap<Kind, (&dyn Driver, Vec<Observe>)> = BTreeMap::new();
         for c in &in_scope {
-            self.driver(c)?;
+            let ids = recorded(&c.id).map(|r| r.identifiers.clone());
+            let driver = self.driver(c)?;
+            by_kind
+                .entry(c.kind())
+                .or_insert_with(|| (driver, Vec::new()))
+                .1
+                .push((c.id.clone(), ids));
         }
-        let observations: Vec<Result<(ComponentId, Observation), EngineError>> =
-            stream::iter(in_scope.iter().map(|c| {
-                let ids = recorded(&c.id).map(|r| r.identifiers.clone());
-                async move {
-                    let driver = self.driver(c)?;
-                    let o = driver.observe(&c.id, ids.as_ref()).await?;
-                    Ok((c.id.clone(), o))
+        let concurrency = options.concurrency.max(1);
+        let observations: Vec<Result<Vec<(ComponentId, Observation)>, EngineError>> =
+            futures::future::join_all(by_kind.iter().map(|(kind, (driver, items))| async move {
+                let seen = driver.observe_many(items, concurrency).await?;
+                if seen.len() != items.len() {
+                    return Err(EngineError::Refused(format!(
+                        "the {kind} driver observed {} of {} components",
+                        seen.len(),
+                        items.len()
+                    )));
                 }
+                Ok(items.iter().map(|(id, _)| id.clone()).zip(seen).collect())
             }))
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
             .await;
+        let observations = observations.into_iter().flat_map(|r| match r {
+            Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        });
         let mut observed = BTreeMap::new();
         for r in observations {
             let (id, o) = r?;

@@ -140,10 +140,12 @@ impl Naming {
 
     /// CloudWatch Logs group of a container component.
     pub fn log_group(&self, id: &ComponentId) -> String {
-        format!(
-            "/panka/{}/{}/{}/{}",
-            self.stack, self.environment, id.service, id.component
-        )
+        format!("{}{}/{}", self.log_group_prefix(), id.service, id.component)
+    }
+
+    /// What every log group of this stack/environment starts with (ends with `/`).
+    pub fn log_group_prefix(&self) -> String {
+        format!("/panka/{}/{}/", self.stack, self.environment)
     }
 
     /// Ownership tags of a component's resources (or a stack-wide one when `id` is `None`),

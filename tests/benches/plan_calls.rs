@@ -32,7 +32,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -541,8 +540,8 @@ fn warn_on_changes(prepared: &Prepared) {
     }
 }
 
-/// Observes every component of `kind` as `prepare` does (recorded identifiers from state), with
-/// a fresh set of drivers, and returns the calls made.
+/// Observes every component of `kind` as `prepare` does (one `observe_many` per kind, with the
+/// identifiers state recorded), with a fresh set of drivers, and returns the calls made.
 async fn observe_kind(
     sdk: &SdkConfig,
     desired: &DesiredStack,
@@ -550,48 +549,28 @@ async fn observe_kind(
     kind: Kind,
 ) -> Result<Calls, String> {
     let ctx = Ctx::new(sdk.clone(), desired, false);
-    let drivers = Arc::new(Drivers::new(&ctx));
-    let ids: Vec<ComponentId> = desired
+    let drivers = Drivers::new(&ctx);
+    let items: Vec<(ComponentId, Option<BTreeMap<String, String>>)> = desired
         .components
         .values()
         .filter(|c| c.kind() == kind)
-        .map(|c| c.id.clone())
+        .map(|c| {
+            let recorded = state
+                .document
+                .components
+                .get(&c.id.to_string())
+                .map(|r| r.identifiers.clone());
+            (c.id.clone(), recorded)
+        })
         .collect();
-    // As many at once as the engine's default concurrency.
-    let mut tasks = tokio::task::JoinSet::new();
-    for id in ids {
-        while tasks.len() >= EngineOptions::default().concurrency {
-            join_one(&mut tasks).await?;
-        }
-        let drivers = Arc::clone(&drivers);
-        let recorded = state
-            .document
-            .components
-            .get(&id.to_string())
-            .map(|r| r.identifiers.clone());
-        tasks.spawn(async move {
-            let driver = drivers
-                .get(kind)
-                .ok_or_else(|| format!("no driver for {kind}"))?;
-            driver
-                .observe(&id, recorded.as_ref())
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("observe {id} failed: {e}"))
-        });
-    }
-    while !tasks.is_empty() {
-        join_one(&mut tasks).await?;
-    }
+    let driver = drivers
+        .get(kind)
+        .ok_or_else(|| format!("no driver for {kind}"))?;
+    driver
+        .observe_many(&items, EngineOptions::default().concurrency)
+        .await
+        .map_err(|e| format!("observe {kind} failed: {e}"))?;
     Ok(ctx.calls.snapshot())
-}
-
-async fn join_one(tasks: &mut tokio::task::JoinSet<Result<(), String>>) -> Result<(), String> {
-    match tasks.join_next().await {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => Err(format!("an observe task failed: {e}")),
-        None => Ok(()),
-    }
 }
 
 fn minus(after: &Calls, before: &Calls) -> Calls {

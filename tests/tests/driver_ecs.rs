@@ -1211,3 +1211,57 @@ async fn the_execution_role_is_deleted_with_its_policies_and_only_when_ours() {
     let seen = f.shared.observe().await.expect("observe");
     assert!(!seen[&execution_role_id()].exists);
 }
+
+#[tokio::test]
+async fn observing_many_services_batches_reads_and_sees_what_one_at_a_time_sees() {
+    let f = Fixture::new().await;
+    let notif = f.component("notification-service/api");
+    let users = f.component("user-service/api");
+    let made_notif = f.api.create(&notif, &f.outputs).await.expect("create");
+    f.api.create(&users, &f.outputs).await.expect("create");
+    // Also one never created, and one recorded as it was: both batch paths must agree.
+    let missing = id("user-service/ghost");
+    let items = vec![
+        (notif.id.clone(), Some(made_notif.identifiers.clone())),
+        (users.id.clone(), None),
+        (missing.clone(), None),
+    ];
+
+    let one_ctx = Ctx::new(f.ctx.sdk.clone(), &f.stack, false);
+    let one = EcsDriver::microservice(&one_ctx);
+    let mut singly = Vec::new();
+    for (cid, recorded) in &items {
+        singly.push(one.observe(cid, recorded.as_ref()).await.expect("observe"));
+    }
+    let many_ctx = Ctx::new(f.ctx.sdk.clone(), &f.stack, false);
+    let many = EcsDriver::microservice(&many_ctx);
+    let batched = many.observe_many(&items, 8).await.expect("observe many");
+
+    assert_eq!(batched, singly);
+    assert!(batched[0].exists && batched[1].exists && !batched[2].exists);
+    assert_eq!(batched[0].outputs["url"], made_notif.outputs["url"]);
+
+    let by_op = |ctx: &Ctx| {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for ((_, op), n) in ctx.calls.snapshot() {
+            *out.entry(op).or_default() += n;
+        }
+        out
+    };
+    let (one_calls, many_calls) = (by_op(&one_ctx), by_op(&many_ctx));
+    // Three services in one DescribeServices call, one log-group listing, one scalable-target
+    // call for the two that exist, and the load balancer's reads once for both.
+    assert_eq!(one_calls["DescribeServices"], 3);
+    assert_eq!(many_calls["DescribeServices"], 1);
+    assert_eq!(many_calls["DescribeLogGroups"], 1);
+    assert_eq!(many_calls["DescribeScalableTargets"], 1);
+    assert_eq!(many_calls["DescribeLoadBalancers"], 1);
+    assert_eq!(many_calls["DescribeListeners"], 1);
+    assert_eq!(many_calls["DescribeRules"], 1);
+    assert_eq!(one_calls["DescribeLoadBalancers"], 2);
+    assert!(
+        many_calls.values().sum::<u64>() < one_calls.values().sum::<u64>(),
+        "batched {many_calls:?} vs one at a time {one_calls:?}"
+    );
+    assert!(many_calls.keys().all(|op| !is_mutating(op)));
+}

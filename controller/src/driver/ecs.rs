@@ -40,8 +40,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_applicationautoscaling::types::{
-    MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
-    TargetTrackingScalingPolicyConfiguration,
+    MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ScalableTarget,
+    ServiceNamespace, TargetTrackingScalingPolicyConfiguration,
 };
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, CpuArchitecture,
@@ -51,8 +51,9 @@ use aws_sdk_ecs::types::{
 };
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, HostHeaderConditionConfig, PathPatternConditionConfig, ProtocolEnum,
-    RuleCondition, TargetTypeEnum,
+    Rule, RuleCondition, TargetGroup, TargetTypeEnum,
 };
+use futures::stream::{self, StreamExt, TryStreamExt};
 use panka_crds::spec::{
     Architecture, ComponentInfraSpec, Configs, Container, EnvVar, HealthCheck, Image, LoadBalancer,
     Port, Probe, Protocol, ScalingMetric, SecretRef,
@@ -62,7 +63,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::shared::{self, ecs_tags, elb_tags};
-use super::{Applied, Ctx, Driver, DriverError, Outputs};
+use super::{Applied, Ctx, Driver, DriverError, Observe, Outputs};
 use crate::aws::AwsError;
 use crate::model::{ComponentId, ComponentSpec, DesiredComponent, ResolvedConfig};
 use crate::naming::NameRules;
@@ -721,10 +722,38 @@ pub struct EcsDriver {
     revisions: Mutex<HashMap<String, TaskShape>>,
 }
 
-/// The service as observed, with what update needs besides the fields.
+/// What one [`Driver::observe_many`] read for many components at once. Each reader takes its
+/// answer from here when the batch asked, and otherwise asks AWS itself: a missing entry means
+/// "not asked", an entry of `None` means "asked, and AWS has none".
+#[derive(Default)]
+struct Batch {
+    /// Services by (cluster, name); `None` when not ACTIVE.
+    services: HashMap<(String, String), Option<aws_sdk_ecs::types::Service>>,
+    /// The log groups under one prefix: (prefix, retention by group name).
+    log_groups: Option<(String, HashMap<String, Option<u32>>)>,
+    /// Scalable targets by resource id.
+    scalable_targets: HashMap<String, Option<ScalableTarget>>,
+    /// Target groups by ARN.
+    target_groups: HashMap<String, Option<TargetGroup>>,
+    /// DNS names by load balancer ARN.
+    load_balancers: HashMap<String, Option<String>>,
+    /// The HTTP listener by load balancer ARN.
+    listeners: HashMap<String, Option<String>>,
+    /// Every rule by listener ARN.
+    rules: HashMap<String, Vec<Rule>>,
+}
+
+/// DescribeServices takes at most this many services.
+const SERVICES_PER_CALL: usize = 10;
+/// DescribeScalableTargets takes at most this many resource ids.
+const SCALABLE_TARGETS_PER_CALL: usize = 50;
+/// DescribeTargetGroups / DescribeLoadBalancers: ARNs per call.
+const ELB_ARNS_PER_CALL: usize = 20;
+
 /// How many ECS service events `panka show` gets.
 const RECENT_EVENTS: usize = 5;
 
+/// The service as observed, with what update needs besides the fields.
 struct Seen {
     /// Recent service events, newest first.
     events: Vec<String>,
@@ -810,7 +839,11 @@ impl EcsDriver {
         id: &ComponentId,
         cluster: &str,
         name: &str,
+        batch: &Batch,
     ) -> Result<Option<aws_sdk_ecs::types::Service>, DriverError> {
+        if let Some(read) = batch.services.get(&(cluster.to_string(), name.to_string())) {
+            return Ok(read.clone());
+        }
         match self
             .ecs
             .describe_services()
@@ -859,7 +892,13 @@ impl EcsDriver {
         &self,
         id: &ComponentId,
         name: &str,
+        batch: &Batch,
     ) -> Result<Option<Option<u32>>, DriverError> {
+        if let Some(groups) = &batch.log_groups {
+            if name.starts_with(&groups.0) {
+                return Ok(groups.1.get(name).copied());
+            }
+        }
         let out = self
             .logs
             .describe_log_groups()
@@ -880,19 +919,23 @@ impl EcsDriver {
         &self,
         id: &ComponentId,
         tg_arn: &str,
+        batch: &Batch,
     ) -> Result<Option<(LbShape, Option<String>, Option<String>)>, DriverError> {
-        let tgs = match self
-            .elb
-            .describe_target_groups()
-            .target_group_arns(tg_arn)
-            .send()
-            .await
-        {
-            Ok(o) => o,
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => return Ok(None),
-            Err(e) => return Err(DriverError::aws("read target group", id, &e)),
+        let tg = match batch.target_groups.get(tg_arn) {
+            Some(read) => read.clone(),
+            None => match self
+                .elb
+                .describe_target_groups()
+                .target_group_arns(tg_arn)
+                .send()
+                .await
+            {
+                Ok(o) => o.target_groups().first().cloned(),
+                Err(e) if is_missing(&AwsError::from_sdk(&e)) => return Ok(None),
+                Err(e) => return Err(DriverError::aws("read target group", id, &e)),
+            },
         };
-        let Some(tg) = tgs.target_groups().first() else {
+        let Some(tg) = tg else {
             return Ok(None);
         };
         let mut shape = LbShape {
@@ -904,34 +947,31 @@ impl EcsDriver {
         let Some(lb_arn) = tg.load_balancer_arns().first() else {
             return Ok(Some((shape, None, None)));
         };
-        let lbs = self
-            .elb
-            .describe_load_balancers()
-            .load_balancer_arns(lb_arn)
-            .send()
-            .await
-            .map_err(|e| DriverError::aws("read load balancer", id, &e))?;
-        let dns = lbs
-            .load_balancers()
-            .first()
-            .and_then(|l| l.dns_name())
-            .map(str::to_string);
-        let listeners = self
-            .elb
-            .describe_listeners()
-            .load_balancer_arn(lb_arn)
-            .send()
-            .await
-            .map_err(|e| DriverError::aws("read listeners", id, &e))?;
-        let Some(listener) = listeners
-            .listeners()
-            .iter()
-            .find(|l| l.port() == Some(shared::LISTENER_PORT))
-            .and_then(|l| l.listener_arn())
-        else {
+        let dns = match batch.load_balancers.get(lb_arn) {
+            Some(dns) => dns.clone(),
+            None => self
+                .elb
+                .describe_load_balancers()
+                .load_balancer_arns(lb_arn)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("read load balancer", id, &e))?
+                .load_balancers()
+                .first()
+                .and_then(|l| l.dns_name())
+                .map(str::to_string),
+        };
+        let listener = match batch.listeners.get(lb_arn) {
+            Some(listener) => listener.clone(),
+            None => self.http_listener(id, lb_arn).await?,
+        };
+        let Some(listener) = listener else {
             return Ok(Some((shape, None, None)));
         };
-        let rule = self.find_rule(id, listener, tg_arn).await?;
+        let rule = match batch.rules.get(&listener) {
+            Some(rules) => rules.iter().find(|r| forwards_to(r, tg_arn)).cloned(),
+            None => self.find_rule(id, &listener, tg_arn).await?,
+        };
         let Some(rule) = rule else {
             return Ok(Some((shape, None, None)));
         };
@@ -943,6 +983,27 @@ impl EcsDriver {
             format!("http://{host}{}", url_path(&shape.path))
         });
         Ok(Some((shape, rule.rule_arn().map(str::to_string), url)))
+    }
+
+    /// The ARN of the load balancer's HTTP listener (the one panka routes on), if any.
+    async fn http_listener(
+        &self,
+        id: &ComponentId,
+        lb_arn: &str,
+    ) -> Result<Option<String>, DriverError> {
+        let listeners = self
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(lb_arn)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read listeners", id, &e))?;
+        Ok(listeners
+            .listeners()
+            .iter()
+            .find(|l| l.port() == Some(shared::LISTENER_PORT))
+            .and_then(|l| l.listener_arn())
+            .map(str::to_string))
     }
 
     /// Every rule of a listener.
@@ -988,21 +1049,25 @@ impl EcsDriver {
         &self,
         id: &ComponentId,
         resource_id: &str,
+        batch: &Batch,
     ) -> Result<Option<ScalingShape>, DriverError> {
-        let targets = self
-            .scaling
-            .describe_scalable_targets()
-            .service_namespace(ServiceNamespace::Ecs)
-            .resource_ids(resource_id)
-            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-            .send()
-            .await
-            .map_err(|e| DriverError::aws("read scalable target", id, &e))?;
-        let Some(t) = targets
-            .scalable_targets()
-            .iter()
-            .find(|t| t.resource_id() == resource_id)
-        else {
+        let target = match batch.scalable_targets.get(resource_id) {
+            Some(read) => read.clone(),
+            None => self
+                .scaling
+                .describe_scalable_targets()
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_ids(resource_id)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("read scalable target", id, &e))?
+                .scalable_targets()
+                .iter()
+                .find(|t| t.resource_id() == resource_id)
+                .cloned(),
+        };
+        let Some(t) = target else {
             return Ok(None);
         };
         let mut policies: Vec<PolicyShape> = self
@@ -1052,17 +1117,217 @@ impl EcsDriver {
             .collect())
     }
 
+    /// Reads, for many components at once, what the APIs let one call answer for several:
+    /// services ten at a time per cluster, the stack's log groups by their common prefix,
+    /// scalable targets fifty at a time, target groups, load balancers, listeners and rules
+    /// once each. Task definitions and scaling policies stay per component.
+    async fn batch(&self, items: &[Observe]) -> Result<Batch, DriverError> {
+        let mut b = Batch::default();
+        let Some((first, _)) = items.first() else {
+            return Ok(b);
+        };
+
+        let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (id, recorded) in items {
+            let cluster = recorded
+                .as_ref()
+                .and_then(|r| r.get("cluster").cloned())
+                .unwrap_or_else(|| shared::cluster_name(&self.ctx.naming, &self.ctx.infra));
+            by_cluster
+                .entry(cluster)
+                .or_default()
+                .push(self.service_name(id));
+        }
+        for (cluster, names) in &by_cluster {
+            for chunk in names.chunks(SERVICES_PER_CALL) {
+                let read = self
+                    .ecs
+                    .describe_services()
+                    .cluster(cluster)
+                    .set_services(Some(chunk.to_vec()))
+                    .include(ServiceField::Tags)
+                    .send()
+                    .await;
+                let found = match read {
+                    Ok(out) => out.services().to_vec(),
+                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => Vec::new(),
+                    Err(e) => return Err(DriverError::aws("read ECS services", first, &e)),
+                };
+                for name in chunk {
+                    // A deleted service lingers as DRAINING, then INACTIVE: both count as gone.
+                    let active = found
+                        .iter()
+                        .find(|s| s.service_name() == Some(name) && s.status() == Some("ACTIVE"))
+                        .cloned();
+                    b.services.insert((cluster.clone(), name.clone()), active);
+                }
+            }
+        }
+
+        let prefix = self.ctx.naming.log_group_prefix();
+        let mut groups = HashMap::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .logs
+                .describe_log_groups()
+                .log_group_name_prefix(&prefix)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("read log groups", first, &e))?;
+            for g in out.log_groups() {
+                if let Some(name) = g.log_group_name() {
+                    let retention = g.retention_in_days().and_then(|d| u32::try_from(d).ok());
+                    groups.insert(name.to_string(), retention);
+                }
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        b.log_groups = Some((prefix, groups));
+
+        let running: Vec<&aws_sdk_ecs::types::Service> = b.services.values().flatten().collect();
+        let resource_ids: Vec<String> = b
+            .services
+            .iter()
+            .filter(|(_, s)| s.is_some())
+            .map(|((cluster, name), _)| format!("service/{cluster}/{name}"))
+            .collect();
+        for chunk in resource_ids.chunks(SCALABLE_TARGETS_PER_CALL) {
+            let out = self
+                .scaling
+                .describe_scalable_targets()
+                .service_namespace(ServiceNamespace::Ecs)
+                .set_resource_ids(Some(chunk.to_vec()))
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("read scalable targets", first, &e))?;
+            for rid in chunk {
+                let target = out
+                    .scalable_targets()
+                    .iter()
+                    .find(|t| t.resource_id() == rid)
+                    .cloned();
+                b.scalable_targets.insert(rid.clone(), target);
+            }
+        }
+
+        let mut tg_arns: Vec<String> = running
+            .iter()
+            .flat_map(|s| s.load_balancers())
+            .filter_map(|l| l.target_group_arn())
+            .map(str::to_string)
+            .collect();
+        tg_arns.sort();
+        tg_arns.dedup();
+        for chunk in tg_arns.chunks(ELB_ARNS_PER_CALL) {
+            // One ARN that is gone fails the whole call: leave those to the per-component read.
+            let Ok(out) = self
+                .elb
+                .describe_target_groups()
+                .set_target_group_arns(Some(chunk.to_vec()))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            for arn in chunk {
+                let tg = out
+                    .target_groups()
+                    .iter()
+                    .find(|t| t.target_group_arn() == Some(arn))
+                    .cloned();
+                b.target_groups.insert(arn.clone(), tg);
+            }
+        }
+
+        let mut lb_arns: Vec<String> = b
+            .target_groups
+            .values()
+            .flatten()
+            .filter_map(|t| t.load_balancer_arns().first().cloned())
+            .collect();
+        lb_arns.sort();
+        lb_arns.dedup();
+        for chunk in lb_arns.chunks(ELB_ARNS_PER_CALL) {
+            let Ok(out) = self
+                .elb
+                .describe_load_balancers()
+                .set_load_balancer_arns(Some(chunk.to_vec()))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            for arn in chunk {
+                let dns = out
+                    .load_balancers()
+                    .iter()
+                    .find(|l| l.load_balancer_arn() == Some(arn))
+                    .and_then(|l| l.dns_name())
+                    .map(str::to_string);
+                b.load_balancers.insert(arn.clone(), dns);
+            }
+        }
+        for arn in &lb_arns {
+            let listener = self.http_listener(first, arn).await?;
+            if let Some(l) = &listener {
+                b.rules.insert(l.clone(), self.rules(first, l).await?);
+            }
+            b.listeners.insert(arn.clone(), listener);
+        }
+        Ok(b)
+    }
+
+    /// [`Driver::observe`], taking what `batch` already read.
+    async fn observe_in(
+        &self,
+        id: &ComponentId,
+        recorded: Option<&BTreeMap<String, String>>,
+        batch: &Batch,
+    ) -> Result<Observation, DriverError> {
+        let mut o = Observation::default();
+        let Some((seen, tags)) = self.seen_in(id, recorded, batch).await? else {
+            o.status = "missing".into();
+            return Ok(o);
+        };
+        o.exists = true;
+        o.owned = self.ctx.naming.owns(Some(id), &tags);
+        o.fields = project(&seen.task, &seen.shape);
+        let applied = self.applied(id, &seen);
+        o.identifiers = applied.identifiers;
+        o.outputs = applied.outputs;
+        o.health = seen.health;
+        o.status = seen.status;
+        o.events = seen.events;
+        Ok(o)
+    }
+
     /// Reads everything; `None` when the service does not exist.
     async fn seen(
         &self,
         id: &ComponentId,
         recorded: Option<&BTreeMap<String, String>>,
     ) -> Result<Option<(Seen, BTreeMap<String, String>)>, DriverError> {
+        self.seen_in(id, recorded, &Batch::default()).await
+    }
+
+    /// [`EcsDriver::seen`], taking what `batch` already read instead of asking again.
+    async fn seen_in(
+        &self,
+        id: &ComponentId,
+        recorded: Option<&BTreeMap<String, String>>,
+        batch: &Batch,
+    ) -> Result<Option<(Seen, BTreeMap<String, String>)>, DriverError> {
         let cluster = recorded
             .and_then(|r| r.get("cluster").cloned())
             .unwrap_or_else(|| shared::cluster_name(&self.ctx.naming, &self.ctx.infra));
         let name = self.service_name(id);
-        let Some(svc) = self.describe_service(id, &cluster, &name).await? else {
+        let Some(svc) = self.describe_service(id, &cluster, &name, batch).await? else {
             return Ok(None);
         };
         let tags: BTreeMap<String, String> = svc
@@ -1074,7 +1339,7 @@ impl EcsDriver {
         let task_arn = svc.task_definition().unwrap_or_default().to_string();
         let task = self.task_shape(id, &task_arn).await?;
         let log_retention = self
-            .log_retention(id, &self.ctx.naming.log_group(id))
+            .log_retention(id, &self.ctx.naming.log_group(id), batch)
             .await?;
         let target_group = svc
             .load_balancers()
@@ -1082,14 +1347,14 @@ impl EcsDriver {
             .find_map(|l| l.target_group_arn())
             .map(str::to_string);
         let (load_balancer, rule, url) = match &target_group {
-            Some(tg) => match self.observe_lb(id, tg).await? {
+            Some(tg) => match self.observe_lb(id, tg, batch).await? {
                 Some((shape, rule, url)) => (Some(shape), rule, url),
                 None => (None, None, None),
             },
             None => (None, None, None),
         };
         let resource_id = format!("service/{cluster}/{name}");
-        let autoscaling = self.observe_scaling(id, &resource_id).await?;
+        let autoscaling = self.observe_scaling(id, &resource_id, batch).await?;
         let vpc = svc
             .network_configuration()
             .and_then(|n| n.awsvpc_configuration());
@@ -2212,21 +2477,23 @@ impl Driver for EcsDriver {
         id: &ComponentId,
         recorded: Option<&BTreeMap<String, String>>,
     ) -> Result<Observation, DriverError> {
-        let mut o = Observation::default();
-        let Some((seen, tags)) = self.seen(id, recorded).await? else {
-            o.status = "missing".into();
-            return Ok(o);
-        };
-        o.exists = true;
-        o.owned = self.ctx.naming.owns(Some(id), &tags);
-        o.fields = project(&seen.task, &seen.shape);
-        let applied = self.applied(id, &seen);
-        o.identifiers = applied.identifiers;
-        o.outputs = applied.outputs;
-        o.health = seen.health;
-        o.status = seen.status;
-        o.events = seen.events;
-        Ok(o)
+        self.observe_in(id, recorded, &Batch::default()).await
+    }
+
+    async fn observe_many(
+        &self,
+        items: &[Observe],
+        concurrency: usize,
+    ) -> Result<Vec<Observation>, DriverError> {
+        let batch = self.batch(items).await?;
+        let reads: Vec<_> = items
+            .iter()
+            .map(|(id, recorded)| self.observe_in(id, recorded.as_ref(), &batch))
+            .collect();
+        stream::iter(reads)
+            .buffered(concurrency.max(1))
+            .try_collect()
+            .await
     }
 
     async fn create(
@@ -2294,7 +2561,11 @@ impl Driver for EcsDriver {
         let resource_id = format!("service/{cluster}/{name}");
 
         // The autoscaler first, or it could scale the service back up while it drains.
-        if self.observe_scaling(id, &resource_id).await?.is_some() {
+        if self
+            .observe_scaling(id, &resource_id, &Batch::default())
+            .await?
+            .is_some()
+        {
             for p in self.policies(id, &resource_id).await? {
                 self.delete_policy(id, &resource_id, p.policy_name())
                     .await?;
@@ -2302,7 +2573,9 @@ impl Driver for EcsDriver {
             self.deregister_target(id, &resource_id).await?;
         }
 
-        let svc = self.describe_service(id, &cluster, &name).await?;
+        let svc = self
+            .describe_service(id, &cluster, &name, &Batch::default())
+            .await?;
         let mut target_group = recorded.get("targetGroupArn").cloned();
         if let Some(svc) = &svc {
             target_group = target_group.or_else(|| {
@@ -2344,7 +2617,10 @@ impl Driver for EcsDriver {
         let mut rule = recorded.get("ruleArn").cloned();
         if let (None, Some(tg)) = (&rule, &target_group) {
             // Not recorded: find it through the target group's load balancer.
-            rule = self.observe_lb(id, tg).await?.and_then(|(_, r, _)| r);
+            rule = self
+                .observe_lb(id, tg, &Batch::default())
+                .await?
+                .and_then(|(_, r, _)| r);
         }
         self.delete_lb(id, rule.as_deref(), target_group.as_deref())
             .await?;

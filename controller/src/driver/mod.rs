@@ -40,6 +40,9 @@ use crate::plan::{DesiredFields, FieldDiff, Observation};
 /// Outputs of the components already applied (or observed), for `valueFrom`.
 pub type Outputs = BTreeMap<ComponentId, BTreeMap<String, String>>;
 
+/// One component to observe: its id and the identifiers state recorded for it, if any.
+pub type Observe = (ComponentId, Option<BTreeMap<String, String>>);
+
 /// What a create or update left behind.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Applied {
@@ -140,6 +143,26 @@ pub trait Driver: Send + Sync {
         id: &ComponentId,
         recorded: Option<&BTreeMap<String, String>>,
     ) -> Result<Observation, DriverError>;
+
+    /// Reads AWS for several components of this kind: what [`Driver::observe`] gives for each,
+    /// in the order asked. Drivers whose APIs describe many resources per call override it to
+    /// batch (ECS DescribeServices takes ten services, log groups list by prefix); by default
+    /// each component is observed on its own, `concurrency` at a time.
+    async fn observe_many(
+        &self,
+        items: &[Observe],
+        concurrency: usize,
+    ) -> Result<Vec<Observation>, DriverError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let reads: Vec<_> = items
+            .iter()
+            .map(|(id, recorded)| self.observe(id, recorded.as_ref()))
+            .collect();
+        stream::iter(reads)
+            .buffered(concurrency.max(1))
+            .try_collect()
+            .await
+    }
 
     /// Makes AWS hold what `component` asks for, changing only what differs; idempotent.
     async fn converge(
