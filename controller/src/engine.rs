@@ -325,6 +325,14 @@ impl Engine {
                 }
             }
         }
+        for (kind, (driver, _)) in &by_kind {
+            let of_kind: Vec<&DesiredComponent> = in_scope
+                .iter()
+                .copied()
+                .filter(|c| c.kind() == *kind)
+                .collect();
+            driver.look_up(&of_kind).await?;
+        }
         let mut fields = BTreeMap::new();
         for c in &in_scope {
             fields.insert(c.id.clone(), self.driver(c)?.desired(c, &outputs));

@@ -541,7 +541,8 @@ fn warn_on_changes(prepared: &Prepared) {
 }
 
 /// Observes every component of `kind` as `prepare` does (one `observe_many` per kind, with the
-/// identifiers state recorded), with a fresh set of drivers, and returns the calls made.
+/// identifiers state recorded, then `look_up`), with a fresh set of drivers, and returns the
+/// calls made.
 async fn observe_kind(
     sdk: &SdkConfig,
     desired: &DesiredStack,
@@ -570,6 +571,15 @@ async fn observe_kind(
         .observe_many(&items, EngineOptions::default().concurrency)
         .await
         .map_err(|e| format!("observe {kind} failed: {e}"))?;
+    let of_kind: Vec<_> = desired
+        .components
+        .values()
+        .filter(|c| c.kind() == kind)
+        .collect();
+    driver
+        .look_up(&of_kind)
+        .await
+        .map_err(|e| format!("look up {kind} failed: {e}"))?;
     Ok(ctx.calls.snapshot())
 }
 
@@ -624,6 +634,8 @@ struct Census {
     autoscaled: BTreeMap<&'static str, usize>,
     /// Member cache clusters of all replication groups.
     cache_members: usize,
+    /// Distinct secrets referenced by name, by kind.
+    secret_names: BTreeMap<&'static str, std::collections::BTreeSet<String>>,
 }
 
 impl Census {
@@ -646,6 +658,17 @@ impl Census {
                 .is_some_and(|a| a.enabled.unwrap_or(false));
             if auto {
                 *c.autoscaled.entry(kind).or_default() += 1;
+            }
+            let secrets = match &comp.spec {
+                ComponentSpec::MicroService(s) => s.secrets.as_slice(),
+                ComponentSpec::Worker(s) => s.secrets.as_slice(),
+                _ => &[],
+            };
+            for s in secrets.iter().filter(|s| !s.secret_ref.starts_with("arn:")) {
+                c.secret_names
+                    .entry(kind)
+                    .or_default()
+                    .insert(s.secret_ref.clone());
             }
             if let ComponentSpec::ElastiCacheRedis(s) = &comp.spec {
                 c.cache_members += s.cluster.num_nodes as usize;
@@ -671,6 +694,7 @@ type Floor = (&'static str, &'static str, f64, &'static str);
 fn floors(kind: Kind, c: &Census) -> Vec<Floor> {
     let n = c.n(kind);
     let auto = c.autoscaled.get(kind.name()).copied().unwrap_or(0);
+    let secrets = c.secret_names.get(kind.name()).map_or(0, |s| s.len());
     // MicroService and Worker: one ECS service each, read the same way.
     let ecs = || -> Vec<Floor> {
         vec![
@@ -712,6 +736,14 @@ fn floors(kind: Kind, c: &Census) -> Vec<Floor> {
                 "DescribeScalingPolicies",
                 batches(auto, 50),
                 "only with a target; 50 names per call",
+            ),
+            // ECS needs full ARNs; a name's ARN ends in a random suffix, so each distinct name
+            // is described once (no value read). Stable: a cache across plans could keep them.
+            (
+                "Secrets Manager",
+                "DescribeSecret",
+                secrets as f64,
+                "one per distinct secret name",
             ),
         ]
     };

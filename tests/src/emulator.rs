@@ -235,3 +235,31 @@ pub fn example_component(
         Err(d) => panic!("the example does not resolve: {d}"),
     }
 }
+
+/// Creates, when absent, every Secrets Manager secret the stack's MicroServices and Workers
+/// reference by name (what an operator does before a first deployment; panka only reads ARNs).
+/// Values are placeholders in the JSON shape the examples' `key`s expect.
+///
+/// # Panics
+/// When the emulator refuses a secret for another reason than "already exists".
+pub async fn ensure_secrets(sdk: &SdkConfig, stack: &panka_controller::model::DesiredStack) {
+    let sm = aws_sdk_secretsmanager::Client::new(sdk);
+    for name in panka_controller::driver::shared::secret_refs(stack) {
+        if name.starts_with("arn:") {
+            continue;
+        }
+        match sm
+            .create_secret()
+            .name(&name)
+            .secret_string(r#"{"password":"not-a-real-password-1"}"#)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_exists_exception()) => {}
+            Err(e) => panic!("cannot create secret {name}: {e:?}"),
+        }
+    }
+}

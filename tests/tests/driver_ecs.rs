@@ -16,7 +16,7 @@ use panka_controller::plan::{diff, FieldValue, Health};
 use panka_controller::resolve::Options;
 use panka_controller::validate::{load_stack, plan_input};
 use panka_crds::spec::SecretRef;
-use panka_tests::emulator::{emulator, repo_root, unique_name};
+use panka_tests::emulator::{emulator, ensure_secrets, repo_root, unique_name};
 
 /// The example `user-platform` stack in `development`, renamed to a unique stack so tests
 /// sharing the emulator never see each other's resources.
@@ -58,6 +58,7 @@ impl Fixture {
     async fn new() -> Fixture {
         let sdk = emulator().sdk_config().await;
         let stack = example_stack();
+        ensure_secrets(&sdk, &stack).await;
         let ctx = Ctx::new(sdk.clone(), &stack, false);
         let shared = SharedDriver::new(&ctx);
         let shared_applied = shared.ensure(&stack).await.expect("shared resources");
@@ -396,22 +397,35 @@ async fn a_microservice_is_created_as_specified_and_observed_converged() {
     assert_eq!(env["PANKA_CONFIG_DIR"], "/config");
     assert_eq!(env["PANKA_CONFIG_FILES"], "app.yaml=PANKA_CONFIG_APP_YAML");
     assert!(!env["PANKA_CONFIG_APP_YAML"].is_empty());
+    // Secrets by full ARN (ECS needs them; Secrets Manager adds a random suffix to names).
+    let sm = aws_sdk_secretsmanager::Client::new(&emulator().sdk_config().await);
+    let mut arn_of = BTreeMap::new();
+    for name in [
+        "/stacks/user-platform/notification-service/db-password",
+        "/stacks/user-platform/notification-service/smtp-password",
+    ] {
+        let out = sm
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .expect("describe secret");
+        let arn = out.arn().expect("arn").to_string();
+        assert!(arn.starts_with("arn:aws:secretsmanager:"), "{arn}");
+        arn_of.insert(name, arn);
+    }
     let secrets: BTreeMap<&str, &str> = c
         .secrets()
         .iter()
         .map(|s| (s.name(), s.value_from()))
         .collect();
+    let db = &arn_of["/stacks/user-platform/notification-service/db-password"];
+    let smtp = &arn_of["/stacks/user-platform/notification-service/smtp-password"];
     assert_eq!(
         secrets,
         BTreeMap::from([
-            (
-                "DATABASE_PASSWORD",
-                "/stacks/user-platform/notification-service/db-password"
-            ),
-            (
-                "SMTP_PASSWORD",
-                "/stacks/user-platform/notification-service/smtp-password"
-            ),
+            ("DATABASE_PASSWORD", db.as_str()),
+            ("SMTP_PASSWORD", smtp.as_str())
         ])
     );
     let log = c.log_configuration().expect("log configuration");
@@ -541,6 +555,8 @@ async fn a_microservice_is_created_as_specified_and_observed_converged() {
     let before = f.mutations();
     let seen = fresh.observe(&api.id, None).await.expect("observe");
     assert!(seen.exists && seen.owned);
+    // As the engine does before planning: secret names become ARNs (a read).
+    fresh.look_up(&[&api]).await.expect("look up");
     assert_eq!(diff(&fresh.desired(&api, &f.outputs), &seen), vec![]);
     assert_eq!(seen.outputs, applied.outputs);
     assert!(
@@ -1122,6 +1138,7 @@ async fn a_changed_secret_list_rewrites_only_the_inline_policy() {
 async fn a_microservice_task_definition_runs_with_the_execution_role() {
     let f = Fixture::new().await;
     let api = f.component("user-service/api");
+    f.api.look_up(&[&api]).await.expect("look up");
     let want = f.api.desired(&api, &f.outputs);
     let role_arn = &f.shared_applied[&execution_role_id()].outputs["arn"];
     assert_eq!(
@@ -1264,4 +1281,66 @@ async fn observing_many_services_batches_reads_and_sees_what_one_at_a_time_sees(
         "batched {many_calls:?} vs one at a time {one_calls:?}"
     );
     assert!(many_calls.keys().all(|op| !is_mutating(op)));
+}
+
+#[tokio::test]
+async fn secrets_go_by_full_arn_with_their_key_and_a_missing_one_is_refused_before_any_change() {
+    let mut f = Fixture::new().await;
+    {
+        let secrets = secrets_of(&mut f.stack, "user-service/api");
+        secrets[0].key = Some("password".into());
+    }
+    let users = f.component("user-service/api");
+    let name = users_secret_name(&users);
+    let api = f.fresh_api();
+    api.look_up(&[&users]).await.expect("look up");
+    let applied = api.create(&users, &f.outputs).await.expect("create");
+    let (td, _) = f
+        .task_definition(&applied.outputs["taskDefinitionArn"])
+        .await;
+    let arn = aws_sdk_secretsmanager::Client::new(&emulator().sdk_config().await)
+        .describe_secret()
+        .secret_id(&name)
+        .send()
+        .await
+        .expect("describe secret")
+        .arn()
+        .expect("arn")
+        .to_string();
+    assert_eq!(
+        td.container_definitions()[0].secrets()[0].value_from(),
+        format!("{arn}:password::")
+    );
+    // The plan field shows the same reference, so the next plan is converged.
+    let observed = api
+        .observe(&users.id, Some(&applied.identifiers))
+        .await
+        .expect("observe");
+    assert!(diff(&api.desired(&users, &f.outputs), &observed).is_empty());
+
+    // A reference to a secret that does not exist: refused by look_up, and by create, with
+    // nothing changed in AWS.
+    let missing = format!("/stacks/{}/nowhere", f.stack.name);
+    secrets_of(&mut f.stack, "user-service/api")[0].secret_ref = missing.clone();
+    let broken = f.component("user-service/api");
+    let fresh = f.fresh_api();
+    let before = f.mutations();
+    let err = fresh.look_up(&[&broken]).await.expect_err("refused");
+    assert!(
+        err.to_string().contains(&missing) && err.to_string().contains("does not exist"),
+        "{err}"
+    );
+    let err = fresh
+        .create(&broken, &f.outputs)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains(&missing), "{err}");
+    assert_eq!(f.mutations(), before, "no AWS change for a dangling secret");
+}
+
+fn users_secret_name(c: &DesiredComponent) -> String {
+    match &c.spec {
+        ComponentSpec::MicroService(s) => s.secrets[0].secret_ref.clone(),
+        _ => panic!("not a MicroService"),
+    }
 }

@@ -364,3 +364,26 @@ async fn delete_empties_every_version_then_removes_the_bucket_and_is_idempotent(
             .exists
     );
 }
+
+#[tokio::test]
+async fn observe_tells_a_missing_bucket_and_an_untagged_one_from_one_tagging_read() {
+    let (driver, ctx, client) = driver(false).await;
+    let bucket = example_bucket();
+    let seen = driver.observe(&bucket.id, None).await.expect("observe");
+    assert!(!seen.exists);
+    assert_eq!(seen.status, "missing");
+
+    // A bucket of the same name without any tag: here, but not ours.
+    let name = driver.bucket_name(&bucket.id);
+    client
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
+    let seen = driver.observe(&bucket.id, None).await.expect("observe");
+    assert!(seen.exists && !seen.owned);
+
+    let ops: Vec<String> = ctx.calls.snapshot().into_keys().map(|(_, op)| op).collect();
+    assert!(!ops.iter().any(|op| op == "HeadBucket"), "{ops:?}");
+}

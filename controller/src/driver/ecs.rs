@@ -6,8 +6,10 @@
 //! * a Fargate task definition, family `{stack}-{env}-{service}-{component}`, with one container
 //!   (named after the component): image `repository:tag` or `repository@digest`, `command` as the
 //!   entry point and `args` as the command, port mappings, environment (literal values and
-//!   `valueFrom` outputs of other components), secrets as Secrets Manager references (`secretRef`,
-//!   plus `:key::` when a JSON key is given; values are never read), awslogs logging, and a
+//!   `valueFrom` outputs of other components), secrets as Secrets Manager references (the full
+//!   ARN of `secretRef`, looked up with DescribeSecret before planning when it is a name, plus
+//!   `:key::` when a JSON key is given; values are never read; a missing secret is refused
+//!   before any change), awslogs logging, and a
 //!   container health check from `healthCheck.liveness` (a command as given; http as
 //!   `curl -fsS`, tcp as `nc -z`, both through `CMD-SHELL`);
 //! * an ECS service of the same name in the stack's cluster (`_stack/cluster`), on the stack's
@@ -569,9 +571,10 @@ impl EcsDriver {
             .iter()
             .map(|s| {
                 let env = s.env_var.clone().unwrap_or_else(|| s.name.clone());
+                let arn = self.secret_arn(&s.secret_ref);
                 let from = match &s.key {
-                    Some(k) => format!("{}:{k}::", s.secret_ref),
-                    None => s.secret_ref.clone(),
+                    Some(k) => format!("{arn}:{k}::"),
+                    None => arn,
                 };
                 (env, from)
             })
@@ -718,6 +721,9 @@ pub struct EcsDriver {
     elb: aws_sdk_elasticloadbalancingv2::Client,
     scaling: aws_sdk_applicationautoscaling::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+    /// Full ARNs of the secrets referenced by name.
+    secret_arns: Mutex<HashMap<String, String>>,
     /// Task definitions already seen, by ARN (revisions are immutable).
     revisions: Mutex<HashMap<String, TaskShape>>,
 }
@@ -792,12 +798,17 @@ impl EcsDriver {
         let logs = aws_sdk_cloudwatchlogs::config::Builder::from(&ctx.sdk)
             .interceptor(ctx.calls.clone())
             .build();
+        let secrets = aws_sdk_secretsmanager::config::Builder::from(&ctx.sdk)
+            .interceptor(ctx.calls.clone())
+            .build();
         EcsDriver {
             kind,
             ctx: ctx.clone(),
             ecs: aws_sdk_ecs::Client::from_conf(ecs),
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
             scaling: aws_sdk_applicationautoscaling::Client::from_conf(scaling),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
+            secret_arns: Mutex::new(HashMap::new()),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
             revisions: Mutex::new(HashMap::new()),
         }
@@ -820,6 +831,57 @@ impl EcsDriver {
         self.ctx
             .naming
             .component(id, Some("tg"), NameRules::LOAD_BALANCER)
+    }
+
+    /// The full ARN of a secret reference: an ARN as written, a name as [`EcsDriver::look_up`]
+    /// found it (the name itself until then).
+    fn secret_arn(&self, secret_ref: &str) -> String {
+        let secret_ref = secret_ref.trim();
+        if secret_ref.starts_with("arn:") {
+            return secret_ref.to_string();
+        }
+        self.secret_arns
+            .lock()
+            .ok()
+            .and_then(|m| m.get(secret_ref).cloned())
+            .unwrap_or_else(|| secret_ref.to_string())
+    }
+
+    /// Finds the full ARN of every secret `component` references by name (ECS wants ARNs, and
+    /// the random suffix Secrets Manager adds cannot be guessed). DescribeSecret reads no value.
+    async fn resolve_secrets(&self, component: &DesiredComponent) -> Result<(), DriverError> {
+        let Some(w) = workload(component) else {
+            return Ok(());
+        };
+        for s in w.secrets {
+            let name = s.secret_ref.trim();
+            let known = self
+                .secret_arns
+                .lock()
+                .map(|m| m.contains_key(name))
+                .unwrap_or(false);
+            if name.starts_with("arn:") || known {
+                continue;
+            }
+            let arn = match self.secrets.describe_secret().secret_id(name).send().await {
+                Ok(out) => out.arn().map(str::to_string),
+                Err(e) if is_missing(&AwsError::from_sdk(&e)) => None,
+                Err(e) => return Err(DriverError::aws("look up secret", &component.id, &e)),
+            };
+            let Some(arn) = arn else {
+                return Err(DriverError::Unexpected {
+                    component: component.id.clone(),
+                    message: format!(
+                        "secret `{name}` (secrets[{}].secretRef) does not exist in Secrets Manager; create it first (panka never reads its value) or correct the reference",
+                        s.name
+                    ),
+                });
+            };
+            if let Ok(mut m) = self.secret_arns.lock() {
+                m.insert(name.to_string(), arn);
+            }
+        }
+        Ok(())
     }
 
     fn remember(&self, arn: &str, task: &TaskShape) {
@@ -1931,6 +1993,7 @@ impl EcsDriver {
         outputs: &Outputs,
     ) -> Result<Applied, DriverError> {
         let id = &component.id;
+        self.resolve_secrets(component).await?;
         let r = self.known_render(component, outputs)?;
         let cluster = required(outputs, id, &shared::cluster_id(), "name")?;
         let mut shape = r.service.clone();
@@ -2057,6 +2120,7 @@ impl EcsDriver {
         seen: Seen,
     ) -> Result<Applied, DriverError> {
         let id = &component.id;
+        self.resolve_secrets(component).await?;
         let r = self.known_render(component, outputs)?;
         let touched = |part: Part| diffs.iter().any(|d| part_of(&d.field) == part);
         let want = &r.service;
@@ -2478,6 +2542,13 @@ impl Driver for EcsDriver {
         recorded: Option<&BTreeMap<String, String>>,
     ) -> Result<Observation, DriverError> {
         self.observe_in(id, recorded, &Batch::default()).await
+    }
+
+    async fn look_up(&self, components: &[&DesiredComponent]) -> Result<(), DriverError> {
+        for c in components {
+            self.resolve_secrets(c).await?;
+        }
+        Ok(())
     }
 
     async fn observe_many(

@@ -164,6 +164,13 @@ pub trait Driver: Send + Sync {
             .await
     }
 
+    /// Reads, before planning, what [`Driver::desired`] needs besides other components'
+    /// outputs, and keeps it in the driver (read-only). ECS turns secret names into the full
+    /// ARNs task definitions need here; a reference to nothing is refused before any change.
+    async fn look_up(&self, _components: &[&DesiredComponent]) -> Result<(), DriverError> {
+        Ok(())
+    }
+
     /// Makes AWS hold what `component` asks for, changing only what differs; idempotent.
     async fn converge(
         &self,

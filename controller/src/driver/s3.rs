@@ -101,15 +101,43 @@ impl S3Driver {
         id: &ComponentId,
         bucket: &str,
     ) -> Result<BTreeMap<String, String>, DriverError> {
+        match self.find_tagged(id, bucket).await? {
+            (Found::Here, tags) => Ok(tags),
+            _ => Err(DriverError::Unexpected {
+                component: id.clone(),
+                message: format!("bucket {bucket} is gone or not readable"),
+            }),
+        }
+    }
+
+    /// Whether the bucket is here, and its tags, from one GetBucketTagging: it answers a
+    /// missing bucket with 404 `NoSuchBucket` and another account's with 403, as HeadBucket
+    /// does, so observe needs no HeadBucket.
+    async fn find_tagged(
+        &self,
+        id: &ComponentId,
+        bucket: &str,
+    ) -> Result<(Found, BTreeMap<String, String>), DriverError> {
         match self.client.get_bucket_tagging().bucket(bucket).send().await {
-            Ok(out) => Ok(out
-                .tag_set()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .filter(|(k, _)| !k.starts_with("aws:"))
-                .collect()),
-            Err(e) if has_code(&AwsError::from_sdk(&e), "NoSuchTagSet") => Ok(BTreeMap::new()),
-            Err(e) => Err(DriverError::aws("read bucket tags", id, &e)),
+            Ok(out) => Ok((
+                Found::Here,
+                out.tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .filter(|(k, _)| !k.starts_with("aws:"))
+                    .collect(),
+            )),
+            Err(e) => {
+                let err = AwsError::from_sdk(&e);
+                if has_code(&err, "NoSuchTagSet") {
+                    return Ok((Found::Here, BTreeMap::new()));
+                }
+                match (err.class, err.status) {
+                    (ErrorClass::NotFound, _) => Ok((Found::Missing, BTreeMap::new())),
+                    (_, Some(403)) => Ok((Found::Elsewhere, BTreeMap::new())),
+                    _ => Err(aws_error("read bucket tags", id, err)),
+                }
+            }
         }
     }
 
@@ -683,7 +711,8 @@ impl Driver for S3Driver {
         let bucket = recorded
             .and_then(|r| r.get("name").cloned())
             .unwrap_or_else(|| self.bucket_name(id));
-        match self.find(id, &bucket).await? {
+        let (found, tags) = self.find_tagged(id, &bucket).await?;
+        match found {
             Found::Missing => {
                 o.status = "missing".into();
                 return Ok(o);
@@ -697,7 +726,6 @@ impl Driver for S3Driver {
             }
             Found::Here => {}
         }
-        let tags = self.tags(id, &bucket).await?;
         o.exists = true;
         o.owned = self.ctx.naming.owns(Some(id), &tags);
         o.fields = self.read_fields(id, &bucket, &tags).await?;
