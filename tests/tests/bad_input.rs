@@ -351,6 +351,22 @@ cases! {
         "did you mean `${VERSION}`?",
     );
 
+    unresolved_variable_in_a_number_field_points_at_the_value => case(
+        |r| r.edit(email!("components/api/infra.yaml"), 15,
+            &["    replicas: 2"], &["    replicas: ${REPLICAS}"]),
+        Some((email!("components/api/infra.yaml"), 15)),
+        "unresolved variable `${REPLICAS}`",
+        "define `REPLICAS` in environments/",
+    );
+
+    variable_named_like_a_built_in_is_refused_at_its_key => case(
+        |r| r.edit("stacks/notification-platform/environments/staging/variables.yaml", 10,
+            &["  VERSION: v1.0.0"], &["  VERSION: v1.0.0", "  ENVIRONMENT: stage"]),
+        Some(("stacks/notification-platform/environments/staging/variables.yaml", 11)),
+        "`ENVIRONMENT` is a built-in variable and cannot be defined",
+        "rename it; ${ENVIRONMENT} is set by panka",
+    );
+
     dependency_cycle_names_the_whole_cycle => case(
         |r| r.edit(email!("components/database/rds.yaml"), 24,
             &["      ref: /stacks/notification-platform/email-service/db-password"],
@@ -619,6 +635,52 @@ fn example_stacks_are_valid_in_every_environment() {
             assert!(repo.validate(stack, Some(env)).is_ok(), "{stack}/{env}");
         }
     }
+}
+
+#[test]
+fn an_unresolved_variable_in_a_number_field_is_the_only_problem_it_causes() {
+    let mut repo = Repo::copy_of_example();
+    repo.edit(
+        email!("components/api/infra.yaml"),
+        15,
+        &["    replicas: 2"],
+        &["    replicas: ${REPLICAS}"],
+    );
+    let v = repo.validate("notification-platform", None);
+    let problems = v.problems();
+    assert_eq!(problems.len(), 1, "{}", describe(&problems));
+    assert_eq!(problems[0].message, "unresolved variable `${REPLICAS}`");
+}
+
+#[test]
+fn every_built_in_name_is_refused_as_a_variable() {
+    for name in ["ENVIRONMENT", "STACK", "SERVICE"] {
+        let mut repo = Repo::copy_of_example();
+        let rel = "stacks/notification-platform/environments/staging/variables.yaml";
+        let line = format!("  {name}: mine");
+        repo.edit(
+            rel,
+            10,
+            &["  VERSION: v1.0.0"],
+            &["  VERSION: v1.0.0", &line],
+        );
+        let v = repo.validate("notification-platform", Some("staging"));
+        let problems = v.problems();
+        assert_eq!(problems.len(), 1, "{name}:\n{}", describe(&problems));
+        let d = problems[0];
+        let span = d.span.as_ref().expect("a position");
+        assert_eq!((&*span.file, span.line, span.col), (rel, 11, 3), "{name}");
+        assert_eq!(
+            d.help.as_deref(),
+            Some(format!("rename it; ${{{name}}} is set by panka").as_str())
+        );
+    }
+    // On the command line too, where there is no file to point at.
+    let err = panka_controller::resolve::parse_cli_vars(["STACK=other"]).expect_err("refused");
+    assert!(
+        err.message.contains("`STACK` is a built-in variable"),
+        "{err}"
+    );
 }
 
 #[test]

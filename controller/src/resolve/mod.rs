@@ -27,7 +27,10 @@ use crate::model::{
     ResolvedConfig,
 };
 use merge::merge;
-use vars::{is_valid_var_name, substitute, substitute_node, Scope};
+use vars::{
+    built_in_help, is_built_in, is_valid_var_name, substitute, substitute_node, Scope,
+    Unsubstituted,
+};
 
 /// What resolve needs besides the loaded documents.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +67,9 @@ pub fn parse_cli_vars<'a>(
                 ),
             );
         }
+        if is_built_in(name) {
+            return Err(reserved(name, None));
+        }
         vars.insert(name.to_string(), value.to_string());
     }
     Ok(vars)
@@ -99,6 +105,7 @@ pub fn resolve(
         environment,
         problems: Collector::default(),
         vars: BTreeMap::new(),
+        unsubstituted: BTreeSet::new(),
     };
     r.variables(&options.vars);
     let desired = r.run();
@@ -118,6 +125,8 @@ struct Resolver<'a> {
     environment: &'a str,
     problems: Collector,
     vars: BTreeMap<String, String>,
+    /// Where the scalars start whose substitution failed (see [`Unsubstituted`]).
+    unsubstituted: BTreeSet<Span>,
 }
 
 impl<'a> Resolver<'a> {
@@ -130,12 +139,20 @@ impl<'a> Resolver<'a> {
                             Diagnostic::at(e.key_span.clone(), format!("`{}` is not a valid variable name", e.key))
                                 .help("variable names use letters, digits and `_` and do not start with a digit"),
                         );
+                    } else if is_built_in(&e.key) {
+                        // Built-ins win, so the definition would be silently ignored.
+                        self.problems
+                            .push(reserved(&e.key, Some(e.key_span.clone())));
                     }
                 }
             }
             if let Some(vars) = self.take(from_node::<VariablesSpec>(&doc.spec)) {
                 self.vars = vars;
             }
+        }
+        // `parse_cli_vars` refuses these already; options built in code come through here.
+        for name in cli.keys().filter(|n| is_built_in(n)) {
+            self.problems.push(reserved(name, None));
         }
         self.vars
             .extend(cli.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -145,10 +162,24 @@ impl<'a> Resolver<'a> {
         match r {
             Ok(v) => Some(v),
             Err(d) => {
-                self.problems.push(d);
+                self.report(d);
                 None
             }
         }
+    }
+
+    /// Records a problem found in substituted values, unless it concerns a scalar whose
+    /// substitution failed: that scalar's bad reference is already reported, and a second
+    /// problem about its raw `${…}` text (not a number, not a `cache.` node type) would only
+    /// repeat it less clearly.
+    fn report(&mut self, d: Diagnostic) {
+        if d.span
+            .as_ref()
+            .is_some_and(|s| self.unsubstituted.contains(s))
+        {
+            return;
+        }
+        self.problems.push(d);
     }
 
     fn scope(&self, service: Option<&'a str>) -> Scope<'_> {
@@ -177,8 +208,9 @@ impl<'a> Resolver<'a> {
     fn substituted(&mut self, mut node: Node, service: Option<&'a str>) -> Node {
         let mut found = Vec::new();
         substitute_node(&mut node, &self.scope(service), &mut found);
-        for d in found {
-            self.problems.push(d);
+        for Unsubstituted { scalar, problem } in found {
+            self.unsubstituted.insert(scalar);
+            self.problems.push(problem);
         }
         node
     }
@@ -205,7 +237,7 @@ impl<'a> Resolver<'a> {
             Some(node) => {
                 let infra = self.take(from_node(node)).unwrap_or_default();
                 for d in check::stack_infra(&infra, node) {
-                    self.problems.push(d);
+                    self.report(d);
                 }
                 infra
             }
@@ -343,7 +375,7 @@ impl<'a> Resolver<'a> {
                     let infra: Option<ComponentInfraSpec> = self.take(from_node(&n));
                     if let Some(infra) = &infra {
                         for d in check::component_infra(kind, infra, &n, own.as_ref()) {
-                            self.problems.push(d);
+                            self.report(d);
                         }
                     }
                     infra
@@ -368,7 +400,7 @@ impl<'a> Resolver<'a> {
 
         let spec = spec?;
         for d in check::component(&spec, &node) {
-            self.problems.push(d);
+            self.report(d);
         }
         let configs = self.configs(svc, comp, &spec, &node);
         Some((
@@ -638,6 +670,16 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// A user variable named like a built-in: at its key in variables.yaml, or from `--var`.
+fn reserved(name: &str, at: Option<Span>) -> Diagnostic {
+    let message = format!("`{name}` is a built-in variable and cannot be defined");
+    let d = match at {
+        Some(span) => Diagnostic::at(span, message),
+        None => Diagnostic::general(format!("{message} with `--var`")),
+    };
+    d.help(built_in_help(name))
+}
+
 /// A mapping without one of its keys.
 fn without(mut node: Node, key: &str) -> Node {
     if let Value::Map(entries) = &mut node.value {
@@ -741,6 +783,79 @@ mod tests {
         assert!(
             d.span.as_ref().unwrap().file.contains("environments/dev"),
             "{d}"
+        );
+    }
+
+    /// The messages of every problem resolving `loaded` for `dev` reports.
+    fn problems(loaded: &LoadedStack) -> Vec<String> {
+        match resolve(loaded, "dev", &Options::default()) {
+            Ok(_) => Vec::new(),
+            Err(ds) => ds.iter().map(|d| d.message.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_unresolved_variable_is_the_only_problem_its_value_causes() {
+        // A number field would also refuse the raw text, a node type check its missing prefix.
+        let cases = [
+            (
+                "services/svc/components/w/infra.yaml",
+                "apiVersion: infra.panka.io/v1\nkind: ComponentInfra\nmetadata: {name: w, service: svc, stack: s}\nspec:\n  scaling:\n    replicas: ${REPLICAS}\n",
+                "`${REPLICAS}`",
+            ),
+            (
+                "services/svc/components/c/elasticache.yaml",
+                "apiVersion: components.panka.io/v1\nkind: ElastiCacheRedis\nmetadata: {name: c, service: svc, stack: s}\nspec:\n  engine: {version: \"7.0\"}\n  cluster:\n    nodeType: ${NODE}\n    numNodes: 1\n",
+                "`${NODE}`",
+            ),
+        ];
+        for (path, text, variable) in cases {
+            let loaded = stack(&[(path, text)]);
+            let found = problems(&loaded);
+            assert_eq!(found, [format!("unresolved variable {variable}")], "{path}");
+        }
+    }
+
+    #[test]
+    fn a_variable_named_like_a_built_in_is_refused_at_its_key() {
+        for name in vars::BUILT_INS {
+            let loaded = stack(&[(
+                "environments/dev/variables.yaml",
+                &format!("apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: dev, stack: s}}\nspec:\n  VERSION: v1\n  {name}: mine\n"),
+            )]);
+            let err = resolve(&loaded, "dev", &Options::default()).expect_err("refused");
+            let d = err.first();
+            assert_eq!(
+                d.message,
+                format!("`{name}` is a built-in variable and cannot be defined")
+            );
+            let span = d.span.as_ref().expect("at the key");
+            assert_eq!(
+                (&*span.file, span.line, span.col),
+                ("stacks/s/environments/dev/variables.yaml", 6, 3)
+            );
+            assert_eq!(
+                d.help.as_deref(),
+                Some(format!("rename it; ${{{name}}} is set by panka").as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn a_built_in_cannot_be_set_with_var_either() {
+        let err = parse_cli_vars(["ENVIRONMENT=prod"]).expect_err("refused");
+        assert!(err.message.contains("built-in"), "{err}");
+        assert!(err.span.is_none());
+        // Options built in code, not parsed, are refused when resolving.
+        let loaded = stack(&[]);
+        let options = Options {
+            vars: BTreeMap::from([("SERVICE".to_string(), "x".to_string())]),
+        };
+        let err = resolve(&loaded, "dev", &options).expect_err("refused");
+        assert!(
+            err.first().message.contains("`SERVICE` is a built-in"),
+            "{}",
+            err.first()
         );
     }
 

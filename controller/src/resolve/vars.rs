@@ -2,12 +2,26 @@
 //!
 //! Values come from `environments/{env}/variables.yaml`, then `--var NAME=VALUE`, plus the
 //! built-ins `${ENVIRONMENT}`, `${STACK}` and `${SERVICE}` (the last only inside a service).
-//! `$${NAME}` stands for a literal `${NAME}`. A reference to an undefined variable is an error.
+//! `$${NAME}` stands for a literal `${NAME}`. A reference to an undefined variable is an error;
+//! so is defining a variable with a built-in's name, which would never take effect.
 
 use std::collections::BTreeMap;
 
 use crate::diag::{suggest, Diagnostic, Span};
 use crate::load::yaml::{Node, Value};
+
+/// The names panka sets itself; a user variable may not take one of them.
+pub const BUILT_INS: [&str; 3] = ["ENVIRONMENT", "STACK", "SERVICE"];
+
+/// Whether `name` is one of the [`BUILT_INS`].
+pub fn is_built_in(name: &str) -> bool {
+    BUILT_INS.contains(&name)
+}
+
+/// The help for a user variable named like a built-in.
+pub fn built_in_help(name: &str) -> String {
+    format!("rename it; ${{{name}}} is set by panka")
+}
 
 /// The variables in scope for one document.
 #[derive(Debug, Clone)]
@@ -37,11 +51,7 @@ impl Scope<'_> {
         if name == "SERVICE" {
             return d.help("`${SERVICE}` is only defined inside a service's files");
         }
-        let known = self
-            .vars
-            .keys()
-            .map(String::as_str)
-            .chain(["ENVIRONMENT", "STACK", "SERVICE"]);
+        let known = self.vars.keys().map(String::as_str).chain(BUILT_INS);
         match suggest(name, known) {
             Some(s) => d.help(format!("did you mean `${{{s}}}`?")),
             None => d.help(format!(
@@ -59,8 +69,18 @@ pub fn is_valid_var_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Substitutes every scalar of a tree in place; collects one diagnostic per bad reference.
-pub fn substitute_node(node: &mut Node, scope: &Scope<'_>, problems: &mut Vec<Diagnostic>) {
+/// A scalar whose substitution failed. It keeps its unsubstituted text, so whatever the text
+/// causes later (a number field refusing `${X}`) is a consequence, not a problem of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsubstituted {
+    /// Where the scalar starts.
+    pub scalar: Span,
+    /// The bad reference.
+    pub problem: Diagnostic,
+}
+
+/// Substitutes every scalar of a tree in place; collects one problem per bad reference.
+pub fn substitute_node(node: &mut Node, scope: &Scope<'_>, problems: &mut Vec<Unsubstituted>) {
     match &mut node.value {
         Value::Scalar(s) => {
             if s.text.contains('$') {
@@ -68,7 +88,10 @@ pub fn substitute_node(node: &mut Node, scope: &Scope<'_>, problems: &mut Vec<Di
                 let exact = s.plain && !s.text.contains('\n');
                 match substitute(&s.text, scope, &node.span, exact) {
                     Ok(text) => s.text = text,
-                    Err(d) => problems.push(d),
+                    Err(problem) => problems.push(Unsubstituted {
+                        scalar: node.span.clone(),
+                        problem,
+                    }),
                 }
             }
         }
