@@ -32,7 +32,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -43,7 +44,7 @@ use super::{
     expiry, now_epoch_secs, propose_fence, LockBackend, LockError, LockInfo, LockRequest,
     LockScope, LockTarget,
 };
-use crate::aws::{AwsError, ErrorClass};
+use crate::aws::{AwsError, ErrorClass, HttpStatus};
 
 /// Partition key attribute.
 pub const KEY: &str = "lockKey";
@@ -166,42 +167,13 @@ impl DynamoDbLocks {
                     x.v(":expired", AttributeValue::Ss(expired.clone()))
                 ));
             }
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(KEY, s(&key))
-                .update_expression(update)
-                .condition_expression(cond)
-                .set_expression_attribute_names(Some(x.names))
-                .set_expression_attribute_values(Some(x.values))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            let old = match result {
-                Ok(_) => {
-                    return Ok(LockInfo {
-                        target: req.target.clone(),
-                        lock_id,
-                        locked_by: req.holder.clone(),
-                        operation: req.operation.clone(),
-                        locked_at: now,
-                        last_heartbeat: now,
-                        expires_at: exp,
-                        fence,
-                    })
-                }
-                Err(SdkError::ServiceError(e))
-                    if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-                {
-                    match e.err() {
-                        UpdateItemError::ConditionalCheckFailedException(c) => c.item.clone(),
-                        _ => None,
-                    }
-                }
-                Err(e) => return Err(self.aws_err("acquire", &key, AwsError::from_sdk(&e))),
+            let old = match self
+                .update_item(&key, update, cond, x)
+                .await
+                .map_err(|e| self.aws_err("acquire", &key, e))?
+            {
+                Ok(()) => return Ok(granted(req, lock_id, now, exp, fence)),
+                Err(old) => old,
             };
             // Older DynamoDB-compatible stores may not return the item: read it.
             let old = match old {
@@ -283,18 +255,7 @@ impl DynamoDbLocks {
                 hb = x.n(LAST_HEARTBEAT),
                 exp_at = x.n(EXPIRES_AT),
             );
-            let stack_update = Update::builder()
-                .table_name(&self.table)
-                .key(KEY, s(&stack_key))
-                .update_expression(update)
-                .condition_expression(cond)
-                .set_expression_attribute_names(Some(x.names))
-                .set_expression_attribute_values(Some(x.values))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build()
-                .map_err(|e| self.build_err(&key, e))?;
+            let stack_update = self.transact_update(&stack_key, update, cond, x)?;
 
             let mut y = Expr::default();
             let put_cond = format!(
@@ -324,32 +285,18 @@ impl DynamoDbLocks {
                 .build()
                 .map_err(|e| self.build_err(&key, e))?;
 
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(stack_update).build())
-                .transact_items(TransactWriteItem::builder().put(put).build())
-                .send()
-                .await;
-            let reasons = match result {
-                Ok(_) => {
-                    return Ok(LockInfo {
-                        target: req.target.clone(),
-                        lock_id,
-                        locked_by: req.holder.clone(),
-                        operation: req.operation.clone(),
-                        locked_at: now,
-                        last_heartbeat: now,
-                        expires_at: exp,
-                        fence,
-                    })
-                }
-                Err(e) => match cancellation(&e) {
-                    Some(reasons) => reasons,
-                    None => return Err(self.aws_err("acquire", &key, AwsError::from_sdk(&e))),
-                },
+            let reasons = match self
+                .transact(vec![
+                    stack_update,
+                    TransactWriteItem::builder().put(put).build(),
+                ])
+                .await
+                .map_err(|e| self.aws_err("acquire", &key, e))?
+            {
+                Ok(()) => return Ok(granted(req, lock_id, now, exp, fence)),
+                Err(c) => c.reasons,
             };
-            if !reasons.iter().any(|r| r.code == "ConditionalCheckFailed") {
+            if !refused_by_condition(&reasons) {
                 // Another transaction touched these items at the same moment: try again.
                 tokio::time::sleep(Duration::from_millis(20 * (attempt as u64 + 1))).await;
                 continue;
@@ -386,6 +333,77 @@ impl DynamoDbLocks {
         Err(LockError::Busy { key })
     }
 
+    /// One conditional UpdateItem of the item `key`. `Ok(Err(old))`: the condition did not hold;
+    /// `old` is the item as it was, when the store returns it.
+    async fn update_item(
+        &self,
+        key: &str,
+        update: String,
+        cond: String,
+        x: Expr,
+    ) -> Result<Result<(), Option<Item>>, AwsError> {
+        conditional(
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key(KEY, s(key))
+                .update_expression(update)
+                .condition_expression(cond)
+                .set_expression_attribute_names(Some(x.names))
+                .set_expression_attribute_values(Some(x.values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await,
+        )
+        .map(|r| r.map(|_| ()))
+    }
+
+    /// The update of the item `key` within a transaction, if `cond` holds.
+    fn transact_update(
+        &self,
+        key: &str,
+        update: String,
+        cond: String,
+        x: Expr,
+    ) -> Result<TransactWriteItem, LockError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, s(key))
+            .update_expression(update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(Some(x.names))
+            .set_expression_attribute_values(Some(x.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| self.build_err(key, e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Runs a transaction. `Ok(Err(_))`: it was cancelled, with each item's reason.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), Cancelled>, AwsError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => {
+                let error = AwsError::from_sdk(&e);
+                match cancellation(&e) {
+                    Some(reasons) => Ok(Err(Cancelled { reasons, error })),
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
     fn build_err(&self, key: &str, e: impl std::fmt::Display) -> LockError {
         self.aws_err(
             "build a request for",
@@ -408,57 +426,27 @@ impl DynamoDbLocks {
         // whichever of them is still this grant.
         let key = target.key();
         let svc = service_name(target);
-        let mut removed = false;
-        let mut x = Expr::default();
-        let cond = format!("{} = {}", x.n(LOCK_ID), x.v(":id", s(lock_id)));
-        match self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(KEY, s(&key))
-            .condition_expression(cond)
-            .set_expression_attribute_names(Some(x.names))
-            .set_expression_attribute_values(Some(x.values))
-            .send()
+        let (cond, x) = held_by(lock_id);
+        let deleted = conditional(
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(KEY, s(&key))
+                .condition_expression(cond)
+                .set_expression_attribute_names(Some(x.names))
+                .set_expression_attribute_values(Some(x.values))
+                .send()
+                .await,
+        )
+        .map_err(|e| self.aws_err("release", &key, e))?
+        .is_ok();
+        let (update, cond, x) = unindex(svc, lock_id);
+        let unindexed = self
+            .update_item(&target.stack_key(), update, cond, x)
             .await
-        {
-            Ok(_) => removed = true,
-            Err(e) => {
-                let e = AwsError::from_sdk(&e);
-                if e.class != ErrorClass::ConditionFailed {
-                    return Err(self.aws_err("release", &key, e));
-                }
-            }
-        }
-        let mut x = Expr::default();
-        let ph = x.n_as("#svc", &service_attr(svc));
-        let cond = format!("{ph}.{} = {}", x.n(LOCK_ID), x.v(":id", s(lock_id)));
-        let update = format!(
-            "REMOVE {ph} DELETE {} {}",
-            x.n(SERVICE_HOLDERS),
-            x.v(":svcset", AttributeValue::Ss(vec![svc.to_owned()]))
-        );
-        match self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, s(&target.stack_key()))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(Some(x.names))
-            .set_expression_attribute_values(Some(x.values))
-            .send()
-            .await
-        {
-            Ok(_) => removed = true,
-            Err(e) => {
-                let e = AwsError::from_sdk(&e);
-                if e.class != ErrorClass::ConditionFailed {
-                    return Err(self.aws_err("release", &key, e));
-                }
-            }
-        }
-        Ok(removed)
+            .map_err(|e| self.aws_err("release", &key, e))?
+            .is_ok();
+        Ok(deleted || unindexed)
     }
 }
 
@@ -483,100 +471,48 @@ impl LockBackend for DynamoDbLocks {
             key: key.clone(),
             reason: reason.to_owned(),
         };
+        // The holder's own item (the stack item, or the service item) renews the same way.
+        let (cond, mut x) = held_by(&held.lock_id);
+        let update = format!(
+            "SET {} = {}, {} = {}",
+            x.n(LAST_HEARTBEAT),
+            x.v(":now", n(now)),
+            x.n(EXPIRES_AT),
+            x.v(":exp", n(exp))
+        );
         match &held.target.scope {
             LockScope::Stack => {
-                let mut x = Expr::default();
-                let cond = format!("{} = {}", x.n(LOCK_ID), x.v(":id", s(&held.lock_id)));
-                let update = format!(
-                    "SET {} = {}, {} = {}",
-                    x.n(LAST_HEARTBEAT),
-                    x.v(":now", n(now)),
-                    x.n(EXPIRES_AT),
-                    x.v(":exp", n(exp))
-                );
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key(KEY, s(&key))
-                    .update_expression(update)
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(Some(x.names))
-                    .set_expression_attribute_values(Some(x.values))
-                    .return_values_on_condition_check_failure(
-                        ReturnValuesOnConditionCheckFailure::AllOld,
-                    )
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => {}
-                    Err(SdkError::ServiceError(e))
-                        if matches!(
-                            e.err(),
-                            UpdateItemError::ConditionalCheckFailedException(_)
-                        ) =>
-                    {
-                        let item = match e.err() {
-                            UpdateItemError::ConditionalCheckFailedException(c) => c.item.clone(),
-                            _ => None,
-                        };
-                        let reason = match item.and_then(|i| stack_holder(&held.target, &i)) {
-                            Some(h) => format!("taken over by {} (fence {})", h.locked_by, h.fence),
-                            None => "it was released or taken over".to_owned(),
-                        };
-                        return Err(lost(&reason));
-                    }
-                    Err(e) => return Err(self.aws_err("renew", &key, AwsError::from_sdk(&e))),
+                let written = self
+                    .update_item(&key, update, cond, x)
+                    .await
+                    .map_err(|e| self.aws_err("renew", &key, e))?;
+                if let Err(old) = written {
+                    let reason = match old.and_then(|i| stack_holder(&held.target, &i)) {
+                        Some(h) => format!("taken over by {} (fence {})", h.locked_by, h.fence),
+                        None => "it was released or taken over".to_owned(),
+                    };
+                    return Err(lost(&reason));
                 }
             }
             LockScope::Service(svc) => {
-                let mut x = Expr::default();
-                let cond = format!("{} = {}", x.n(LOCK_ID), x.v(":id", s(&held.lock_id)));
-                let update = format!(
-                    "SET {} = {}, {} = {}",
-                    x.n(LAST_HEARTBEAT),
-                    x.v(":now", n(now)),
-                    x.n(EXPIRES_AT),
-                    x.v(":exp", n(exp))
-                );
-                let svc_update = Update::builder()
-                    .table_name(&self.table)
-                    .key(KEY, s(&key))
-                    .update_expression(update)
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(Some(x.names))
-                    .set_expression_attribute_values(Some(x.values))
-                    .build()
-                    .map_err(|e| self.build_err(&key, e))?;
+                let svc_update = self.transact_update(&key, update, cond, x)?;
+                // The grant's entry in the stack item's index expires with it.
                 let mut y = Expr::default();
                 let ph = y.n_as("#svc", &service_attr(svc));
                 let cond = format!("{ph}.{} = {}", y.n(LOCK_ID), y.v(":id", s(&held.lock_id)));
                 let update = format!("SET {ph}.{} = {}", y.n(EXPIRES_AT), y.v(":exp", n(exp)));
-                let stack_update = Update::builder()
-                    .table_name(&self.table)
-                    .key(KEY, s(&held.target.stack_key()))
-                    .update_expression(update)
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(Some(y.names))
-                    .set_expression_attribute_values(Some(y.values))
-                    .build()
-                    .map_err(|e| self.build_err(&key, e))?;
-                let result = self
-                    .client
-                    .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().update(svc_update).build())
-                    .transact_items(TransactWriteItem::builder().update(stack_update).build())
-                    .send()
-                    .await;
-                if let Err(e) = result {
-                    return Err(match cancellation(&e) {
-                        Some(reasons)
-                            if reasons.iter().any(|r| r.code == "ConditionalCheckFailed") =>
-                        {
-                            lost("it was released or taken over (a stack-scoped holder or a new holder of this service)")
-                        }
-                        _ => self.aws_err("renew", &key, AwsError::from_sdk(&e)),
-                    });
+                let stack_update =
+                    self.transact_update(&held.target.stack_key(), update, cond, y)?;
+                let written = self
+                    .transact(vec![svc_update, stack_update])
+                    .await
+                    .map_err(|e| self.aws_err("renew", &key, e))?;
+                match written {
+                    Ok(()) => {}
+                    Err(c) if refused_by_condition(&c.reasons) => {
+                        return Err(lost("it was released or taken over (a stack-scoped holder or a new holder of this service)"));
+                    }
+                    Err(c) => return Err(self.aws_err("renew", &key, c.error)),
                 }
             }
         }
@@ -590,8 +526,7 @@ impl LockBackend for DynamoDbLocks {
         let key = target.key();
         match &target.scope {
             LockScope::Stack => {
-                let mut x = Expr::default();
-                let cond = format!("{} = {}", x.n(LOCK_ID), x.v(":id", s(lock_id)));
+                let (cond, mut x) = held_by(lock_id);
                 // The item stays: it carries the fence counter and the service index.
                 let update = format!(
                     "REMOVE {}, {}, {}, {}, {}, {}",
@@ -602,32 +537,15 @@ impl LockBackend for DynamoDbLocks {
                     x.n(LAST_HEARTBEAT),
                     x.n(EXPIRES_AT)
                 );
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key(KEY, s(&key))
-                    .update_expression(update)
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(Some(x.names))
-                    .set_expression_attribute_values(Some(x.values))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => Ok(true),
-                    Err(e) => {
-                        let e = AwsError::from_sdk(&e);
-                        if e.class == ErrorClass::ConditionFailed {
-                            Ok(false)
-                        } else {
-                            Err(self.aws_err("release", &key, e))
-                        }
-                    }
-                }
+                // Refused by the condition: no longer ours (released, or taken over).
+                Ok(self
+                    .update_item(&key, update, cond, x)
+                    .await
+                    .map_err(|e| self.aws_err("release", &key, e))?
+                    .is_ok())
             }
             LockScope::Service(svc) => {
-                let mut x = Expr::default();
-                let cond = format!("{} = {}", x.n(LOCK_ID), x.v(":id", s(lock_id)));
+                let (cond, x) = held_by(lock_id);
                 let delete = Delete::builder()
                     .table_name(&self.table)
                     .key(KEY, s(&key))
@@ -636,36 +554,18 @@ impl LockBackend for DynamoDbLocks {
                     .set_expression_attribute_values(Some(x.values))
                     .build()
                     .map_err(|e| self.build_err(&key, e))?;
-                let mut y = Expr::default();
-                let ph = y.n_as("#svc", &service_attr(svc));
-                let cond = format!("{ph}.{} = {}", y.n(LOCK_ID), y.v(":id", s(lock_id)));
-                let update = format!(
-                    "REMOVE {ph} DELETE {} {}",
-                    y.n(SERVICE_HOLDERS),
-                    y.v(":svcset", AttributeValue::Ss(vec![svc.clone()]))
-                );
-                let stack_update = Update::builder()
-                    .table_name(&self.table)
-                    .key(KEY, s(&target.stack_key()))
-                    .update_expression(update)
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(Some(y.names))
-                    .set_expression_attribute_values(Some(y.values))
-                    .build()
-                    .map_err(|e| self.build_err(&key, e))?;
-                let result = self
-                    .client
-                    .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().delete(delete).build())
-                    .transact_items(TransactWriteItem::builder().update(stack_update).build())
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => Ok(true),
-                    Err(e) => match cancellation(&e) {
-                        Some(_) => self.release_service_parts(target, lock_id).await,
-                        None => Err(self.aws_err("release", &key, AwsError::from_sdk(&e))),
-                    },
+                let (update, cond, y) = unindex(svc, lock_id);
+                let stack_update = self.transact_update(&target.stack_key(), update, cond, y)?;
+                let written = self
+                    .transact(vec![
+                        TransactWriteItem::builder().delete(delete).build(),
+                        stack_update,
+                    ])
+                    .await
+                    .map_err(|e| self.aws_err("release", &key, e))?;
+                match written {
+                    Ok(()) => Ok(true),
+                    Err(_) => self.release_service_parts(target, lock_id).await,
                 }
             }
         }
@@ -757,6 +657,63 @@ struct Reason {
     item: Option<Item>,
 }
 
+/// A cancelled transaction: each item's reason, and the error as AWS sent it.
+struct Cancelled {
+    reasons: Vec<Reason>,
+    error: AwsError,
+}
+
+/// Whether a cancelled transaction failed on an item's condition (rather than on a concurrent
+/// transaction touching the same items).
+fn refused_by_condition(reasons: &[Reason]) -> bool {
+    reasons.iter().any(|r| r.code == "ConditionalCheckFailed")
+}
+
+/// An error of a conditional single-item write that may be its condition failing.
+trait ConditionFailure {
+    /// `Some(item)` when the write's condition did not hold (the item as it was, if returned).
+    fn refused_item(&self) -> Option<Option<Item>>;
+}
+
+impl ConditionFailure for UpdateItemError {
+    fn refused_item(&self) -> Option<Option<Item>> {
+        match self {
+            UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl ConditionFailure for DeleteItemError {
+    fn refused_item(&self) -> Option<Option<Item>> {
+        match self {
+            DeleteItemError::ConditionalCheckFailedException(c) => Some(c.item.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Splits a conditional single-item write's result: written (`Ok(Ok(_))`), refused by its
+/// condition (`Ok(Err(old item))`), or failed otherwise.
+fn conditional<O, E, R>(
+    result: Result<O, SdkError<E, R>>,
+) -> Result<Result<O, Option<Item>>, AwsError>
+where
+    E: ConditionFailure + ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    match result {
+        Ok(out) => Ok(Ok(out)),
+        Err(e) => match e
+            .as_service_error()
+            .and_then(ConditionFailure::refused_item)
+        {
+            Some(old) => Ok(Err(old)),
+            None => Err(AwsError::from_sdk(&e)),
+        },
+    }
+}
+
 /// The per-item reasons of a cancelled transaction; `None` for any other error.
 fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<Reason>> {
     match err {
@@ -774,6 +731,27 @@ fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<Rea
         },
         _ => None,
     }
+}
+
+/// The condition that an item holds grant `lock_id`, with its placeholders.
+fn held_by(lock_id: &str) -> (String, Expr) {
+    let mut x = Expr::default();
+    let cond = format!("{} = {}", x.n(LOCK_ID), x.v(":id", s(lock_id)));
+    (cond, x)
+}
+
+/// Removes service `svc`'s entry from the stack item's index if it still is grant `lock_id`:
+/// the update, its condition and their placeholders.
+fn unindex(svc: &str, lock_id: &str) -> (String, String, Expr) {
+    let mut x = Expr::default();
+    let ph = x.n_as("#svc", &service_attr(svc));
+    let cond = format!("{ph}.{} = {}", x.n(LOCK_ID), x.v(":id", s(lock_id)));
+    let update = format!(
+        "REMOVE {ph} DELETE {} {}",
+        x.n(SERVICE_HOLDERS),
+        x.v(":svcset", AttributeValue::Ss(vec![svc.to_owned()]))
+    );
+    (update, cond, x)
 }
 
 /// The attribute of the stack item indexing a service-scoped grant.
@@ -814,6 +792,20 @@ fn get_u64(item: &Item, name: &str) -> Option<u64> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
         _ => None,
+    }
+}
+
+/// The grant a successful acquire of `req` made.
+fn granted(req: &LockRequest, lock_id: String, now: i64, expires_at: i64, fence: u64) -> LockInfo {
+    LockInfo {
+        target: req.target.clone(),
+        lock_id,
+        locked_by: req.holder.clone(),
+        operation: req.operation.clone(),
+        locked_at: now,
+        last_heartbeat: now,
+        expires_at,
+        fence,
     }
 }
 

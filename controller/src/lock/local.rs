@@ -95,14 +95,21 @@ impl LocalLocks {
         f: impl FnOnce(&mut LockFile) -> Result<(T, bool), LockError> + Send + 'static,
     ) -> Result<T, LockError> {
         let path = self.file_of(&target.stack, &target.environment);
-        tokio::task::spawn_blocking(move || locked_update(&path, f))
-            .await
-            .map_err(|e| LockError::Io {
-                op: "run file task for",
-                path: String::new(),
-                source: std::io::Error::other(e.to_string()),
-            })?
+        blocking(move || locked_update(&path, f)).await
     }
+}
+
+/// Runs file work on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, LockError> + Send + 'static,
+) -> Result<T, LockError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| LockError::Io {
+            op: "run file task for",
+            path: String::new(),
+            source: std::io::Error::other(e.to_string()),
+        })?
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LockError + 'a {
@@ -287,7 +294,7 @@ impl LockBackend for LocalLocks {
     async fn get(&self, target: &LockTarget) -> Result<Option<LockInfo>, LockError> {
         let path = self.file_of(&target.stack, &target.environment);
         let target = target.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let file = read_file(&path)?;
             Ok(match &target.scope {
                 LockScope::Stack => file.stack.map(|r| r.info(target.clone())),
@@ -295,11 +302,6 @@ impl LockBackend for LocalLocks {
             })
         })
         .await
-        .map_err(|e| LockError::Io {
-            op: "run file task for",
-            path: String::new(),
-            source: std::io::Error::other(e.to_string()),
-        })?
     }
 
     async fn list(
@@ -310,7 +312,7 @@ impl LockBackend for LocalLocks {
         let dir = self.root.join("locks");
         let stack = stack.map(str::to_owned);
         let environment = environment.map(str::to_owned);
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let mut out = Vec::new();
             let stacks = match std::fs::read_dir(&dir) {
                 Ok(d) => d,
@@ -351,10 +353,5 @@ impl LockBackend for LocalLocks {
             Ok(out)
         })
         .await
-        .map_err(|e| LockError::Io {
-            op: "run file task for",
-            path: String::new(),
-            source: std::io::Error::other(e.to_string()),
-        })?
     }
 }
