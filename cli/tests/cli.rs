@@ -358,3 +358,55 @@ fn a_usage_error_exits_1_so_2_only_ever_means_changes_present() {
     let help = run_on_example(&["--help"]);
     assert_eq!(help.status.code(), Some(0), "{}", show(&help));
 }
+
+fn yaml_to_json(y: &yaml_rust2::Yaml) -> Value {
+    use yaml_rust2::Yaml;
+    match y {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Real(r) => Value::from(r.parse::<f64>().expect("a float")),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| match k {
+                    Yaml::String(k) => (k.clone(), yaml_to_json(v)),
+                    other => panic!("YAML key {other:?} is not a string"),
+                })
+                .collect(),
+        ),
+        other => panic!("unexpected YAML node {other:?}"),
+    }
+}
+
+#[test]
+fn yaml_output_is_block_yaml_of_the_same_data_as_json() {
+    for args in [
+        &["version"][..],
+        &[
+            "validate",
+            "--stack",
+            "user-platform",
+            "--environment",
+            "development",
+        ],
+        &["graph", "--stack", "user-platform", "--var", "VERSION=1.10"],
+        &["list"],
+    ] {
+        let json_out = run_on_example(&[&["--output", "json"], args].concat());
+        assert!(json_out.status.success(), "{}", show(&json_out));
+        let json: Value = serde_json::from_slice(&json_out.stdout).expect("JSON");
+        let yaml_out = run_on_example(&[&["--output", "yaml"], args].concat());
+        assert!(yaml_out.status.success(), "{}", show(&yaml_out));
+        let text = stdout(&yaml_out);
+        assert!(
+            !text.trim_start().starts_with(['{', '[']),
+            "{args:?} printed flow style (JSON):\n{text}"
+        );
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text)
+            .unwrap_or_else(|e| panic!("{args:?} printed invalid YAML: {e}\n{text}"));
+        assert_eq!(docs.len(), 1, "{text}");
+        assert_eq!(yaml_to_json(&docs[0]), json, "{args:?}:\n{text}");
+    }
+}

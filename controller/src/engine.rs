@@ -24,8 +24,8 @@ use crate::plan::{
     self, Action, ComponentPlan, DesiredFields, Health, Observation, Observed, Plan, PlanOptions,
 };
 use crate::state::{
-    new_history_id, ComponentState, HistoryEntry, Release, ReleaseOutcome, Snapshot, StateDocument,
-    StateError, StateKey,
+    new_history_id, redact_variables, ComponentState, HistoryEntry, Release, ReleaseKind,
+    ReleaseOutcome, Snapshot, StateDocument, StateError, StateKey,
 };
 
 /// Engine failures.
@@ -85,6 +85,11 @@ pub struct EngineOptions {
     pub actor: String,
     /// Git commit of the deployment repository, when known.
     pub commit: Option<String>,
+    /// What the release records this run as (`destroy` for an emptied desired stack).
+    pub kind: ReleaseKind,
+    /// Variables given on the command line, recorded in the release (secret-looking names
+    /// redacted).
+    pub overrides: BTreeMap<String, String>,
 }
 
 impl Default for EngineOptions {
@@ -98,6 +103,8 @@ impl Default for EngineOptions {
             health_poll: Duration::from_secs(5),
             actor: crate::lock::default_holder(),
             commit: None,
+            kind: ReleaseKind::Apply,
+            overrides: BTreeMap::new(),
         }
     }
 }
@@ -411,7 +418,7 @@ impl Engine {
         let mut on_wait = |holder: &LockInfo| progress.event(Event::LockWaiting(holder));
         let handle = self
             .locker
-            .acquire(target, &options.actor, "apply", &mut on_wait)
+            .acquire(target, &options.actor, options.kind.as_str(), &mut on_wait)
             .await?;
         progress.event(Event::LockAcquired(handle.info()));
         let result = self
@@ -670,8 +677,15 @@ impl Engine {
         } else {
             ReleaseOutcome::Failed
         };
+        // The variables in effect include the overrides: secret-looking names stay redacted in
+        // the recorded spec too (only `VERSION` is read back from it).
+        let mut recorded = serde_json::to_value(desired).unwrap_or_default();
+        if let Some(vars) = recorded.get_mut("variables") {
+            *vars = serde_json::to_value(redact_variables(&desired.variables)).unwrap_or_default();
+        }
         let release = Release {
             id: release_id,
+            kind: options.kind,
             stack: desired.name.clone(),
             environment: desired.environment.clone(),
             scope: options
@@ -681,6 +695,7 @@ impl Engine {
             version: desired.version().map(str::to_string),
             commit: options.commit.clone(),
             actor: options.actor.clone(),
+            overrides: redact_variables(&options.overrides),
             started_at,
             finished_at: Some(jiff::Timestamp::now().to_string()),
             outcome,
@@ -689,7 +704,7 @@ impl Engine {
                 .all()
                 .map(|p| (p.id.to_string(), action_name(&p.action).to_string()))
                 .collect(),
-            desired: serde_json::to_value(desired).unwrap_or_default(),
+            desired: recorded,
         };
         if !changes {
             // Only records were refreshed; that is not a release.

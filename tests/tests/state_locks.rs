@@ -11,8 +11,8 @@ use panka_controller::lock::{
     Locker, UnlockOutcome,
 };
 use panka_controller::state::{
-    ComponentState, HistoryEntry, Release, ReleaseOutcome, StateDocument, StateError, StateKey,
-    StateStore, UnlockRecord,
+    ComponentState, HistoryEntry, Release, ReleaseKind, ReleaseOutcome, StateDocument, StateError,
+    StateKey, StateStore, UnlockRecord,
 };
 use panka_tests::emulator::{emulator, local_backends};
 
@@ -690,12 +690,14 @@ async fn history_is_append_only(h: Harness) {
     assert!(h.state.history(&key(), None).await.unwrap().is_empty());
     let release = HistoryEntry::Release(Release {
         id: "20250101T000000Z-aaaaaaaa".into(),
+        kind: ReleaseKind::Apply,
         stack: STACK.into(),
         environment: ENV.into(),
         scope: "stack".into(),
         version: Some("v1.0.0".into()),
         commit: None,
         actor: "alice@a".into(),
+        overrides: [("VERSION".to_owned(), "v1.0.0".to_owned())].into(),
         started_at: "2025-01-01T00:00:00Z".into(),
         finished_at: Some("2025-01-01T00:04:00Z".into()),
         outcome: ReleaseOutcome::Succeeded,

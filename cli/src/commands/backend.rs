@@ -11,7 +11,7 @@ use panka_controller::config::{Config, LocksConfig, StateConfig};
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_json;
+use crate::render::print_data;
 
 /// `panka backend …`.
 #[derive(Debug, Subcommand)]
@@ -101,15 +101,18 @@ fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<ExitCode> {
                 println!("Nothing to change: the backend was already set up.");
             }
         }
-        OutputFormat::Json | OutputFormat::Yaml => print_json(&json!({
-            "bucket": bucket,
-            "table": table,
-            "steps": steps.iter().map(|s| json!({
-                "resource": s.resource,
-                "setting": s.what,
-                "action": s.action.as_str(),
-            })).collect::<Vec<_>>(),
-        }))?,
+        OutputFormat::Json | OutputFormat::Yaml => print_data(
+            global.output,
+            &json!({
+                "bucket": bucket,
+                "table": table,
+                "steps": steps.iter().map(|s| json!({
+                    "resource": s.resource,
+                    "setting": s.what,
+                    "action": s.action.as_str(),
+                })).collect::<Vec<_>>(),
+            }),
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

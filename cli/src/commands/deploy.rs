@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use panka_controller::aws::{load_sdk_config, AwsSettings};
 use panka_controller::driver::Ctx;
 use panka_controller::engine::{Engine, EngineError, EngineOptions, Event, Progress};
@@ -15,12 +16,13 @@ use panka_controller::graph::Graph;
 use panka_controller::lock::{format_epoch, LockOptions, Locker};
 use panka_controller::model::DesiredStack;
 use panka_controller::plan::{Action, ComponentPlan, Plan};
+use panka_controller::state::ReleaseKind;
 use panka_controller::validate::{load_stack, plan_input};
 use serde_json::json;
 
 use super::backend::{load_config, open, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::{print_json, problems};
+use crate::render::{print_data, problems};
 
 /// What plan, apply and destroy share.
 #[derive(Debug, Args)]
@@ -161,6 +163,10 @@ pub(crate) fn engine_options(target: &TargetArgs, root: &str) -> EngineOptions {
         service: target.service.clone(),
         adopt: target.adopt,
         commit: git_commit(Path::new(root)),
+        // resolve_target parsed these already, so a malformed pair never gets this far.
+        overrides: super::resolve_options(&target.vars)
+            .map(|o| o.vars)
+            .unwrap_or_default(),
         ..EngineOptions::default()
     }
 }
@@ -178,7 +184,7 @@ pub fn plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
     match global.output {
         OutputFormat::Table => print!("{}", render_plan(&prepared.plan, &desired, false)),
         OutputFormat::Json | OutputFormat::Yaml => {
-            print_json(&serde_json::to_value(&prepared.plan)?)?
+            print_data(global.output, &serde_json::to_value(&prepared.plan)?)?
         }
     }
     Ok(if args.detailed_exitcode && prepared.plan.has_changes() {
@@ -241,12 +247,26 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         graph
     };
     let mut opts = engine_options(&args.target, &root);
+    if destroy {
+        opts.kind = ReleaseKind::Destroy;
+    }
     opts.allow_destroy = args.allow_destroy;
     opts.health_timeout = Duration::from_secs(args.health_timeout);
     let yes = args.yes;
     let env = desired.environment.clone();
     let desired_ref = &desired;
+    // Bars only where a person watches; CI logs and pipes keep the line output.
+    let progress = if table && std::io::stderr().is_terminal() {
+        ApplyProgress::Bars(Bars::new(ProgressDrawTarget::stderr()))
+    } else {
+        ApplyProgress::Lines(Printer {
+            table,
+            waiting: std::sync::Mutex::new(BTreeMap::new()),
+        })
+    };
+    let progress_ref = &progress;
     let mut approve = move |plan: &Plan| -> bool {
+        progress_ref.planned(plan);
         if table {
             print!("{}", render_plan(plan, desired_ref, destroy));
         }
@@ -258,10 +278,6 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         answer.trim() == "yes"
-    };
-    let progress = Printer {
-        table,
-        waiting: std::sync::Mutex::new(BTreeMap::new()),
     };
     let result = runtime()?.block_on(async {
         let engine = target_engine(
@@ -275,8 +291,9 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
             .apply(&desired, &graph, &opts, &mut approve, &progress)
             .await;
         anyhow::Ok((report, engine.ctx().calls.clone()))
-    })?;
-    let (report, calls) = result;
+    });
+    progress.finish();
+    let (report, calls) = result?;
     match report {
         Ok(None) => {
             println!("Apply cancelled; nothing changed.");
@@ -284,13 +301,16 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         }
         Ok(Some(report)) => {
             if !table {
-                print_json(&json!({
-                    "plan": report.plan,
-                    "release": report.release,
-                    "outputs": report.outputs.iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
-                    "awsCalls": calls.total(),
-                    "mutatingAwsCalls": calls.mutating(),
-                }))?;
+                print_data(
+                    global.output,
+                    &json!({
+                        "plan": report.plan,
+                        "release": report.release,
+                        "outputs": report.outputs.iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
+                        "awsCalls": calls.total(),
+                        "mutatingAwsCalls": calls.mutating(),
+                    }),
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
             if report.release.is_none() {
@@ -343,6 +363,178 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
             anyhow::bail!("{msg}")
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// How apply shows progress: bars on a terminal, lines everywhere else.
+enum ApplyProgress {
+    Lines(Printer),
+    Bars(Bars),
+}
+
+impl ApplyProgress {
+    /// The plan about to be applied (sizes the deletion bar).
+    fn planned(&self, plan: &Plan) {
+        if let ApplyProgress::Bars(b) = self {
+            b.planned(plan);
+        }
+    }
+
+    /// Apply returned: leave the bars as they stand, before the summary is printed.
+    fn finish(&self) {
+        if let ApplyProgress::Bars(b) = self {
+            b.finish();
+        }
+    }
+}
+
+impl Progress for ApplyProgress {
+    fn event(&self, event: Event<'_>) {
+        match self {
+            ApplyProgress::Lines(p) => p.event(event),
+            ApplyProgress::Bars(b) => b.event(event),
+        }
+    }
+}
+
+/// Apply progress as one bar per wave (components done / changing in the wave, the latest
+/// status as the message), finished components logged above the bars.
+struct Bars {
+    multi: MultiProgress,
+    state: std::sync::Mutex<BarState>,
+}
+
+#[derive(Default)]
+struct BarState {
+    /// The bar of the wave (or the deletions) running now.
+    current: Option<ProgressBar>,
+    /// A wave with nothing changing, whose bar is made only if something in it is waited for.
+    idle_wave: Option<usize>,
+    /// Deletions in the plan.
+    deletions: u64,
+    /// Whether the deletions' bar is the current one.
+    deleting: bool,
+}
+
+impl Bars {
+    fn new(target: ProgressDrawTarget) -> Bars {
+        Bars {
+            multi: MultiProgress::with_draw_target(target),
+            state: std::sync::Mutex::new(BarState::default()),
+        }
+    }
+
+    fn planned(&self, plan: &Plan) {
+        if let Ok(mut s) = self.state.lock() {
+            s.deletions = plan.deletions.len() as u64;
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            // Abandon, not finish: a failed wave's bar keeps showing how far it got.
+            if let Some(bar) = s.current.take() {
+                bar.abandon();
+            }
+        }
+    }
+
+    fn bar(&self, name: String, len: u64) -> ProgressBar {
+        let style = ProgressStyle::with_template(
+            "{prefix:>15.bold} [{bar:30.cyan/blue}] {pos}/{len} {elapsed:>4} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        let bar = self
+            .multi
+            .add(ProgressBar::new(len).with_style(style).with_prefix(name));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    /// Prints a line above the bars (straight to the terminal when there are none).
+    fn log(&self, line: String) {
+        let _ = self.multi.println(line);
+    }
+
+    /// Replaces the current bar with a new one.
+    fn start(&self, s: &mut BarState, name: String, len: u64) {
+        if let Some(old) = s.current.take() {
+            old.abandon();
+        }
+        s.current = Some(self.bar(name, len));
+    }
+}
+
+impl Progress for Bars {
+    fn event(&self, event: Event<'_>) {
+        let Ok(mut s) = self.state.lock() else {
+            return;
+        };
+        match event {
+            Event::LockWaiting(h) => self.log(format!(
+                "Waiting for lock held by {} ({} since {})…",
+                h.locked_by,
+                h.operation,
+                format_epoch(h.locked_at)
+            )),
+            Event::LockAcquired(h) => {
+                self.log(format!("Lock acquired: {} (fence {})", h.key(), h.fence))
+            }
+            Event::WaveStarted { number, components } => {
+                s.idle_wave = None;
+                let name = match number {
+                    0 => "Stack resources".to_owned(),
+                    n => format!("Wave {n}"),
+                };
+                if components > 0 || number == 0 {
+                    self.start(&mut s, name, components as u64);
+                } else {
+                    if let Some(old) = s.current.take() {
+                        old.abandon();
+                    }
+                    s.idle_wave = Some(number);
+                }
+            }
+            Event::ComponentStarted(p) => {
+                if p.action == Action::Delete && !s.deleting {
+                    s.deleting = true;
+                    let len = s.deletions;
+                    self.start(&mut s, "Deleting".to_owned(), len);
+                }
+                if let Some(bar) = &s.current {
+                    // A deletion the plan did not count still gets a slot.
+                    if s.deleting && bar.position() >= bar.length().unwrap_or(0) {
+                        bar.inc_length(1);
+                    }
+                    bar.set_message(format!("{} {} ({})…", verb(&p.action), p.id, p.kind));
+                }
+            }
+            Event::Waiting(id, status) => {
+                if s.current.is_none() {
+                    if let Some(n) = s.idle_wave.take() {
+                        self.start(&mut s, format!("Wave {n}"), 0);
+                    }
+                }
+                if let Some(bar) = &s.current {
+                    bar.set_message(format!("{id}: waiting ({status})"));
+                }
+            }
+            Event::ComponentDone(p, took, _) => {
+                self.log(format!("✓ {} {} ({:.1?})", p.id, done(&p.action), took));
+                if let Some(bar) = &s.current {
+                    bar.inc(1);
+                    bar.set_message(String::new());
+                }
+            }
+            Event::ComponentFailed(p, why) => {
+                self.log(format!("✗ {} failed: {why}", p.id));
+                if let Some(bar) = &s.current {
+                    bar.set_message(format!("{} failed", p.id));
+                }
+            }
+            Event::StateSaved(_) => {}
+        }
     }
 }
 
@@ -537,4 +729,125 @@ pub fn render_plan(plan: &Plan, desired: &DesiredStack, destroy: bool) -> String
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use panka_controller::model::ComponentId;
+
+    use super::*;
+
+    fn component(id: &str, action: Action) -> ComponentPlan {
+        ComponentPlan {
+            id: ComponentId::try_from(id.to_owned()).expect("an id"),
+            kind: "SQS".into(),
+            action,
+            diffs: Vec::new(),
+            dangerous: false,
+            drift: false,
+        }
+    }
+
+    fn current(bars: &Bars) -> Option<(String, u64, Option<u64>, String)> {
+        let s = bars.state.lock().expect("not poisoned");
+        s.current
+            .as_ref()
+            .map(|b| (b.prefix(), b.position(), b.length(), b.message()))
+    }
+
+    #[test]
+    fn each_wave_gets_a_bar_counting_its_changing_components() {
+        let bars = Bars::new(ProgressDrawTarget::hidden());
+        let queue = component("svc/queue", Action::Create);
+        let table = component("svc/table", Action::Update);
+        let id = queue.id.clone();
+        let took = Duration::from_millis(5);
+        let outputs = BTreeMap::new();
+
+        bars.event(Event::WaveStarted {
+            number: 0,
+            components: 1,
+        });
+        assert_eq!(
+            current(&bars),
+            Some(("Stack resources".into(), 0, Some(1), String::new()))
+        );
+        bars.event(Event::ComponentDone(&queue, took, &outputs));
+
+        bars.event(Event::WaveStarted {
+            number: 1,
+            components: 2,
+        });
+        bars.event(Event::ComponentStarted(&queue));
+        assert_eq!(
+            current(&bars).map(|c| c.3),
+            Some("Creating svc/queue (SQS)…".into())
+        );
+        bars.event(Event::ComponentStarted(&table));
+        bars.event(Event::Waiting(&id, "1/2 running"));
+        assert_eq!(
+            current(&bars),
+            Some((
+                "Wave 1".into(),
+                0,
+                Some(2),
+                "svc/queue: waiting (1/2 running)".into()
+            ))
+        );
+        bars.event(Event::ComponentDone(&queue, took, &outputs));
+        assert_eq!(current(&bars).map(|c| c.1), Some(1));
+        bars.event(Event::ComponentDone(&table, took, &outputs));
+        assert_eq!(current(&bars).map(|c| (c.1, c.2)), Some((2, Some(2))));
+
+        bars.finish();
+        assert_eq!(current(&bars), None);
+    }
+
+    #[test]
+    fn a_wave_with_nothing_changing_gets_a_bar_only_when_something_is_waited_for() {
+        let bars = Bars::new(ProgressDrawTarget::hidden());
+        let id = ComponentId::new("svc", "api");
+        bars.event(Event::WaveStarted {
+            number: 1,
+            components: 0,
+        });
+        assert_eq!(current(&bars), None);
+        bars.event(Event::Waiting(&id, "rolling out"));
+        assert_eq!(
+            current(&bars),
+            Some((
+                "Wave 1".into(),
+                0,
+                Some(0),
+                "svc/api: waiting (rolling out)".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn deletions_get_a_bar_of_their_own_sized_by_the_plan() {
+        let bars = Bars::new(ProgressDrawTarget::hidden());
+        bars.state.lock().expect("not poisoned").deletions = 1;
+        let first = component("svc/queue", Action::Delete);
+        let second = component("svc/table", Action::Delete);
+        let outputs = BTreeMap::new();
+        bars.event(Event::ComponentStarted(&first));
+        assert_eq!(
+            current(&bars),
+            Some((
+                "Deleting".into(),
+                0,
+                Some(1),
+                "Deleting svc/queue (SQS)…".into()
+            ))
+        );
+        bars.event(Event::ComponentDone(&first, Duration::ZERO, &outputs));
+        // One the plan did not count still gets a slot.
+        bars.event(Event::ComponentStarted(&second));
+        bars.event(Event::ComponentFailed(&second, "boom"));
+        assert_eq!(
+            current(&bars),
+            Some(("Deleting".into(), 1, Some(2), "svc/table failed".into()))
+        );
+    }
 }

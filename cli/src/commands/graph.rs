@@ -10,7 +10,7 @@ use panka_controller::validate::{load_stack, plan_input};
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::{print_json, problems};
+use crate::render::{print_data, problems};
 
 /// Arguments of `panka graph`.
 #[derive(Debug, Args)]
@@ -72,12 +72,15 @@ pub fn run(global: &GlobalArgs, args: GraphArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if global.output != OutputFormat::Table {
-        print_json(&json!({
-            "stack": desired.name,
-            "environment": desired.environment,
-            "waves": graph.waves,
-            "edges": graph.edges,
-        }))?;
+        print_data(
+            global.output,
+            &json!({
+                "stack": desired.name,
+                "environment": desired.environment,
+                "waves": graph.waves,
+                "edges": graph.edges,
+            }),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let text = match args.format {

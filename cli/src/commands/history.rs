@@ -7,7 +7,7 @@ use panka_controller::state::{HistoryEntry, ReleaseOutcome, StateKey};
 
 use super::backend::{age, load_config, open, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_json;
+use crate::render::print_data;
 
 /// Arguments of `panka history`.
 #[derive(Debug, Args)]
@@ -33,7 +33,7 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
     })?;
     match global.output {
         OutputFormat::Json | OutputFormat::Yaml => {
-            print_json(&serde_json::to_value(&entries)?)?;
+            print_data(global.output, &serde_json::to_value(&entries)?)?;
             return Ok(ExitCode::SUCCESS);
         }
         OutputFormat::Table => {}
@@ -43,15 +43,17 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("Deployment history: {} ({})", key.stack, key.environment);
-    let rows: Vec<[String; 6]> = entries.iter().map(row).collect();
-    let head = ["ID", "VERSION", "BY", "STARTED", "DURATION", "OUTCOME"];
+    let rows: Vec<[String; COLUMNS]> = entries.iter().map(row).collect();
+    let head = [
+        "ID", "KIND", "VERSION", "BY", "STARTED", "DURATION", "OUTCOME", "VARS",
+    ];
     let mut widths = head.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let print = |cells: [&str; 6]| {
+    let print = |cells: [&str; COLUMNS]| {
         let line: Vec<String> = cells
             .iter()
             .zip(widths)
@@ -61,12 +63,27 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
     };
     print(head);
     for r in &rows {
-        print([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+        print(r.each_ref().map(String::as_str));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn row(entry: &HistoryEntry) -> [String; 6] {
+/// Columns of the table.
+const COLUMNS: usize = 8;
+
+/// The variables given on the command line, `NAME=VALUE,…` (`-` when none).
+fn vars(overrides: &std::collections::BTreeMap<String, String>) -> String {
+    if overrides.is_empty() {
+        return "-".to_owned();
+    }
+    overrides
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
     match entry {
         HistoryEntry::Release(r) => {
             let duration = match (
@@ -84,15 +101,18 @@ fn row(entry: &HistoryEntry) -> [String; 6] {
             };
             [
                 r.id.clone(),
+                r.kind.to_string(),
                 r.version.clone().unwrap_or_else(|| "-".into()),
                 r.actor.clone(),
                 r.started_at.clone(),
                 duration,
                 outcome.to_owned(),
+                vars(&r.overrides),
             ]
         }
         HistoryEntry::Unlock(u) => [
             u.id.clone(),
+            "unlock".into(),
             "-".into(),
             u.actor.clone(),
             u.at.clone(),
@@ -103,6 +123,7 @@ fn row(entry: &HistoryEntry) -> [String; 6] {
                 u.locked_by,
                 if u.forced { ", forced" } else { "" }
             ),
+            "-".into(),
         ],
     }
 }

@@ -11,7 +11,7 @@ use panka_controller::config::{self, FileConfig, LocksConfig, StateConfig};
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_json;
+use crate::render::print_data;
 
 /// Arguments of `panka init`.
 #[derive(Debug, Args)]
@@ -163,10 +163,13 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        OutputFormat::Json | OutputFormat::Yaml => print_json(&json!({
-            "path": path.display().to_string(),
-            "config": file.to_yaml(),
-        }))?,
+        OutputFormat::Json | OutputFormat::Yaml => print_data(
+            global.output,
+            &json!({
+                "path": path.display().to_string(),
+                "config": file.to_yaml(),
+            }),
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

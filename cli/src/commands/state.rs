@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::backend::{age, load_config, open, rfc3339, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_json;
+use crate::render::print_data;
 
 /// `panka state …`.
 #[derive(Debug, Subcommand)]
@@ -62,7 +62,9 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
             OutputFormat::Table => {
                 println!("No state for {key} in {location}: nothing has been applied yet.")
             }
-            OutputFormat::Json | OutputFormat::Yaml => print_json(&serde_json::Value::Null)?,
+            OutputFormat::Json | OutputFormat::Yaml => {
+                print_data(global.output, &serde_json::Value::Null)?
+            }
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -106,7 +108,9 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        OutputFormat::Json | OutputFormat::Yaml => print_json(&serde_json::to_value(doc)?)?,
+        OutputFormat::Json | OutputFormat::Yaml => {
+            print_data(global.output, &serde_json::to_value(doc)?)?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -131,10 +135,10 @@ fn locks(global: &GlobalArgs, args: LocksArgs) -> anyhow::Result<ExitCode> {
             }
             print_table(&list, now);
         }
-        OutputFormat::Json | OutputFormat::Yaml => print_json(&json!(list
-            .iter()
-            .map(|l| lock_json(l, now))
-            .collect::<Vec<_>>()))?,
+        OutputFormat::Json | OutputFormat::Yaml => print_data(
+            global.output,
+            &json!(list.iter().map(|l| lock_json(l, now)).collect::<Vec<_>>()),
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,14 +7,14 @@ use clap::Args;
 use panka_controller::model::ComponentId;
 use panka_controller::plan::Health;
 use panka_controller::resolve;
-use panka_controller::state::{HistoryEntry, StateKey};
+use panka_controller::state::{HistoryEntry, Release, ReleaseKind, StateKey};
 use panka_controller::validate::load_stack;
 use serde_json::json;
 
 use super::backend::runtime;
 use super::deploy::{resolve_target, target_engine, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_json;
+use crate::render::print_data;
 
 /// Arguments of `panka status`.
 #[derive(Debug, Args)]
@@ -107,15 +107,18 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
         })
         .collect();
     if global.output != OutputFormat::Table {
-        print_json(&json!({
-            "stack": desired.name,
-            "environment": desired.environment,
-            "release": release,
-            "components": rows.iter().map(|(id, kind, o, at)| json!({
-                "component": id.to_string(), "kind": kind, "status": o.status,
-                "health": health_word(&o.health), "lastDeployed": at,
-            })).collect::<Vec<_>>(),
-        }))?;
+        print_data(
+            global.output,
+            &json!({
+                "stack": desired.name,
+                "environment": desired.environment,
+                "release": release.as_ref().map(release_summary),
+                "components": rows.iter().map(|(id, kind, o, at)| json!({
+                    "component": id.to_string(), "kind": kind, "status": o.status,
+                    "health": health_word(&o.health), "lastDeployed": at,
+                })).collect::<Vec<_>>(),
+            }),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let scope = args
@@ -129,8 +132,14 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
     }
     if let Some(r) = &release {
         println!(
-            "Last release: {} · version {} · by {} · {:?}",
+            "Last release: {}{} · version {} · by {} · {:?}",
             r.id,
+            // Most releases are applies; only say so when it was something else.
+            if r.kind == ReleaseKind::Apply {
+                String::new()
+            } else {
+                format!(" ({})", r.kind)
+            },
             r.version.as_deref().unwrap_or("-"),
             r.actor,
             r.outcome
@@ -163,6 +172,21 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
     })
 }
 
+/// What `status --output json` says of the last release: who, what and when, not the spec it
+/// applied (`panka history --output json` has that).
+fn release_summary(r: &Release) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "kind": r.kind,
+        "version": r.version,
+        "commit": r.commit,
+        "actor": r.actor,
+        "startedAt": r.started_at,
+        "finishedAt": r.finished_at,
+        "outcome": r.outcome,
+    })
+}
+
 /// Runs `panka show`.
 pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let id = ComponentId::try_from(args.component.clone())
@@ -189,18 +213,21 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
         .and_then(|s| s.document.components.get(&id.to_string()).cloned());
     let planned = prepared.plan.all().find(|p| p.id == id).cloned();
     if global.output != OutputFormat::Table {
-        print_json(&json!({
-            "component": id.to_string(),
-            "kind": component.kind().name(),
-            "exists": o.exists,
-            "status": o.status,
-            "health": health_word(&o.health),
-            "identifiers": o.identifiers,
-            "outputs": o.outputs,
-            "events": o.events,
-            "recorded": recorded,
-            "plan": planned,
-        }))?;
+        print_data(
+            global.output,
+            &json!({
+                "component": id.to_string(),
+                "kind": component.kind().name(),
+                "exists": o.exists,
+                "status": o.status,
+                "health": health_word(&o.health),
+                "identifiers": o.identifiers,
+                "outputs": o.outputs,
+                "events": o.events,
+                "recorded": recorded,
+                "plan": planned,
+            }),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     println!("Component: {id} ({})", component.kind());
@@ -281,7 +308,7 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
         out.push((stack, envs, services));
     }
     if global.output != OutputFormat::Table {
-        print_json(&json!(out.iter().map(|(stack, envs, services)| json!({
+        print_data(global.output, &json!(out.iter().map(|(stack, envs, services)| json!({
             "stack": stack, "environments": envs,
             "services": services.iter().map(|(s, cs)| json!({"name": s, "components": cs.iter().map(|(c, k)| json!({"name": c, "kind": k})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>()))?;

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::backend::{age, load_config, open, runtime};
 use super::state::{lock_json, status};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_json;
+use crate::render::print_data;
 
 /// Arguments of `panka unlock`.
 #[derive(Debug, Args)]
@@ -76,7 +76,7 @@ pub fn run(global: &GlobalArgs, args: UnlockArgs) -> anyhow::Result<ExitCode> {
                         println!("✓ Removed lock {} ({why})", info.key());
                         describe(&info, now);
                     }
-                    OutputFormat::Json | OutputFormat::Yaml => print_json(&json!({
+                    OutputFormat::Json | OutputFormat::Yaml => print_data(global.output, &json!({
                         "removed": lock_json(&info, now),
                         "forced": forced,
                         "expired": expired,
@@ -107,7 +107,7 @@ pub fn run(global: &GlobalArgs, args: UnlockArgs) -> anyhow::Result<ExitCode> {
                             println!("Pass --service NAME to remove one.");
                         }
                     }
-                    OutputFormat::Json | OutputFormat::Yaml => print_json(&json!({
+                    OutputFormat::Json | OutputFormat::Yaml => print_data(global.output, &json!({
                         "removed": null,
                         "serviceLocks": others.iter().map(|o| lock_json(o, now)).collect::<Vec<_>>(),
                     }))?,

@@ -9,7 +9,7 @@ use panka_controller::validate::{validate, Validation};
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::{branch, mark, print_json, problem_json, problems};
+use crate::render::{branch, mark, print_data, problem_json, problems};
 
 /// Arguments of `panka validate`.
 #[derive(Debug, Args)]
@@ -71,10 +71,13 @@ pub fn run(global: &GlobalArgs, args: ValidateArgs) -> anyhow::Result<ExitCode> 
                 print_tree(v, args.service.as_deref());
             }
         }
-        OutputFormat::Json | OutputFormat::Yaml => print_json(&json!(results
-            .iter()
-            .map(|v| report_json(v, args.service.as_deref()))
-            .collect::<Vec<_>>()))?,
+        OutputFormat::Json | OutputFormat::Yaml => print_data(
+            global.output,
+            &json!(results
+                .iter()
+                .map(|v| report_json(v, args.service.as_deref()))
+                .collect::<Vec<_>>()),
+        )?,
     }
     Ok(if ok {
         ExitCode::SUCCESS

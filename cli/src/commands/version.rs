@@ -11,10 +11,13 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let version = env!("CARGO_PKG_VERSION");
     match global.output {
         OutputFormat::Table => println!("panka {version}"),
-        OutputFormat::Json | OutputFormat::Yaml => crate::render::print_json(&json!({
-            "version": version,
-            "crdApiVersion": format!("{}/{}", panka_crds::resource::GROUP, panka_crds::resource::VERSION),
-        }))?,
+        OutputFormat::Json | OutputFormat::Yaml => crate::render::print_data(
+            global.output,
+            &json!({
+                "version": version,
+                "crdApiVersion": format!("{}/{}", panka_crds::resource::GROUP, panka_crds::resource::VERSION),
+            }),
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -236,12 +236,75 @@ pub enum ReleaseOutcome {
     RolledBack,
 }
 
+/// What a release did. Stored as `releaseKind` (`kind` already says which [`HistoryEntry`] an
+/// object is); absent in documents written before it existed, which were all applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseKind {
+    /// `panka apply` or a controller reconcile: made AWS match the repository.
+    #[default]
+    Apply,
+    /// `panka destroy`: deleted the stack's (or a service's) resources.
+    Destroy,
+    /// `panka rollback`: re-applied an earlier release's recorded spec. Reserved for the
+    /// rollback command; nothing records it yet.
+    Rollback,
+}
+
+impl ReleaseKind {
+    /// The word stored and shown: `apply`, `destroy`, `rollback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseKind::Apply => "apply",
+            ReleaseKind::Destroy => "destroy",
+            ReleaseKind::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for ReleaseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a release records instead of the value of a variable whose name looks secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a variable name looks like it holds a secret: it contains `SECRET`, `PASSWORD`,
+/// `PASSWD`, `TOKEN`, `KEY` or `CREDENTIAL`, in any case. Such values are never recorded.
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+/// Variables as a release records them: values of names that [`looks_secret`] replaced by
+/// [`REDACTED`]. Variables are plain configuration (secrets are Secrets Manager references), so
+/// this guards against a mistake, not a design.
+pub fn redact_variables(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    vars.iter()
+        .map(|(k, v)| {
+            let v = if looks_secret(k) {
+                REDACTED
+            } else {
+                v.as_str()
+            };
+            (k.clone(), v.to_owned())
+        })
+        .collect()
+}
+
 /// One release: enough to show it and to re-apply it exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Release {
     /// Id ([`new_history_id`]).
     pub id: String,
+    /// Apply, destroy or rollback (`releaseKind` in the stored JSON: `kind` is the entry's tag).
+    #[serde(rename = "releaseKind", default)]
+    pub kind: ReleaseKind,
     /// Stack.
     pub stack: String,
     /// Environment.
@@ -256,6 +319,10 @@ pub struct Release {
     pub commit: Option<String>,
     /// Who ran it.
     pub actor: String,
+    /// The variables given on the command line (`--var NAME=VALUE`), values of secret-looking
+    /// names redacted ([`redact_variables`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, String>,
     /// Start (RFC 3339).
     pub started_at: String,
     /// End (RFC 3339).
@@ -301,10 +368,13 @@ pub struct UnlockRecord {
     pub at: String,
 }
 
-/// A sortable, unique history id: `20250115T133000Z-1a2b3c4d`.
+/// A sortable, unique history id: `20250115T133000.123Z-1a2b3c4d`. Milliseconds, so that
+/// entries written within one second (an unlock and the apply after it, two quick applies) still
+/// list in the order they happened; ids of older versions (`20250115T133000Z-…`) sort among
+/// them by the second.
 pub fn new_history_id() -> String {
     let now = jiff::Timestamp::now();
-    let stamp = now.strftime("%Y%m%dT%H%M%SZ");
+    let stamp = now.strftime("%Y%m%dT%H%M%S%.3fZ");
     let rand = uuid::Uuid::new_v4().simple().to_string();
     format!("{stamp}-{}", &rand[..8])
 }
@@ -703,4 +773,115 @@ fn check_successor(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(kind: ReleaseKind, overrides: &[(&str, &str)]) -> HistoryEntry {
+        HistoryEntry::Release(Release {
+            id: "20250101T000000Z-aaaaaaaa".into(),
+            kind,
+            stack: "s".into(),
+            environment: "e".into(),
+            scope: "stack".into(),
+            version: None,
+            commit: None,
+            actor: "a@b".into(),
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            started_at: "2025-01-01T00:00:00Z".into(),
+            finished_at: None,
+            outcome: ReleaseOutcome::Succeeded,
+            actions: BTreeMap::new(),
+            desired: serde_json::Value::Null,
+        })
+    }
+
+    #[test]
+    fn a_release_without_release_kind_reads_as_an_apply() {
+        let old = serde_json::json!({
+            "kind": "release", "id": "20250101T000000Z-aaaaaaaa", "stack": "s",
+            "environment": "e", "scope": "stack", "actor": "a@b",
+            "startedAt": "2025-01-01T00:00:00Z", "outcome": "succeeded",
+        });
+        let entry: HistoryEntry = serde_json::from_value(old).unwrap();
+        let HistoryEntry::Release(r) = entry else {
+            panic!("not a release")
+        };
+        assert_eq!(r.kind, ReleaseKind::Apply);
+        assert!(r.overrides.is_empty());
+    }
+
+    #[test]
+    fn release_kind_is_stored_beside_the_entry_tag_and_reads_back() {
+        for kind in [
+            ReleaseKind::Apply,
+            ReleaseKind::Destroy,
+            ReleaseKind::Rollback,
+        ] {
+            let entry = release(kind, &[("VERSION", "1.10")]);
+            let json = serde_json::to_value(&entry).unwrap();
+            assert_eq!(json["kind"], "release");
+            assert_eq!(json["releaseKind"], kind.as_str());
+            assert_eq!(json["overrides"]["VERSION"], "1.10");
+            let back: HistoryEntry = serde_json::from_value(json).unwrap();
+            assert_eq!(back, entry);
+        }
+    }
+
+    #[test]
+    fn history_ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..3)
+            .map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                new_history_id()
+            })
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+        for id in &ids {
+            check_name("history id", id).unwrap();
+            assert_eq!(id.len(), "20250115T133000.123Z-1a2b3c4d".len(), "{id}");
+        }
+    }
+
+    #[test]
+    fn empty_overrides_are_not_stored() {
+        let json = serde_json::to_value(release(ReleaseKind::Apply, &[])).unwrap();
+        assert!(json.get("overrides").is_none(), "{json}");
+    }
+
+    #[test]
+    fn secret_looking_variables_are_redacted_and_others_kept() {
+        let vars: BTreeMap<String, String> = [
+            ("USER_API_VERSION", "1.4.2"),
+            ("DB_PASSWORD", "hunter2"),
+            ("api_token", "t"),
+            ("ClientSecret", "s"),
+            ("SIGNING_KEY_ID", "k"),
+            ("AWS_CREDENTIALS", "c"),
+            ("REPLICAS", "3"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let recorded = redact_variables(&vars);
+        assert_eq!(recorded["USER_API_VERSION"], "1.4.2");
+        assert_eq!(recorded["REPLICAS"], "3");
+        for k in [
+            "DB_PASSWORD",
+            "api_token",
+            "ClientSecret",
+            "SIGNING_KEY_ID",
+            "AWS_CREDENTIALS",
+        ] {
+            assert_eq!(recorded[k], REDACTED, "{k}");
+        }
+        assert_eq!(recorded.len(), vars.len());
+    }
 }

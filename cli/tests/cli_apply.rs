@@ -1,0 +1,252 @@
+//! `panka apply`, `destroy`, `history` and `status` end to end against a fresh emulator, on a
+//! small generated stack of SQS queues: the line progress output when stderr is not a terminal,
+//! releases recording their kind and the `--var` overrides (secret-looking ones redacted), the
+//! trimmed `status` JSON, and `--output yaml` reading back as the JSON.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use panka_tests::emulator::{emulator, unique_name, REGION};
+use serde_json::Value;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn panka(home: &Path, repo: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_panka"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PANKA_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env("HOME", home)
+        .env_remove("AWS_PROFILE")
+        .env("USER", "tester");
+    for (k, v) in emulator().env() {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("failed to run panka")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// A stack `name` with one service `orders` and two queues whose visibility timeout is the
+/// `QUEUE_VISIBILITY` variable.
+fn repo(root: &Path, name: &str) {
+    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
+        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"));
+    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
+        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1, QUEUE_VISIBILITY: \"30\"}}\n"));
+    write(
+        root,
+        &format!("stacks/{name}/services/orders/service.yaml"),
+        &format!(
+            "apiVersion: core.panka.io/v1\nkind: Service\nmetadata: {{name: orders, stack: {name}}}\n"
+        ),
+    );
+    for queue in ["jobs", "events"] {
+        write(root, &format!("stacks/{name}/services/orders/components/{queue}/sqs.yaml"), &format!(
+            "apiVersion: components.panka.io/v1\nkind: SQS\nmetadata: {{name: {queue}, service: orders, stack: {name}}}\nspec:\n  visibilityTimeout: ${{QUEUE_VISIBILITY}}\n"));
+    }
+}
+
+fn yaml_to_json(y: &Yaml) -> Value {
+    match y {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Real(r) => Value::from(r.parse::<f64>().expect("a float")),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| match k {
+                    Yaml::String(k) => (k.clone(), yaml_to_json(v)),
+                    other => panic!("YAML key {other:?} is not a string"),
+                })
+                .collect(),
+        ),
+        other => panic!("unexpected YAML node {other:?}"),
+    }
+}
+
+fn parse_yaml(text: &str) -> Value {
+    let docs = YamlLoader::load_from_str(text)
+        .unwrap_or_else(|e| panic!("--output yaml printed invalid YAML: {e}\n{text}"));
+    assert_eq!(docs.len(), 1, "{text}");
+    yaml_to_json(&docs[0])
+}
+
+#[test]
+fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yaml() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let repo_dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("c");
+    repo(repo_dir.path(), &name);
+    let root = repo_dir.path();
+    let home = home.path();
+    let bucket = unique_name("cli-apply");
+    let table = unique_name("cli-apply");
+    ok(panka(
+        home,
+        root,
+        &[
+            "init",
+            "--region",
+            REGION,
+            "--bucket",
+            &bucket,
+            "--table",
+            &table,
+            "--non-interactive",
+        ],
+    ));
+    ok(panka(
+        home,
+        root,
+        &["backend", "create", "--bucket", &bucket, "--table", &table],
+    ));
+    let target = ["-s", name.as_str(), "-e", "development"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        v.extend(target.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        panka(home, root, &args)
+    };
+
+    // First apply: stderr is a pipe, so progress is the line output, unchanged.
+    let out = run(with(&[
+        "apply",
+        "--yes",
+        "--health-timeout",
+        "60",
+        "--var",
+        "QUEUE_VISIBILITY=45",
+        "--var",
+        "VERSION=1.10",
+        "--var",
+        "DB_PASSWORD=hunter2",
+    ]));
+    let stdout = ok(out.clone());
+    for line in [
+        "\nWave 1 (2 changing)\n",
+        "├── Creating orders/events (SQS)…\n",
+        "├── Creating orders/jobs (SQS)…\n",
+        "│   ✓ orders/jobs created (",
+        "✓ Deployment successful!",
+        "Version: 1.10\n",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in\n{}", text(&out));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains("Wave"),
+        "progress bars drawn to a pipe:\n{}",
+        text(&out)
+    );
+
+    // A second apply changing the queues through a variable: a release of its own.
+    ok(run(with(&[
+        "apply",
+        "--yes",
+        "--var",
+        "QUEUE_VISIBILITY=50",
+    ])));
+
+    let table_out = ok(run(with(&["history"])));
+    let lines: Vec<&str> = table_out.lines().collect();
+    assert!(
+        lines[1].starts_with("ID") && lines[1].contains("KIND") && lines[1].ends_with("VARS"),
+        "{table_out}"
+    );
+    assert!(
+        lines[2].contains(" apply ") && lines[2].ends_with("QUEUE_VISIBILITY=50"),
+        "{table_out}"
+    );
+    assert!(
+        lines[3].ends_with("DB_PASSWORD=<redacted>,QUEUE_VISIBILITY=45,VERSION=1.10"),
+        "{table_out}"
+    );
+
+    let json_text = ok(run(with(&["--output", "json", "history"])));
+    assert!(
+        !json_text.contains("hunter2"),
+        "a secret-looking variable's value was recorded:\n{json_text}"
+    );
+    let history: Value = serde_json::from_str(&json_text).expect("JSON");
+    assert_eq!(history[0]["kind"], "release");
+    assert_eq!(history[0]["releaseKind"], "apply");
+    assert_eq!(history[0]["overrides"]["QUEUE_VISIBILITY"], "50");
+    assert_eq!(history[1]["overrides"]["DB_PASSWORD"], "<redacted>");
+    assert_eq!(history[1]["overrides"]["VERSION"], "1.10");
+    assert_eq!(history[1]["version"], "1.10");
+
+    // YAML is the same document, with "1.10" still a string.
+    let yaml_text = ok(run(with(&["--output", "yaml", "history"])));
+    assert!(!yaml_text.trim_start().starts_with('['), "{yaml_text}");
+    assert!(yaml_text.contains("version: \"1.10\""), "{yaml_text}");
+    assert_eq!(parse_yaml(&yaml_text), history);
+
+    // status --output json: the last release in brief, not the spec it applied.
+    let out = run(with(&["--output", "json", "status"]));
+    let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let release = status["release"].as_object().expect("a release");
+    let mut keys: Vec<&str> = release.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "actor",
+            "commit",
+            "finishedAt",
+            "id",
+            "kind",
+            "outcome",
+            "startedAt",
+            "version"
+        ],
+        "{status:#}"
+    );
+    assert_eq!(release["id"], history[0]["id"]);
+    assert_eq!(release["kind"], "apply");
+    assert_eq!(release["outcome"], "succeeded");
+    let yaml_status = parse_yaml(&ok(run(with(&["--output", "yaml", "status"]))));
+    assert_eq!(yaml_status["release"], status["release"]);
+
+    // Destroy: recorded as a destroy, shown as one.
+    let out = run(with(&["destroy", "--yes"]));
+    let stdout = ok(out);
+    assert!(stdout.contains("✓ Destroy successful!"), "{stdout}");
+    let table_out = ok(run(with(&["history"])));
+    let newest = table_out.lines().nth(2).expect("a row");
+    assert!(newest.contains(" destroy "), "{table_out}");
+    let history: Value =
+        serde_json::from_str(&ok(run(with(&["--output", "json", "history"])))).expect("JSON");
+    assert_eq!(history[0]["releaseKind"], "destroy");
+    assert_eq!(history.as_array().map(Vec::len), Some(3));
+    let out = run(with(&["--output", "json", "status"]));
+    let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(status["release"]["kind"], "destroy", "{}", text(&out));
+}
