@@ -9,6 +9,7 @@
 //! `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`) is honoured by that chain; it is how tests
 //! and demos reach the local emulator.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use aws_config::retry::RetryConfig;
@@ -72,6 +73,39 @@ pub fn dynamodb_client(config: &SdkConfig, region: Option<&str>) -> aws_sdk_dyna
         builder = builder.region(Region::new(region.to_owned()));
     }
     aws_sdk_dynamodb::Client::from_conf(builder.build())
+}
+
+/// A resource's tags as a map, from the `(key, value)` pairs of any service's tag type: without
+/// the `aws:` tags AWS sets itself (they cannot be changed, so they are never compared) and
+/// without key-less entries; a missing value counts as empty.
+pub fn tag_map<'a>(
+    pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| Some((k?, v.unwrap_or_default())))
+        .filter(|(k, _)| !k.starts_with("aws:"))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// What makes a resource's tags `have` exactly `want`: the tags to add or overwrite, and the
+/// keys to remove.
+pub fn tag_changes(
+    want: &BTreeMap<String, String>,
+    have: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let set = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove = have
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .cloned()
+        .collect();
+    (set, remove)
 }
 
 /// What kind of failure an AWS call ended in; decides retry and user message.
@@ -238,6 +272,37 @@ mod tests {
             ErrorClass::Throttled
         );
         assert_eq!(classify(Some("NoSuchKey"), Some(404)), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn tag_maps_drop_aws_tags_and_keyless_entries() {
+        let tags = tag_map([
+            (Some("panka:stack"), Some("shop")),
+            (Some("aws:cloudformation:stack-name"), Some("x")),
+            (None, Some("orphan")),
+            (Some("empty"), None),
+        ]);
+        let want: BTreeMap<String, String> = [("panka:stack", "shop"), ("empty", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(tags, want);
+    }
+
+    #[test]
+    fn tag_changes_set_what_differs_and_remove_extras() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let want = map(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let have = map(&[("a", "1"), ("b", "old"), ("x", "9")]);
+        let (set, remove) = tag_changes(&want, &have);
+        assert_eq!(set, map(&[("b", "2"), ("c", "3")]));
+        assert_eq!(remove, ["x"]);
+        assert_eq!(tag_changes(&want, &want), (BTreeMap::new(), vec![]));
     }
 
     #[test]

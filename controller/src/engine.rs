@@ -621,8 +621,24 @@ impl Engine {
         }
 
         if failures.is_empty() {
+            let recorded_doc = prepared.state.as_ref().map(|s| &s.document);
+            // Deletions AWS has not finished (see `DriverError::StillDeleting`): what they
+            // depend on stays, the rest goes on; a later run carries on.
+            let mut still_deleting: Vec<ComponentId> = Vec::new();
             for p in &prepared.plan.deletions {
                 guard.check()?;
+                if let Some(user) = still_deleting
+                    .iter()
+                    .find(|d| plan::recorded_references(recorded_doc, d).contains(&p.id))
+                {
+                    let msg = format!(
+                        "left in place: {user}, which depends on it, is still being deleted; run the destroy again later"
+                    );
+                    progress.event(Event::ComponentFailed(p, &msg));
+                    failures.push((p.id.clone(), msg));
+                    still_deleting.push(p.id.clone());
+                    continue;
+                }
                 progress.event(Event::ComponentStarted(p));
                 let t = Instant::now();
                 let recorded = prepared
@@ -666,7 +682,10 @@ impl Engine {
                         let msg = e.to_string();
                         progress.event(Event::ComponentFailed(p, &msg));
                         failures.push((p.id.clone(), msg));
-                        break;
+                        if !matches!(e, DriverError::StillDeleting { .. }) {
+                            break;
+                        }
+                        still_deleting.push(p.id.clone());
                     }
                 }
             }

@@ -207,6 +207,7 @@ pub fn driver_ctx(sdk: &SdkConfig, adopt: bool) -> panka_controller::driver::Ctx
         infra: Default::default(),
         adopt,
         calls: panka_controller::driver::CallCounter::default(),
+        deletion_timeout: panka_controller::driver::DEFAULT_DELETION_TIMEOUT,
     }
 }
 

@@ -834,6 +834,16 @@ async fn delete_removes_everything_and_is_idempotent() {
         .await
         .expect("list");
     assert!(defs.task_definition_arns().is_empty(), "{defs:?}");
+    // Deregistered revisions would linger, INACTIVE and tagged: they are deleted too.
+    let inactive = f
+        .ecs
+        .list_task_definitions()
+        .family_prefix(&name)
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Inactive)
+        .send()
+        .await
+        .expect("list");
+    assert!(inactive.task_definition_arns().is_empty(), "{inactive:?}");
     let tgs = f
         .elb
         .describe_target_groups()

@@ -1,17 +1,22 @@
 //! The ElastiCacheRedis driver against the local emulator through the real SDK: create with an
-//! AUTH token from Secrets Manager, observe, every setting change planned as a replacement, tag
-//! drift reverted in place, foreign groups, delete.
+//! AUTH token from Secrets Manager in a cache subnet group of its own, observe (one component and
+//! many at once), every setting change planned as a replacement, tag drift reverted in place,
+//! foreign groups, delete.
 //!
 //! moto 5.1.22 limits what can be shown here: it implements no ModifyReplicationGroup (hence no
 //! in-place drift but tags), ignores `NumCacheClusters` (a group always gets one member unless
 //! `ReplicasPerNodeGroup` is given), creates no member cache clusters (so the engine version comes
-//! from the driver's record, see `ElastiCacheDriver::observe`) and never finishes a deletion (the
-//! group stays `deleting`). The converged checks therefore use a one-node group.
+//! from the driver's record, see `ElastiCacheDriver::observe`, and a group's subnet group can only
+//! be read back from a snapshot of it), never finishes a deletion (the group stays `deleting`),
+//! and implements neither ModifyCacheSubnetGroup nor DeleteCacheSubnetGroup. So the converged
+//! checks use a one-node group, and delete is shown up to the bounded wait for the group to go,
+//! which keeps the subnet group: its deletion after the wait cannot run here.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use panka_controller::driver::elasticache::{ElastiCacheDriver, REPLACE_REASON};
-use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
+use panka_controller::driver::{Ctx, Driver, DriverError, Observe, Outputs};
 use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_controller::plan::{diff, Change};
 use panka_controller::resolve::Options;
@@ -72,11 +77,89 @@ async fn env() -> (
         .await
         .expect("secret created");
     (
-        ElastiCacheDriver::new(&ctx),
+        short_waiting(&ctx),
         ctx,
         aws_sdk_elasticache::Client::new(&sdk),
         example_cache(&secret),
     )
+}
+
+/// A driver that waits two seconds, not thirty minutes, for a deletion moto never finishes.
+fn short_waiting(ctx: &Ctx) -> ElastiCacheDriver {
+    ElastiCacheDriver::new(ctx).with_deletion_wait(DELETION_WAIT, Duration::from_millis(200))
+}
+
+const DELETION_WAIT: Duration = Duration::from_secs(2);
+
+/// The subnets of the emulator's default VPC, sorted, read directly from EC2.
+async fn default_subnets() -> (String, Vec<String>) {
+    let ec2 = aws_sdk_ec2::Client::new(&emulator().sdk_config().await);
+    let vpc = ec2
+        .describe_vpcs()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("isDefault")
+                .values("true")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("vpcs")
+        .vpcs()[0]
+        .vpc_id()
+        .expect("vpc id")
+        .to_string();
+    let mut subnets: Vec<String> = ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(&vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("subnets")
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id().map(str::to_string))
+        .collect();
+    subnets.sort();
+    (vpc, subnets)
+}
+
+async fn subnet_group(
+    client: &aws_sdk_elasticache::Client,
+    name: &str,
+) -> Option<aws_sdk_elasticache::types::CacheSubnetGroup> {
+    match client
+        .describe_cache_subnet_groups()
+        .cache_subnet_group_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => out.cache_subnet_groups().first().cloned(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_cache_subnet_group_not_found_fault()) =>
+        {
+            None
+        }
+        Err(e) => panic!("describe cache subnet group: {e:?}"),
+    }
+}
+
+async fn tags_of(client: &aws_sdk_elasticache::Client, arn: &str) -> BTreeMap<String, String> {
+    client
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .expect("tags")
+        .tag_list()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
 }
 
 async fn describe(
@@ -112,17 +195,49 @@ async fn create_makes_a_tagged_group_that_observe_reports_converged() {
     assert_eq!(group.at_rest_encryption_enabled(), Some(true));
     assert_eq!(group.transit_encryption_enabled(), Some(true));
     assert_eq!(group.auth_token_enabled(), Some(true));
-    let tags: BTreeMap<String, String> = client
-        .list_tags_for_resource()
-        .resource_name(group.arn().expect("arn"))
+    assert_eq!(
+        tags_of(&client, group.arn().expect("arn")).await,
+        ctx.tags(&cache.id)
+    );
+
+    // Its own cache subnet group, with every subnet of the default VPC and panka's tags.
+    let sg_name = &applied.identifiers["subnetGroup"];
+    assert_eq!(*sg_name, driver.subnet_group_name(&cache.id));
+    let sg = subnet_group(&client, sg_name)
+        .await
+        .expect("the cache subnet group exists");
+    let (vpc, subnets) = default_subnets().await;
+    assert_eq!(sg.vpc_id(), Some(vpc.as_str()));
+    let mut have: Vec<String> = sg
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_identifier().map(str::to_string))
+        .collect();
+    have.sort();
+    assert_eq!(have, subnets);
+    assert_eq!(
+        tags_of(&client, sg.arn().expect("arn")).await,
+        ctx.tags(&cache.id)
+    );
+    // The group sits in it. DescribeReplicationGroups does not say where a group sits (its
+    // member clusters do, and moto has none), a snapshot of the group does.
+    let snapshot = client
+        .create_snapshot()
+        .replication_group_id(name)
+        .snapshot_name(format!("{name}-placement"))
         .send()
         .await
-        .expect("tags")
-        .tag_list()
-        .iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-        .collect();
-    assert_eq!(tags, ctx.tags(&cache.id));
+        .expect("snapshot")
+        .snapshot()
+        .cloned()
+        .expect("a snapshot");
+    assert_eq!(snapshot.cache_subnet_group_name(), Some(sg_name.as_str()));
+    client
+        .delete_snapshot()
+        .snapshot_name(format!("{name}-placement"))
+        .send()
+        .await
+        .expect("snapshot deleted");
     for output in ["endpoint", "port", "readerEndpoint", "arn"] {
         assert!(
             applied.outputs.contains_key(output),
@@ -241,7 +356,7 @@ async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
         adopt: true,
         ..ctx.clone()
     };
-    ElastiCacheDriver::new(&adopting)
+    short_waiting(&adopting)
         .update(&cache, &Outputs::new(), &diffs, &seen)
         .await
         .expect("update with --adopt");
@@ -298,31 +413,131 @@ async fn a_same_named_group_without_our_tags_is_not_taken() {
 }
 
 #[tokio::test]
-async fn delete_starts_the_deletion_once_and_a_second_delete_is_a_no_op() {
+async fn delete_starts_the_deletion_once_and_keeps_the_subnet_group_while_the_group_exists() {
     let (driver, ctx, client, cache) = env().await;
     let applied = driver
         .create(&cache, &Outputs::new())
         .await
         .expect("create");
-    driver
+    let sg_name = &applied.identifiers["subnetGroup"];
+    let deletes = |ctx: &Ctx| {
+        ctx.calls
+            .snapshot()
+            .get(&(
+                "ElastiCache".to_string(),
+                "DeleteReplicationGroup".to_string(),
+            ))
+            .copied()
+            .unwrap_or(0)
+    };
+
+    // moto keeps a deleted group in `deleting` for ever; AWS removes it after a few minutes,
+    // and then the subnet group goes too.
+    let started = std::time::Instant::now();
+    let err = driver
         .delete(&cache.id, &applied.identifiers)
         .await
-        .expect("delete");
-    // moto keeps a deleted group in `deleting` for ever; AWS removes it after a few minutes.
+        .expect_err("the group never finishes deleting here");
+    assert!(
+        started.elapsed() >= DELETION_WAIT,
+        "the wait is bounded, not skipped"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("still being deleted after 2 seconds") && message.contains(sg_name),
+        "{message}"
+    );
+    assert_eq!(deletes(&ctx), 1);
     let group = describe(&client, &applied.identifiers["name"]).await;
     assert_eq!(group.status(), Some("deleting"));
+    assert!(
+        subnet_group(&client, sg_name).await.is_some(),
+        "a subnet group in use is not deleted"
+    );
     let seen = driver
         .observe(&cache.id, Some(&applied.identifiers))
         .await
         .expect("observe");
+    // On its way out: gone as far as a plan goes (a new apply creates it, after waiting).
+    assert!(!seen.exists, "{seen:?}");
+    assert_eq!(seen.status, "deleting");
     assert!(matches!(
-        seen.health,
-        panka_controller::plan::Health::Degraded(_)
+        err,
+        panka_controller::driver::DriverError::StillDeleting { .. }
     ));
+
+    // A second delete (a re-run destroy) only waits again: nothing is asked twice.
     let before = ctx.calls.mutating();
     driver
         .delete(&cache.id, &applied.identifiers)
         .await
-        .expect("second delete is a no-op");
+        .expect_err("still deleting");
     assert_eq!(ctx.calls.mutating(), before);
+    assert_eq!(deletes(&ctx), 1);
+}
+
+#[tokio::test]
+async fn observing_many_groups_equals_observing_each_with_fewer_calls() {
+    let (driver, ctx, _client, cache) = env().await;
+    let mut items: Vec<Observe> = Vec::new();
+    for name in ["cache", "cache-b", "cache-c"] {
+        let mut c = cache.clone();
+        c.id = ComponentId::new("notification-service", name);
+        let applied = driver.create(&c, &Outputs::new()).await.expect("create");
+        // One observed with its record (engine version, subnet group), the others without.
+        let recorded = (name == "cache").then_some(applied.identifiers);
+        items.push((c.id, recorded));
+    }
+    items.push((ComponentId::new("notification-service", "never-made"), None));
+
+    // Calls made between two snapshots, by operation.
+    let count = |from: &BTreeMap<(String, String), u64>, to: &BTreeMap<(String, String), u64>| {
+        to.iter()
+            .map(|(k, n)| (k.1.clone(), n - from.get(k).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect::<BTreeMap<String, u64>>()
+    };
+
+    let t0 = ctx.calls.snapshot();
+    let mut one_by_one = Vec::new();
+    for (id, recorded) in &items {
+        one_by_one.push(
+            driver
+                .observe(id, recorded.as_ref())
+                .await
+                .expect("observe"),
+        );
+    }
+    let t1 = ctx.calls.snapshot();
+    let batched = driver.observe_many(&items, 4).await.expect("observe many");
+    let t2 = ctx.calls.snapshot();
+
+    assert_eq!(batched, one_by_one);
+    assert!(batched[..3].iter().all(|o| o.exists && o.owned));
+    assert_eq!(
+        batched[0].identifiers["subnetGroup"],
+        driver.subnet_group_name(&items[0].0)
+    );
+    assert!(!batched[3].exists);
+    assert_eq!(batched[3].status, "missing");
+
+    let single = count(&t0, &t1);
+    let many = count(&t1, &t2);
+    eprintln!("observe per component: {single:?}\nobserve_many: {many:?}");
+    assert_eq!(
+        single,
+        BTreeMap::from([
+            ("DescribeCacheClusters".to_string(), 3),
+            ("DescribeReplicationGroups".to_string(), 4),
+            ("ListTagsForResource".to_string(), 3),
+        ])
+    );
+    assert_eq!(
+        many,
+        BTreeMap::from([
+            ("DescribeCacheClusters".to_string(), 1),
+            ("DescribeReplicationGroups".to_string(), 1),
+            ("ListTagsForResource".to_string(), 3),
+        ])
+    );
 }

@@ -1,13 +1,13 @@
 //! The RDS driver against the local emulator through the real SDK: the master password read from
 //! Secrets Manager (created here first) and never echoed, the subnet group in the default VPC,
-//! observe, drift made with direct SDK calls, update, refused storage shrink, foreign instances,
-//! deletion protection and delete.
+//! observe (one instance and many at once), drift made with direct SDK calls, update, refused
+//! storage shrink, foreign instances, deletion protection and delete.
 
 use std::collections::BTreeMap;
 
 use panka_controller::driver::rds::RdsDriver;
-use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
-use panka_controller::model::{ComponentSpec, DesiredComponent};
+use panka_controller::driver::{Ctx, Driver, DriverError, Observe, Outputs};
+use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_controller::plan::{diff, Change};
 use panka_crds::spec::RdsSpec;
 use panka_tests::emulator::{driver_ctx, emulator, example_component};
@@ -416,4 +416,59 @@ async fn delete_without_a_record_of_the_spec_keeps_a_final_snapshot() {
         .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert!(ids[0].starts_with(&format!("{name}-final-")), "{ids:?}");
+}
+
+#[tokio::test]
+async fn observing_many_instances_equals_observing_each_in_one_call() {
+    let Env {
+        driver, ctx, db, ..
+    } = env().await;
+    let mut items: Vec<Observe> = Vec::new();
+    for name in ["database", "database-b"] {
+        let mut c = db.clone();
+        c.id = ComponentId::new("notification-service", name);
+        let applied = driver.create(&c, &Outputs::new()).await.expect("create");
+        // One observed by its record, the other by its name.
+        let recorded = (name == "database").then_some(applied.identifiers);
+        items.push((c.id, recorded));
+    }
+    items.push((ComponentId::new("notification-service", "never-made"), None));
+    let describes = || {
+        ctx.calls
+            .snapshot()
+            .get(&("RDS".to_string(), "DescribeDBInstances".to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+
+    let t0 = describes();
+    let mut one_by_one = Vec::new();
+    for (id, recorded) in &items {
+        one_by_one.push(
+            driver
+                .observe(id, recorded.as_ref())
+                .await
+                .expect("observe"),
+        );
+    }
+    let t1 = describes();
+    let before = ctx.calls.total();
+    let batched = driver.observe_many(&items, 4).await.expect("observe many");
+    let t2 = describes();
+
+    assert_eq!(batched, one_by_one);
+    assert!(batched[..2].iter().all(|o| o.exists && o.owned));
+    assert_eq!(batched[2].status, "missing");
+    eprintln!(
+        "DescribeDBInstances: {} one by one, {} for all",
+        t1 - t0,
+        t2 - t1
+    );
+    assert_eq!(t1 - t0, 3);
+    assert_eq!(t2 - t1, 1);
+    assert_eq!(
+        ctx.calls.total() - before,
+        1,
+        "nothing but the one describe"
+    );
 }

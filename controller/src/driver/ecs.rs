@@ -49,7 +49,7 @@ use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, CpuArchitecture,
     DeploymentCircuitBreaker, DeploymentConfiguration, KeyValuePair, LaunchType, LogConfiguration,
     LogDriver, NetworkConfiguration, NetworkMode, OsFamily, PortMapping, PropagateTags,
-    RuntimePlatform, Secret, ServiceField, TransportProtocol,
+    RuntimePlatform, Secret, ServiceField, TaskDefinitionStatus, TransportProtocol,
 };
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, HostHeaderConditionConfig, PathPatternConditionConfig, ProtocolEnum,
@@ -749,6 +749,8 @@ struct Batch {
     rules: HashMap<String, Vec<Rule>>,
 }
 
+/// DeleteTaskDefinitions takes at most this many revisions.
+const TASK_DEFINITIONS_PER_DELETE: usize = 10;
 /// DescribeServices takes at most this many services.
 const SERVICES_PER_CALL: usize = 10;
 /// DescribeScalableTargets takes at most this many resource ids.
@@ -1066,6 +1068,43 @@ impl EcsDriver {
             .find(|l| l.port() == Some(shared::LISTENER_PORT))
             .and_then(|l| l.listener_arn())
             .map(str::to_string))
+    }
+
+    /// The revisions of a task definition family in `status`.
+    async fn revisions_of(
+        &self,
+        id: &ComponentId,
+        family: &str,
+        status: TaskDefinitionStatus,
+    ) -> Result<Vec<String>, DriverError> {
+        let mut arns = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .ecs
+                .list_task_definitions()
+                .family_prefix(family)
+                .status(status.clone())
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("list task definitions", id, &e))?;
+            // `familyPrefix` is documented as the full family; check anyway.
+            arns.extend(
+                out.task_definition_arns()
+                    .iter()
+                    .filter(|arn| {
+                        arn.rsplit_once('/')
+                            .and_then(|(_, fr)| fr.rsplit_once(':'))
+                            .is_some_and(|(f, _)| f == family)
+                    })
+                    .cloned(),
+            );
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(arns);
+            }
+        }
     }
 
     /// Every rule of a listener.
@@ -2697,41 +2736,38 @@ impl Driver for EcsDriver {
             .await?;
 
         let family = recorded.get("family").cloned().unwrap_or(name);
-        let mut token = None;
-        loop {
-            let out = self
+        // Deregistered revisions stay (INACTIVE, still tagged) until deleted: deregister the
+        // active ones, then delete every revision of the family, ten per call.
+        for arn in self
+            .revisions_of(id, &family, TaskDefinitionStatus::Active)
+            .await?
+        {
+            match self
                 .ecs
-                .list_task_definitions()
-                .family_prefix(&family)
-                .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
-                .set_next_token(token)
+                .deregister_task_definition()
+                .task_definition(&arn)
                 .send()
                 .await
-                .map_err(|e| DriverError::aws("list task definitions", id, &e))?;
-            for arn in out.task_definition_arns() {
-                // `familyPrefix` is documented as the full family; check anyway.
-                let of_family = arn
-                    .rsplit_once('/')
-                    .and_then(|(_, fr)| fr.rsplit_once(':'))
-                    .is_some_and(|(f, _)| f == family);
-                if !of_family {
-                    continue;
-                }
-                match self
-                    .ecs
-                    .deregister_task_definition()
-                    .task_definition(arn)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
-                    Err(e) => return Err(DriverError::aws("deregister task definition", id, &e)),
-                }
+            {
+                Ok(_) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) => return Err(DriverError::aws("deregister task definition", id, &e)),
             }
-            token = out.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
+        }
+        let inactive = self
+            .revisions_of(id, &family, TaskDefinitionStatus::Inactive)
+            .await?;
+        for chunk in inactive.chunks(TASK_DEFINITIONS_PER_DELETE) {
+            match self
+                .ecs
+                .delete_task_definitions()
+                .set_task_definitions(Some(chunk.to_vec()))
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) => return Err(DriverError::aws("delete task definitions", id, &e)),
             }
         }
 

@@ -20,6 +20,7 @@ pub mod sqs;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -75,6 +76,15 @@ pub enum DriverError {
         component: ComponentId,
         /// What was found.
         what: String,
+    },
+    /// A deletion began but AWS had not finished it within [`Ctx::deletion_timeout`]; what
+    /// depends on it was left in place. Running the delete again carries on.
+    #[error("{component}: {message}")]
+    StillDeleting {
+        /// Which component.
+        component: ComponentId,
+        /// What is still going, and what remains to do.
+        message: String,
     },
     /// AWS answered something the driver cannot work with.
     #[error("{component}: {message}")]
@@ -223,7 +233,15 @@ pub struct Ctx {
     pub adopt: bool,
     /// Counts AWS calls.
     pub calls: CallCounter,
+    /// How long a delete waits for AWS to finish deleting a resource that others must outlive
+    /// (an RDS instance or ElastiCache group before its subnet group); past it, the delete
+    /// answers [`DriverError::StillDeleting`] and a later run carries on.
+    pub deletion_timeout: Duration,
 }
+
+/// [`Ctx::deletion_timeout`] unless set otherwise: RDS and ElastiCache deletions usually take
+/// 5 to 20 minutes.
+pub const DEFAULT_DELETION_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 
 /// Counts AWS calls by service and operation, through an interceptor on every client.
 #[derive(Debug, Clone, Default)]
@@ -294,6 +312,7 @@ impl Ctx {
             infra: desired.infra.clone(),
             adopt,
             calls: CallCounter::default(),
+            deletion_timeout: DEFAULT_DELETION_TIMEOUT,
         }
     }
 

@@ -3,9 +3,9 @@
 //!
 //! The subnet group takes the stack's subnets: `networking.subnets` when listed, else every
 //! subnet of `networking.vpc` (absent or `default` meaning the account's default VPC, found with
-//! EC2 DescribeVpcs). The master password is read from its Secrets Manager reference only when
-//! the instance is created, handed to CreateDBInstance and dropped: it is never compared,
-//! recorded, logged or put in an error. Engine, initial database and master user name are fixed
+//! EC2 DescribeVpcs); [`stack_subnets`] finds them for the ElastiCache driver too. The master
+//! password is read from its Secrets Manager reference only when the instance is created, handed
+//! to CreateDBInstance and dropped: it is never compared, recorded, logged or put in an error. Engine, initial database and master user name are fixed
 //! at creation (a change is a replacement, which the engine gates as dangerous); class, storage,
 //! multi-AZ, backups, port, deletion protection and the engine version are modified in place,
 //! immediately (`ApplyImmediately`), not in the next maintenance window.
@@ -14,6 +14,10 @@
 //! turned it off (recorded as the `deletionProtection` identifier by create and update); then the
 //! instance is deleted without a final snapshot. Otherwise a protected instance is refused, and an
 //! unprotected one gets a final snapshot `{instance}-final-{unix seconds}`.
+//!
+//! Observing a plan's instances takes one DescribeDBInstances per hundred of them (a
+//! `db-instance-id` filter naming them), which also carries their tags; a single observe names
+//! its instance.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,12 +25,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbInstance, DbSubnetGroup, Tag};
 use aws_sdk_rds::Client;
-use panka_crds::spec::{RdsEngineType, RdsSpec, StorageType};
+use panka_crds::spec::{PasswordSecret, RdsEngineType, RdsSpec, StorageType};
 use panka_crds::Kind;
 use serde_json::{json, Value};
 
-use super::{Applied, Ctx, Driver, DriverError, Outputs};
-use crate::aws::AwsError;
+use super::{Applied, Ctx, Driver, DriverError, Observe, Outputs};
+use crate::aws::{self, AwsError};
 use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
 use crate::naming::NameRules;
 use crate::plan::{DesiredFields, FieldValue, Health, Observation};
@@ -34,10 +38,10 @@ use crate::secret;
 
 /// Backup retention when the spec is silent: the RDS API's own default.
 const DEFAULT_RETENTION_DAYS: u32 = 1;
-/// Longest wait for a deleted instance to disappear before its subnet group is removed.
-const DELETE_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 /// Pause between two DescribeDBInstances calls while waiting.
 const POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Instances named in one DescribeDBInstances filter (and the most it returns per page).
+const INSTANCES_PER_CALL: usize = 100;
 /// Identifier key recording the spec's deletion protection for [`RdsDriver::delete`].
 const PROTECTION_KEY: &str = "deletionProtection";
 
@@ -75,6 +79,43 @@ impl RdsDriver {
             .naming
             .component(id, None, NameRules::DB_INSTANCE)
             .to_lowercase()
+    }
+
+    /// The instance a component's record names, else the one its name would be.
+    fn recorded_name(
+        &self,
+        id: &ComponentId,
+        recorded: Option<&BTreeMap<String, String>>,
+    ) -> String {
+        recorded
+            .and_then(|r| r.get("name").cloned())
+            .unwrap_or_else(|| self.instance_name(id))
+    }
+
+    /// What observe reports of a described instance.
+    fn observation(&self, id: &ComponentId, db: &DbInstance) -> Observation {
+        // DescribeDBInstances answers with the instance's tags: no ListTagsForResource here.
+        let tags = tag_map(db.tag_list());
+        let mut fields = observed_fields(db);
+        fields.insert("tags".into(), FieldValue::known(&tags));
+        let Applied {
+            mut identifiers,
+            outputs,
+        } = applied_of(db);
+        if let Some(group) = db.db_subnet_group().and_then(|g| g.db_subnet_group_name()) {
+            identifiers.insert("subnetGroup".into(), group.to_string());
+        }
+        let status = db.db_instance_status().unwrap_or("unknown").to_string();
+        Observation {
+            exists: true,
+            owned: self.ctx.naming.owns(Some(id), &tags),
+            fields,
+            identifiers,
+            outputs,
+            health: health(&status),
+            status,
+            ..Observation::default()
+        }
     }
 
     /// The DB subnet group name of a component (RDS stores it lowercase).
@@ -133,17 +174,7 @@ impl RdsDriver {
             .send()
             .await
             .map_err(|e| DriverError::aws("read RDS tags", id, &e))?;
-        Ok(out
-            .tag_list()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                ))
-            })
-            .filter(|(k, _)| !k.starts_with("aws:"))
-            .collect())
+        Ok(tag_map(out.tag_list()))
     }
 
     /// Sets exactly panka's tags on an RDS resource: adds what is missing, removes extras.
@@ -153,26 +184,16 @@ impl RdsDriver {
         arn: &str,
         have: &BTreeMap<String, String>,
     ) -> Result<(), DriverError> {
-        let want = self.ctx.tags(id);
-        let missing: Vec<Tag> = want
-            .iter()
-            .filter(|(k, v)| have.get(*k) != Some(*v))
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        if !missing.is_empty() {
+        let (set, extra) = aws::tag_changes(&self.ctx.tags(id), have);
+        if !set.is_empty() {
             self.rds
                 .add_tags_to_resource()
                 .resource_name(arn)
-                .set_tags(Some(missing))
+                .set_tags(Some(rds_tags(set)))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("tag RDS resource", id, &e))?;
         }
-        let extra: Vec<String> = have
-            .keys()
-            .filter(|k| !want.contains_key(*k))
-            .cloned()
-            .collect();
         if !extra.is_empty() {
             self.rds
                 .remove_tags_from_resource()
@@ -185,91 +206,18 @@ impl RdsDriver {
         Ok(())
     }
 
-    /// The subnets the stack's databases go in (see the module docs).
-    async fn subnets(&self, id: &ComponentId) -> Result<Vec<String>, DriverError> {
-        let networking = self.ctx.infra.networking.clone().unwrap_or_default();
-        if !networking.subnets.is_empty() {
-            return Ok(networking.subnets);
-        }
-        let vpc = match networking.vpc.as_deref() {
-            Some(v) if v != "default" => v.to_string(),
-            _ => {
-                let out = self
-                    .ec2
-                    .describe_vpcs()
-                    .filters(
-                        aws_sdk_ec2::types::Filter::builder()
-                            .name("isDefault")
-                            .values("true")
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| DriverError::aws("find the default VPC", id, &e))?;
-                out.vpcs()
-                    .first()
-                    .and_then(|v| v.vpc_id())
-                    .map(str::to_string)
-                    .ok_or_else(|| DriverError::Unexpected {
-                        component: id.clone(),
-                        message: "the account has no default VPC; set networking.vpc or networking.subnets in the stack's infra".into(),
-                    })?
-            }
-        };
-        let mut subnets = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let out = self
-                .ec2
-                .describe_subnets()
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("vpc-id")
-                        .values(&vpc)
-                        .build(),
-                )
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("list the VPC's subnets", id, &e))?;
-            subnets.extend(
-                out.subnets()
-                    .iter()
-                    .filter_map(|s| s.subnet_id().map(str::to_string)),
-            );
-            match out.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        if subnets.is_empty() {
-            return Err(DriverError::Unexpected {
-                component: id.clone(),
-                message: format!("VPC {vpc} has no subnets to place the database in"),
-            });
-        }
-        subnets.sort();
-        Ok(subnets)
-    }
-
     /// Creates the subnet group, or takes ours and converges its subnets and tags.
     async fn ensure_subnet_group(&self, id: &ComponentId) -> Result<String, DriverError> {
         let name = self.subnet_group_name(id);
-        let subnets = self.subnets(id).await?;
+        let subnets = stack_subnets(&self.ec2, &self.ctx, id).await?;
         match self.subnet_group(id, &name).await? {
             None => {
-                let tags: Vec<Tag> = self
-                    .ctx
-                    .tags(id)
-                    .into_iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                    .collect();
                 self.rds
                     .create_db_subnet_group()
                     .db_subnet_group_name(&name)
                     .db_subnet_group_description(format!("panka {id}"))
                     .set_subnet_ids(Some(subnets))
-                    .set_tags(Some(tags))
+                    .set_tags(Some(rds_tags(self.ctx.tags(id))))
                     .send()
                     .await
                     .map_err(|e| DriverError::aws("create DB subnet group", id, &e))?;
@@ -283,12 +231,12 @@ impl RdsDriver {
                         what: format!("DB subnet group {name}"),
                     });
                 }
-                let mut have: Vec<String> = group
-                    .subnets()
-                    .iter()
-                    .filter_map(|s| s.subnet_identifier().map(str::to_string))
-                    .collect();
-                have.sort();
+                let have = sorted(
+                    group
+                        .subnets()
+                        .iter()
+                        .filter_map(|s| s.subnet_identifier().map(str::to_string)),
+                );
                 if have != subnets {
                     self.rds
                         .modify_db_subnet_group()
@@ -310,23 +258,13 @@ impl RdsDriver {
         id: &ComponentId,
         spec: &RdsSpec,
     ) -> Result<secret::SecretString, DriverError> {
-        let reference = &spec.database.password_secret;
-        secret::read_password(&self.secrets, reference)
-            .await
-            .map_err(|e| match e.aws() {
-                Some(source) => DriverError::Aws {
-                    action: format!(
-                        "read the master password secret {} for",
-                        reference.secret_ref
-                    ),
-                    component: id.clone(),
-                    source: source.clone().into(),
-                },
-                None => DriverError::Unexpected {
-                    component: id.clone(),
-                    message: e.to_string(),
-                },
-            })
+        read_secret(
+            &self.secrets,
+            &spec.database.password_secret,
+            id,
+            "master password",
+        )
+        .await
     }
 
     async fn create_instance(
@@ -337,12 +275,6 @@ impl RdsDriver {
         subnet_group: &str,
         password: secret::SecretString,
     ) -> Result<(), DriverError> {
-        let tags: Vec<Tag> = self
-            .ctx
-            .tags(id)
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
         let networking = self.ctx.infra.networking.clone().unwrap_or_default();
         let backup = spec.backup.clone().unwrap_or_default();
         let result = self
@@ -369,7 +301,7 @@ impl RdsDriver {
             .set_vpc_security_group_ids(Some(networking.security_groups).filter(|g| !g.is_empty()))
             .publicly_accessible(false)
             .storage_encrypted(true)
-            .set_tags(Some(tags))
+            .set_tags(Some(rds_tags(self.ctx.tags(id))))
             .send()
             .await;
         drop(password);
@@ -601,23 +533,136 @@ impl RdsDriver {
         }
     }
 
-    /// Polls until the instance is gone, at most [`DELETE_TIMEOUT`].
+    /// Polls until the instance is gone, at most [`Ctx::deletion_timeout`].
     async fn wait_gone(&self, id: &ComponentId, name: &str) -> Result<(), DriverError> {
-        let deadline = tokio::time::Instant::now() + DELETE_TIMEOUT;
+        let timeout = self.ctx.deletion_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         while self.instance(id, name).await?.is_some() {
             if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Unexpected {
+                return Err(DriverError::StillDeleting {
                     component: id.clone(),
                     message: format!(
-                        "DB instance {name} still exists {} minutes after its deletion began",
-                        DELETE_TIMEOUT.as_secs() / 60
+                        "DB instance {name} is still being deleted after {} s; its subnet group is deleted once it is gone: run the delete (destroy) again later",
+                        timeout.as_secs()
                     ),
                 });
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::time::sleep(POLL_INTERVAL.min(timeout)).await;
         }
         Ok(())
     }
+}
+
+/// The subnets the stack's databases and caches go in, sorted: `networking.subnets` when listed,
+/// else every subnet of `networking.vpc` (absent or `default`: the account's default VPC, found
+/// with EC2 DescribeVpcs). Shared with the ElastiCache driver's cache subnet groups.
+pub(crate) async fn stack_subnets(
+    ec2: &aws_sdk_ec2::Client,
+    ctx: &Ctx,
+    id: &ComponentId,
+) -> Result<Vec<String>, DriverError> {
+    let networking = ctx.infra.networking.clone().unwrap_or_default();
+    if !networking.subnets.is_empty() {
+        // Sorted like the VPC's, so a subnet group listing them in another order still matches.
+        return Ok(sorted(networking.subnets));
+    }
+    let vpc = match networking.vpc.as_deref() {
+        Some(v) if v != "default" => v.to_string(),
+        _ => {
+            let out = ec2
+                .describe_vpcs()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("isDefault")
+                        .values("true")
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("find the default VPC", id, &e))?;
+            out.vpcs()
+                .first()
+                .and_then(|v| v.vpc_id())
+                .map(str::to_string)
+                .ok_or_else(|| DriverError::Unexpected {
+                    component: id.clone(),
+                    message: "the account has no default VPC; set networking.vpc or networking.subnets in the stack's infra".into(),
+                })?
+        }
+    };
+    let mut subnets = Vec::new();
+    let mut pages = ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(&vpc)
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| DriverError::aws("list the VPC's subnets", id, &e))?;
+        subnets.extend(
+            page.subnets()
+                .iter()
+                .filter_map(|s| s.subnet_id().map(str::to_string)),
+        );
+    }
+    if subnets.is_empty() {
+        return Err(DriverError::Unexpected {
+            component: id.clone(),
+            message: format!("VPC {vpc} has no subnets to place {id} in; set networking.subnets in the stack's infra"),
+        });
+    }
+    Ok(sorted(subnets))
+}
+
+/// Reads a password-like secret (see [`secret::read_password`]); `what` names it in errors
+/// (`master password`, `AUTH token`). Shared with the ElastiCache driver.
+pub(crate) async fn read_secret(
+    secrets: &aws_sdk_secretsmanager::Client,
+    reference: &PasswordSecret,
+    id: &ComponentId,
+    what: &str,
+) -> Result<secret::SecretString, DriverError> {
+    secret::read_password(secrets, reference)
+        .await
+        .map_err(|e| match e.aws() {
+            Some(source) => DriverError::Aws {
+                action: format!("read the {what} secret {} for", reference.secret_ref),
+                component: id.clone(),
+                source: source.clone().into(),
+            },
+            None => DriverError::Unexpected {
+                component: id.clone(),
+                message: e.to_string(),
+            },
+        })
+}
+
+/// Sorted and without repeats.
+pub(crate) fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = items.into_iter().collect();
+    set.into_iter().collect()
+}
+
+/// What observe reports of a component whose resource does not exist.
+pub(crate) fn missing() -> Observation {
+    Observation {
+        status: "missing".into(),
+        ..Observation::default()
+    }
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    aws::tag_map(tags.iter().map(|t| (t.key(), t.value())))
+}
+
+fn rds_tags(tags: BTreeMap<String, String>) -> Vec<Tag> {
+    tags.into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 /// How a field's difference is applied.
@@ -791,40 +836,63 @@ impl Driver for RdsDriver {
         id: &ComponentId,
         recorded: Option<&BTreeMap<String, String>>,
     ) -> Result<Observation, DriverError> {
-        let mut o = Observation::default();
-        let name = recorded
-            .and_then(|r| r.get("name").cloned())
-            .unwrap_or_else(|| self.instance_name(id));
-        let Some(db) = self.instance(id, &name).await? else {
-            o.status = "missing".into();
-            return Ok(o);
-        };
-        // DescribeDBInstances answers with the instance's tags: no ListTagsForResource here.
-        let tags: BTreeMap<String, String> = db
-            .tag_list()
+        let name = self.recorded_name(id, recorded);
+        Ok(match self.instance(id, &name).await? {
+            Some(db) => self.observation(id, &db),
+            None => missing(),
+        })
+    }
+
+    /// One DescribeDBInstances per hundred instances (a `db-instance-id` filter) instead of one
+    /// per instance; each observation is built as [`RdsDriver::observe`] builds it.
+    async fn observe_many(
+        &self,
+        items: &[Observe],
+        _concurrency: usize,
+    ) -> Result<Vec<Observation>, DriverError> {
+        let names: Vec<String> = items
             .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                ))
-            })
-            .filter(|(k, _)| !k.starts_with("aws:"))
+            // RDS compares identifiers case-insensitively and reports them lowercase.
+            .map(|(id, recorded)| self.recorded_name(id, recorded.as_ref()).to_lowercase())
             .collect();
-        o.exists = true;
-        o.owned = self.ctx.naming.owns(Some(id), &tags);
-        o.fields = observed_fields(&db);
-        o.fields.insert("tags".into(), FieldValue::known(&tags));
-        let a = applied_of(&db);
-        o.identifiers = a.identifiers;
-        if let Some(group) = db.db_subnet_group().and_then(|g| g.db_subnet_group_name()) {
-            o.identifiers
-                .insert("subnetGroup".into(), group.to_string());
+        // Each name once, with the first component asking for it (named in errors).
+        let mut unique: BTreeMap<&str, &ComponentId> = BTreeMap::new();
+        for ((id, _), name) in items.iter().zip(&names) {
+            unique.entry(name.as_str()).or_insert(id);
         }
-        o.outputs = a.outputs;
-        o.status = db.db_instance_status().unwrap_or("unknown").to_string();
-        o.health = health(&o.status);
-        Ok(o)
+        let unique: Vec<(&str, &ComponentId)> = unique.into_iter().collect();
+        let mut found: BTreeMap<String, DbInstance> = BTreeMap::new();
+        for chunk in unique.chunks(INSTANCES_PER_CALL) {
+            let id = chunk[0].1;
+            let mut pages = self
+                .rds
+                .describe_db_instances()
+                .filters(
+                    aws_sdk_rds::types::Filter::builder()
+                        .name("db-instance-id")
+                        .set_values(Some(chunk.iter().map(|(n, _)| n.to_string()).collect()))
+                        .build(),
+                )
+                .max_records(INSTANCES_PER_CALL as i32)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| DriverError::aws("describe DB instances", id, &e))?;
+                for db in page.db_instances() {
+                    if let Some(name) = db.db_instance_identifier() {
+                        found.insert(name.to_lowercase(), db.clone());
+                    }
+                }
+            }
+        }
+        Ok(items
+            .iter()
+            .zip(&names)
+            .map(|((id, _), name)| match found.get(name) {
+                Some(db) => self.observation(id, db),
+                None => missing(),
+            })
+            .collect())
     }
 
     async fn converge(

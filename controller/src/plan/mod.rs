@@ -480,6 +480,19 @@ pub fn plan(
     }
 }
 
+/// The components `id` depended on when it was last applied (the references of its recorded
+/// spec); empty when state has no such record.
+pub fn recorded_references(
+    state: Option<&StateDocument>,
+    id: &ComponentId,
+) -> BTreeSet<ComponentId> {
+    state
+        .and_then(|s| s.components.get(&id.to_string()))
+        .and_then(|c| serde_json::from_value::<DesiredComponent>(c.applied_spec.clone()).ok())
+        .map(|c| c.references.into_iter().map(|r| r.target).collect())
+        .unwrap_or_default()
+}
+
 /// Orders deletions so that a component goes before everything it depends on (reverse waves),
 /// using the references recorded with its last applied spec; among equals, containers first.
 fn order_deletions(deletions: &mut Vec<ComponentPlan>, state: Option<&StateDocument>) {
@@ -488,19 +501,10 @@ fn order_deletions(deletions: &mut Vec<ComponentPlan>, state: Option<&StateDocum
     let needs: BTreeMap<ComponentId, BTreeSet<ComponentId>> = ids
         .iter()
         .map(|id| {
-            let refs = state
-                .and_then(|s| s.components.get(&id.to_string()))
-                .and_then(|c| {
-                    serde_json::from_value::<DesiredComponent>(c.applied_spec.clone()).ok()
-                })
-                .map(|c| {
-                    c.references
-                        .into_iter()
-                        .map(|r| r.target)
-                        .filter(|t| ids.contains(t))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let refs = recorded_references(state, id)
+                .into_iter()
+                .filter(|t| ids.contains(t))
+                .collect();
             (id.clone(), refs)
         })
         .collect();
