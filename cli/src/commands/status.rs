@@ -161,7 +161,8 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
             kind,
             if o.status.is_empty() { "-" } else { &o.status },
             health_word(&o.health),
-            at.as_deref().unwrap_or("never")
+            at.as_deref()
+                .map_or_else(|| "never".to_string(), |t| ago(t, jiff::Timestamp::now()))
         );
     }
     let healthy = rows.iter().all(|(_, _, o, _)| o.health == Health::Healthy);
@@ -170,6 +171,22 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
     } else {
         ExitCode::from(1)
     })
+}
+
+/// How long before `now` an RFC 3339 time was, as people say it (`40s ago`, `12 min ago`,
+/// `5 h ago`, `3 days ago`); the time as written when it cannot be read.
+fn ago(at: &str, now: jiff::Timestamp) -> String {
+    let Ok(then) = at.parse::<jiff::Timestamp>() else {
+        return at.to_string();
+    };
+    let secs = now.duration_since(then).as_secs();
+    match secs {
+        s if s < 0 => at.to_string(),
+        s if s < 60 => format!("{s}s ago"),
+        s if s < 3600 => format!("{} min ago", s / 60),
+        s if s < 48 * 3600 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86_400),
+    }
 }
 
 /// What `status --output json` says of the last release: who, what and when, not the spec it
@@ -324,4 +341,20 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ago;
+
+    #[test]
+    fn times_read_as_how_long_ago() {
+        let now: jiff::Timestamp = "2026-11-23T16:00:00Z".parse().expect("time");
+        assert_eq!(ago("2026-11-23T15:59:20.5Z", now), "39s ago");
+        assert_eq!(ago("2026-11-23T15:48:00Z", now), "12 min ago");
+        assert_eq!(ago("2026-11-23T11:00:00Z", now), "5 h ago");
+        assert_eq!(ago("2026-11-20T16:00:00Z", now), "3 days ago");
+        assert_eq!(ago("not a time", now), "not a time");
+        assert_eq!(ago("2026-11-23T16:05:00Z", now), "2026-11-23T16:05:00Z");
+    }
 }
