@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use panka_tests::output::yaml_to_json;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -357,27 +358,6 @@ fn a_usage_error_exits_1_so_2_only_ever_means_changes_present() {
     assert!(stderr(&out).contains("--no-such-flag"), "{}", show(&out));
     let help = run_on_example(&["--help"]);
     assert_eq!(help.status.code(), Some(0), "{}", show(&help));
-}
-
-fn yaml_to_json(y: &yaml_rust2::Yaml) -> Value {
-    use yaml_rust2::Yaml;
-    match y {
-        Yaml::Null => Value::Null,
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Integer(i) => Value::from(*i),
-        Yaml::Real(r) => Value::from(r.parse::<f64>().expect("a float")),
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
-        Yaml::Hash(h) => Value::Object(
-            h.iter()
-                .map(|(k, v)| match k {
-                    Yaml::String(k) => (k.clone(), yaml_to_json(v)),
-                    other => panic!("YAML key {other:?} is not a string"),
-                })
-                .collect(),
-        ),
-        other => panic!("unexpected YAML node {other:?}"),
-    }
 }
 
 #[test]

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use panka_tests::emulator::{emulator, unique_name, REGION};
+use panka_tests::output::{text, yaml_to_json};
 use serde_json::Value;
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::YamlLoader;
 
 fn panka(home: &Path, repo: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_panka"));
@@ -27,15 +28,6 @@ fn panka(home: &Path, repo: &Path, args: &[&str]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("failed to run panka")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn ok(o: Output) -> String {
@@ -66,26 +58,6 @@ fn repo(root: &Path, name: &str) {
     for queue in ["jobs", "events"] {
         write(root, &format!("stacks/{name}/services/orders/components/{queue}/sqs.yaml"), &format!(
             "apiVersion: components.panka.io/v1\nkind: SQS\nmetadata: {{name: {queue}, service: orders, stack: {name}}}\nspec:\n  visibilityTimeout: ${{QUEUE_VISIBILITY}}\n"));
-    }
-}
-
-fn yaml_to_json(y: &Yaml) -> Value {
-    match y {
-        Yaml::Null => Value::Null,
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Integer(i) => Value::from(*i),
-        Yaml::Real(r) => Value::from(r.parse::<f64>().expect("a float")),
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
-        Yaml::Hash(h) => Value::Object(
-            h.iter()
-                .map(|(k, v)| match k {
-                    Yaml::String(k) => (k.clone(), yaml_to_json(v)),
-                    other => panic!("YAML key {other:?} is not a string"),
-                })
-                .collect(),
-        ),
-        other => panic!("unexpected YAML node {other:?}"),
     }
 }
 

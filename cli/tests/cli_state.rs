@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use panka_controller::lock::{LockOptions, LockTarget, Locker};
 use panka_tests::emulator::{emulator, unique_name, REGION};
+use panka_tests::output::text;
 
 fn panka(home: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_panka"));
@@ -23,15 +24,6 @@ fn panka(home: &Path, args: &[&str]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("failed to run panka")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
