@@ -344,6 +344,11 @@ impl Engine {
         for c in &in_scope {
             fields.insert(c.id.clone(), self.driver(c)?.desired(c, &outputs));
         }
+        for c in &in_scope {
+            if let Some(o) = observed.get_mut(&c.id) {
+                self.driver(c)?.complete(c, &outputs, o).await?;
+            }
+        }
         let observed = Observed::new(observed);
         let mut plan = plan::plan(
             desired,

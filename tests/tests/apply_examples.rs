@@ -241,6 +241,21 @@ async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_des
     assert!(changed(&report).is_empty(), "{:?}", changed(&report));
     assert_eq!(mutating, 0);
     assert!(report.release.is_none());
+    // A new process plans without describing the task definitions the services run: state
+    // recorded their fingerprints, and the desired ones are the same.
+    let (d, g) = resolve(&root, &stack, &[]);
+    let fresh = run.engine(&d).await;
+    let planned = fresh.prepare(&d, &g, &run.options).await.expect("plan");
+    assert!(!planned.plan.has_changes());
+    let described = fresh
+        .ctx()
+        .calls
+        .snapshot()
+        .iter()
+        .filter(|((_, op), _)| op == "DescribeTaskDefinition")
+        .map(|(_, n)| *n)
+        .sum::<u64>();
+    assert_eq!(described, 0);
 
     // 3. An image tag change: a new task definition revision and a service update, nothing else.
     let (report, _) = run

@@ -16,8 +16,11 @@ use tempfile::TempDir;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/deployment-repo");
 
-/// Longest a single validation of bad input may take (debug build, busy machine).
-const TIME_LIMIT: Duration = Duration::from_secs(1);
+/// Longest a single validation of bad input may take. Not a performance target (that is
+/// `benches/load.rs`): a guard that a hostile input (alias bombs, 70,000 keys) cannot make
+/// validation super-linear. Generous, because a debug build on a busy 2-core machine takes
+/// over a second for the largest case when a build runs beside it.
+const TIME_LIMIT: Duration = Duration::from_secs(10);
 
 /// Path of a file of the `email-service` of stack `notification-platform`.
 macro_rules! email {
@@ -684,7 +687,7 @@ fn every_built_in_name_is_refused_as_a_variable() {
 }
 
 #[test]
-fn every_bad_input_fails_well_under_a_second() {
+fn every_bad_input_fails_without_blowing_up() {
     let mut slowest = (Duration::ZERO, "");
     for (name, case) in all_cases() {
         let (_repo, v, took) = run(&case);

@@ -35,7 +35,10 @@
 //!
 //! A new revision is registered only when the rendered definition differs from the one the
 //! service runs. Task definitions are immutable, so what a revision holds is cached by ARN and
-//! described only when the service points at a revision this driver has not seen yet.
+//! described only when the service points at a revision this driver has not seen yet; and state
+//! records a fingerprint of the revision applied (`taskDefinitionFingerprint`), so a plan in a
+//! new process describes the running revision only when it is not the recorded one or the
+//! desired render differs from it ([`Driver::complete`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -112,7 +115,7 @@ struct HealthShape {
 
 /// What a task definition holds that panka sets. Environment values are `None` when they depend
 /// on an output not known yet.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 struct TaskShape {
     cpu: u32,
     memory: u32,
@@ -133,6 +136,16 @@ struct TaskShape {
 }
 
 impl TaskShape {
+    /// SHA-256 of everything the revision holds, recorded in state as
+    /// [`TASK_FINGERPRINT`]; `None` while a value depends on an output not known yet.
+    fn fingerprint(&self) -> Option<String> {
+        if self.environment.values().any(Option::is_none) {
+            return None;
+        }
+        let json = serde_json::to_vec(self).ok()?;
+        Some(hex::encode(Sha256::digest(json)))
+    }
+
     /// SHA-256 of the whole resolved environment (config contents included), if known.
     fn config_hash(&self) -> Option<String> {
         let known: Option<BTreeMap<&String, &String>> = self
@@ -195,6 +208,25 @@ fn unknown() -> FieldValue {
 
 fn opt<T: Serialize>(v: Option<T>) -> FieldValue {
     v.map_or_else(unknown, FieldValue::known)
+}
+
+/// Whether a field of [`project`] comes from the task definition (not the service).
+fn is_task_field(key: &str) -> bool {
+    matches!(
+        key,
+        "cpu"
+            | "memory"
+            | "architecture"
+            | "executionRoleArn"
+            | "image"
+            | "ports"
+            | "environment"
+            | "secrets"
+            | "configHash"
+            | "healthCheck"
+            | "log.group"
+    ) || key.starts_with("container.")
+        || key.starts_with("environment.")
 }
 
 /// The comparable fields of a task definition and service: the one projection both `desired`
@@ -726,6 +758,16 @@ pub struct EcsDriver {
     secret_arns: Mutex<HashMap<String, String>>,
     /// Task definitions already seen, by ARN (revisions are immutable).
     revisions: Mutex<HashMap<String, TaskShape>>,
+    /// Observations waiting for [`Driver::complete`]: the service runs the revision state
+    /// recorded, so it is described only if the desired one differs.
+    deferred: Mutex<HashMap<ComponentId, Deferred>>,
+}
+
+/// An observation whose task definition was not described (see [`EcsDriver::complete`]).
+struct Deferred {
+    fingerprint: String,
+    task_arn: String,
+    shape: ServiceShape,
 }
 
 /// What one [`Driver::observe_many`] read for many components at once. Each reader takes its
@@ -749,6 +791,9 @@ struct Batch {
     rules: HashMap<String, Vec<Rule>>,
 }
 
+/// Identifier recording [`TaskShape::fingerprint`] of the revision a service was last applied
+/// with: a plan needs not describe that revision again while the desired one has the same.
+const TASK_FINGERPRINT: &str = "taskDefinitionFingerprint";
 /// DeleteTaskDefinitions takes at most this many revisions.
 const TASK_DEFINITIONS_PER_DELETE: usize = 10;
 /// DescribeServices takes at most this many services.
@@ -774,6 +819,9 @@ struct Seen {
     url: Option<String>,
     health: Health,
     status: String,
+    /// The recorded fingerprint of the running revision, when it was not described (`task`
+    /// then holds only the log group).
+    deferred: Option<String>,
 }
 
 impl EcsDriver {
@@ -813,6 +861,7 @@ impl EcsDriver {
             secret_arns: Mutex::new(HashMap::new()),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
             revisions: Mutex::new(HashMap::new()),
+            deferred: Mutex::new(HashMap::new()),
         }
     }
 
@@ -1384,22 +1433,45 @@ impl EcsDriver {
         Ok(b)
     }
 
-    /// [`Driver::observe`], taking what `batch` already read.
+    /// [`Driver::observe`], taking what `batch` already read; with `defer`, see
+    /// [`EcsDriver::seen_in`].
     async fn observe_in(
         &self,
         id: &ComponentId,
         recorded: Option<&BTreeMap<String, String>>,
         batch: &Batch,
+        defer: bool,
     ) -> Result<Observation, DriverError> {
         let mut o = Observation::default();
-        let Some((seen, tags)) = self.seen_in(id, recorded, batch).await? else {
+        let Some((seen, tags)) = self.seen_in(id, recorded, batch, defer).await? else {
             o.status = "missing".into();
             return Ok(o);
         };
         o.exists = true;
         o.owned = self.ctx.naming.owns(Some(id), &tags);
         o.fields = project(&seen.task, &seen.shape);
-        let applied = self.applied(id, &seen);
+        let mut applied = self.applied(id, &seen);
+        if let Some(fingerprint) = &seen.deferred {
+            // Fields of the task definition are filled in by `complete`.
+            for (k, v) in &mut o.fields {
+                if is_task_field(k) {
+                    *v = unknown();
+                }
+            }
+            applied
+                .identifiers
+                .insert(TASK_FINGERPRINT.into(), fingerprint.clone());
+            if let Ok(mut d) = self.deferred.lock() {
+                d.insert(
+                    id.clone(),
+                    Deferred {
+                        fingerprint: fingerprint.clone(),
+                        task_arn: seen.task_arn.clone(),
+                        shape: seen.shape.clone(),
+                    },
+                );
+            }
+        }
         o.identifiers = applied.identifiers;
         o.outputs = applied.outputs;
         o.health = seen.health;
@@ -1414,15 +1486,18 @@ impl EcsDriver {
         id: &ComponentId,
         recorded: Option<&BTreeMap<String, String>>,
     ) -> Result<Option<(Seen, BTreeMap<String, String>)>, DriverError> {
-        self.seen_in(id, recorded, &Batch::default()).await
+        self.seen_in(id, recorded, &Batch::default(), false).await
     }
 
-    /// [`EcsDriver::seen`], taking what `batch` already read instead of asking again.
+    /// [`EcsDriver::seen`], taking what `batch` already read instead of asking again. With
+    /// `defer`, a revision state recorded with a fingerprint is not described (see
+    /// [`Seen::deferred`]).
     async fn seen_in(
         &self,
         id: &ComponentId,
         recorded: Option<&BTreeMap<String, String>>,
         batch: &Batch,
+        defer: bool,
     ) -> Result<Option<(Seen, BTreeMap<String, String>)>, DriverError> {
         let cluster = recorded
             .and_then(|r| r.get("cluster").cloned())
@@ -1438,7 +1513,19 @@ impl EcsDriver {
             .filter(|(k, _)| !k.starts_with("aws:"))
             .collect();
         let task_arn = svc.task_definition().unwrap_or_default().to_string();
-        let task = self.task_shape(id, &task_arn).await?;
+        let deferred = recorded
+            .filter(|r| defer && r.get("taskDefinitionArn") == Some(&task_arn))
+            .and_then(|r| r.get(TASK_FINGERPRINT).cloned())
+            .filter(|_| self.recall(&task_arn).is_none());
+        let task = match &deferred {
+            Some(_) => TaskShape {
+                log_group: recorded
+                    .and_then(|r| r.get("logGroup").cloned())
+                    .unwrap_or_else(|| self.ctx.naming.log_group(id)),
+                ..TaskShape::default()
+            },
+            None => self.task_shape(id, &task_arn).await?,
+        };
         let log_retention = self
             .log_retention(id, &self.ctx.naming.log_group(id), batch)
             .await?;
@@ -1512,6 +1599,7 @@ impl EcsDriver {
             url,
             health,
             status: format!("{}/{} running", svc.running_count(), svc.desired_count()),
+            deferred,
         };
         Ok(Some((seen, tags)))
     }
@@ -1526,6 +1614,9 @@ impl EcsDriver {
         ids.insert("taskDefinitionArn".into(), s.task_arn.clone());
         ids.insert("family".into(), name.clone());
         ids.insert("logGroup".into(), s.task.log_group.clone());
+        if let Some(fingerprint) = s.task.fingerprint().filter(|_| s.deferred.is_none()) {
+            ids.insert(TASK_FINGERPRINT.into(), fingerprint);
+        }
         if let Some(tg) = &s.target_group {
             ids.insert("targetGroupArn".into(), tg.clone());
         }
@@ -2105,6 +2196,7 @@ impl EcsDriver {
             url,
             health: Health::Progressing,
             status: String::new(),
+            deferred: None,
         };
         Ok(self.applied(id, &seen))
     }
@@ -2580,7 +2672,34 @@ impl Driver for EcsDriver {
         id: &ComponentId,
         recorded: Option<&BTreeMap<String, String>>,
     ) -> Result<Observation, DriverError> {
-        self.observe_in(id, recorded, &Batch::default()).await
+        self.observe_in(id, recorded, &Batch::default(), false)
+            .await
+    }
+
+    async fn complete(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+        observed: &mut Observation,
+    ) -> Result<(), DriverError> {
+        let Some(d) = self
+            .deferred
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&component.id))
+        else {
+            return Ok(());
+        };
+        // The revision running is the one recorded: when the desired render has the recorded
+        // fingerprint, it is what that revision holds (revisions are immutable); otherwise read
+        // it, to show what changes.
+        let task = match self.render(component, outputs) {
+            Some(r) if r.task.fingerprint().as_deref() == Some(d.fingerprint.as_str()) => r.task,
+            _ => self.task_shape(&component.id, &d.task_arn).await?,
+        };
+        self.remember(&d.task_arn, &task);
+        observed.fields = project(&task, &d.shape);
+        Ok(())
     }
 
     async fn look_up(&self, components: &[&DesiredComponent]) -> Result<(), DriverError> {
@@ -2598,7 +2717,7 @@ impl Driver for EcsDriver {
         let batch = self.batch(items).await?;
         let reads: Vec<_> = items
             .iter()
-            .map(|(id, recorded)| self.observe_in(id, recorded.as_ref(), &batch))
+            .map(|(id, recorded)| self.observe_in(id, recorded.as_ref(), &batch, true))
             .collect();
         stream::iter(reads)
             .buffered(concurrency.max(1))

@@ -181,6 +181,20 @@ pub trait Driver: Send + Sync {
         Ok(())
     }
 
+    /// Finishes an observation from [`Driver::observe_many`] once the component's desired
+    /// fields can be computed (read-only). ECS leaves a running task definition revision
+    /// undescribed when state recorded its fingerprint, and describes it here only if the
+    /// desired revision differs. Whoever plans from `observe_many` calls this for every
+    /// component before comparing; by default there is nothing to finish.
+    async fn complete(
+        &self,
+        _component: &DesiredComponent,
+        _outputs: &Outputs,
+        _observed: &mut Observation,
+    ) -> Result<(), DriverError> {
+        Ok(())
+    }
+
     /// Makes AWS hold what `component` asks for, changing only what differs; idempotent.
     async fn converge(
         &self,
