@@ -553,3 +553,65 @@ async fn a_rollout_that_never_settles_fails_the_apply_and_the_next_apply_waits_f
     assert!(err.to_string().contains("did not become healthy"), "{err}");
     assert_eq!(engine.ctx().calls.mutating(), 0);
 }
+
+#[tokio::test]
+async fn the_second_example_stack_applies_in_development_and_converges() {
+    let stack = unique_name("np");
+    let repo = renamed_copy("notification-platform", &stack);
+    let root: PathBuf = repo.path().to_path_buf();
+    create_secrets(&stack).await;
+    let run = Run::new().await;
+
+    let (report, _) = run.apply(&resolve(&root, &stack, &[])).await;
+    let created: Vec<String> = report
+        .plan
+        .all()
+        .filter(|p| p.action == Action::Create && !p.id.service.starts_with('_'))
+        .map(|p| p.id.to_string())
+        .collect();
+    assert_eq!(
+        created,
+        [
+            "email-service/database",
+            "email-service/queue",
+            "email-service/api"
+        ],
+        "{:?}",
+        changed(&report)
+    );
+
+    // Checked directly: the API's task runs the image of VERSION with the secret by ARN.
+    let api = &report.outputs[&ComponentId::new("email-service", "api")];
+    let cluster = &report.outputs[&ComponentId::new("_stack", "cluster")]["name"];
+    let sdk = emulator().sdk_config().await;
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(task_definition_of(&api["arn"], cluster).await)
+        .send()
+        .await
+        .expect("task definition");
+    let container = &td
+        .task_definition()
+        .expect("present")
+        .container_definitions()[0];
+    assert!(
+        container
+            .image()
+            .is_some_and(|i| i.ends_with("/email-api:v1.0.0")),
+        "{container:?}"
+    );
+    let secret = &container.secrets()[0];
+    assert_eq!(secret.name(), "DATABASE_PASSWORD");
+    assert!(
+        secret.value_from().starts_with("arn:aws:secretsmanager:")
+            && secret
+                .value_from()
+                .contains(&format!("/stacks/{stack}/email-service/db-password")),
+        "{secret:?}"
+    );
+
+    let (report, mutating) = run.apply(&resolve(&root, &stack, &[])).await;
+    assert!(changed(&report).is_empty(), "{:?}", changed(&report));
+    assert_eq!(mutating, 0);
+}
