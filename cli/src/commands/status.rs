@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 use panka_controller::model::ComponentId;
-use panka_controller::plan::Health;
+use panka_controller::plan::{ComponentPlan, Health, Observation};
 use panka_controller::resolve;
-use panka_controller::state::{HistoryEntry, Release, ReleaseKind, StateKey};
+use panka_controller::state::{ComponentState, HistoryEntry, Release, ReleaseKind, StateKey};
 use panka_controller::validate::load_stack;
 use serde_json::json;
 
@@ -247,14 +247,40 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Component: {id} ({})", component.kind());
-    println!(
+    print!(
+        "{}",
+        show_text(
+            &id,
+            component.kind().name(),
+            &o,
+            planned.as_ref(),
+            recorded.as_ref()
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `panka show` prints: status, the pending change, identifiers, outputs, recent events
+/// (ECS), and when and what was last applied (the spec as recorded, secrets only as references).
+fn show_text(
+    id: &ComponentId,
+    kind: &str,
+    o: &Observation,
+    planned: Option<&ComponentPlan>,
+    recorded: Option<&ComponentState>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "Component: {id} ({kind})");
+    let _ = writeln!(
+        out,
         "  Status:  {} · {}",
         if o.status.is_empty() { "-" } else { &o.status },
         health_word(&o.health)
     );
-    if let Some(p) = &planned {
-        println!(
+    if let Some(p) = planned {
+        let _ = writeln!(
+            out,
             "  Pending: {}",
             panka_controller::engine::action_name(&p.action)
         );
@@ -262,7 +288,8 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
             let show = |v: &Option<panka_controller::plan::FieldValue>| {
                 v.as_ref().map_or_else(|| "(none)".into(), |v| v.display())
             };
-            println!(
+            let _ = writeln!(
+                out,
                 "           {}: {} → {}",
                 d.field,
                 show(&d.old),
@@ -270,30 +297,40 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    println!("  Identifiers:");
+    let _ = writeln!(out, "  Identifiers:");
     for (k, v) in &o.identifiers {
-        println!("    {k}: {v}");
+        let _ = writeln!(out, "    {k}: {v}");
     }
-    println!("  Outputs:");
+    let _ = writeln!(out, "  Outputs:");
     for (k, v) in &o.outputs {
-        println!("    {k}: {v}");
+        let _ = writeln!(out, "    {k}: {v}");
     }
     if !o.events.is_empty() {
-        println!("  Recent events:");
+        let _ = writeln!(out, "  Recent events:");
         for e in &o.events {
-            println!("    {e}");
+            let _ = writeln!(out, "    {e}");
         }
     }
-    if let Some(r) = &recorded {
-        println!(
-            "  Last applied: {} (spec {})",
-            r.applied_at.as_deref().unwrap_or("-"),
-            &r.spec_hash[..r.spec_hash.len().min(12)]
-        );
-    } else {
-        println!("  Last applied: never");
+    match recorded {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "  Last applied: {} (spec {})",
+                r.applied_at.as_deref().unwrap_or("-"),
+                &r.spec_hash[..r.spec_hash.len().min(12)]
+            );
+            if let Some(spec) = r.applied_spec.get("spec").filter(|s| !s.is_null()) {
+                let _ = writeln!(out, "  Last applied spec:");
+                for line in crate::render::to_yaml(spec).lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  Last applied: never");
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    out
 }
 
 /// Runs `panka list`: stacks, environments, services and components of the repository.
@@ -345,7 +382,58 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::ago;
+    use super::{ago, show_text};
+    use panka_controller::model::ComponentId;
+    use panka_controller::plan::{Health, Observation};
+    use panka_controller::state::ComponentState;
+
+    #[test]
+    fn show_lists_identifiers_outputs_recent_events_and_the_last_applied_spec() {
+        let id = ComponentId::new("user-service", "api");
+        let o = Observation {
+            exists: true,
+            status: "2/2 running".into(),
+            health: Health::Healthy,
+            identifiers: [("cluster".to_string(), "shop-dev".to_string())].into(),
+            outputs: [("url".to_string(), "http://alb/users".to_string())].into(),
+            events: vec![
+                "2026-11-23T15:00:00Z (service api) has reached a steady state.".into(),
+                "2026-11-23T14:59:00Z (service api) registered 2 targets".into(),
+            ],
+            ..Observation::default()
+        };
+        let recorded = ComponentState {
+            kind: "MicroService".into(),
+            applied_at: Some("2026-11-23T14:58:00Z".into()),
+            spec_hash: "0123456789abcdef".into(),
+            applied_spec: serde_json::json!({
+                "id": "user-service/api",
+                "spec": {"image": {"repository": "shop/users", "tag": "1.10"}},
+            }),
+            ..ComponentState::default()
+        };
+        let text = show_text(&id, "MicroService", &o, None, Some(&recorded));
+        let expected = "\
+Component: user-service/api (MicroService)
+  Status:  2/2 running · Healthy
+  Identifiers:
+    cluster: shop-dev
+  Outputs:
+    url: http://alb/users
+  Recent events:
+    2026-11-23T15:00:00Z (service api) has reached a steady state.
+    2026-11-23T14:59:00Z (service api) registered 2 targets
+  Last applied: 2026-11-23T14:58:00Z (spec 0123456789ab)
+  Last applied spec:
+    image:
+      repository: shop/users
+      tag: \"1.10\"
+";
+        assert_eq!(text, expected);
+        let never = show_text(&id, "MicroService", &Observation::default(), None, None);
+        assert!(never.ends_with("  Last applied: never\n"), "{never}");
+        assert!(!never.contains("Recent events"), "{never}");
+    }
 
     #[test]
     fn times_read_as_how_long_ago() {
