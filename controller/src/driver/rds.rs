@@ -106,13 +106,19 @@ impl RdsDriver {
             identifiers.insert("subnetGroup".into(), group.to_string());
         }
         let status = db.db_instance_status().unwrap_or("unknown").to_string();
+        // On its way out: gone as far as a plan goes (a create waits for it to disappear).
+        let leaving = status == "deleting";
         Observation {
-            exists: true,
+            exists: !leaving,
             owned: self.ctx.naming.owns(Some(id), &tags),
             fields,
             identifiers,
             outputs,
-            health: health(&status),
+            health: if leaving {
+                Health::Missing
+            } else {
+                health(&status)
+            },
             status,
             ..Observation::default()
         }
@@ -389,7 +395,16 @@ impl RdsDriver {
         let id = &component.id;
         let spec = spec_of(component)?;
         let name = self.instance_name(id);
-        let existing = self.instance(id, &name).await?;
+        let mut existing = self.instance(id, &name).await?;
+        if existing
+            .as_ref()
+            .is_some_and(|db| db.db_instance_status() == Some("deleting"))
+        {
+            // A replacement, or a re-created component: the old instance must be gone first.
+            self.wait_gone(id, &name, "apply again once it is gone")
+                .await?;
+            existing = None;
+        }
         if let Some(db) = &existing {
             // Checked before anything else is touched, the subnet group included.
             let tags = self
@@ -533,8 +548,9 @@ impl RdsDriver {
         }
     }
 
-    /// Polls until the instance is gone, at most [`Ctx::deletion_timeout`].
-    async fn wait_gone(&self, id: &ComponentId, name: &str) -> Result<(), DriverError> {
+    /// Polls until the instance is gone, at most [`Ctx::deletion_timeout`]; `then` says in the
+    /// error what the user may do when it is not.
+    async fn wait_gone(&self, id: &ComponentId, name: &str, then: &str) -> Result<(), DriverError> {
         let timeout = self.ctx.deletion_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         while self.instance(id, name).await?.is_some() {
@@ -542,7 +558,7 @@ impl RdsDriver {
                 return Err(DriverError::StillDeleting {
                     component: id.clone(),
                     message: format!(
-                        "DB instance {name} is still being deleted after {} s; its subnet group is deleted once it is gone: run the delete (destroy) again later",
+                        "DB instance {name} is still being deleted after {} s; {then}",
                         timeout.as_secs()
                     ),
                 });
@@ -967,7 +983,9 @@ impl Driver for RdsDriver {
                 }
             }
             // The subnet group cannot go while the instance uses it.
-            self.wait_gone(id, &name).await?;
+            let then =
+                "its subnet group is deleted once it is gone: run the delete (destroy) again later";
+            self.wait_gone(id, &name, then).await?;
         }
         self.delete_subnet_group(id, &subnet_group).await
     }
