@@ -294,8 +294,8 @@ impl Engine {
                 .push((c.id.clone(), ids));
         }
         let concurrency = options.concurrency.max(1);
-        let observations: Vec<Result<Vec<(ComponentId, Observation)>, EngineError>> =
-            futures::future::join_all(by_kind.iter().map(|(kind, (driver, items))| async move {
+        let observations: Vec<Vec<(ComponentId, Observation)>> = futures::future::try_join_all(
+            by_kind.iter().map(|(kind, (driver, items))| async move {
                 let seen = driver.observe_many(items, concurrency).await?;
                 if seen.len() != items.len() {
                     return Err(EngineError::Refused(format!(
@@ -305,15 +305,11 @@ impl Engine {
                     )));
                 }
                 Ok(items.iter().map(|(id, _)| id.clone()).zip(seen).collect())
-            }))
-            .await;
-        let observations = observations.into_iter().flat_map(|r| match r {
-            Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
-            Err(e) => vec![Err(e)],
-        });
+            }),
+        )
+        .await?;
         let mut observed = BTreeMap::new();
-        for r in observations {
-            let (id, o) = r?;
+        for (id, o) in observations.into_iter().flatten() {
             if o.exists {
                 outputs.insert(id.clone(), o.outputs.clone());
             }
