@@ -1450,7 +1450,7 @@ impl EcsDriver {
         o.exists = true;
         o.owned = self.ctx.naming.owns(Some(id), &tags);
         o.fields = project(&seen.task, &seen.shape);
-        let mut applied = self.applied(id, &seen);
+        let applied = self.applied(id, &seen);
         if let Some(fingerprint) = &seen.deferred {
             // Fields of the task definition are filled in by `complete`.
             for (k, v) in &mut o.fields {
@@ -1458,9 +1458,6 @@ impl EcsDriver {
                     *v = unknown();
                 }
             }
-            applied
-                .identifiers
-                .insert(TASK_FINGERPRINT.into(), fingerprint.clone());
             if let Ok(mut d) = self.deferred.lock() {
                 d.insert(
                     id.clone(),
@@ -1614,7 +1611,8 @@ impl EcsDriver {
         ids.insert("taskDefinitionArn".into(), s.task_arn.clone());
         ids.insert("family".into(), name.clone());
         ids.insert("logGroup".into(), s.task.log_group.clone());
-        if let Some(fingerprint) = s.task.fingerprint().filter(|_| s.deferred.is_none()) {
+        // Undescribed (deferred), the revision keeps the fingerprint state recorded for it.
+        if let Some(fingerprint) = s.deferred.clone().or_else(|| s.task.fingerprint()) {
             ids.insert(TASK_FINGERPRINT.into(), fingerprint);
         }
         if let Some(tg) = &s.target_group {
