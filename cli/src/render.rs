@@ -1,6 +1,6 @@
 //! Output helpers shared by commands: tree drawing, problems with snippets, JSON and YAML.
 
-use panka_controller::diag::{Diagnostic, Sources};
+use panka_core::diag::{Diagnostic, Sources};
 use serde_json::json;
 
 use crate::app::OutputFormat;

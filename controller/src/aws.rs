@@ -134,13 +134,25 @@ pub struct AwsError {
     pub code: Option<String>,
     /// The HTTP status, when a response arrived.
     pub status: Option<u16>,
-    /// Human-readable description (the SDK's error chain).
+    /// What AWS said (its error message), or what went wrong on the way (timeout, network).
     pub message: String,
+    /// The request id AWS gave the failed call, for AWS support and CloudTrail.
+    pub request_id: Option<String>,
 }
 
+/// One line: the AWS error code, its message, the request id. Never the SDK's `Debug` dump or
+/// a raw HTTP response.
 impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match &self.code {
+            Some(code) if self.message.is_empty() || self.message == *code => f.write_str(code)?,
+            Some(code) => write!(f, "{code}: {}", self.message)?,
+            None => f.write_str(&self.message)?,
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
     }
 }
 
@@ -153,48 +165,57 @@ impl AwsError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: fmt::Debug + HttpStatus,
     {
-        let message = aws_sdk_s3::error::DisplayErrorContext(err).to_string();
+        // The source's own words, first line only: some carry a whole response after it.
+        let cause = |e: &dyn std::error::Error| {
+            let text = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+            text.lines().next().unwrap_or_default().to_owned()
+        };
+        let bare = |class, message: String| Self {
+            class,
+            code: None,
+            status: None,
+            message,
+            request_id: None,
+        };
         match err {
-            SdkError::ConstructionFailure(_) => Self {
-                class: ErrorClass::Permanent,
-                code: None,
-                status: None,
-                message,
-            },
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Self {
-                class: ErrorClass::Transient,
-                code: None,
-                status: None,
-                message,
-            },
+            SdkError::ConstructionFailure(_) => bare(
+                ErrorClass::Permanent,
+                format!("failed to build the request: {}", cause(err)),
+            ),
+            SdkError::TimeoutError(_) => {
+                bare(ErrorClass::Transient, "the request timed out".into())
+            }
+            SdkError::DispatchFailure(e) => bare(
+                ErrorClass::Transient,
+                format!(
+                    "failed to reach AWS: {}",
+                    e.as_connector_error()
+                        .map_or_else(|| cause(err), |c| cause(c))
+                ),
+            ),
             SdkError::ResponseError(e) => Self {
                 class: ErrorClass::Transient,
                 code: None,
                 status: Some(e.raw().status_u16()),
-                message,
+                message: format!("unreadable response (HTTP {})", e.raw().status_u16()),
+                request_id: e.raw().request_id(),
             },
             SdkError::ServiceError(e) => {
                 let code = e.err().code().map(str::to_owned);
                 let status = e.raw().status_u16();
                 Self {
                     class: classify(code.as_deref(), Some(status)),
+                    message: e.err().message().map_or_else(
+                        || code.clone().unwrap_or_else(|| format!("HTTP {status}")),
+                        str::to_owned,
+                    ),
                     code,
                     status: Some(status),
-                    message,
+                    request_id: e.raw().request_id(),
                 }
             }
-            _ => Self {
-                class: ErrorClass::Transient,
-                code: None,
-                status: None,
-                message,
-            },
+            _ => bare(ErrorClass::Transient, cause(err)),
         }
-    }
-
-    /// Whether retrying the same call later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.class, ErrorClass::Throttled | ErrorClass::Transient)
     }
 }
 
@@ -203,11 +224,20 @@ impl AwsError {
 pub trait HttpStatus {
     /// The HTTP status code.
     fn status_u16(&self) -> u16;
+    /// The request id AWS sent back, when it did.
+    fn request_id(&self) -> Option<String>;
 }
 
 impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
     fn status_u16(&self) -> u16 {
         self.status().as_u16()
+    }
+
+    fn request_id(&self) -> Option<String> {
+        ["x-amzn-requestid", "x-amz-request-id", "x-amzn-request-id"]
+            .iter()
+            .find_map(|h| self.headers().get(*h))
+            .map(str::to_owned)
     }
 }
 

@@ -545,5 +545,6 @@ fn permanent(e: impl std::fmt::Display) -> AwsError {
         code: None,
         status: None,
         message: e.to_string(),
+        request_id: None,
     }
 }

@@ -536,7 +536,7 @@ fn check_keys(map: &Yaml, at: &str, allowed: &[&str]) -> Result<(), String> {
             } else {
                 format!("`{at}`")
             };
-            let hint = crate::diag::suggest(name, allowed.iter().copied())
+            let hint = panka_core::diag::suggest(name, allowed.iter().copied())
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             return Err(format!(

@@ -1,159 +1,31 @@
-//! Runs source → load → resolve → graph for a stack, for one environment or all of them, and
-//! reports what each step found. Used by `panka validate`, `panka graph`, and as the first half
-//! of every plan; reads only the repository, never AWS.
+//! `validate` over a repository directory: the source stage reads the stack folder, the pure
+//! [`panka_core::validate`] does the rest.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
-use panka_crds::Kind;
+use panka_core::diag::Sources;
+use panka_core::load::LoadedStack;
+use panka_core::resolve::Options;
+pub use panka_core::validate::{plan_input, EnvironmentResult, Inventory, Validation};
 
-use crate::diag::{Diagnostic, Diagnostics, Sources};
-use crate::graph::{self, Graph};
-use crate::load::{self, LoadedStack};
-use crate::model::{ComponentId, DesiredStack};
-use crate::resolve::{self, Options};
 use crate::source::dir;
 
-/// What loading a stack found.
-#[derive(Debug, Clone)]
-pub struct Inventory {
-    /// Service names.
-    pub services: Vec<String>,
-    /// Components and their kinds.
-    pub components: Vec<(ComponentId, Kind)>,
-    /// Environments found.
-    pub environments: Vec<String>,
-}
-
-/// The outcome for one environment.
-#[derive(Debug, Clone)]
-pub struct EnvironmentResult {
-    /// Environment name.
-    pub name: String,
-    /// Desired state and graph, or the problems found.
-    pub result: Result<(DesiredStack, Graph), Diagnostics>,
-}
-
-/// Everything `validate` reports for a stack.
-#[derive(Debug, Clone)]
-pub struct Validation {
-    /// Stack name.
-    pub stack: String,
-    /// What load found, or why it failed.
-    pub inventory: Result<Inventory, Diagnostics>,
-    /// One result per environment checked (empty when load failed).
-    pub environments: Vec<EnvironmentResult>,
-    /// Text of the files read, for snippets.
-    pub sources: Sources,
-}
-
-impl Validation {
-    /// Whether every step passed.
-    pub fn is_ok(&self) -> bool {
-        self.inventory.is_ok() && self.environments.iter().all(|e| e.result.is_ok())
-    }
-
-    /// Every problem, each once (an error in a base file shows up in every environment).
-    pub fn problems(&self) -> Vec<&Diagnostic> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        let lists = self.inventory.as_ref().err().into_iter().chain(
-            self.environments
-                .iter()
-                .filter_map(|e| e.result.as_ref().err()),
-        );
-        for list in lists {
-            for d in list.iter() {
-                if seen.insert((d.span.clone(), d.message.clone())) {
-                    out.push(d);
-                }
-            }
-        }
-        out
-    }
-}
-
 /// Reads and loads a stack from a repository directory.
-pub fn load_stack(root: &Path, stack: &str) -> Result<LoadedStack, (Diagnostics, Sources)> {
+pub fn load_stack(
+    root: &Path,
+    stack: &str,
+) -> Result<LoadedStack, (panka_core::diag::Diagnostics, Sources)> {
     let tree = dir::read_stack(root, stack).map_err(|d| (d, Sources::default()))?;
-    load::load(stack, &tree).map_err(|d| {
-        let mut sources = Sources::default();
-        for (rel, text) in &tree.files {
-            sources.insert(tree.display_path(rel), text.clone());
-        }
-        (d, sources)
-    })
+    panka_core::validate::load_tree(stack, &tree)
 }
 
-/// Resolves and orders one environment of a loaded stack.
-pub fn plan_input(
-    loaded: &LoadedStack,
-    environment: &str,
-    options: &Options,
-) -> Result<(DesiredStack, Graph), Diagnostics> {
-    let desired = resolve::resolve(loaded, environment, options)?;
-    let graph = graph::build(&desired)?;
-    Ok((desired, graph))
-}
-
-/// Validates a stack for `environment`, or for every environment it has when `None`.
+/// Validates a stack of the repository at `root` for `environment`, or for every environment it
+/// has when `None`.
 pub fn validate(
     root: &Path,
     stack: &str,
     environment: Option<&str>,
     options: &Options,
 ) -> Validation {
-    let loaded = match load_stack(root, stack) {
-        Ok(l) => l,
-        Err((d, sources)) => {
-            return Validation {
-                stack: stack.to_string(),
-                inventory: Err(d),
-                environments: Vec::new(),
-                sources,
-            }
-        }
-    };
-    let all_envs = resolve::environments(&loaded);
-    let inventory = Inventory {
-        services: loaded.services.keys().cloned().collect(),
-        components: loaded
-            .services
-            .values()
-            .flat_map(|s| {
-                s.components
-                    .values()
-                    .map(move |c| (ComponentId::new(&s.name, &c.name), c.doc.kind))
-            })
-            .collect(),
-        environments: all_envs.clone(),
-    };
-    let targets: Vec<String> = match environment {
-        Some(e) => vec![e.to_string()],
-        None => all_envs,
-    };
-    if targets.is_empty() {
-        let d = Diagnostic::general(format!("stack `{stack}` has no environments")).help(format!(
-            "create stacks/{stack}/environments/development/variables.yaml (kind Variables)"
-        ));
-        return Validation {
-            stack: stack.to_string(),
-            inventory: Err(d.into()),
-            environments: Vec::new(),
-            sources: loaded.sources.clone(),
-        };
-    }
-    let environments = targets
-        .into_iter()
-        .map(|name| EnvironmentResult {
-            result: plan_input(&loaded, &name, options),
-            name,
-        })
-        .collect();
-    Validation {
-        stack: stack.to_string(),
-        inventory: Ok(inventory),
-        environments,
-        sources: loaded.sources,
-    }
+    panka_core::validate::validate_tree(stack, dir::read_stack(root, stack), environment, options)
 }

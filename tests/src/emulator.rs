@@ -202,12 +202,11 @@ pub fn local_backends() -> (Backends, Arc<tempfile::TempDir>) {
 pub fn driver_ctx(sdk: &SdkConfig, adopt: bool) -> panka_controller::driver::Ctx {
     panka_controller::driver::Ctx {
         sdk: sdk.clone(),
-        naming: panka_controller::naming::Naming::new(unique_name("t"), "development"),
+        naming: panka_core::naming::Naming::new(unique_name("t"), "development"),
         extra_tags: std::collections::BTreeMap::new(),
         infra: Default::default(),
         adopt,
         calls: panka_controller::driver::CallCounter::default(),
-        deletion_timeout: panka_controller::driver::DEFAULT_DELETION_TIMEOUT,
     }
 }
 
@@ -215,19 +214,16 @@ pub fn driver_ctx(sdk: &SdkConfig, adopt: bool) -> panka_controller::driver::Ctx
 ///
 /// # Panics
 /// When the example does not resolve (a broken example is a test failure).
-pub fn example_component(
-    service: &str,
-    component: &str,
-) -> panka_controller::model::DesiredComponent {
+pub fn example_component(service: &str, component: &str) -> panka_core::model::DesiredComponent {
     let root = repo_root().join("examples/deployment-repo");
     let loaded = match panka_controller::validate::load_stack(&root, "user-platform") {
         Ok(l) => l,
         Err((d, _)) => panic!("the example does not load: {d}"),
     };
-    let options = panka_controller::resolve::Options::default();
+    let options = panka_core::resolve::Options::default();
     match panka_controller::validate::plan_input(&loaded, "development", &options) {
         Ok((desired, _)) => {
-            let id = panka_controller::model::ComponentId::new(service, component);
+            let id = panka_core::model::ComponentId::new(service, component);
             match desired.components.get(&id) {
                 Some(c) => c.clone(),
                 None => panic!("the example has no {id}"),
@@ -243,7 +239,7 @@ pub fn example_component(
 ///
 /// # Panics
 /// When the emulator refuses a secret for another reason than "already exists".
-pub async fn ensure_secrets(sdk: &SdkConfig, stack: &panka_controller::model::DesiredStack) {
+pub async fn ensure_secrets(sdk: &SdkConfig, stack: &panka_core::model::DesiredStack) {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
     for name in panka_controller::driver::shared::secret_refs(stack) {
         if name.starts_with("arn:") {

@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
 
 pub mod emulator;
+pub mod engine;
 pub mod output;

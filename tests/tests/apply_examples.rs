@@ -5,16 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use panka_controller::driver::Ctx;
-use panka_controller::engine::{ApplyReport, Engine, EngineError, EngineOptions, Quiet};
-use panka_controller::graph::Graph;
+use panka_controller::driver::DriverError;
+use panka_controller::engine::{ApplyReport, EngineError, EngineOptions, Quiet};
 use panka_controller::lock::{LockOptions, Locker};
-use panka_controller::model::{ComponentId, DesiredStack};
-use panka_controller::plan::Action;
-use panka_controller::resolve::Options;
 use panka_controller::state::StateKey;
 use panka_controller::validate::{load_stack, plan_input};
+use panka_core::graph::Graph;
+use panka_core::model::{ComponentId, DesiredStack};
+use panka_core::plan::Action;
+use panka_core::resolve::Options;
 use panka_tests::emulator::{emulator, repo_root, unique_name, AwsBackends};
+use panka_tests::engine::TestEngine;
 
 /// A copy of the example repository with stack `from` renamed to `to` everywhere (folder,
 /// metadata, secret paths), so parallel tests never share AWS names.
@@ -87,7 +88,8 @@ impl Run {
         Run {
             backends: emulator().fresh_backends().await,
             options: EngineOptions {
-                health_poll: Duration::from_millis(50),
+                // moto leaves a deleted replication group `deleting` for ever: do not wait long.
+                deletion_timeout: Duration::from_secs(1),
                 health_timeout: Duration::from_secs(60),
                 actor: "tester@ci".into(),
                 ..EngineOptions::default()
@@ -95,15 +97,11 @@ impl Run {
         }
     }
 
-    async fn engine(&self, desired: &DesiredStack) -> Engine {
+    async fn engine(&self, _desired: &DesiredStack) -> TestEngine {
         let locker = Locker::new(self.backends.backends.locks.clone(), LockOptions::default())
             .expect("locker");
-        Engine::new(
-            Ctx {
-                // moto leaves a deleted replication group `deleting` for ever: do not wait long.
-                deletion_timeout: Duration::from_secs(1),
-                ..Ctx::new(emulator().sdk_config().await, desired, false)
-            },
+        TestEngine::new(
+            emulator().sdk_config().await,
             self.backends.backends.clone(),
             locker,
         )
@@ -117,7 +115,7 @@ impl Run {
             .await
             .expect("apply succeeds")
             .expect("approved");
-        (report, engine.ctx().calls.mutating())
+        (report, engine.calls().mutating())
     }
 }
 
@@ -248,8 +246,7 @@ async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_des
     let planned = fresh.prepare(&d, &g, &run.options).await.expect("plan");
     assert!(!planned.plan.has_changes());
     let described = fresh
-        .ctx()
-        .calls
+        .calls()
         .snapshot()
         .iter()
         .filter(|((_, op), _)| op == "DescribeTaskDefinition")
@@ -355,12 +352,11 @@ async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_des
         .expect_err("the cache is still being deleted");
     let cache = ComponentId::new("notification-service", "cache");
     match &err {
-        EngineError::Failed(failures) => {
-            let ids: Vec<&ComponentId> = failures.iter().map(|(id, _)| id).collect();
-            assert_eq!(ids, [&cache], "{err}");
-            assert!(failures[0].1.contains("still being deleted"), "{err}");
+        EngineError::Driver(e @ DriverError::StillDeleting { component, .. }) => {
+            assert_eq!(component, &cache, "{err}");
+            assert!(e.to_string().contains("deleting"), "{err}");
         }
-        other => panic!("expected a failed release, got {other}"),
+        other => panic!("expected the cache still being deleted, got {other}"),
     }
     let left_in_state = run
         .backends
@@ -551,7 +547,7 @@ async fn a_rollout_that_never_settles_fails_the_apply_and_the_next_apply_waits_f
         .await
         .expect_err("still not settled");
     assert!(err.to_string().contains("did not become healthy"), "{err}");
-    assert_eq!(engine.ctx().calls.mutating(), 0);
+    assert_eq!(engine.calls().mutating(), 0);
 }
 
 #[tokio::test]

@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use panka_controller::diag::Diagnostic;
-use panka_controller::resolve::Options;
 use panka_controller::validate::{validate, Validation};
+use panka_core::diag::Diagnostic;
+use panka_core::resolve::Options;
 use tempfile::TempDir;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/deployment-repo");
@@ -679,7 +679,7 @@ fn every_built_in_name_is_refused_as_a_variable() {
         );
     }
     // On the command line too, where there is no file to point at.
-    let err = panka_controller::resolve::parse_cli_vars(["STACK=other"]).expect_err("refused");
+    let err = panka_core::resolve::parse_cli_vars(["STACK=other"]).expect_err("refused");
     assert!(
         err.message.contains("`STACK` is a built-in variable"),
         "{err}"

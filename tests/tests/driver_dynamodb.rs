@@ -9,9 +9,9 @@ use aws_sdk_dynamodb::types::{
     ProvisionedThroughput, TimeToLiveStatus,
 };
 use panka_controller::driver::dynamodb::DynamoDbDriver;
-use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
-use panka_controller::model::{ComponentSpec, DesiredComponent};
-use panka_controller::plan::{diff, Change};
+use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Outputs};
+use panka_core::model::{ComponentSpec, DesiredComponent};
+use panka_core::plan::{diff, Change};
 use panka_crds::spec::{AttributeType, Stream, StreamViewType};
 use panka_tests::emulator::{driver_ctx, emulator, example_component};
 
@@ -42,7 +42,7 @@ async fn create_makes_a_configured_tagged_table_that_observe_reports_converged()
     let (driver, ctx, client) = driver().await;
     let table = example_table();
     let applied = driver
-        .create(&table, &Outputs::new())
+        .create(&table, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let name = &applied.outputs["name"];
@@ -119,7 +119,7 @@ async fn create_makes_a_configured_tagged_table_that_observe_reports_converged()
     assert_eq!(ctx.calls.mutating(), before, "observe must not mutate");
     assert!(seen.exists && seen.owned);
     assert_eq!(seen.status, "active");
-    let desired = driver.desired(&table, &Outputs::new());
+    let desired = driver.desired(&table, &Outputs::new(), &Lookups::default());
     assert_eq!(
         diff(&desired, &seen),
         vec![],
@@ -129,7 +129,7 @@ async fn create_makes_a_configured_tagged_table_that_observe_reports_converged()
 
     let before = ctx.calls.mutating();
     driver
-        .update(&table, &Outputs::new(), &[], &seen)
+        .update(&table, &Outputs::new(), &Lookups::default(), &[], &seen)
         .await
         .expect("converged update");
     assert_eq!(
@@ -144,7 +144,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
     let (driver, _ctx, client) = driver().await;
     let table = example_table();
     let applied = driver
-        .create(&table, &Outputs::new())
+        .create(&table, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let name = &applied.outputs["name"];
@@ -176,7 +176,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
         .expect("billing drift");
 
     let seen = driver.observe(&table.id, None).await.expect("observe");
-    let desired = driver.desired(&table, &Outputs::new());
+    let desired = driver.desired(&table, &Outputs::new(), &Lookups::default());
     let diffs = diff(&desired, &seen);
     let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     fields.sort_unstable();
@@ -184,7 +184,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
     assert!(diffs.iter().all(|d| d.change == Change::Update));
 
     driver
-        .update(&table, &Outputs::new(), &diffs, &seen)
+        .update(&table, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     let seen = driver.observe(&table.id, None).await.expect("observe");
@@ -196,7 +196,7 @@ async fn capacity_stream_and_ttl_changes_are_applied_in_place() {
     let (driver, _ctx, client) = driver().await;
     let mut table = example_table();
     let applied = driver
-        .create(&table, &Outputs::new())
+        .create(&table, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let s = spec(&mut table);
@@ -207,7 +207,7 @@ async fn capacity_stream_and_ttl_changes_are_applied_in_place() {
     });
     s.ttl = None;
     let seen = driver.observe(&table.id, None).await.expect("observe");
-    let desired = driver.desired(&table, &Outputs::new());
+    let desired = driver.desired(&table, &Outputs::new(), &Lookups::default());
     let diffs = diff(&desired, &seen);
     let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     fields.sort_unstable();
@@ -217,7 +217,7 @@ async fn capacity_stream_and_ttl_changes_are_applied_in_place() {
         "{diffs:?}"
     );
     let updated = driver
-        .update(&table, &Outputs::new(), &diffs, &seen)
+        .update(&table, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     assert!(
@@ -254,7 +254,7 @@ async fn a_key_change_is_planned_as_a_replacement_and_refused_in_place() {
     let (driver, _ctx, _client) = driver().await;
     let mut table = example_table();
     driver
-        .create(&table, &Outputs::new())
+        .create(&table, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     spec(&mut table)
@@ -264,7 +264,10 @@ async fn a_key_change_is_planned_as_a_replacement_and_refused_in_place() {
         .expect("sort key")
         .attr_type = AttributeType::N;
     let seen = driver.observe(&table.id, None).await.expect("observe");
-    let diffs = diff(&driver.desired(&table, &Outputs::new()), &seen);
+    let diffs = diff(
+        &driver.desired(&table, &Outputs::new(), &Lookups::default()),
+        &seen,
+    );
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(diffs[0].field, "keys");
     assert_eq!(
@@ -272,7 +275,7 @@ async fn a_key_change_is_planned_as_a_replacement_and_refused_in_place() {
         Change::Replace("a table's key schema is fixed at creation".into())
     );
     let err = driver
-        .update(&table, &Outputs::new(), &diffs, &seen)
+        .update(&table, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect_err("keys cannot change in place");
     assert!(err.to_string().contains("replaced"), "{err}");
@@ -308,7 +311,7 @@ async fn a_same_named_table_without_our_tags_is_not_taken() {
     assert!(seen.exists && !seen.owned);
     let before = ctx.calls.mutating();
     let err = driver
-        .create(&table, &Outputs::new())
+        .create(&table, &Outputs::new(), &Lookups::default())
         .await
         .expect_err("must refuse");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
@@ -330,7 +333,7 @@ async fn delete_removes_the_table_and_is_idempotent() {
     let (driver, ctx, client) = driver().await;
     let table = example_table();
     let applied = driver
-        .create(&table, &Outputs::new())
+        .create(&table, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     driver

@@ -10,11 +10,11 @@ use panka_controller::driver::ecs::EcsDriver;
 use panka_controller::driver::shared::{
     alb_id, cluster_id, execution_role_id, network_id, SharedDriver,
 };
-use panka_controller::driver::{is_mutating, Applied, Ctx, Driver, DriverError, Outputs};
-use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent, DesiredStack};
-use panka_controller::plan::{diff, FieldValue, Health};
-use panka_controller::resolve::Options;
+use panka_controller::driver::{is_mutating, Applied, Ctx, Driver, DriverError, Lookups, Outputs};
 use panka_controller::validate::{load_stack, plan_input};
+use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent, DesiredStack};
+use panka_core::plan::{diff, FieldValue, Health};
+use panka_core::resolve::Options;
 use panka_crds::spec::SecretRef;
 use panka_tests::emulator::{emulator, ensure_secrets, repo_root, unique_name};
 
@@ -347,7 +347,11 @@ async fn shared_resources_are_looked_up_created_tagged_and_converged() {
 async fn a_microservice_is_created_as_specified_and_observed_converged() {
     let f = Fixture::new().await;
     let api = f.component("notification-service/api");
-    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let applied = f
+        .api
+        .create(&api, &f.outputs, &Lookups::default())
+        .await
+        .expect("create");
     let name = format!("{}-development-notification-service-api", f.stack.name);
     assert_eq!(applied.outputs["name"], name);
     let dns = &f.shared_applied[&alb_id()].outputs["dnsName"];
@@ -556,8 +560,11 @@ async fn a_microservice_is_created_as_specified_and_observed_converged() {
     let seen = fresh.observe(&api.id, None).await.expect("observe");
     assert!(seen.exists && seen.owned);
     // As the engine does before planning: secret names become ARNs (a read).
-    fresh.look_up(&[&api]).await.expect("look up");
-    assert_eq!(diff(&fresh.desired(&api, &f.outputs), &seen), vec![]);
+    let lookups = fresh.look_up(&[&api]).await.expect("look up");
+    assert_eq!(
+        diff(&fresh.desired(&api, &f.outputs, &lookups), &seen),
+        vec![]
+    );
     assert_eq!(seen.outputs, applied.outputs);
     assert!(
         matches!(seen.health, Health::Healthy | Health::Progressing),
@@ -566,7 +573,7 @@ async fn a_microservice_is_created_as_specified_and_observed_converged() {
     );
     // Nothing to change: an update with no diffs mutates nothing.
     fresh
-        .update(&api, &f.outputs, &[], &seen)
+        .update(&api, &f.outputs, &lookups, &[], &seen)
         .await
         .expect("no-op update");
     assert_eq!(gained(&before, &f.mutations()), BTreeMap::new());
@@ -579,7 +586,7 @@ async fn missing_outputs_are_known_after_apply_and_refused_by_create() {
     let mut outputs = f.outputs.clone();
     outputs.remove(&id("notification-service/queue"));
     outputs.remove(&network_id());
-    let want = f.api.desired(&api, &outputs);
+    let want = f.api.desired(&api, &outputs, &Lookups::default());
     for field in ["environment.QUEUE_URL", "configHash", "network.subnets"] {
         assert!(
             matches!(want.fields[field], FieldValue::Unknown(_)),
@@ -592,7 +599,11 @@ async fn missing_outputs_are_known_after_apply_and_refused_by_create() {
         "notification-api"
     );
     let before = f.mutations();
-    let err = f.api.create(&api, &outputs).await.expect_err("refused");
+    let err = f
+        .api
+        .create(&api, &outputs, &Lookups::default())
+        .await
+        .expect_err("refused");
     assert!(err.to_string().contains("QUEUE_URL"), "{err}");
     assert_eq!(
         gained(&before, &f.mutations()),
@@ -605,14 +616,18 @@ async fn missing_outputs_are_known_after_apply_and_refused_by_create() {
 async fn an_image_change_registers_a_revision_and_updates_only_the_service() {
     let f = Fixture::new().await;
     let mut api = f.component("notification-service/api");
-    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let applied = f
+        .api
+        .create(&api, &f.outputs, &Lookups::default())
+        .await
+        .expect("create");
     let ComponentSpec::MicroService(spec) = &mut api.spec else {
         panic!("not a MicroService")
     };
     spec.image.tag = Some("v1.3.0".into());
 
     let seen = f.api.observe(&api.id, None).await.expect("observe");
-    let diffs = diff(&f.api.desired(&api, &f.outputs), &seen);
+    let diffs = diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen);
     let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     assert_eq!(fields, ["image"], "{diffs:?}");
     assert!(diffs[0]
@@ -623,7 +638,7 @@ async fn an_image_change_registers_a_revision_and_updates_only_the_service() {
     let before = f.mutations();
     let updated = f
         .api
-        .update(&api, &f.outputs, &diffs, &seen)
+        .update(&api, &f.outputs, &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     assert_eq!(
@@ -648,27 +663,34 @@ async fn an_image_change_registers_a_revision_and_updates_only_the_service() {
     assert_eq!(td.revision(), 2);
 
     let seen = f.fresh_api().observe(&api.id, None).await.expect("observe");
-    assert_eq!(diff(&f.api.desired(&api, &f.outputs), &seen), vec![]);
+    assert_eq!(
+        diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen),
+        vec![]
+    );
 }
 
 #[tokio::test]
 async fn a_config_change_makes_a_new_revision() {
     let f = Fixture::new().await;
     let mut api = f.component("notification-service/api");
-    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let applied = f
+        .api
+        .create(&api, &f.outputs, &Lookups::default())
+        .await
+        .expect("create");
     api.configs[0].content = api.configs[0]
         .content
         .replace("maxRetries: 3", "maxRetries: 5");
     assert!(api.configs[0].content.contains("maxRetries: 5"));
 
     let seen = f.api.observe(&api.id, None).await.expect("observe");
-    let diffs = diff(&f.api.desired(&api, &f.outputs), &seen);
+    let diffs = diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen);
     let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     assert_eq!(fields, ["configHash"], "{diffs:?}");
     let before = f.mutations();
     let updated = f
         .api
-        .update(&api, &f.outputs, &diffs, &seen)
+        .update(&api, &f.outputs, &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     assert_eq!(
@@ -694,7 +716,11 @@ async fn a_config_change_makes_a_new_revision() {
 async fn a_replica_change_updates_the_service_without_a_new_revision() {
     let f = Fixture::new().await;
     let mut api = f.component("user-service/api");
-    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let applied = f
+        .api
+        .create(&api, &f.outputs, &Lookups::default())
+        .await
+        .expect("create");
     let svc = f.service(&applied.outputs["name"]).await;
     assert_eq!(svc.desired_count(), 2);
     assert!(
@@ -708,13 +734,13 @@ async fn a_replica_change_updates_the_service_without_a_new_revision() {
         .replicas = Some(3);
 
     let seen = f.api.observe(&api.id, None).await.expect("observe");
-    let diffs = diff(&f.api.desired(&api, &f.outputs), &seen);
+    let diffs = diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen);
     let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     assert_eq!(fields, ["desiredCount"], "{diffs:?}");
     let before = f.mutations();
     let updated = f
         .api
-        .update(&api, &f.outputs, &diffs, &seen)
+        .update(&api, &f.outputs, &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     assert_eq!(
@@ -728,7 +754,10 @@ async fn a_replica_change_updates_the_service_without_a_new_revision() {
     let svc = f.service(&applied.outputs["name"]).await;
     assert_eq!(svc.desired_count(), 3);
     let seen = f.api.observe(&api.id, None).await.expect("observe");
-    assert_eq!(diff(&f.api.desired(&api, &f.outputs), &seen), vec![]);
+    assert_eq!(
+        diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen),
+        vec![]
+    );
 }
 
 #[tokio::test]
@@ -738,12 +767,12 @@ async fn a_console_change_of_the_task_count_is_drift_unless_autoscaled() {
     let scaled = f.component("notification-service/api");
     let a = f
         .api
-        .create(&fixed, &f.outputs)
+        .create(&fixed, &f.outputs, &Lookups::default())
         .await
         .expect("create fixed");
     let b = f
         .api
-        .create(&scaled, &f.outputs)
+        .create(&scaled, &f.outputs, &Lookups::default())
         .await
         .expect("create scaled");
     for applied in [&a, &b] {
@@ -758,12 +787,15 @@ async fn a_console_change_of_the_task_count_is_drift_unless_autoscaled() {
     }
 
     let seen = f.api.observe(&fixed.id, None).await.expect("observe");
-    let diffs = diff(&f.api.desired(&fixed, &f.outputs), &seen);
+    let diffs = diff(
+        &f.api.desired(&fixed, &f.outputs, &Lookups::default()),
+        &seen,
+    );
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(diffs[0].field, "desiredCount");
     assert_eq!(diffs[0].old, Some(FieldValue::known(7)));
     f.api
-        .update(&fixed, &f.outputs, &diffs, &seen)
+        .update(&fixed, &f.outputs, &Lookups::default(), &diffs, &seen)
         .await
         .expect("remediate");
     assert_eq!(f.service(&a.outputs["name"]).await.desired_count(), 2);
@@ -771,7 +803,10 @@ async fn a_console_change_of_the_task_count_is_drift_unless_autoscaled() {
     let seen = f.api.observe(&scaled.id, None).await.expect("observe");
     assert_eq!(seen.fields["desiredCount"], FieldValue::known(7));
     assert_eq!(
-        diff(&f.api.desired(&scaled, &f.outputs), &seen),
+        diff(
+            &f.api.desired(&scaled, &f.outputs, &Lookups::default()),
+            &seen
+        ),
         vec![],
         "the autoscaler owns the count"
     );
@@ -781,7 +816,11 @@ async fn a_console_change_of_the_task_count_is_drift_unless_autoscaled() {
 async fn a_worker_runs_without_load_balancer_or_autoscaling() {
     let f = Fixture::new().await;
     let worker = f.component("notification-service/worker");
-    let applied = f.worker.create(&worker, &f.outputs).await.expect("create");
+    let applied = f
+        .worker
+        .create(&worker, &f.outputs, &Lookups::default())
+        .await
+        .expect("create");
     assert!(!applied.outputs.contains_key("url"));
     let svc = f.service(&applied.outputs["name"]).await;
     assert_eq!(svc.desired_count(), 1);
@@ -797,7 +836,13 @@ async fn a_worker_runs_without_load_balancer_or_autoscaling() {
     assert_eq!(env["PREFERENCES_TABLE"], "prefs-table");
     assert_eq!(env["TEMPLATES_BUCKET"], "templates-bucket");
     let seen = f.worker.observe(&worker.id, None).await.expect("observe");
-    assert_eq!(diff(&f.worker.desired(&worker, &f.outputs), &seen), vec![]);
+    assert_eq!(
+        diff(
+            &f.worker.desired(&worker, &f.outputs, &Lookups::default()),
+            &seen
+        ),
+        vec![]
+    );
     assert_eq!(
         seen.fields["autoscaling"],
         FieldValue::known(serde_json::Value::Null)
@@ -808,7 +853,11 @@ async fn a_worker_runs_without_load_balancer_or_autoscaling() {
 async fn delete_removes_everything_and_is_idempotent() {
     let f = Fixture::new().await;
     let api = f.component("notification-service/api");
-    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let applied = f
+        .api
+        .create(&api, &f.outputs, &Lookups::default())
+        .await
+        .expect("create");
     let name = applied.outputs["name"].clone();
     let tg = applied.identifiers["targetGroupArn"].clone();
     let rule = applied.identifiers["ruleArn"].clone();
@@ -1148,14 +1197,18 @@ async fn a_changed_secret_list_rewrites_only_the_inline_policy() {
 async fn a_microservice_task_definition_runs_with_the_execution_role() {
     let f = Fixture::new().await;
     let api = f.component("user-service/api");
-    f.api.look_up(&[&api]).await.expect("look up");
-    let want = f.api.desired(&api, &f.outputs);
+    let lookups = f.api.look_up(&[&api]).await.expect("look up");
+    let want = f.api.desired(&api, &f.outputs, &lookups);
     let role_arn = &f.shared_applied[&execution_role_id()].outputs["arn"];
     assert_eq!(
         want.fields["executionRoleArn"],
         FieldValue::known(role_arn.as_str())
     );
-    let applied = f.api.create(&api, &f.outputs).await.expect("create");
+    let applied = f
+        .api
+        .create(&api, &f.outputs, &lookups)
+        .await
+        .expect("create");
     let (td, _) = f
         .task_definition(&applied.outputs["taskDefinitionArn"])
         .await;
@@ -1244,8 +1297,15 @@ async fn observing_many_services_batches_reads_and_sees_what_one_at_a_time_sees(
     let f = Fixture::new().await;
     let notif = f.component("notification-service/api");
     let users = f.component("user-service/api");
-    let made_notif = f.api.create(&notif, &f.outputs).await.expect("create");
-    f.api.create(&users, &f.outputs).await.expect("create");
+    let made_notif = f
+        .api
+        .create(&notif, &f.outputs, &Lookups::default())
+        .await
+        .expect("create");
+    f.api
+        .create(&users, &f.outputs, &Lookups::default())
+        .await
+        .expect("create");
     // Also one never created, and one recorded as it was: both batch paths must agree.
     let missing = id("user-service/ghost");
     let items = vec![
@@ -1262,12 +1322,19 @@ async fn observing_many_services_batches_reads_and_sees_what_one_at_a_time_sees(
     }
     let many_ctx = Ctx::new(f.ctx.sdk.clone(), &f.stack, false);
     let many = EcsDriver::microservice(&many_ctx);
-    let mut batched = many.observe_many(&items, 8).await.expect("observe many");
-    many.look_up(&[&notif, &users]).await.expect("look up");
+    let observed = many.observe_many(&items, 8).await.expect("observe many");
+    let lookups = many.look_up(&[&notif, &users]).await.expect("look up");
     // As the engine does once desired fields can be computed: the recorded revision of
     // `notif` was left undescribed; its desired render has the recorded fingerprint.
-    for (o, c) in batched.iter_mut().zip([&notif, &users]) {
-        many.complete(c, &f.outputs, o).await.expect("complete");
+    let mut batched = Vec::new();
+    for (i, o) in observed.into_iter().enumerate() {
+        batched.push(match [&notif, &users].get(i) {
+            Some(c) => many
+                .complete(c, &f.outputs, &lookups, o)
+                .await
+                .expect("complete"),
+            None => o,
+        });
     }
 
     assert_eq!(batched, singly);
@@ -1319,8 +1386,11 @@ async fn secrets_go_by_full_arn_with_their_key_and_a_missing_one_is_refused_befo
     let users = f.component("user-service/api");
     let name = users_secret_name(&users);
     let api = f.fresh_api();
-    api.look_up(&[&users]).await.expect("look up");
-    let applied = api.create(&users, &f.outputs).await.expect("create");
+    let lookups = api.look_up(&[&users]).await.expect("look up");
+    let applied = api
+        .create(&users, &f.outputs, &lookups)
+        .await
+        .expect("create");
     let (td, _) = f
         .task_definition(&applied.outputs["taskDefinitionArn"])
         .await;
@@ -1342,10 +1412,10 @@ async fn secrets_go_by_full_arn_with_their_key_and_a_missing_one_is_refused_befo
         .observe(&users.id, Some(&applied.identifiers))
         .await
         .expect("observe");
-    assert!(diff(&api.desired(&users, &f.outputs), &observed).is_empty());
+    assert!(diff(&api.desired(&users, &f.outputs, &lookups), &observed).is_empty());
 
-    // A reference to a secret that does not exist: refused by look_up, and by create, with
-    // nothing changed in AWS.
+    // A reference to a secret that does not exist: refused by look_up, before any plan or
+    // change (the engine calls create only with what look_up found), with nothing changed in AWS.
     let missing = format!("/stacks/{}/nowhere", f.stack.name);
     secrets_of(&mut f.stack, "user-service/api")[0].secret_ref = missing.clone();
     let broken = f.component("user-service/api");
@@ -1356,11 +1426,13 @@ async fn secrets_go_by_full_arn_with_their_key_and_a_missing_one_is_refused_befo
         err.to_string().contains(&missing) && err.to_string().contains("does not exist"),
         "{err}"
     );
-    let err = fresh
-        .create(&broken, &f.outputs)
-        .await
-        .expect_err("refused");
-    assert!(err.to_string().contains(&missing), "{err}");
+    assert!(
+        matches!(
+            err,
+            panka_controller::driver::DriverError::MissingSecret { .. }
+        ),
+        "{err}"
+    );
     assert_eq!(f.mutations(), before, "no AWS change for a dangling secret");
 }
 

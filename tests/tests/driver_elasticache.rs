@@ -13,14 +13,13 @@
 //! which keeps the subnet group: its deletion after the wait cannot run here.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use panka_controller::driver::elasticache::{ElastiCacheDriver, REPLACE_REASON};
-use panka_controller::driver::{Ctx, Driver, DriverError, Observe, Outputs};
-use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
-use panka_controller::plan::{diff, Change};
-use panka_controller::resolve::Options;
+use panka_controller::driver::{Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use panka_controller::validate::{load_stack, plan_input};
+use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
+use panka_core::plan::{diff, Change};
+use panka_core::resolve::Options;
 use panka_crds::spec::{ElastiCacheRedisSpec, PasswordSecret};
 use panka_tests::emulator::{driver_ctx, emulator, repo_root};
 
@@ -84,12 +83,10 @@ async fn env() -> (
     )
 }
 
-/// A driver that waits two seconds, not thirty minutes, for a deletion moto never finishes.
+/// The driver (it never waits for a deletion: it answers "progressing").
 fn short_waiting(ctx: &Ctx) -> ElastiCacheDriver {
-    ElastiCacheDriver::new(ctx).with_deletion_wait(DELETION_WAIT, Duration::from_millis(200))
+    ElastiCacheDriver::new(ctx)
 }
-
-const DELETION_WAIT: Duration = Duration::from_secs(2);
 
 /// The subnets of the emulator's default VPC, sorted, read directly from EC2.
 async fn default_subnets() -> (String, Vec<String>) {
@@ -182,7 +179,7 @@ async fn describe(
 async fn create_makes_a_tagged_group_that_observe_reports_converged() {
     let (driver, ctx, client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new())
+        .create(&cache, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let name = &applied.identifiers["name"];
@@ -254,7 +251,7 @@ async fn create_makes_a_tagged_group_that_observe_reports_converged() {
     assert_eq!(ctx.calls.mutating(), before, "observe must not mutate");
     assert!(seen.exists && seen.owned);
     assert_eq!(seen.status, "available");
-    let desired = driver.desired(&cache, &Outputs::new());
+    let desired = driver.desired(&cache, &Outputs::new(), &Lookups::default());
     assert_eq!(
         diff(&desired, &seen),
         vec![],
@@ -266,7 +263,7 @@ async fn create_makes_a_tagged_group_that_observe_reports_converged() {
 
     let before = ctx.calls.mutating();
     driver
-        .update(&cache, &Outputs::new(), &[], &seen)
+        .update(&cache, &Outputs::new(), &Lookups::default(), &[], &seen)
         .await
         .expect("converged update");
     assert_eq!(
@@ -280,7 +277,7 @@ async fn create_makes_a_tagged_group_that_observe_reports_converged() {
 async fn every_setting_change_is_planned_as_a_replacement() {
     let (driver, _ctx, _client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new())
+        .create(&cache, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let seen = driver
@@ -292,7 +289,10 @@ async fn every_setting_change_is_planned_as_a_replacement() {
     s.engine.version = "7.1".into();
     s.cluster.node_type = "cache.t3.large".into();
     s.security.as_mut().expect("security").at_rest_encryption = Some(false);
-    let diffs = diff(&driver.desired(&changed, &Outputs::new()), &seen);
+    let diffs = diff(
+        &driver.desired(&changed, &Outputs::new(), &Lookups::default()),
+        &seen,
+    );
     let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     fields.sort_unstable();
     assert_eq!(fields, ["atRestEncryption", "engineVersion", "nodeType"]);
@@ -308,7 +308,7 @@ async fn every_setting_change_is_planned_as_a_replacement() {
 async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
     let (driver, ctx, client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new())
+        .create(&cache, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     client
@@ -338,7 +338,7 @@ async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
         !seen.owned,
         "a group missing a panka tag is not recognised as ours"
     );
-    let desired = driver.desired(&cache, &Outputs::new());
+    let desired = driver.desired(&cache, &Outputs::new(), &Lookups::default());
     let diffs = diff(&desired, &seen);
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(
@@ -348,7 +348,7 @@ async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
 
     // Without --adopt the driver will not touch what its tags do not mark as ours.
     let err = driver
-        .update(&cache, &Outputs::new(), &diffs, &seen)
+        .update(&cache, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect_err("not ours any more");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
@@ -357,7 +357,7 @@ async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
         ..ctx.clone()
     };
     short_waiting(&adopting)
-        .update(&cache, &Outputs::new(), &diffs, &seen)
+        .update(&cache, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect("update with --adopt");
     let seen = driver
@@ -384,7 +384,7 @@ async fn a_same_named_group_without_our_tags_is_not_taken() {
     assert!(seen.exists && !seen.owned);
     let before = ctx.calls.snapshot();
     let err = driver
-        .create(&cache, &Outputs::new())
+        .create(&cache, &Outputs::new(), &Lookups::default())
         .await
         .expect_err("must refuse");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
@@ -416,7 +416,7 @@ async fn a_same_named_group_without_our_tags_is_not_taken() {
 async fn delete_starts_the_deletion_once_and_keeps_the_subnet_group_while_the_group_exists() {
     let (driver, ctx, client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new())
+        .create(&cache, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let sg_name = &applied.identifiers["subnetGroup"];
@@ -432,20 +432,22 @@ async fn delete_starts_the_deletion_once_and_keeps_the_subnet_group_while_the_gr
     };
 
     // moto keeps a deleted group in `deleting` for ever; AWS removes it after a few minutes,
-    // and then the subnet group goes too.
+    // and then the subnet group goes too. The driver does not wait: it says so at once.
     let started = std::time::Instant::now();
-    let err = driver
+    let deletion = driver
         .delete(&cache.id, &applied.identifiers)
         .await
-        .expect_err("the group never finishes deleting here");
+        .expect("delete starts");
     assert!(
-        started.elapsed() >= DELETION_WAIT,
-        "the wait is bounded, not skipped"
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "no waiting inside the driver"
     );
-    let message = err.to_string();
+    let Deletion::Progressing { status, .. } = &deletion else {
+        panic!("the group never finishes deleting here: {deletion:?}");
+    };
     assert!(
-        message.contains("still being deleted after 2 seconds") && message.contains(sg_name),
-        "{message}"
+        status.contains("deleting") && status.contains(sg_name),
+        "{status}"
     );
     assert_eq!(deletes(&ctx), 1);
     let group = describe(&client, &applied.identifiers["name"]).await;
@@ -461,17 +463,15 @@ async fn delete_starts_the_deletion_once_and_keeps_the_subnet_group_while_the_gr
     // On its way out: gone as far as a plan goes (a new apply creates it, after waiting).
     assert!(!seen.exists, "{seen:?}");
     assert_eq!(seen.status, "deleting");
-    assert!(matches!(
-        err,
-        panka_controller::driver::DriverError::StillDeleting { .. }
-    ));
 
-    // A second delete (a re-run destroy) only waits again: nothing is asked twice.
+    // A second delete (the next step, a re-run destroy) only looks again: nothing is asked
+    // twice.
     let before = ctx.calls.mutating();
-    driver
+    let again = driver
         .delete(&cache.id, &applied.identifiers)
         .await
-        .expect_err("still deleting");
+        .expect("looks again");
+    assert!(matches!(again, Deletion::Progressing { .. }), "{again:?}");
     assert_eq!(ctx.calls.mutating(), before);
     assert_eq!(deletes(&ctx), 1);
 }
@@ -483,7 +483,10 @@ async fn observing_many_groups_equals_observing_each_with_fewer_calls() {
     for name in ["cache", "cache-b", "cache-c"] {
         let mut c = cache.clone();
         c.id = ComponentId::new("notification-service", name);
-        let applied = driver.create(&c, &Outputs::new()).await.expect("create");
+        let applied = driver
+            .create(&c, &Outputs::new(), &Lookups::default())
+            .await
+            .expect("create");
         // One observed with its record (engine version, subnet group), the others without.
         let recorded = (name == "cache").then_some(applied.identifiers);
         items.push((c.id, recorded));

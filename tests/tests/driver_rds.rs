@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use panka_controller::driver::rds::RdsDriver;
-use panka_controller::driver::{Ctx, Driver, DriverError, Observe, Outputs};
-use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
-use panka_controller::plan::{diff, Change};
+use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Observe, Outputs};
+use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
+use panka_core::plan::{diff, Change};
 use panka_crds::spec::RdsSpec;
 use panka_tests::emulator::{driver_ctx, emulator, example_component};
 
@@ -79,7 +79,10 @@ async fn create_makes_a_configured_tagged_instance_that_observe_reports_converge
         rds,
         db,
     } = env().await;
-    let applied = driver.create(&db, &Outputs::new()).await.expect("create");
+    let applied = driver
+        .create(&db, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
     let name = &applied.identifiers["name"];
     assert_eq!(
         *name,
@@ -132,7 +135,7 @@ async fn create_makes_a_configured_tagged_instance_that_observe_reports_converge
     assert_eq!(ctx.calls.mutating(), before, "observe must not mutate");
     assert!(seen.exists && seen.owned);
     assert_eq!(seen.status, "available");
-    let desired = driver.desired(&db, &Outputs::new());
+    let desired = driver.desired(&db, &Outputs::new(), &Lookups::default());
     assert_eq!(
         diff(&desired, &seen),
         vec![],
@@ -151,7 +154,7 @@ async fn create_makes_a_configured_tagged_instance_that_observe_reports_converge
     let before = ctx.calls.snapshot();
     let writes = ctx.calls.mutating();
     driver
-        .update(&db, &Outputs::new(), &[], &seen)
+        .update(&db, &Outputs::new(), &Lookups::default(), &[], &seen)
         .await
         .expect("converged update");
     let after = ctx.calls.snapshot();
@@ -178,7 +181,10 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
     let Env {
         driver, rds, db, ..
     } = env().await;
-    let applied = driver.create(&db, &Outputs::new()).await.expect("create");
+    let applied = driver
+        .create(&db, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
     let name = &applied.identifiers["name"];
     rds.modify_db_instance()
         .db_instance_identifier(name)
@@ -191,7 +197,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
         .expect("drift made");
 
     let seen = driver.observe(&db.id, None).await.expect("observe");
-    let desired = driver.desired(&db, &Outputs::new());
+    let desired = driver.desired(&db, &Outputs::new(), &Lookups::default());
     let diffs = diff(&desired, &seen);
     let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     fields.sort_unstable();
@@ -206,7 +212,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
     );
     assert!(diffs.iter().all(|d| d.change == Change::Update));
     driver
-        .update(&db, &Outputs::new(), &diffs, &seen)
+        .update(&db, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     let seen = driver.observe(&db.id, None).await.expect("observe");
@@ -219,12 +225,18 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
 #[tokio::test]
 async fn fixed_fields_are_replacements_and_storage_never_shrinks() {
     let Env { driver, db, .. } = env().await;
-    driver.create(&db, &Outputs::new()).await.expect("create");
+    driver
+        .create(&db, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
 
     let mut renamed = db.clone();
     spec(&mut renamed).database.username = "admin2".into();
     let seen = driver.observe(&db.id, None).await.expect("observe");
-    let diffs = diff(&driver.desired(&renamed, &Outputs::new()), &seen);
+    let diffs = diff(
+        &driver.desired(&renamed, &Outputs::new(), &Lookups::default()),
+        &seen,
+    );
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(
         diffs[0].change,
@@ -234,25 +246,40 @@ async fn fixed_fields_are_replacements_and_storage_never_shrinks() {
     let mut upgraded = db.clone();
     spec(&mut upgraded).engine.version = "16.1".into();
     spec(&mut upgraded).instance.storage.allocated_gb = 100;
-    let diffs = diff(&driver.desired(&upgraded, &Outputs::new()), &seen);
+    let diffs = diff(
+        &driver.desired(&upgraded, &Outputs::new(), &Lookups::default()),
+        &seen,
+    );
     assert!(
         diffs.iter().all(|d| d.change == Change::Update),
         "{diffs:?}"
     );
     driver
-        .update(&upgraded, &Outputs::new(), &diffs, &seen)
+        .update(
+            &upgraded,
+            &Outputs::new(),
+            &Lookups::default(),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("major upgrade and growth in place");
     let seen = driver.observe(&db.id, None).await.expect("observe");
     assert_eq!(
-        diff(&driver.desired(&upgraded, &Outputs::new()), &seen),
+        diff(
+            &driver.desired(&upgraded, &Outputs::new(), &Lookups::default()),
+            &seen
+        ),
         vec![]
     );
 
     // Back to 50 GB: RDS cannot shrink storage, and the driver says so before calling it.
-    let diffs = diff(&driver.desired(&db, &Outputs::new()), &seen);
+    let diffs = diff(
+        &driver.desired(&db, &Outputs::new(), &Lookups::default()),
+        &seen,
+    );
     let err = driver
-        .update(&db, &Outputs::new(), &diffs, &seen)
+        .update(&db, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect_err("shrinking is refused");
     assert!(err.to_string().contains("cannot shrink"), "{err}");
@@ -269,7 +296,7 @@ async fn a_missing_password_secret_fails_the_create_and_names_the_secret() {
     let missing = format!("/panka-tests/{}/nope", ctx.naming.stack);
     spec(&mut db).database.password_secret.secret_ref = missing.clone();
     let err = driver
-        .create(&db, &Outputs::new())
+        .create(&db, &Outputs::new(), &Lookups::default())
         .await
         .expect_err("no secret, no database");
     assert!(err.to_string().contains(&missing), "{err}");
@@ -308,7 +335,7 @@ async fn a_same_named_instance_without_our_tags_is_not_taken() {
     assert!(seen.exists && !seen.owned);
     let before = ctx.calls.mutating();
     let err = driver
-        .create(&db, &Outputs::new())
+        .create(&db, &Outputs::new(), &Lookups::default())
         .await
         .expect_err("must refuse");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
@@ -334,7 +361,10 @@ async fn deletion_protection_is_lifted_only_when_the_spec_turned_it_off() {
         mut db,
     } = env().await;
     spec(&mut db).deletion_protection = Some(true);
-    let protected = driver.create(&db, &Outputs::new()).await.expect("create");
+    let protected = driver
+        .create(&db, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
     assert_eq!(protected.identifiers["deletionProtection"], "true");
     let name = protected.identifiers["name"].clone();
     let err = driver
@@ -348,9 +378,12 @@ async fn deletion_protection_is_lifted_only_when_the_spec_turned_it_off() {
     // no final snapshot.
     spec(&mut db).deletion_protection = Some(false);
     let seen = driver.observe(&db.id, None).await.expect("observe");
-    let diffs = diff(&driver.desired(&db, &Outputs::new()), &seen);
+    let diffs = diff(
+        &driver.desired(&db, &Outputs::new(), &Lookups::default()),
+        &seen,
+    );
     let unprotected = driver
-        .update(&db, &Outputs::new(), &diffs, &seen)
+        .update(&db, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     assert_eq!(unprotected.identifiers["deletionProtection"], "false");
@@ -394,7 +427,10 @@ async fn delete_without_a_record_of_the_spec_keeps_a_final_snapshot() {
     let Env {
         driver, rds, db, ..
     } = env().await;
-    let applied = driver.create(&db, &Outputs::new()).await.expect("create");
+    let applied = driver
+        .create(&db, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
     let name = applied.identifiers["name"].clone();
     let observed = driver.observe(&db.id, None).await.expect("observe");
     assert!(!observed.identifiers.contains_key("deletionProtection"));
@@ -427,7 +463,10 @@ async fn observing_many_instances_equals_observing_each_in_one_call() {
     for name in ["database", "database-b"] {
         let mut c = db.clone();
         c.id = ComponentId::new("notification-service", name);
-        let applied = driver.create(&c, &Outputs::new()).await.expect("create");
+        let applied = driver
+            .create(&c, &Outputs::new(), &Lookups::default())
+            .await
+            .expect("create");
         // One observed by its record, the other by its name.
         let recorded = (name == "database").then_some(applied.identifiers);
         items.push((c.id, recorded));

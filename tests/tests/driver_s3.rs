@@ -9,9 +9,9 @@ use aws_sdk_s3::types::{
     BucketVersioningStatus, PublicAccessBlockConfiguration, VersioningConfiguration,
 };
 use panka_controller::driver::s3::S3Driver;
-use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
-use panka_controller::model::{ComponentSpec, DesiredComponent};
-use panka_controller::plan::{diff, Change};
+use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Outputs};
+use panka_core::model::{ComponentSpec, DesiredComponent};
+use panka_core::plan::{diff, Change};
 use panka_tests::emulator::{driver_ctx, emulator, example_component};
 
 /// The example's `notification-service/templates` (versioning, AES256, blocked, noncurrent 90).
@@ -47,7 +47,7 @@ async fn create_makes_a_configured_tagged_bucket_that_observe_reports_converged(
     let (driver, ctx, client) = driver(false).await;
     let bucket = example_bucket();
     let applied = driver
-        .create(&bucket, &Outputs::new())
+        .create(&bucket, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let name = &applied.outputs["name"];
@@ -126,7 +126,7 @@ async fn create_makes_a_configured_tagged_bucket_that_observe_reports_converged(
     let seen = driver.observe(&bucket.id, None).await.expect("observe");
     assert_eq!(ctx.calls.mutating(), before, "observe must not mutate");
     assert!(seen.exists && seen.owned);
-    let desired = driver.desired(&bucket, &Outputs::new());
+    let desired = driver.desired(&bucket, &Outputs::new(), &Lookups::default());
     assert_eq!(
         diff(&desired, &seen),
         vec![],
@@ -137,7 +137,7 @@ async fn create_makes_a_configured_tagged_bucket_that_observe_reports_converged(
     // Converged: a second create (what a retried apply does) writes nothing.
     let before = ctx.calls.mutating();
     driver
-        .create(&bucket, &Outputs::new())
+        .create(&bucket, &Outputs::new(), &Lookups::default())
         .await
         .expect("second create");
     assert_eq!(
@@ -152,7 +152,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
     let (driver, _ctx, client) = driver(false).await;
     let bucket = example_bucket();
     let applied = driver
-        .create(&bucket, &Outputs::new())
+        .create(&bucket, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let name = &applied.outputs["name"];
@@ -189,7 +189,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
         .expect("lifecycle drift");
 
     let seen = driver.observe(&bucket.id, None).await.expect("observe");
-    let desired = driver.desired(&bucket, &Outputs::new());
+    let desired = driver.desired(&bucket, &Outputs::new(), &Lookups::default());
     let diffs = diff(&desired, &seen);
     let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     fields.sort_unstable();
@@ -197,7 +197,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
     assert!(diffs.iter().all(|d| d.change == Change::Update));
 
     driver
-        .update(&bucket, &Outputs::new(), &diffs, &seen)
+        .update(&bucket, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     let seen = driver.observe(&bucket.id, None).await.expect("observe");
@@ -216,7 +216,7 @@ async fn spec_changes_are_applied_in_place() {
     let (driver, _ctx, client) = driver(false).await;
     let mut bucket = example_bucket();
     let applied = driver
-        .create(&bucket, &Outputs::new())
+        .create(&bucket, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let name = &applied.outputs["name"];
@@ -229,11 +229,11 @@ async fn spec_changes_are_applied_in_place() {
         noncurrent_version_expiration_days: Some(7),
     });
     let seen = driver.observe(&bucket.id, None).await.expect("observe");
-    let desired = driver.desired(&bucket, &Outputs::new());
+    let desired = driver.desired(&bucket, &Outputs::new(), &Lookups::default());
     let diffs = diff(&desired, &seen);
     assert_eq!(diffs.len(), 2, "{diffs:?}");
     driver
-        .update(&bucket, &Outputs::new(), &diffs, &seen)
+        .update(&bucket, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     let seen = driver.observe(&bucket.id, None).await.expect("observe");
@@ -263,7 +263,7 @@ async fn a_same_named_bucket_without_our_tags_is_refused_unless_adopted() {
     assert!(seen.exists && !seen.owned);
     let before = ctx.calls.mutating();
     let err = driver
-        .create(&bucket, &Outputs::new())
+        .create(&bucket, &Outputs::new(), &Lookups::default())
         .await
         .expect_err("must refuse");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
@@ -288,7 +288,7 @@ async fn a_same_named_bucket_without_our_tags_is_refused_unless_adopted() {
         ..ctx.clone()
     };
     S3Driver::new(&adopting)
-        .create(&bucket, &Outputs::new())
+        .create(&bucket, &Outputs::new(), &Lookups::default())
         .await
         .expect("adopt");
     assert_eq!(
@@ -312,7 +312,7 @@ async fn delete_empties_every_version_then_removes_the_bucket_and_is_idempotent(
     let (driver, ctx, client) = driver(false).await;
     let bucket = example_bucket();
     let applied = driver
-        .create(&bucket, &Outputs::new())
+        .create(&bucket, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let name = &applied.outputs["name"];

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::QueueAttributeName as Attr;
 use panka_controller::driver::sqs::SqsDriver;
-use panka_controller::driver::{Ctx, Driver, DriverError, Outputs};
-use panka_controller::model::{ComponentSpec, DesiredComponent};
-use panka_controller::plan::diff;
+use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Outputs};
+use panka_core::model::{ComponentSpec, DesiredComponent};
+use panka_core::plan::diff;
 use panka_tests::emulator::{driver_ctx, emulator, example_component};
 
 /// The example's `notification-service/queue` (standard queue, DLQ with maxReceiveCount 3).
@@ -39,7 +39,7 @@ async fn create_makes_a_tagged_queue_and_dlq_that_observe_reports_converged() {
     let (driver, ctx, client) = driver().await;
     let queue = example_queue();
     let applied = driver
-        .create(&queue, &Outputs::new())
+        .create(&queue, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let url = &applied.outputs["url"];
@@ -87,7 +87,7 @@ async fn create_makes_a_tagged_queue_and_dlq_that_observe_reports_converged() {
     let seen = driver.observe(&queue.id, None).await.expect("observe");
     assert_eq!(ctx.calls.mutating(), before, "observe must not mutate");
     assert!(seen.exists && seen.owned);
-    let desired = driver.desired(&queue, &Outputs::new());
+    let desired = driver.desired(&queue, &Outputs::new(), &Lookups::default());
     assert_eq!(
         diff(&desired, &seen),
         vec![],
@@ -101,7 +101,7 @@ async fn a_console_change_is_seen_as_a_diff_and_update_reverts_it() {
     let (driver, _ctx, client) = driver().await;
     let queue = example_queue();
     let applied = driver
-        .create(&queue, &Outputs::new())
+        .create(&queue, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     client
@@ -112,12 +112,12 @@ async fn a_console_change_is_seen_as_a_diff_and_update_reverts_it() {
         .await
         .expect("drift made");
     let seen = driver.observe(&queue.id, None).await.expect("observe");
-    let desired = driver.desired(&queue, &Outputs::new());
+    let desired = driver.desired(&queue, &Outputs::new(), &Lookups::default());
     let diffs = diff(&desired, &seen);
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(diffs[0].field, "visibilityTimeout");
     driver
-        .update(&queue, &Outputs::new(), &diffs, &seen)
+        .update(&queue, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     let seen = driver.observe(&queue.id, None).await.expect("observe");
@@ -133,7 +133,7 @@ async fn turning_the_dlq_off_removes_the_redrive_and_the_dlq() {
     let (driver, _ctx, client) = driver().await;
     let mut queue = example_queue();
     let applied = driver
-        .create(&queue, &Outputs::new())
+        .create(&queue, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let ComponentSpec::Sqs(spec) = &mut queue.spec else {
@@ -141,14 +141,14 @@ async fn turning_the_dlq_off_removes_the_redrive_and_the_dlq() {
     };
     spec.dead_letter_queue = None;
     let seen = driver.observe(&queue.id, None).await.expect("observe");
-    let desired = driver.desired(&queue, &Outputs::new());
+    let desired = driver.desired(&queue, &Outputs::new(), &Lookups::default());
     let diffs = diff(&desired, &seen);
     assert!(
         diffs.iter().any(|d| d.field == "deadLetterQueue.enabled"),
         "{diffs:?}"
     );
     driver
-        .update(&queue, &Outputs::new(), &diffs, &seen)
+        .update(&queue, &Outputs::new(), &Lookups::default(), &diffs, &seen)
         .await
         .expect("update");
     let a = attrs(&client, &applied.outputs["url"]).await;
@@ -175,7 +175,7 @@ async fn a_same_named_queue_without_our_tags_is_not_taken() {
     let queue = example_queue();
     let name = ctx
         .naming
-        .component(&queue.id, None, panka_controller::naming::NameRules::SQS);
+        .component(&queue.id, None, panka_core::naming::NameRules::SQS);
     client
         .create_queue()
         .queue_name(&name)
@@ -186,7 +186,7 @@ async fn a_same_named_queue_without_our_tags_is_not_taken() {
     let seen = driver.observe(&queue.id, None).await.expect("observe");
     assert!(seen.exists && !seen.owned);
     let err = driver
-        .create(&queue, &Outputs::new())
+        .create(&queue, &Outputs::new(), &Lookups::default())
         .await
         .expect_err("must refuse");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
@@ -198,7 +198,7 @@ async fn delete_removes_both_queues_and_is_idempotent() {
     let (driver, _ctx, client) = driver().await;
     let queue = example_queue();
     let applied = driver
-        .create(&queue, &Outputs::new())
+        .create(&queue, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     driver
@@ -237,7 +237,7 @@ async fn every_call_is_counted_by_service_and_operation() {
     );
     assert_eq!(ctx.calls.mutating(), 0);
     driver
-        .create(&queue, &Outputs::new())
+        .create(&queue, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     assert!(ctx.calls.mutating() > 0, "{:?}", ctx.calls.snapshot());
@@ -248,7 +248,7 @@ async fn observe_with_recorded_identifiers_skips_the_lookups() {
     let (driver, ctx, _client) = driver().await;
     let queue = example_queue();
     let applied = driver
-        .create(&queue, &Outputs::new())
+        .create(&queue, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
     let before = ctx.calls.snapshot();
@@ -268,7 +268,10 @@ async fn observe_with_recorded_identifiers_skips_the_lookups() {
         "no GetQueueUrl with recorded URLs"
     );
     assert_eq!(
-        diff(&driver.desired(&queue, &Outputs::new()), &seen),
+        diff(
+            &driver.desired(&queue, &Outputs::new(), &Lookups::default()),
+            &seen
+        ),
         vec![]
     );
     assert_eq!(seen.outputs["dlqArn"], applied.outputs["dlqArn"]);

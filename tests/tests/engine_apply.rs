@@ -2,19 +2,18 @@
 //! state and DynamoDB locks, with a stack generated into a temporary repository.
 
 use std::path::Path;
-use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName as Attr;
-use panka_controller::driver::Ctx;
-use panka_controller::engine::{Engine, EngineError, EngineOptions, Quiet};
-use panka_controller::graph::Graph;
+use panka_controller::engine::{EngineError, EngineOptions, Quiet};
 use panka_controller::lock::{LockOptions, Locker};
-use panka_controller::model::DesiredStack;
-use panka_controller::plan::Action;
-use panka_controller::resolve::Options;
 use panka_controller::state::{HistoryEntry, ReleaseOutcome, StateKey};
 use panka_controller::validate::{load_stack, plan_input};
+use panka_core::graph::Graph;
+use panka_core::model::DesiredStack;
+use panka_core::plan::Action;
+use panka_core::resolve::Options;
 use panka_tests::emulator::{emulator, unique_name, AwsBackends};
+use panka_tests::engine::TestEngine;
 
 fn write(root: &Path, rel: &str, text: &str) {
     let path = root.join(rel);
@@ -46,11 +45,11 @@ fn desired(root: &Path, name: &str) -> (DesiredStack, Graph) {
     plan_input(&loaded, "development", &Options::default()).expect("resolves")
 }
 
-async fn engine(backends: &AwsBackends, desired: &DesiredStack) -> Engine {
+async fn engine(backends: &AwsBackends, _desired: &DesiredStack) -> TestEngine {
     let locker =
         Locker::new(backends.backends.locks.clone(), LockOptions::default()).expect("locker");
-    Engine::new(
-        Ctx::new(emulator().sdk_config().await, desired, false),
+    TestEngine::new(
+        emulator().sdk_config().await,
         backends.backends.clone(),
         locker,
     )
@@ -58,7 +57,6 @@ async fn engine(backends: &AwsBackends, desired: &DesiredStack) -> Engine {
 
 fn options() -> EngineOptions {
     EngineOptions {
-        health_poll: Duration::from_millis(50),
         actor: "tester@ci".into(),
         ..EngineOptions::default()
     }
@@ -119,13 +117,8 @@ async fn apply_records_state_and_a_second_apply_changes_nothing() {
         .expect("report");
     assert!(report.release.is_none());
     assert!(!report.plan.has_changes());
-    assert_eq!(
-        e2.ctx().calls.mutating(),
-        0,
-        "{:?}",
-        e2.ctx().calls.snapshot()
-    );
-    assert!(e2.ctx().calls.total() > 0, "observe read AWS");
+    assert_eq!(e2.calls().mutating(), 0, "{:?}", e2.calls().snapshot());
+    assert!(e2.calls().total() > 0, "observe read AWS");
 
     // State lost (a fresh bucket): the resources are ours and converged, so apply records them
     // again without touching AWS and without a release.
@@ -143,7 +136,7 @@ async fn apply_records_state_and_a_second_apply_changes_nothing() {
         .expect("apply")
         .expect("report");
     assert!(report.release.is_none());
-    assert_eq!(e3.ctx().calls.mutating(), 0);
+    assert_eq!(e3.calls().mutating(), 0);
     let state = lost
         .backends
         .state
@@ -192,8 +185,7 @@ async fn a_changed_setting_updates_only_that_component_and_a_console_change_is_d
 
     // Someone changes the queue in the console: the next plan shows drift on that field.
     let sqs = aws_sdk_sqs::Client::new(&emulator().sdk_config().await);
-    let url =
-        &report.outputs[&panka_controller::model::ComponentId::new("orders", "events")]["url"];
+    let url = &report.outputs[&panka_core::model::ComponentId::new("orders", "events")]["url"];
     sqs.set_queue_attributes()
         .queue_url(url)
         .attributes(Attr::VisibilityTimeout, "5")

@@ -10,15 +10,15 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use panka_controller::aws::{load_sdk_config, AwsSettings};
-use panka_controller::driver::Ctx;
-use panka_controller::engine::{Engine, EngineError, EngineOptions, Event, Progress};
-use panka_controller::graph::Graph;
+use panka_controller::engine::{Engine, EngineError, EngineOptions, Event, Progress, Run, Step};
 use panka_controller::lock::{format_epoch, LockOptions, Locker};
-use panka_controller::model::DesiredStack;
-use panka_controller::plan::{Action, ComponentPlan, Plan};
 use panka_controller::state::ReleaseKind;
 use panka_controller::validate::{load_stack, plan_input};
+use panka_core::graph::Graph;
+use panka_core::model::DesiredStack;
+use panka_core::plan::{Action, ComponentPlan, Plan};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::backend::{load_config, open, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
@@ -133,7 +133,6 @@ fn git_commit(root: &Path) -> Option<String> {
 pub(crate) async fn target_engine(
     global: &GlobalArgs,
     desired: &DesiredStack,
-    target: &TargetArgs,
     lock_wait: Duration,
 ) -> anyhow::Result<Engine> {
     let config = load_config(global)?;
@@ -151,11 +150,20 @@ pub(crate) async fn target_engine(
             ..LockOptions::default()
         },
     )?;
-    Ok(Engine::new(
-        Ctx::new(sdk, desired, target.adopt),
-        backends,
-        locker,
-    ))
+    Ok(Engine::new(sdk, backends, locker))
+}
+
+/// Plans `desired` without the lock: what `plan`, `status` and `show` display.
+pub(crate) async fn plan_target(
+    global: &GlobalArgs,
+    desired: &DesiredStack,
+    graph: &Graph,
+    options: EngineOptions,
+) -> anyhow::Result<(Engine, Run, panka_controller::engine::Prepared)> {
+    let engine = target_engine(global, desired, Duration::ZERO).await?;
+    let run = engine.run(desired, options, CancellationToken::new());
+    let prepared = engine.plan(&run, desired, graph).await?;
+    Ok((engine, run, prepared))
 }
 
 pub(crate) fn engine_options(target: &TargetArgs, root: &str) -> EngineOptions {
@@ -177,10 +185,7 @@ pub fn plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let opts = engine_options(&args.target, &root);
-    let prepared = runtime()?.block_on(async {
-        let engine = target_engine(global, &desired, &args.target, Duration::ZERO).await?;
-        anyhow::Ok(engine.prepare(&desired, &graph, &opts).await?)
-    })?;
+    let (_, _, prepared) = runtime()?.block_on(plan_target(global, &desired, &graph, opts))?;
     match global.output {
         OutputFormat::Table => print!("{}", render_plan(&prepared.plan, &desired, false)),
         OutputFormat::Json | OutputFormat::Yaml => {
@@ -252,9 +257,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
     }
     opts.allow_destroy = args.allow_destroy;
     opts.health_timeout = Duration::from_secs(args.health_timeout);
-    let yes = args.yes;
-    let env = desired.environment.clone();
-    let desired_ref = &desired;
+    let needs_approval = needs_approval && !args.yes;
     // Bars only where a person watches; CI logs and pipes keep the line output.
     let progress = if table && std::io::stderr().is_terminal() {
         ApplyProgress::Bars(Bars::new(ProgressDrawTarget::stderr()))
@@ -264,42 +267,54 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
             waiting: std::sync::Mutex::new(BTreeMap::new()),
         })
     };
-    let progress_ref = &progress;
-    let mut approve = move |plan: &Plan| -> bool {
-        progress_ref.planned(plan);
+    let cancel = CancellationToken::new();
+    let runtime = runtime()?;
+    let result = runtime.block_on(async {
+        // Ctrl-C or SIGTERM: no new mutation starts, what is in flight finishes, state and the
+        // release are written and the lock is released; a re-run carries on.
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            interrupted().await;
+            on_signal.cancel();
+        });
+        let engine =
+            target_engine(global, &desired, Duration::from_secs(args.lock_timeout)).await?;
+        let run = engine.run(&desired, opts, cancel.clone());
+        // The plan is shown, and approved, before the lock is taken: nobody waits on a person.
+        let prepared = engine.plan(&run, &desired, &graph).await?;
+        progress.planned(&prepared.plan);
         if table {
-            print!("{}", render_plan(plan, desired_ref, destroy));
+            print!("{}", render_plan(&prepared.plan, &desired, destroy));
         }
-        if yes || !needs_approval {
-            return true;
+        if prepared.plan.has_changes()
+            && needs_approval
+            && !args.yes
+            && !confirm(&desired.environment)
+        {
+            return anyhow::Ok(Outcome::Declined);
         }
-        print!("\nApply these changes to {env}? Only `yes` is accepted: ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        answer.trim() == "yes"
-    };
-    let result = runtime()?.block_on(async {
-        let engine = target_engine(
-            global,
-            &desired,
-            &args.target,
-            Duration::from_secs(args.lock_timeout),
-        )
-        .await?;
-        let report = engine
-            .apply(&desired, &graph, &opts, &mut approve, &progress)
-            .await;
-        anyhow::Ok((report, engine.ctx().calls.clone()))
+        let approval = prepared.approve();
+        let applying = match engine
+            .apply(&run, &desired, &graph, &approval, &progress)
+            .await
+        {
+            Ok(Ok(applying)) => applying,
+            Ok(Err(report)) => return Ok(Outcome::Applied(report, run.calls().clone())),
+            Err(e) => return Ok(Outcome::Failed(e)),
+        };
+        let report = step_until_done(applying, &cancel).await;
+        Ok(match report {
+            Ok(report) => Outcome::Applied(report, run.calls().clone()),
+            Err(e) => Outcome::Failed(e),
+        })
     });
     progress.finish();
-    let (report, calls) = result?;
-    match report {
-        Ok(None) => {
+    match result? {
+        Outcome::Declined => {
             println!("Apply cancelled; nothing changed.");
             Ok(ExitCode::FAILURE)
         }
-        Ok(Some(report)) => {
+        Outcome::Applied(report, calls) => {
             if !table {
                 print_data(
                     global.output,
@@ -348,7 +363,11 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(EngineError::Lock(e)) => {
+        Outcome::Failed(EngineError::Interrupted) => {
+            eprintln!("{}", EngineError::Interrupted);
+            Ok(ExitCode::from(130))
+        }
+        Outcome::Failed(EngineError::Lock(e)) => {
             let mut msg = format!("{e}");
             if let Some(h) = e.holder() {
                 msg.push_str(&format!(
@@ -362,7 +381,74 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
             }
             anyhow::bail!("{msg}")
         }
-        Err(e) => Err(e.into()),
+        Outcome::Failed(e) => Err(e.into()),
+    }
+}
+
+/// How an apply command ended.
+enum Outcome {
+    Declined,
+    Applied(
+        panka_controller::engine::ApplyReport,
+        panka_controller::driver::CallCounter,
+    ),
+    Failed(EngineError),
+}
+
+/// Asks on the terminal; only a typed `yes` approves.
+fn confirm(environment: &str) -> bool {
+    print!("\nApply these changes to {environment}? Only `yes` is accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    answer.trim() == "yes"
+}
+
+/// Steps an apply until it is done, sleeping between steps while AWS works (a rollout, a
+/// deletion). The engine never sleeps; this loop is the CLI's way of waiting, and a cancel wakes
+/// it at once (the next step then stops without starting anything new).
+async fn step_until_done(
+    mut applying: panka_controller::engine::Applying<'_>,
+    cancel: &CancellationToken,
+) -> Result<panka_controller::engine::ApplyReport, EngineError> {
+    loop {
+        match applying.step().await? {
+            Step::Done(report) => return Ok(report),
+            Step::Progressing {
+                applying: next,
+                requeue_after,
+                ..
+            } => {
+                tokio::select! {
+                    () = tokio::time::sleep(requeue_after) => {}
+                    () = cancel.cancelled() => {}
+                }
+                applying = *next;
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -733,7 +819,7 @@ pub fn render_plan(plan: &Plan, desired: &DesiredStack, destroy: bool) -> String
 
 #[cfg(test)]
 mod tests {
-    use panka_controller::model::ComponentId;
+    use panka_core::model::ComponentId;
 
     use super::*;
 

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use panka_controller::graph::Graph;
-use panka_controller::model::{ComponentId, DesiredStack};
-use panka_controller::resolve;
 use panka_controller::validate::{load_stack, plan_input};
+use panka_core::graph::Graph;
+use panka_core::model::{ComponentId, DesiredStack};
+use panka_core::resolve;
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};

@@ -98,6 +98,7 @@ fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
                 ReleaseOutcome::Failed => "✗ Failed",
                 ReleaseOutcome::RolledBack => "⚠ Rolled back",
                 ReleaseOutcome::InProgress => "… In progress",
+                ReleaseOutcome::Interrupted => "⏸ Interrupted",
             };
             [
                 r.id.clone(),

@@ -39,8 +39,8 @@ pub fn repo_root(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
 }
 
 /// `--var NAME=VALUE` pairs as resolve options.
-pub fn resolve_options(vars: &[String]) -> anyhow::Result<panka_controller::resolve::Options> {
-    let vars = panka_controller::resolve::parse_cli_vars(vars.iter().map(String::as_str))
+pub fn resolve_options(vars: &[String]) -> anyhow::Result<panka_core::resolve::Options> {
+    let vars = panka_core::resolve::parse_cli_vars(vars.iter().map(String::as_str))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
-    Ok(panka_controller::resolve::Options { vars })
+    Ok(panka_core::resolve::Options { vars })
 }

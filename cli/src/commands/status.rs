@@ -1,18 +1,17 @@
 //! `panka status`, `panka show` and `panka list`: what is deployed, read from state and AWS.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
-use panka_controller::model::ComponentId;
-use panka_controller::plan::{ComponentPlan, Health, Observation};
-use panka_controller::resolve;
 use panka_controller::state::{ComponentState, HistoryEntry, Release, ReleaseKind, StateKey};
 use panka_controller::validate::load_stack;
+use panka_core::model::ComponentId;
+use panka_core::plan::{ComponentPlan, Health, Observation};
+use panka_core::resolve;
 use serde_json::json;
 
 use super::backend::runtime;
-use super::deploy::{resolve_target, target_engine, TargetArgs};
+use super::deploy::{plan_target, resolve_target, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::print_data;
 
@@ -57,8 +56,7 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
     };
     let opts = super::deploy::engine_options(&args.target, &root);
     let (prepared, release) = runtime()?.block_on(async {
-        let engine = target_engine(global, &desired, &args.target, Duration::ZERO).await?;
-        let prepared = engine.prepare(&desired, &graph, &opts).await?;
+        let (engine, _, prepared) = plan_target(global, &desired, &graph, opts).await?;
         let release = match prepared
             .state
             .as_ref()
@@ -219,10 +217,7 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let mut target = args.target;
     target.service = Some(id.service.clone());
     let opts = super::deploy::engine_options(&target, &root);
-    let prepared = runtime()?.block_on(async {
-        let engine = target_engine(global, &desired, &target, Duration::ZERO).await?;
-        anyhow::Ok(engine.prepare(&desired, &graph, &opts).await?)
-    })?;
+    let (_, _, prepared) = runtime()?.block_on(plan_target(global, &desired, &graph, opts))?;
     let o = prepared.observed.get(&id).cloned().unwrap_or_default();
     let recorded = prepared
         .state
@@ -285,7 +280,7 @@ fn show_text(
             panka_controller::engine::action_name(&p.action)
         );
         for d in &p.diffs {
-            let show = |v: &Option<panka_controller::plan::FieldValue>| {
+            let show = |v: &Option<panka_core::plan::FieldValue>| {
                 v.as_ref().map_or_else(|| "(none)".into(), |v| v.display())
             };
             let _ = writeln!(
@@ -383,9 +378,9 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::{ago, show_text};
-    use panka_controller::model::ComponentId;
-    use panka_controller::plan::{Health, Observation};
     use panka_controller::state::ComponentState;
+    use panka_core::model::ComponentId;
+    use panka_core::plan::{Health, Observation};
 
     #[test]
     fn show_lists_identifiers_outputs_recent_events_and_the_last_applied_spec() {

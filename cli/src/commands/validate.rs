@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use panka_controller::diag::{suggest, Diagnostic};
-use panka_controller::model::ComponentId;
 use panka_controller::validate::{validate, Validation};
+use panka_core::diag::{suggest, Diagnostic};
+use panka_core::model::ComponentId;
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};

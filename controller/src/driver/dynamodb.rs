@@ -22,16 +22,14 @@ use panka_crds::spec::{AttributeType, BillingMode, DynamoDbSpec, KeyAttribute, S
 use panka_crds::Kind;
 use serde_json::{json, Value};
 
-use super::{Applied, Ctx, Driver, DriverError, Outputs};
+use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
 use crate::aws::AwsError;
-use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
-use crate::naming::NameRules;
-use crate::plan::{DesiredFields, FieldValue, Health, Observation};
+use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
+use panka_core::naming::NameRules;
+use panka_core::plan::{DesiredFields, FieldValue, Health, Observation};
 
 /// Longest wait for a table to become `ACTIVE` after a create or update.
-const ACTIVE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Pause between two DescribeTable calls while waiting.
-const POLL_INTERVAL: Duration = Duration::from_secs(2);
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Reason shown when the keys differ.
 const KEYS_FIXED: &str = "a table's key schema is fixed at creation";
 
@@ -183,29 +181,30 @@ impl DynamoDbDriver {
         }))
     }
 
-    /// Polls until the table is `ACTIVE`, at most [`ACTIVE_TIMEOUT`].
+    /// Waits, with the SDK's `TableExists` waiter, until the table is `ACTIVE` again after a
+    /// create or an update: the next UpdateTable is refused while it is not, and these
+    /// transitions take seconds. Bounded by [`ACTIVE_TIMEOUT`]; past it the apply fails and a
+    /// re-run carries on.
     async fn wait_active(&self, id: &ComponentId, table: &str) -> Result<(), DriverError> {
-        let deadline = tokio::time::Instant::now() + ACTIVE_TIMEOUT;
-        loop {
-            let status = self
-                .describe(id, table)
-                .await?
-                .and_then(|t| t.table_status().cloned());
-            if status == Some(TableStatus::Active) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Unexpected {
-                    component: id.clone(),
-                    message: format!(
-                        "table {table} is not ACTIVE after {}s (status {})",
-                        ACTIVE_TIMEOUT.as_secs(),
-                        status.as_ref().map_or("missing", |s| s.as_str())
-                    ),
-                });
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        use aws_sdk_dynamodb::client::Waiters;
+        self.client
+            .wait_until_table_exists()
+            .table_name(table)
+            .wait(ACTIVE_TIMEOUT)
+            .await
+            .map(|_| ())
+            .map_err(|e| DriverError::Unexpected {
+                component: id.clone(),
+                message: format!(
+                    "table {table} did not become ACTIVE within {}s: {}",
+                    ACTIVE_TIMEOUT.as_secs(),
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                ),
+            })
     }
 
     async fn create_table(
@@ -612,7 +611,12 @@ impl Driver for DynamoDbDriver {
         Kind::DynamoDb
     }
 
-    fn desired(&self, component: &DesiredComponent, _outputs: &Outputs) -> DesiredFields {
+    fn desired(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+        _lookups: &Lookups,
+    ) -> DesiredFields {
         let mut f = DesiredFields::default();
         let Ok(spec) = spec_of(component) else {
             return f;
@@ -671,6 +675,7 @@ impl Driver for DynamoDbDriver {
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
+        _lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
         self.reconcile(component).await
     }
@@ -679,13 +684,13 @@ impl Driver for DynamoDbDriver {
         &self,
         id: &ComponentId,
         recorded: &BTreeMap<String, String>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Deletion, DriverError> {
         let table = recorded
             .get("name")
             .cloned()
             .unwrap_or_else(|| self.table_name(id));
         let Some(desc) = self.describe(id, &table).await? else {
-            return Ok(());
+            return Ok(Deletion::Done);
         };
         // Deleting a table destroys its data: never one that is not ours.
         let tags = self.tags(id, desc.table_arn().unwrap_or_default()).await?;
@@ -696,8 +701,8 @@ impl Driver for DynamoDbDriver {
             });
         }
         match self.client.delete_table().table_name(&table).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
+            Ok(_) => Ok(Deletion::Done),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(Deletion::Done),
             Err(e) => Err(DriverError::aws("delete table", id, &e)),
         }
     }

@@ -68,12 +68,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::shared::{self, ecs_tags, elb_tags};
-use super::{Applied, Ctx, Driver, DriverError, Observe, Outputs};
+use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use crate::aws::AwsError;
-use crate::model::{ComponentId, ComponentSpec, DesiredComponent, ResolvedConfig};
-use crate::naming::NameRules;
-use crate::plan::{
+use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent, ResolvedConfig};
+use panka_core::naming::NameRules;
+use panka_core::plan::{
     Change, DesiredFields, FieldDiff, FieldValue, Fields, Health, KnownAfterApply, Observation,
+    Unread,
 };
 
 /// Task CPU units when the component's infra does not say.
@@ -202,6 +203,18 @@ struct ServiceShape {
     log_retention: Option<Option<u32>>,
 }
 
+/// The full ARN of a secret reference: an ARN as written, a name as [`EcsDriver::look_up`]
+/// found it (the name itself when it was not looked up).
+fn secret_arn(lookups: &Lookups, secret_ref: &str) -> String {
+    let secret_ref = secret_ref.trim();
+    if secret_ref.starts_with("arn:") {
+        return secret_ref.to_string();
+    }
+    lookups
+        .get(secret_ref)
+        .map_or_else(|| secret_ref.to_string(), str::to_string)
+}
+
 fn unknown() -> FieldValue {
     FieldValue::Unknown(KnownAfterApply::KnownAfterApply)
 }
@@ -227,6 +240,25 @@ fn is_task_field(key: &str) -> bool {
             | "log.group"
     ) || key.starts_with("container.")
         || key.starts_with("environment.")
+}
+
+/// The fields of [`project`] that come from the task definition alone.
+fn task_fields(task: &TaskShape) -> Fields {
+    let none = ServiceShape {
+        cluster: String::new(),
+        desired_count: 0,
+        subnets: None,
+        security_groups: None,
+        assign_public_ip: false,
+        circuit_breaker: false,
+        tags: BTreeMap::new(),
+        load_balancer: None,
+        autoscaling: None,
+        log_retention: None,
+    };
+    let mut f = project(task, &none);
+    f.retain(|k, _| is_task_field(k));
+    f
 }
 
 /// The comparable fields of a task definition and service: the one projection both `desired`
@@ -559,7 +591,12 @@ struct Render {
 }
 
 impl EcsDriver {
-    fn render(&self, component: &DesiredComponent, outputs: &Outputs) -> Option<Render> {
+    fn render(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+        lookups: &Lookups,
+    ) -> Option<Render> {
         let w = workload(component)?;
         let id = &component.id;
         let naming = &self.ctx.naming;
@@ -603,7 +640,7 @@ impl EcsDriver {
             .iter()
             .map(|s| {
                 let env = s.env_var.clone().unwrap_or_else(|| s.name.clone());
-                let arn = self.secret_arn(&s.secret_ref);
+                let arn = secret_arn(lookups, &s.secret_ref);
                 let from = match &s.key {
                     Some(k) => format!("{arn}:{k}::"),
                     None => arn,
@@ -754,20 +791,9 @@ pub struct EcsDriver {
     scaling: aws_sdk_applicationautoscaling::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     secrets: aws_sdk_secretsmanager::Client,
-    /// Full ARNs of the secrets referenced by name.
-    secret_arns: Mutex<HashMap<String, String>>,
-    /// Task definitions already seen, by ARN (revisions are immutable).
+    /// Task definitions already described in this run, by ARN (revisions are immutable). The
+    /// driver lives as long as one run, so this never outlives it.
     revisions: Mutex<HashMap<String, TaskShape>>,
-    /// Observations waiting for [`Driver::complete`]: the service runs the revision state
-    /// recorded, so it is described only if the desired one differs.
-    deferred: Mutex<HashMap<ComponentId, Deferred>>,
-}
-
-/// An observation whose task definition was not described (see [`EcsDriver::complete`]).
-struct Deferred {
-    fingerprint: String,
-    task_arn: String,
-    shape: ServiceShape,
 }
 
 /// What one [`Driver::observe_many`] read for many components at once. Each reader takes its
@@ -858,10 +884,8 @@ impl EcsDriver {
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
             scaling: aws_sdk_applicationautoscaling::Client::from_conf(scaling),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
-            secret_arns: Mutex::new(HashMap::new()),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
             revisions: Mutex::new(HashMap::new()),
-            deferred: Mutex::new(HashMap::new()),
         }
     }
 
@@ -884,34 +908,19 @@ impl EcsDriver {
             .component(id, Some("tg"), NameRules::LOAD_BALANCER)
     }
 
-    /// The full ARN of a secret reference: an ARN as written, a name as [`EcsDriver::look_up`]
-    /// found it (the name itself until then).
-    fn secret_arn(&self, secret_ref: &str) -> String {
-        let secret_ref = secret_ref.trim();
-        if secret_ref.starts_with("arn:") {
-            return secret_ref.to_string();
-        }
-        self.secret_arns
-            .lock()
-            .ok()
-            .and_then(|m| m.get(secret_ref).cloned())
-            .unwrap_or_else(|| secret_ref.to_string())
-    }
-
     /// Finds the full ARN of every secret `component` references by name (ECS wants ARNs, and
     /// the random suffix Secrets Manager adds cannot be guessed). DescribeSecret reads no value.
-    async fn resolve_secrets(&self, component: &DesiredComponent) -> Result<(), DriverError> {
+    async fn resolve_secrets(
+        &self,
+        component: &DesiredComponent,
+        found: &mut BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
         let Some(w) = workload(component) else {
             return Ok(());
         };
         for s in w.secrets {
             let name = s.secret_ref.trim();
-            let known = self
-                .secret_arns
-                .lock()
-                .map(|m| m.contains_key(name))
-                .unwrap_or(false);
-            if name.starts_with("arn:") || known {
+            if name.starts_with("arn:") || found.contains_key(name) {
                 continue;
             }
             let arn = match self.secrets.describe_secret().secret_id(name).send().await {
@@ -920,17 +929,13 @@ impl EcsDriver {
                 Err(e) => return Err(DriverError::aws("look up secret", &component.id, &e)),
             };
             let Some(arn) = arn else {
-                return Err(DriverError::Unexpected {
+                return Err(DriverError::MissingSecret {
                     component: component.id.clone(),
-                    message: format!(
-                        "secret `{name}` (secrets[{}].secretRef) does not exist in Secrets Manager; create it first (panka never reads its value) or correct the reference",
-                        s.name
-                    ),
+                    secret: name.to_string(),
+                    field: format!("secrets[{}].secretRef", s.name),
                 });
             };
-            if let Ok(mut m) = self.secret_arns.lock() {
-                m.insert(name.to_string(), arn);
-            }
+            found.insert(name.to_string(), arn);
         }
         Ok(())
     }
@@ -1458,16 +1463,10 @@ impl EcsDriver {
                     *v = unknown();
                 }
             }
-            if let Ok(mut d) = self.deferred.lock() {
-                d.insert(
-                    id.clone(),
-                    Deferred {
-                        fingerprint: fingerprint.clone(),
-                        task_arn: seen.task_arn.clone(),
-                        shape: seen.shape.clone(),
-                    },
-                );
-            }
+            o.unread = Some(Unread {
+                reference: seen.task_arn.clone(),
+                fingerprint: fingerprint.clone(),
+            });
         }
         o.identifiers = applied.identifiers;
         o.outputs = applied.outputs;
@@ -2119,10 +2118,10 @@ impl EcsDriver {
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
+        lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
         let id = &component.id;
-        self.resolve_secrets(component).await?;
-        let r = self.known_render(component, outputs)?;
+        let r = self.known_render(component, outputs, lookups)?;
         let cluster = required(outputs, id, &shared::cluster_id(), "name")?;
         let mut shape = r.service.clone();
         shape.cluster = cluster.clone();
@@ -2204,14 +2203,15 @@ impl EcsDriver {
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
+        lookups: &Lookups,
     ) -> Result<Render, DriverError> {
         let id = &component.id;
-        let r = self
-            .render(component, outputs)
-            .ok_or_else(|| DriverError::Unexpected {
-                component: id.clone(),
-                message: format!("the {} driver was given a {}", self.kind, component.kind()),
-            })?;
+        let r =
+            self.render(component, outputs, lookups)
+                .ok_or_else(|| DriverError::Unexpected {
+                    component: id.clone(),
+                    message: format!("the {} driver was given a {}", self.kind, component.kind()),
+                })?;
         let unknown: Vec<&String> = r
             .task
             .environment
@@ -2241,16 +2241,16 @@ impl EcsDriver {
     }
 
     /// Changes what `diffs` names, part by part, on an existing service.
-    async fn converge(
+    async fn converge_diffs(
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
+        lookups: &Lookups,
         diffs: &[FieldDiff],
         seen: Seen,
     ) -> Result<Applied, DriverError> {
         let id = &component.id;
-        self.resolve_secrets(component).await?;
-        let r = self.known_render(component, outputs)?;
+        let r = self.known_render(component, outputs, lookups)?;
         let touched = |part: Part| diffs.iter().any(|d| part_of(&d.field) == part);
         let want = &r.service;
         let mut now = seen;
@@ -2639,14 +2639,20 @@ impl Driver for EcsDriver {
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
+        lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
         // `create` already takes over an existing service of ours and changes what differs.
-        self.create(component, outputs).await
+        self.create(component, outputs, lookups).await
     }
 
-    fn desired(&self, component: &DesiredComponent, outputs: &Outputs) -> DesiredFields {
+    fn desired(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+        lookups: &Lookups,
+    ) -> DesiredFields {
         let mut f = DesiredFields::default();
-        let Some(r) = self.render(component, outputs) else {
+        let Some(r) = self.render(component, outputs, lookups) else {
             return f;
         };
         f.fields = project(&r.task, &r.service);
@@ -2678,33 +2684,33 @@ impl Driver for EcsDriver {
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
-        observed: &mut Observation,
-    ) -> Result<(), DriverError> {
-        let Some(d) = self
-            .deferred
-            .lock()
-            .ok()
-            .and_then(|mut m| m.remove(&component.id))
-        else {
-            return Ok(());
+        lookups: &Lookups,
+        mut observed: Observation,
+    ) -> Result<Observation, DriverError> {
+        let Some(unread) = observed.unread.take() else {
+            return Ok(observed);
         };
         // The revision running is the one recorded: when the desired render has the recorded
         // fingerprint, it is what that revision holds (revisions are immutable); otherwise read
         // it, to show what changes.
-        let task = match self.render(component, outputs) {
-            Some(r) if r.task.fingerprint().as_deref() == Some(d.fingerprint.as_str()) => r.task,
-            _ => self.task_shape(&component.id, &d.task_arn).await?,
+        let task = match self.render(component, outputs, lookups) {
+            Some(r) if r.task.fingerprint().as_deref() == Some(unread.fingerprint.as_str()) => {
+                r.task
+            }
+            _ => self.task_shape(&component.id, &unread.reference).await?,
         };
-        self.remember(&d.task_arn, &task);
-        observed.fields = project(&task, &d.shape);
-        Ok(())
+        self.remember(&unread.reference, &task);
+        observed.fields.retain(|k, _| !is_task_field(k));
+        observed.fields.extend(task_fields(&task));
+        Ok(observed)
     }
 
-    async fn look_up(&self, components: &[&DesiredComponent]) -> Result<(), DriverError> {
+    async fn look_up(&self, components: &[&DesiredComponent]) -> Result<Lookups, DriverError> {
+        let mut found = BTreeMap::new();
         for c in components {
-            self.resolve_secrets(c).await?;
+            self.resolve_secrets(c, &mut found).await?;
         }
-        Ok(())
+        Ok(Lookups::from_values(found))
     }
 
     async fn observe_many(
@@ -2727,10 +2733,11 @@ impl Driver for EcsDriver {
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
+        lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
         let id = &component.id;
         match self.seen(id, None).await? {
-            None => self.create_fresh(component, outputs).await,
+            None => self.create_fresh(component, outputs, lookups).await,
             // Already there (an earlier apply was interrupted): converge it if it is ours.
             Some((seen, tags)) => {
                 if !self.ctx.may_touch(id, &tags) {
@@ -2739,13 +2746,14 @@ impl Driver for EcsDriver {
                         what: format!("ECS service {}", self.service_name(id)),
                     });
                 }
-                let desired = self.desired(component, outputs);
+                let desired = self.desired(component, outputs, lookups);
                 let observed = Observation {
                     fields: project(&seen.task, &seen.shape),
                     ..Default::default()
                 };
-                let diffs = crate::plan::diff(&desired, &observed);
-                self.converge(component, outputs, &diffs, seen).await
+                let diffs = panka_core::plan::diff(&desired, &observed);
+                self.converge_diffs(component, outputs, lookups, &diffs, seen)
+                    .await
             }
         }
     }
@@ -2754,6 +2762,7 @@ impl Driver for EcsDriver {
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
+        lookups: &Lookups,
         diffs: &[FieldDiff],
         observed: &Observation,
     ) -> Result<Applied, DriverError> {
@@ -2761,7 +2770,7 @@ impl Driver for EcsDriver {
         // The observation carries fields, not the SDK objects: read again what converging needs
         // (task definitions come from the cache, so this is a few Describe calls).
         let Some((seen, tags)) = self.seen(id, Some(&observed.identifiers)).await? else {
-            return self.create_fresh(component, outputs).await;
+            return self.create_fresh(component, outputs, lookups).await;
         };
         if !self.ctx.may_touch(id, &tags) {
             return Err(DriverError::NotOurs {
@@ -2769,14 +2778,15 @@ impl Driver for EcsDriver {
                 what: format!("ECS service {}", self.service_name(id)),
             });
         }
-        self.converge(component, outputs, diffs, seen).await
+        self.converge_diffs(component, outputs, lookups, diffs, seen)
+            .await
     }
 
     async fn delete(
         &self,
         id: &ComponentId,
         recorded: &BTreeMap<String, String>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Deletion, DriverError> {
         let name = recorded
             .get("service")
             .cloned()
@@ -2899,8 +2909,8 @@ impl Driver for EcsDriver {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
+            Ok(_) => Ok(Deletion::Done),
+            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(Deletion::Done),
             Err(e) => Err(DriverError::aws("delete log group", id, &e)),
         }
     }

@@ -23,12 +23,12 @@
 //! every cache cluster once (one paginated DescribeReplicationGroups and DescribeCacheClusters)
 //! and reads tags only of the groups that exist, instead of describing each group on its own.
 //!
-//! **Delete** starts the group's deletion, then waits (bounded by `Ctx::deletion_timeout`, 45
-//! minutes by default) for the group to be gone, since a subnet group in use cannot be deleted,
-//! and deletes the subnet group when it carries our tags. When the wait runs out the delete
-//! answers `StillDeleting`: the engine keeps the component in state, leaves what it depends on,
-//! and a later delete (a re-run destroy, or the controller's next pass) picks up where it stopped. A create of an id whose group
-//! is still `deleting` waits the same way, which is what a replace needs.
+//! **Delete** starts the group's deletion and never waits for it: while the group is still
+//! there it answers [`Deletion::Progressing`], and the next delete call (the CLI's next step, the
+//! controller's next reconcile) looks again; once the group is gone it deletes the cache subnet
+//! group (which cannot go while in use) when it carries our tags. The engine gives up after its
+//! deletion timeout, keeping the component in state. A create of an id whose group is still
+//! `deleting` is refused as `StillDeleting` (a replace waits for its delete to finish first).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,12 +42,12 @@ use panka_crds::Kind;
 use serde_json::{json, Value};
 
 use super::rds::{missing, read_secret, sorted, stack_subnets};
-use super::{Applied, Ctx, Driver, DriverError, Observe, Outputs};
+use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use crate::aws::{self, AwsError};
-use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
-use crate::naming::NameRules;
-use crate::plan::{DesiredFields, FieldValue, Health, Observation};
 use crate::secret::SecretString;
+use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
+use panka_core::naming::NameRules;
+use panka_core::plan::{DesiredFields, FieldValue, Health, Observation};
 
 /// Why any compared setting but the tags needs a new replication group.
 pub const REPLACE_REASON: &str = "ElastiCache changes are applied by replacement";
@@ -56,8 +56,8 @@ pub const REPLACE_REASON: &str = "ElastiCache changes are applied by replacement
 const VERSION_KEY: &str = "engineVersion";
 /// Identifier key recording the component's cache subnet group.
 const SUBNET_GROUP_KEY: &str = "subnetGroup";
-/// Pause between two DescribeReplicationGroups calls while waiting.
-const POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// When to look again at a group being created, modified or deleted.
+const REQUEUE_AFTER: Duration = Duration::from_secs(15);
 /// Records per page when listing groups and clusters (the API's maximum).
 const PAGE_SIZE: i32 = 100;
 
@@ -67,8 +67,6 @@ pub struct ElastiCacheDriver {
     ec2: aws_sdk_ec2::Client,
     secrets: aws_sdk_secretsmanager::Client,
     ctx: Ctx,
-    /// Longest wait for a group being deleted to disappear, and the pause between two looks.
-    deletion_wait: (Duration, Duration),
 }
 
 /// What observing many groups read once for all of them.
@@ -96,18 +94,7 @@ impl ElastiCacheDriver {
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
             ctx: ctx.clone(),
-            deletion_wait: (
-                ctx.deletion_timeout,
-                POLL_INTERVAL.min(ctx.deletion_timeout),
-            ),
         }
-    }
-
-    /// The same driver waiting at most `timeout` (by default [`Ctx::deletion_timeout`]),
-    /// looking every `poll` (default 10 s), for a group being deleted to disappear.
-    pub fn with_deletion_wait(mut self, timeout: Duration, poll: Duration) -> ElastiCacheDriver {
-        self.deletion_wait = (timeout, poll);
-        self
     }
 
     /// The replication group id of a component (ElastiCache stores it lowercase).
@@ -431,34 +418,6 @@ impl ElastiCacheDriver {
         o
     }
 
-    /// Waits, bounded, for a group in `deleting` to disappear; `then` says in the error what the
-    /// user may do when it does not.
-    async fn wait_deleted(
-        &self,
-        id: &ComponentId,
-        name: &str,
-        then: &str,
-    ) -> Result<(), DriverError> {
-        let (timeout, poll) = self.deletion_wait;
-        let deadline = tokio::time::Instant::now() + timeout;
-        while let Some(g) = self.group(id, name).await? {
-            if g.status() != Some("deleting") {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::StillDeleting {
-                    component: id.clone(),
-                    message: format!(
-                        "replication group {name} is still being deleted after {}; {then}",
-                        duration_words(timeout),
-                    ),
-                });
-            }
-            tokio::time::sleep(poll).await;
-        }
-        Ok(())
-    }
-
     /// Reads the AUTH token from its secret, when the spec names one.
     async fn auth_token(
         &self,
@@ -530,15 +489,19 @@ impl ElastiCacheDriver {
         let id = &component.id;
         let spec = spec_of(component)?;
         let name = self.group_id(id);
-        let mut existing = self.group(id, &name).await?;
+        let existing = self.group(id, &name).await?;
         if existing
             .as_ref()
             .is_some_and(|g| g.status() == Some("deleting"))
         {
-            // A replace deleted it a moment ago: the id is free only once it is gone.
-            self.wait_deleted(id, &name, "apply again once it is gone")
-                .await?;
-            existing = self.group(id, &name).await?;
+            // A re-created component: the id is free only once the old group is gone (a
+            // replace waits for its delete to finish before it creates).
+            return Err(DriverError::StillDeleting {
+                component: id.clone(),
+                message: format!(
+                    "replication group {name} is still being deleted; apply again once it is gone"
+                ),
+            });
         }
         let not_ours = || DriverError::NotOurs {
             component: id.clone(),
@@ -619,14 +582,6 @@ fn cache_tags(tags: BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
-/// `30 minutes`, `2 seconds`: a wait as an error message says it.
-fn duration_words(d: Duration) -> String {
-    match d.as_secs() {
-        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
-        s => format!("{s} seconds"),
-    }
-}
-
 fn has_code(err: &AwsError, code: &str) -> bool {
     err.code.as_deref() == Some(code)
 }
@@ -703,7 +658,12 @@ impl Driver for ElastiCacheDriver {
         Kind::ElastiCacheRedis
     }
 
-    fn desired(&self, component: &DesiredComponent, _outputs: &Outputs) -> DesiredFields {
+    fn desired(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+        _lookups: &Lookups,
+    ) -> DesiredFields {
         let mut f = DesiredFields::default();
         let Ok(spec) = spec_of(component) else {
             return f;
@@ -775,6 +735,7 @@ impl Driver for ElastiCacheDriver {
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
+        _lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
         self.reconcile(component).await
     }
@@ -783,7 +744,7 @@ impl Driver for ElastiCacheDriver {
         &self,
         id: &ComponentId,
         recorded: &BTreeMap<String, String>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Deletion, DriverError> {
         let name = self.recorded_group(id, Some(recorded));
         let subnet_group = recorded
             .get(SUBNET_GROUP_KEY)
@@ -811,29 +772,29 @@ impl Driver for ElastiCacheDriver {
                     Err(e) => return Err(DriverError::aws("delete replication group", id, &e)),
                 }
             }
-            // The subnet group cannot go while the group's clusters use it.
-            let then = format!(
-                "the deletion goes on, and cache subnet group {subnet_group} is deleted once it is gone: run the delete (destroy) again later"
-            );
-            self.wait_deleted(id, &name, &then).await?;
+            // The cache subnet group cannot go while the group's clusters use it: look once
+            // more, else come back later.
+            if self.group(id, &name).await?.is_some() {
+                return Ok(Deletion::Progressing {
+                    requeue_after: REQUEUE_AFTER,
+                    status: format!(
+                        "replication group {name} deleting (cache subnet group {subnet_group} goes after it)"
+                    ),
+                });
+            }
         }
-        self.delete_subnet_group(id, &subnet_group).await
+        self.delete_subnet_group(id, &subnet_group).await?;
+        Ok(Deletion::Done)
+    }
+
+    fn requeue_after(&self) -> Duration {
+        REQUEUE_AFTER
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn waits_are_said_in_minutes_or_seconds() {
-        assert_eq!(
-            duration_words(crate::driver::DEFAULT_DELETION_TIMEOUT),
-            "45 minutes"
-        );
-        assert_eq!(duration_words(Duration::from_secs(2)), "2 seconds");
-        assert_eq!(duration_words(Duration::from_millis(300)), "0 seconds");
-    }
 
     #[test]
     fn versions_compare_as_major_minor() {

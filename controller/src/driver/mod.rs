@@ -34,9 +34,9 @@ use panka_crds::spec::StackInfraSpec;
 use panka_crds::Kind;
 
 use crate::aws::{AwsError, ErrorClass};
-use crate::model::{ComponentId, DesiredComponent};
-use crate::naming::Naming;
-use crate::plan::{DesiredFields, FieldDiff, Observation};
+use panka_core::model::{ComponentId, DesiredComponent};
+use panka_core::naming::Naming;
+use panka_core::plan::{DesiredFields, FieldDiff, Observation};
 
 /// Outputs of the components already applied (or observed), for `valueFrom`.
 pub type Outputs = BTreeMap<ComponentId, BTreeMap<String, String>>;
@@ -77,7 +77,7 @@ pub enum DriverError {
         /// What was found.
         what: String,
     },
-    /// A deletion began but AWS had not finished it within [`Ctx::deletion_timeout`]; what
+    /// A deletion began but AWS had not finished it within the run's deletion timeout; what
     /// depends on it was left in place. Running the delete again carries on.
     #[error("{component}: {message}")]
     StillDeleting {
@@ -85,6 +85,16 @@ pub enum DriverError {
         component: ComponentId,
         /// What is still going, and what remains to do.
         message: String,
+    },
+    /// A secret the component references does not exist.
+    #[error("{component}: secret `{secret}` ({field}) does not exist in Secrets Manager; create it first (panka never reads its value) or correct the reference")]
+    MissingSecret {
+        /// Which component.
+        component: ComponentId,
+        /// The reference as written.
+        secret: String,
+        /// Where it is referenced, e.g. `secrets[DB_PASSWORD].secretRef`.
+        field: String,
     },
     /// AWS answered something the driver cannot work with.
     #[error("{component}: {message}")]
@@ -114,15 +124,73 @@ impl DriverError {
         }
     }
 
-    /// Whether retrying later may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, DriverError::Aws { source, .. } if matches!(source.class, ErrorClass::Throttled | ErrorClass::Transient))
+    /// Whether retrying helps, a change is needed, or someone else is in the way.
+    pub fn class(&self) -> crate::engine::ErrorClass {
+        use crate::engine::ErrorClass as C;
+        match self {
+            DriverError::Aws { source, .. } => crate::engine::run::aws_class(source.class),
+            DriverError::StillDeleting { .. } => C::Transient,
+            DriverError::NotOurs { .. }
+            | DriverError::MissingSecret { .. }
+            | DriverError::Unexpected { .. } => C::Permanent,
+        }
     }
 
     /// Whether this is "not found".
     pub fn is_not_found(&self) -> bool {
         matches!(self, DriverError::Aws { source, .. } if source.class == ErrorClass::NotFound)
     }
+
+    /// The component whose call failed.
+    pub fn component(&self) -> &ComponentId {
+        match self {
+            DriverError::Aws { component, .. }
+            | DriverError::NotOurs { component, .. }
+            | DriverError::StillDeleting { component, .. }
+            | DriverError::MissingSecret { component, .. }
+            | DriverError::Unexpected { component, .. } => component,
+        }
+    }
+}
+
+/// What [`Driver::look_up`] found before planning, for [`Driver::desired`],
+/// [`Driver::complete`] and the mutations (e.g. the full ARN of each secret referenced by
+/// name). Made only by `look_up`, so desired fields cannot be computed before it ran; it lives
+/// as long as the run that made it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookups {
+    values: BTreeMap<String, String>,
+}
+
+impl Lookups {
+    /// Nothing looked up (a kind that needs nothing).
+    pub(crate) fn none() -> Lookups {
+        Lookups::default()
+    }
+
+    /// Lookups with these values.
+    pub(crate) fn from_values(values: BTreeMap<String, String>) -> Lookups {
+        Lookups { values }
+    }
+
+    /// The value found for `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+}
+
+/// What a delete call left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// Gone (or was never there).
+    Done,
+    /// AWS is still deleting; call delete again later (it carries on where it stopped).
+    Progressing {
+        /// When to look again.
+        requeue_after: Duration,
+        /// What is still going, e.g. `DB instance deleting`.
+        status: String,
+    },
 }
 
 /// Whether an AWS error means "does not exist": classified so, or carrying one of a service's own
@@ -144,8 +212,13 @@ pub trait Driver: Send + Sync {
     fn kind(&self) -> Kind;
 
     /// What AWS should hold for `component` (pure). Values that depend on outputs missing from
-    /// `outputs` are [`crate::plan::FieldValue::Unknown`].
-    fn desired(&self, component: &DesiredComponent, outputs: &Outputs) -> DesiredFields;
+    /// `outputs` are [`panka_core::plan::FieldValue::Unknown`].
+    fn desired(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+        lookups: &Lookups,
+    ) -> DesiredFields;
 
     /// Reads AWS. Never mutates. `recorded` holds the identifiers from state, if any.
     async fn observe(
@@ -175,24 +248,25 @@ pub trait Driver: Send + Sync {
     }
 
     /// Reads, before planning, what [`Driver::desired`] needs besides other components'
-    /// outputs, and keeps it in the driver (read-only). ECS turns secret names into the full
-    /// ARNs task definitions need here; a reference to nothing is refused before any change.
-    async fn look_up(&self, _components: &[&DesiredComponent]) -> Result<(), DriverError> {
-        Ok(())
+    /// outputs (read-only), and returns it: [`Lookups`] can be made only here, and `desired`,
+    /// `complete` and the mutations take it, so the order observe_many → look_up → desired →
+    /// complete is the only one that compiles. ECS turns secret names into the full ARNs task
+    /// definitions need; a reference to nothing is refused before any change.
+    async fn look_up(&self, _components: &[&DesiredComponent]) -> Result<Lookups, DriverError> {
+        Ok(Lookups::none())
     }
 
     /// Finishes an observation from [`Driver::observe_many`] once the component's desired
-    /// fields can be computed (read-only). ECS leaves a running task definition revision
-    /// undescribed when state recorded its fingerprint, and describes it here only if the
-    /// desired revision differs. Whoever plans from `observe_many` calls this for every
-    /// component before comparing; by default there is nothing to finish.
+    /// fields can be computed (read-only): reads what observe left [`Observation::unread`]
+    /// only if the desired fingerprint differs. By default there is nothing to finish.
     async fn complete(
         &self,
         _component: &DesiredComponent,
         _outputs: &Outputs,
-        _observed: &mut Observation,
-    ) -> Result<(), DriverError> {
-        Ok(())
+        _lookups: &Lookups,
+        observed: Observation,
+    ) -> Result<Observation, DriverError> {
+        Ok(observed)
     }
 
     /// Makes AWS hold what `component` asks for, changing only what differs; idempotent.
@@ -200,6 +274,7 @@ pub trait Driver: Send + Sync {
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
+        lookups: &Lookups,
     ) -> Result<Applied, DriverError>;
 
     /// Creates the resources of `component`. By default the same walk as an update:
@@ -208,8 +283,9 @@ pub trait Driver: Send + Sync {
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
+        lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
-        self.converge(component, outputs).await
+        self.converge(component, outputs, lookups).await
     }
 
     /// Changes what `diffs` lists, in place. By default [`Driver::converge`], which changes
@@ -218,18 +294,27 @@ pub trait Driver: Send + Sync {
         &self,
         component: &DesiredComponent,
         outputs: &Outputs,
+        lookups: &Lookups,
         _diffs: &[FieldDiff],
         _observed: &Observation,
     ) -> Result<Applied, DriverError> {
-        self.converge(component, outputs).await
+        self.converge(component, outputs, lookups).await
     }
 
-    /// Deletes the resources recorded for a component; "not found" counts as done.
+    /// Deletes the resources recorded for a component; "not found" counts as done. Never waits
+    /// for AWS to finish: a deletion still going answers [`Deletion::Progressing`], and calling
+    /// delete again carries on (e.g. removes the subnet group once the instance is gone).
     async fn delete(
         &self,
         id: &ComponentId,
         recorded: &BTreeMap<String, String>,
-    ) -> Result<(), DriverError>;
+    ) -> Result<Deletion, DriverError>;
+
+    /// How long to wait before looking again at a component of this kind that is still
+    /// progressing (a rollout, a creation).
+    fn requeue_after(&self) -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 /// What every driver shares: AWS configuration, names and tags, call counting.
@@ -247,15 +332,7 @@ pub struct Ctx {
     pub adopt: bool,
     /// Counts AWS calls.
     pub calls: CallCounter,
-    /// How long a delete waits for AWS to finish deleting a resource that others must outlive
-    /// (an RDS instance or ElastiCache group before its subnet group); past it, the delete
-    /// answers [`DriverError::StillDeleting`] and a later run carries on.
-    pub deletion_timeout: Duration,
 }
-
-/// [`Ctx::deletion_timeout`] unless set otherwise: RDS and ElastiCache deletions usually take
-/// 5 to 20 minutes.
-pub const DEFAULT_DELETION_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 
 /// Counts AWS calls by service and operation, through an interceptor on every client.
 #[derive(Debug, Clone, Default)]
@@ -318,7 +395,7 @@ impl Intercept for CallCounter {
 
 impl Ctx {
     /// A context for one stack/environment: names, tags and infrastructure from `desired`.
-    pub fn new(sdk: SdkConfig, desired: &crate::model::DesiredStack, adopt: bool) -> Ctx {
+    pub fn new(sdk: SdkConfig, desired: &panka_core::model::DesiredStack, adopt: bool) -> Ctx {
         Ctx {
             sdk,
             naming: Naming::new(&desired.name, &desired.environment),
@@ -326,7 +403,6 @@ impl Ctx {
             infra: desired.infra.clone(),
             adopt,
             calls: CallCounter::default(),
-            deletion_timeout: DEFAULT_DELETION_TIMEOUT,
         }
     }
 
@@ -356,6 +432,15 @@ impl fmt::Debug for Drivers {
 }
 
 impl Drivers {
+    /// Drivers of the kinds given, with the stack-shared driver on `ctx` (tests use this with
+    /// drivers of their own).
+    pub fn with(ctx: &Ctx, list: Vec<Box<dyn Driver>>) -> Drivers {
+        Drivers {
+            drivers: list.into_iter().map(|d| (d.kind(), d)).collect(),
+            shared: shared::SharedDriver::new(ctx),
+        }
+    }
+
     /// Every driver panka has, sharing `ctx`.
     pub fn new(ctx: &Ctx) -> Drivers {
         let list: Vec<Box<dyn Driver>> = vec![

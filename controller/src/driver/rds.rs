@@ -29,17 +29,17 @@ use panka_crds::spec::{PasswordSecret, RdsEngineType, RdsSpec, StorageType};
 use panka_crds::Kind;
 use serde_json::{json, Value};
 
-use super::{Applied, Ctx, Driver, DriverError, Observe, Outputs};
+use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use crate::aws::{self, AwsError};
-use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
-use crate::naming::NameRules;
-use crate::plan::{DesiredFields, FieldValue, Health, Observation};
 use crate::secret;
+use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
+use panka_core::naming::NameRules;
+use panka_core::plan::{DesiredFields, FieldValue, Health, Observation};
 
 /// Backup retention when the spec is silent: the RDS API's own default.
 const DEFAULT_RETENTION_DAYS: u32 = 1;
-/// Pause between two DescribeDBInstances calls while waiting.
-const POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// When to look again at an instance being created, modified or deleted.
+const REQUEUE_AFTER: Duration = Duration::from_secs(15);
 /// Instances named in one DescribeDBInstances filter (and the most it returns per page).
 const INSTANCES_PER_CALL: usize = 100;
 /// Identifier key recording the spec's deletion protection for [`RdsDriver::delete`].
@@ -395,15 +395,19 @@ impl RdsDriver {
         let id = &component.id;
         let spec = spec_of(component)?;
         let name = self.instance_name(id);
-        let mut existing = self.instance(id, &name).await?;
+        let existing = self.instance(id, &name).await?;
         if existing
             .as_ref()
             .is_some_and(|db| db.db_instance_status() == Some("deleting"))
         {
-            // A replacement, or a re-created component: the old instance must be gone first.
-            self.wait_gone(id, &name, "apply again once it is gone")
-                .await?;
-            existing = None;
+            // A re-created component: the old instance must be gone first (a replace waits for
+            // its delete to finish before it creates).
+            return Err(DriverError::StillDeleting {
+                component: id.clone(),
+                message: format!(
+                    "DB instance {name} is still being deleted; apply again once it is gone"
+                ),
+            });
         }
         if let Some(db) = &existing {
             // Checked before anything else is touched, the subnet group included.
@@ -546,26 +550,6 @@ impl RdsDriver {
             Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
             Err(e) => Err(DriverError::aws("delete DB subnet group", id, &e)),
         }
-    }
-
-    /// Polls until the instance is gone, at most [`Ctx::deletion_timeout`]; `then` says in the
-    /// error what the user may do when it is not.
-    async fn wait_gone(&self, id: &ComponentId, name: &str, then: &str) -> Result<(), DriverError> {
-        let timeout = self.ctx.deletion_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.instance(id, name).await?.is_some() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::StillDeleting {
-                    component: id.clone(),
-                    message: format!(
-                        "DB instance {name} is still being deleted after {} s; {then}",
-                        timeout.as_secs()
-                    ),
-                });
-            }
-            tokio::time::sleep(POLL_INTERVAL.min(timeout)).await;
-        }
-        Ok(())
     }
 }
 
@@ -830,7 +814,12 @@ impl Driver for RdsDriver {
         Kind::Rds
     }
 
-    fn desired(&self, component: &DesiredComponent, _outputs: &Outputs) -> DesiredFields {
+    fn desired(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+        _lookups: &Lookups,
+    ) -> DesiredFields {
         let mut f = DesiredFields::default();
         let Ok(spec) = spec_of(component) else {
             return f;
@@ -915,6 +904,7 @@ impl Driver for RdsDriver {
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
+        _lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
         self.reconcile(component).await
     }
@@ -923,7 +913,7 @@ impl Driver for RdsDriver {
         &self,
         id: &ComponentId,
         recorded: &BTreeMap<String, String>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Deletion, DriverError> {
         let name = recorded
             .get("name")
             .cloned()
@@ -982,12 +972,21 @@ impl Driver for RdsDriver {
                     Err(e) => return Err(DriverError::aws("delete DB instance", id, &e)),
                 }
             }
-            // The subnet group cannot go while the instance uses it.
-            let then =
-                "its subnet group is deleted once it is gone: run the delete (destroy) again later";
-            self.wait_gone(id, &name, then).await?;
+            // The subnet group cannot go while the instance uses it: look once more (an
+            // instance without data may go at once), else come back later.
+            if self.instance(id, &name).await?.is_some() {
+                return Ok(Deletion::Progressing {
+                    requeue_after: REQUEUE_AFTER,
+                    status: format!("DB instance {name} deleting"),
+                });
+            }
         }
-        self.delete_subnet_group(id, &subnet_group).await
+        self.delete_subnet_group(id, &subnet_group).await?;
+        Ok(Deletion::Done)
+    }
+
+    fn requeue_after(&self) -> Duration {
+        REQUEUE_AFTER
     }
 }
 

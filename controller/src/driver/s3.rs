@@ -24,11 +24,11 @@ use panka_crds::spec::{EncryptionType, PublicAccess, S3Spec};
 use panka_crds::Kind;
 use serde_json::{json, Value};
 
-use super::{Applied, Ctx, Driver, DriverError, Outputs};
+use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
 use crate::aws::{AwsError, ErrorClass};
-use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
-use crate::naming::NameRules;
-use crate::plan::{diff, DesiredFields, FieldValue, Health, Observation};
+use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
+use panka_core::naming::NameRules;
+use panka_core::plan::{diff, DesiredFields, FieldValue, Health, Observation};
 
 /// Id of the one lifecycle rule panka writes.
 const LIFECYCLE_RULE_ID: &str = "panka";
@@ -266,7 +266,7 @@ impl S3Driver {
             Found::Here => self.check_ours(id, &bucket).await?,
             Found::Missing => self.create_bucket(id, &bucket).await?,
         }
-        let want = self.desired(component, &Outputs::new());
+        let want = self.desired(component, &Outputs::new(), &Lookups::none());
         let tags = self.tags(id, &bucket).await?;
         let seen = Observation {
             fields: self.read_fields(id, &bucket, &tags).await?,
@@ -690,7 +690,12 @@ impl Driver for S3Driver {
         Kind::S3
     }
 
-    fn desired(&self, component: &DesiredComponent, _outputs: &Outputs) -> DesiredFields {
+    fn desired(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+        _lookups: &Lookups,
+    ) -> DesiredFields {
         let mut f = DesiredFields::default();
         let Ok(spec) = spec_of(component) else {
             return f;
@@ -741,6 +746,7 @@ impl Driver for S3Driver {
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
+        _lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
         self.reconcile(component).await
     }
@@ -749,22 +755,22 @@ impl Driver for S3Driver {
         &self,
         id: &ComponentId,
         recorded: &BTreeMap<String, String>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Deletion, DriverError> {
         let bucket = recorded
             .get("name")
             .cloned()
             .unwrap_or_else(|| self.bucket_name(id));
         match self.find(id, &bucket).await? {
             // Gone already, or someone else's: nothing of ours to delete.
-            Found::Missing | Found::Elsewhere => return Ok(()),
+            Found::Missing | Found::Elsewhere => return Ok(Deletion::Done),
             Found::Here => {}
         }
         // Emptying destroys data: never for a bucket that is not ours.
         self.check_ours(id, &bucket).await?;
         self.empty(id, &bucket).await?;
         match self.client.delete_bucket().bucket(&bucket).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if AwsError::from_sdk(&e).class == ErrorClass::NotFound => Ok(()),
+            Ok(_) => Ok(Deletion::Done),
+            Err(e) if AwsError::from_sdk(&e).class == ErrorClass::NotFound => Ok(Deletion::Done),
             Err(e) => Err(DriverError::aws("delete bucket", id, &e)),
         }
     }

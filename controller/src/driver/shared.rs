@@ -52,9 +52,9 @@ use serde_json::{json, Value};
 
 use super::{Applied, Ctx, DriverError};
 use crate::aws::AwsError;
-use crate::model::{ComponentId, ComponentSpec, DesiredStack};
-use crate::naming::{NameRules, Naming};
-use crate::plan::{DesiredFields, FieldValue, Fields, Health, Observation};
+use panka_core::model::{ComponentId, ComponentSpec, DesiredStack};
+use panka_core::naming::{NameRules, Naming};
+use panka_core::plan::{DesiredFields, FieldValue, Fields, Health, Observation};
 
 /// Reserved service name of the stack-shared resources.
 pub const STACK: &str = "_stack";

@@ -10,11 +10,11 @@ use panka_crds::spec::{QueueType, SqsSpec};
 use panka_crds::Kind;
 use serde_json::json;
 
-use super::{Applied, Ctx, Driver, DriverError, Outputs};
+use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
 use crate::aws::AwsError;
-use crate::model::{ComponentId, ComponentSpec, DesiredComponent};
-use crate::naming::NameRules;
-use crate::plan::{DesiredFields, FieldValue, Health, Observation};
+use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
+use panka_core::naming::NameRules;
+use panka_core::plan::{DesiredFields, FieldValue, Health, Observation};
 
 /// Default retention of a dead-letter queue: the SQS maximum, 14 days.
 const DLQ_RETENTION: u32 = 1_209_600;
@@ -376,7 +376,12 @@ impl Driver for SqsDriver {
         Kind::Sqs
     }
 
-    fn desired(&self, component: &DesiredComponent, _outputs: &Outputs) -> DesiredFields {
+    fn desired(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+        _lookups: &Lookups,
+    ) -> DesiredFields {
         let mut f = DesiredFields::default();
         let Ok(spec) = spec_of(component) else {
             return f;
@@ -523,6 +528,7 @@ impl Driver for SqsDriver {
         &self,
         component: &DesiredComponent,
         _outputs: &Outputs,
+        _lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
         self.reconcile(component).await
     }
@@ -531,13 +537,13 @@ impl Driver for SqsDriver {
         &self,
         id: &ComponentId,
         recorded: &BTreeMap<String, String>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Deletion, DriverError> {
         for key in ["url", "dlqUrl"] {
             if let Some(url) = recorded.get(key) {
                 self.delete_queue(id, url).await?;
             }
         }
-        Ok(())
+        Ok(Deletion::Done)
     }
 }
 

@@ -413,6 +413,7 @@ impl DynamoDbLocks {
                 code: None,
                 status: None,
                 message: e.to_string(),
+                request_id: None,
             },
         )
     }

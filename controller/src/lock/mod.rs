@@ -32,7 +32,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::aws::AwsError;
-use crate::state::{check_name, StateKey};
+pub use panka_core::keys::{
+    format_epoch, now_epoch_secs, FenceToken, LockInfo, LockScope, LockTarget, NameError,
+};
 
 /// Default lease length.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
@@ -40,142 +42,6 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 /// Default interval between attempts while waiting for a lock.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
-
-/// What a lock covers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LockScope {
-    /// The whole stack/environment.
-    Stack,
-    /// One service of the stack/environment.
-    Service(String),
-}
-
-/// A lock's stack, environment and scope.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LockTarget {
-    /// Stack name.
-    pub stack: String,
-    /// Environment name.
-    pub environment: String,
-    /// Scope.
-    pub scope: LockScope,
-}
-
-impl LockTarget {
-    /// The stack-scoped lock of a stack/environment.
-    pub fn stack(stack: &str, environment: &str) -> Result<LockTarget, LockError> {
-        let key = StateKey::new(stack, environment).map_err(LockError::from_name)?;
-        Ok(LockTarget {
-            stack: key.stack,
-            environment: key.environment,
-            scope: LockScope::Stack,
-        })
-    }
-
-    /// The service-scoped lock of one service.
-    pub fn service(stack: &str, environment: &str, service: &str) -> Result<LockTarget, LockError> {
-        check_name("service", service).map_err(LockError::from_name)?;
-        let mut t = Self::stack(stack, environment)?;
-        t.scope = LockScope::Service(service.to_owned());
-        Ok(t)
-    }
-
-    /// Stack-scoped when `service` is `None`, else service-scoped.
-    pub fn new(
-        stack: &str,
-        environment: &str,
-        service: Option<&str>,
-    ) -> Result<LockTarget, LockError> {
-        match service {
-            None => Self::stack(stack, environment),
-            Some(s) => Self::service(stack, environment, s),
-        }
-    }
-
-    /// The lock key: `stack:{stack}:env:{env}[:service:{svc}]`.
-    pub fn key(&self) -> String {
-        match &self.scope {
-            LockScope::Stack => self.stack_key(),
-            LockScope::Service(s) => format!("{}:service:{s}", self.stack_key()),
-        }
-    }
-
-    /// The key of the stack-scoped lock of this stack/environment.
-    pub fn stack_key(&self) -> String {
-        format!("stack:{}:env:{}", self.stack, self.environment)
-    }
-
-    /// The stack-scoped target of this stack/environment.
-    pub fn to_stack(&self) -> LockTarget {
-        LockTarget {
-            stack: self.stack.clone(),
-            environment: self.environment.clone(),
-            scope: LockScope::Stack,
-        }
-    }
-
-    /// The state this lock protects.
-    pub fn state_key(&self) -> StateKey {
-        StateKey {
-            stack: self.stack.clone(),
-            environment: self.environment.clone(),
-        }
-    }
-
-    /// Parses a lock key; `None` for anything panka did not write.
-    pub fn parse(key: &str) -> Option<LockTarget> {
-        let parts: Vec<&str> = key.split(':').collect();
-        match parts.as_slice() {
-            ["stack", s, "env", e] => Self::stack(s, e).ok(),
-            ["stack", s, "env", e, "service", v] => Self::service(s, e, v).ok(),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for LockTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.key())
-    }
-}
-
-/// What a lock record says. Timestamps are epoch seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockInfo {
-    /// The lock.
-    pub target: LockTarget,
-    /// Unique id of this grant.
-    pub lock_id: String,
-    /// `user@host`, a CI run, or the controller's pod.
-    pub locked_by: String,
-    /// What the holder is doing (`apply`, `destroy`, `reconcile`, …).
-    pub operation: String,
-    /// When the lock was granted.
-    pub locked_at: i64,
-    /// Last renewal.
-    pub last_heartbeat: i64,
-    /// When the lease runs out unless renewed.
-    pub expires_at: i64,
-    /// The grant's fence.
-    pub fence: u64,
-}
-
-impl LockInfo {
-    /// The lock key.
-    pub fn key(&self) -> String {
-        self.target.key()
-    }
-
-    /// Whether the lease has run out at `now` (epoch seconds).
-    pub fn is_expired_at(&self, now: i64) -> bool {
-        self.expires_at <= now
-    }
-
-    /// Whether the lease has run out now.
-    pub fn is_expired(&self) -> bool {
-        self.is_expired_at(now_epoch_secs())
-    }
-}
 
 /// One acquisition attempt's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,21 +56,12 @@ pub struct LockRequest {
     pub lease: Duration,
 }
 
-/// Proof of holding a lock, carried by every state write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FenceToken {
-    /// The lock held.
-    pub target: LockTarget,
-    /// Its fence.
-    pub fence: u64,
-}
-
 /// Errors of the lock stage.
 #[derive(Debug, Error)]
 pub enum LockError {
     /// A name unusable in a lock key.
     #[error("failed to build a lock key: {0}")]
-    InvalidName(String),
+    InvalidName(#[from] NameError),
     /// Bad options.
     #[error("failed to configure locking: {0}")]
     InvalidOptions(String),
@@ -275,10 +132,6 @@ pub enum LockError {
 }
 
 impl LockError {
-    fn from_name(e: crate::state::StateError) -> LockError {
-        LockError::InvalidName(e.to_string())
-    }
-
     /// The live holder in the way, for `Held` and `Timeout`.
     pub fn holder(&self) -> Option<&LockInfo> {
         match self {
@@ -734,14 +587,6 @@ pub async fn unlock(
     }
 }
 
-/// Seconds since the epoch, now.
-pub fn now_epoch_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// The expiry of a lease granted or renewed at `now` (epoch seconds): never earlier than
 /// `lease` after the real instant of the grant (rounded up to the next whole second).
 pub fn expiry(now: i64, lease: Duration) -> i64 {
@@ -784,14 +629,6 @@ pub fn default_holder() -> String {
         host
     };
     format!("{user}@{host}")
-}
-
-/// Epoch seconds as `2024-01-15 13:30:00 UTC`.
-pub fn format_epoch(secs: i64) -> String {
-    match jiff::Timestamp::from_second(secs) {
-        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        Err(_) => secs.to_string(),
-    }
 }
 
 /// `d` ± 50%, from a cheap random source.

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{FileTree, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
-use crate::diag::{suggest, Collector, Diagnostic, Diagnostics, Span};
+use panka_core::diag::{suggest, Collector, Diagnostic, Diagnostics, Span};
+use panka_core::source::{is_valid_name, FileTree, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 
 /// The nearest ancestor of `start` (itself included) that holds a `stacks/` folder.
 pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
@@ -16,17 +16,6 @@ pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
         .ancestors()
         .find(|dir| dir.join("stacks").is_dir())
         .map(Path::to_path_buf)
-}
-
-/// Whether `name` is acceptable as a stack, service, component or environment name: lowercase
-/// letters, digits and `-`, starting with a letter, at most 63 characters. This keeps names valid
-/// in AWS resource names and makes path tricks (`..`, `/`) impossible.
-pub fn is_valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && name.len() <= 63
-        && !name.ends_with('-')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// The stacks of a repository (folders below `stacks/`), sorted.
@@ -197,30 +186,5 @@ impl Walk<'_> {
             ),
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_that_are_paths_or_unfit_for_aws_are_invalid() {
-        for good in ["user-platform", "a", "svc2"] {
-            assert!(is_valid_name(good), "{good}");
-        }
-        for bad in [
-            "",
-            "..",
-            "../etc",
-            "a/b",
-            "Upper",
-            "-x",
-            "x-",
-            "9lives",
-            &"a".repeat(64),
-        ] {
-            assert!(!is_valid_name(bad), "{bad}");
-        }
     }
 }

@@ -68,6 +68,7 @@ impl ObjectStore for S3Store {
                 code: None,
                 status: None,
                 message: e.to_string(),
+                request_id: None,
             },
         })?;
         Ok(Some(StoredObject {

@@ -31,24 +31,6 @@ pub struct Edge {
     pub via: String,
 }
 
-impl Graph {
-    /// The wave (0-based) a component is in.
-    pub fn wave_of(&self, id: &ComponentId) -> Option<usize> {
-        self.waves.iter().position(|w| w.contains(id))
-    }
-
-    /// Components that depend on `id`, directly.
-    pub fn dependants<'a>(
-        &'a self,
-        id: &'a ComponentId,
-    ) -> impl Iterator<Item = &'a ComponentId> + 'a {
-        self.edges
-            .iter()
-            .filter(move |e| &e.to == id)
-            .map(|e| &e.from)
-    }
-}
-
 /// Builds the graph; a cycle is an error naming every component on it.
 pub fn build(stack: &DesiredStack) -> Result<Graph, Diagnostic> {
     let mut deps: BTreeMap<&ComponentId, BTreeSet<&ComponentId>> = BTreeMap::new();

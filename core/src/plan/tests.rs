@@ -1,13 +1,12 @@
-use std::path::PathBuf;
-
 use super::*;
 use crate::resolve::Options;
-use crate::state::{ComponentState, StateDocument, StateKey};
-use crate::validate::{load_stack, plan_input};
+use crate::keys::StateKey;
+use crate::state::{ComponentState, StateDocument};
+use crate::validate::{load_tree, plan_input};
 
 fn example(stack: &str) -> (DesiredStack, Graph) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/deployment-repo");
-    let loaded = load_stack(&root, stack).expect("example loads");
+    let tree = crate::source::read_example(stack);
+    let loaded = load_tree(stack, &tree).expect("example loads");
     plan_input(&loaded, "development", &Options::default()).expect("example resolves")
 }
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use panka_crds::{Kind, Metadata};
 
 use crate::diag::{suggest, Collector, Diagnostic, Diagnostics, Sources, Span};
-use crate::source::dir::is_valid_name;
+use crate::source::is_valid_name;
 use crate::source::FileTree;
 use yaml::{Limits, Node, Value};
 

@@ -134,6 +134,20 @@ pub struct Observation {
     /// `panka show`; never compared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// A part of the resource observe left unread because state recorded the fingerprint of
+    /// what it holds (an immutable ECS task definition revision). The driver's `complete`
+    /// reads it only if the desired fingerprint differs; until then its fields are unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<Unread>,
+}
+
+/// See [`Observation::unread`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unread {
+    /// What to read if needed (an ARN).
+    pub reference: String,
+    /// The fingerprint state recorded for it.
+    pub fingerprint: String,
 }
 
 /// Observations of a stack; produced by observe.
@@ -259,9 +273,32 @@ pub struct Plan {
     /// Monthly cost estimate of what was last applied, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_cost_usd: Option<f64>,
+    /// [`Plan::fingerprint`]. Private, so only the planner builds plans: a plan cannot be
+    /// made up, and its fingerprint always says what it would change.
+    fingerprint: String,
 }
 
 impl Plan {
+    /// A digest of the changes this plan would make (sha256, hex): per changing component its
+    /// action and every field's old and new value, with the stack, environment and scope.
+    /// Approving a plan approves this fingerprint; apply plans again under the lock and refuses
+    /// to go on when the fingerprint differs, so an approved plan never silently does something
+    /// else. Unchanged components and the cost estimate do not count.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    fn seal(&mut self) {
+        let changes: Vec<&ComponentPlan> = self.all().filter(|p| p.action.is_change()).collect();
+        let subject = serde_json::json!({
+            "stack": self.stack,
+            "environment": self.environment,
+            "service": self.service,
+            "changes": changes,
+        });
+        self.fingerprint = crate::state::content_hash(&subject);
+    }
+
     /// Whether apply would change anything.
     pub fn has_changes(&self) -> bool {
         let s = &self.summary;
@@ -327,6 +364,7 @@ impl Plan {
         }
         // Only a stack-wide run may remove what the whole stack shares.
         if options.service.is_some() {
+            self.seal();
             return;
         }
         for id in recorded {
@@ -344,6 +382,7 @@ impl Plan {
             count(&mut self.summary, &p.action);
             self.deletions.push(p);
         }
+        self.seal();
     }
 
     /// Plans flagged dangerous.
@@ -467,7 +506,7 @@ pub fn plan(
         components + shared
     });
 
-    Plan {
+    let mut plan = Plan {
         stack: desired.name.clone(),
         environment: desired.environment.clone(),
         service: options.service.clone(),
@@ -477,7 +516,10 @@ pub fn plan(
         summary,
         cost: cost::estimate(desired),
         previous_cost_usd,
-    }
+        fingerprint: String::new(),
+    };
+    plan.seal();
+    plan
 }
 
 /// The components `id` depended on when it was last applied (the references of its recorded

@@ -1,0 +1,288 @@
+//! Stage **observe**, then the pure **plan**: reads state and AWS for one stack/environment and
+//! hands both to [`panka_core::plan`]. Read-only: no AWS mutation, no state write, no lock.
+//!
+//! The driver calls go in the one order the types allow: `observe_many` (one batch per kind, the
+//! kinds side by side) → `look_up` (gives the [`Lookups`]) → `desired` (needs them) →
+//! `complete` (needs the observation and the lookups).
+
+use std::collections::BTreeMap;
+
+use panka_core::graph::Graph;
+use panka_core::keys::StateKey;
+use panka_core::model::{ComponentId, DesiredComponent, DesiredStack};
+use panka_core::plan::{self, DesiredFields, Observation, Observed, Plan, PlanOptions};
+use panka_crds::Kind;
+
+use super::run::{EngineError, Refusal, Run};
+use crate::driver::{Driver, DriverError, Lookups, Observe, Outputs};
+use crate::state::{Snapshot, StateStore};
+
+/// What observe and plan found: the plan, and everything apply needs to carry it out. Made only
+/// here, from what AWS and the state hold.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The plan (sealed: its fingerprint says what it changes).
+    pub plan: Plan,
+    /// What observe saw.
+    pub observed: Observed,
+    /// Desired fields per component.
+    pub fields: BTreeMap<ComponentId, DesiredFields>,
+    /// Outputs known before apply (observed, or recorded for other services).
+    pub outputs: Outputs,
+    /// State as read.
+    pub state: Option<Snapshot>,
+    /// What observe saw of the stack-shared resources.
+    pub shared: BTreeMap<ComponentId, Observation>,
+    /// What the drivers looked up, per kind.
+    pub(crate) lookups: BTreeMap<Kind, Lookups>,
+}
+
+impl Prepared {
+    /// Approves this plan: what [`super::Engine::apply`] will carry out, if planning again under
+    /// the lock finds the same changes.
+    pub fn approve(&self) -> Approval {
+        Approval {
+            fingerprint: self.plan.fingerprint().to_owned(),
+        }
+    }
+
+    /// The lookups of a kind.
+    pub(crate) fn lookups(&self, kind: Kind) -> &Lookups {
+        static NONE: std::sync::OnceLock<Lookups> = std::sync::OnceLock::new();
+        self.lookups
+            .get(&kind)
+            .unwrap_or_else(|| NONE.get_or_init(Lookups::default))
+    }
+
+    /// What the state records for a component.
+    pub(crate) fn recorded(&self, id: &ComponentId) -> Option<&crate::state::ComponentState> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.document.components.get(&id.to_string()))
+    }
+}
+
+/// An approved plan: the fingerprint of the changes someone agreed to. Apply carries out exactly
+/// these changes or refuses with [`Refusal::PlanStale`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    fingerprint: String,
+}
+
+impl Approval {
+    /// An approval recorded earlier (the controller's pending plan, `panka approve`).
+    pub fn of_fingerprint(fingerprint: impl Into<String>) -> Approval {
+        Approval {
+            fingerprint: fingerprint.into(),
+        }
+    }
+
+    /// The fingerprint approved.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Refuses a plan whose changes are not the approved ones.
+    pub(crate) fn check(&self, plan: &Plan) -> Result<(), Refusal> {
+        if plan.fingerprint() == self.fingerprint {
+            Ok(())
+        } else {
+            Err(Refusal::PlanStale {
+                approved: short(&self.fingerprint),
+                current: short(plan.fingerprint()),
+            })
+        }
+    }
+}
+
+fn short(fingerprint: &str) -> String {
+    fingerprint.chars().take(12).collect()
+}
+
+/// Reads state and AWS and plans.
+pub(crate) async fn observe_and_plan(
+    run: &Run,
+    store: &StateStore,
+    desired: &DesiredStack,
+    graph: &Graph,
+) -> Result<Prepared, EngineError> {
+    let key = StateKey::new(&desired.name, &desired.environment)
+        .map_err(crate::state::StateError::from)?;
+    let state = store.read(&key).await?;
+    let recorded = |id: &ComponentId| {
+        state
+            .as_ref()
+            .and_then(|s| s.document.components.get(&id.to_string()))
+    };
+
+    // Outputs of components outside the scope come from state, as the last apply left them.
+    let mut outputs: Outputs = BTreeMap::new();
+    for id in desired.components.keys().filter(|id| !run.in_scope(id)) {
+        if let Some(c) = recorded(id) {
+            outputs.insert(id.clone(), string_outputs(&c.outputs));
+        }
+    }
+
+    // Stack-shared resources first: their outputs (cluster, network, load balancer) feed the
+    // container components' desired fields.
+    let shared_driver = run.drivers.shared();
+    let shared_fields = shared_driver.desired(desired);
+    let shared_recorded: Vec<ComponentId> = state
+        .iter()
+        .flat_map(|s| s.document.components.keys())
+        .filter_map(|k| ComponentId::try_from(k.clone()).ok())
+        .filter(plan::is_shared)
+        .collect();
+    let shared = if shared_fields.is_empty() && shared_recorded.is_empty() {
+        BTreeMap::new()
+    } else {
+        shared_driver.observe().await?
+    };
+    for (id, o) in &shared {
+        if o.exists {
+            outputs.insert(id.clone(), o.outputs.clone());
+        }
+    }
+
+    let in_scope: Vec<&DesiredComponent> = desired
+        .components
+        .values()
+        .filter(|c| run.in_scope(&c.id))
+        .collect();
+    let mut by_kind: BTreeMap<Kind, (&dyn Driver, Vec<Observe>)> = BTreeMap::new();
+    for c in &in_scope {
+        let ids = recorded(&c.id).map(|r| r.identifiers.clone());
+        let driver = driver_of(run, c)?;
+        by_kind
+            .entry(c.kind())
+            .or_insert_with(|| (driver, Vec::new()))
+            .1
+            .push((c.id.clone(), ids));
+    }
+    let concurrency = run.options.concurrency.max(1);
+    let batches =
+        futures::future::try_join_all(by_kind.values().map(|(driver, items)| async move {
+            let seen = driver.observe_many(items, concurrency).await?;
+            if seen.len() != items.len() {
+                let first = &items[0].0;
+                return Err(DriverError::Unexpected {
+                    component: first.clone(),
+                    message: format!(
+                        "the {} driver observed {} of {} components",
+                        driver.kind(),
+                        seen.len(),
+                        items.len()
+                    ),
+                });
+            }
+            Ok(items
+                .iter()
+                .map(|(id, _)| id.clone())
+                .zip(seen)
+                .collect::<Vec<_>>())
+        }))
+        .await?;
+    let mut observed: BTreeMap<ComponentId, Observation> = BTreeMap::new();
+    for (id, o) in batches.into_iter().flatten() {
+        if o.exists {
+            outputs.insert(id.clone(), o.outputs.clone());
+        }
+        observed.insert(id, o);
+    }
+
+    // A service-scoped run reads other services' outputs from state; one never applied in
+    // this environment cannot be read, so say so now rather than fail mid-apply.
+    for c in &in_scope {
+        for r in &c.references {
+            if !run.in_scope(&r.target) && !outputs.contains_key(&r.target) {
+                return Err(Refusal::MissingOutput {
+                    component: c.id.clone(),
+                    needs: r.target.clone(),
+                    environment: desired.environment.clone(),
+                }
+                .into());
+            }
+        }
+    }
+
+    let mut lookups: BTreeMap<Kind, Lookups> = BTreeMap::new();
+    for (kind, (driver, _)) in &by_kind {
+        let of_kind: Vec<&DesiredComponent> = in_scope
+            .iter()
+            .copied()
+            .filter(|c| c.kind() == *kind)
+            .collect();
+        lookups.insert(*kind, driver.look_up(&of_kind).await?);
+    }
+    let none = Lookups::default();
+    let mut fields = BTreeMap::new();
+    for c in &in_scope {
+        let found = lookups.get(&c.kind()).unwrap_or(&none);
+        fields.insert(c.id.clone(), driver_of(run, c)?.desired(c, &outputs, found));
+    }
+    for c in &in_scope {
+        if let Some(o) = observed.remove(&c.id) {
+            let found = lookups.get(&c.kind()).unwrap_or(&none);
+            let o = driver_of(run, c)?.complete(c, &outputs, found, o).await?;
+            observed.insert(c.id.clone(), o);
+        }
+    }
+    let observed = Observed::new(observed);
+    let options = PlanOptions {
+        service: run.options.service.clone(),
+        adopt: run.options.adopt,
+    };
+    let mut plan = plan::plan(
+        desired,
+        graph,
+        &fields,
+        &observed,
+        state.as_ref().map(|s| &s.document),
+        &options,
+    );
+    plan.add_shared(
+        &shared_fields,
+        &shared,
+        &shared_recorded,
+        &[crate::driver::shared::network_id()],
+        &options,
+    );
+    Ok(Prepared {
+        plan,
+        observed,
+        fields,
+        outputs,
+        state,
+        shared,
+        lookups,
+    })
+}
+
+/// The driver of a component's kind.
+pub(crate) fn driver_of<'r>(
+    run: &'r Run,
+    c: &DesiredComponent,
+) -> Result<&'r dyn Driver, EngineError> {
+    run.drivers
+        .get(c.kind())
+        .ok_or_else(|| EngineError::NoDriver {
+            kind: c.kind(),
+            component: c.id.clone(),
+        })
+}
+
+/// Recorded outputs as strings.
+pub(crate) fn string_outputs(
+    outputs: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, String> {
+    outputs
+        .iter()
+        .map(|(k, v)| {
+            let s = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), s)
+        })
+        .collect()
+}

@@ -1,0 +1,316 @@
+//! The types of one engine run: what the caller asks for ([`EngineOptions`]), the per-run
+//! context ([`Run`]), what the run reports while it goes ([`Event`], [`Progress`]) and when it
+//! ends ([`ApplyReport`]), and how it fails ([`EngineError`], classed by [`ErrorClass`]).
+//!
+//! Stage: none of its own; shared by observe, apply and record. No I/O.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use panka_core::model::ComponentId;
+use panka_core::plan::{ComponentPlan, Plan};
+use panka_core::state::{Release, ReleaseKind};
+use panka_crds::Kind;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::ErrorClass as AwsClass;
+use crate::driver::{CallCounter, DriverError, Outputs};
+use crate::lock::{LockError, LockInfo};
+use crate::state::StateError;
+
+/// What the caller asks for.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Limit to one service (and its lock scope).
+    pub service: Option<String>,
+    /// Take over same-named resources without panka's tags. The one place `--adopt` is set:
+    /// the run's driver context and the planner both read it from here.
+    pub adopt: bool,
+    /// Allow replacing or deleting stateful components.
+    pub allow_destroy: bool,
+    /// Components applied at once within a wave.
+    pub concurrency: usize,
+    /// Longest a component may stay unhealthy after it was changed (or, unchanged, while apply
+    /// waits for it) before the apply fails.
+    pub health_timeout: Duration,
+    /// Longest a deletion may stay unfinished before the apply gives up on it and says a later
+    /// run finishes it (RDS and ElastiCache deletions usually take 5 to 20 minutes).
+    pub deletion_timeout: Duration,
+    /// Who is applying (`user@host`, controller pod).
+    pub actor: String,
+    /// Git commit of the deployment repository, when known.
+    pub commit: Option<String>,
+    /// What the release records this run as (`destroy` for an emptied desired stack).
+    pub kind: ReleaseKind,
+    /// Variables given on the command line, recorded in the release (secret-looking names
+    /// redacted).
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// [`EngineOptions::deletion_timeout`] unless set otherwise.
+pub const DEFAULT_DELETION_TIMEOUT: Duration = Duration::from_secs(45 * 60);
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            service: None,
+            adopt: false,
+            allow_destroy: false,
+            concurrency: 8,
+            health_timeout: Duration::from_secs(900),
+            deletion_timeout: DEFAULT_DELETION_TIMEOUT,
+            actor: crate::lock::default_holder(),
+            commit: None,
+            kind: ReleaseKind::Apply,
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// One run of the engine for one stack/environment: the options, a fresh driver context (built
+/// by [`super::Engine::run`]), the AWS call counter, and the cancellation token. Nothing in it
+/// outlives the run; a controller makes one per reconcile.
+#[derive(Debug)]
+pub struct Run {
+    pub(crate) options: EngineOptions,
+    pub(crate) drivers: crate::driver::Drivers,
+    pub(crate) calls: CallCounter,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Run {
+    /// What the run was asked to do.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// The AWS calls this run made, by service and operation.
+    pub fn calls(&self) -> &CallCounter {
+        &self.calls
+    }
+
+    /// The token that stops the run: no new mutation starts once it is cancelled.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    pub(crate) fn in_scope(&self, id: &ComponentId) -> bool {
+        self.options
+            .service
+            .as_ref()
+            .is_none_or(|s| &id.service == s)
+    }
+}
+
+/// Something that happened during apply, for progress output, logs and events.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// Waiting for a lock held by someone else.
+    LockWaiting(&'a LockInfo),
+    /// The lock was taken.
+    LockAcquired(&'a LockInfo),
+    /// A wave starts.
+    WaveStarted {
+        /// 1-based wave number (0: the stack-shared resources).
+        number: usize,
+        /// Components in it that change.
+        components: usize,
+    },
+    /// A component starts.
+    ComponentStarted(&'a ComponentPlan),
+    /// A component is not healthy yet (or its deletion not finished); the run will look again.
+    Waiting(&'a ComponentId, &'a str),
+    /// A component is done.
+    ComponentDone(&'a ComponentPlan, Duration, &'a BTreeMap<String, String>),
+    /// A component failed.
+    ComponentFailed(&'a ComponentPlan, &'a str),
+    /// State was written.
+    StateSaved(u64),
+}
+
+/// Receives [`Event`]s.
+pub trait Progress: Send + Sync {
+    /// Called for every event.
+    fn event(&self, event: Event<'_>);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn event(&self, _event: Event<'_>) {}
+}
+
+/// How an apply run ended.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// The plan applied.
+    pub plan: Plan,
+    /// The release recorded (none when nothing changed).
+    pub release: Option<Release>,
+    /// Outputs of every component after apply.
+    pub outputs: Outputs,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+/// Why the engine will not go on; each needs someone to act.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// The plan made under the lock is not the one approved.
+    #[error("the plan changed since it was approved (approved {approved}, now {current}): AWS, the state or the repository moved on; review the new plan and approve it again")]
+    PlanStale {
+        /// Fingerprint approved.
+        approved: String,
+        /// Fingerprint of the plan made under the lock.
+        current: String,
+    },
+    /// The plan replaces or deletes stateful components and the caller did not allow it.
+    #[error("the plan replaces or deletes stateful components, losing their data: {}; re-run with --allow-destroy if that is intended", .components.iter().map(|(id, kind)| format!("{id} ({kind})")).collect::<Vec<_>>().join(", "))]
+    DangerousChange {
+        /// The components whose data would go, with their kinds.
+        components: Vec<(ComponentId, String)>,
+    },
+    /// A service-scoped run needs outputs of a component never applied in this environment.
+    #[error("{component} needs outputs of {needs}, which has never been applied in {environment}; apply service `{}` first, or the whole stack", .needs.service)]
+    MissingOutput {
+        /// The component that references.
+        component: ComponentId,
+        /// The component referenced.
+        needs: ComponentId,
+        /// The environment.
+        environment: String,
+    },
+    /// A resource with a component's name exists without panka's tags.
+    #[error("{}", .0.iter().map(|(id, reason)| format!("{id}: {reason}")).collect::<Vec<_>>().join("\n"))]
+    NotOurs(
+        /// The components, with what was found.
+        Vec<(ComponentId, String)>,
+    ),
+}
+
+/// What a caller (the controller's error policy, a CI job) should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Retry later with backoff: throttling, a network fault, a rollout still settling.
+    Transient,
+    /// Retrying the same thing will not help: the repository or AWS needs a change (or a plan a
+    /// new approval).
+    Permanent,
+    /// Someone else holds the lock (or took it over): wait for them, do not fight.
+    Conflict,
+}
+
+/// Engine failures.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The lock could not be taken or was lost.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// State could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A driver call failed (the error names the component whose call failed).
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// No driver exists for a kind.
+    #[error("panka cannot deploy {kind} components yet ({component})")]
+    NoDriver {
+        /// The kind.
+        kind: Kind,
+        /// A component of that kind.
+        component: ComponentId,
+    },
+    /// The plan needs something the caller did not allow, or cannot be carried out as asked.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A component did not become healthy in time, or its rollout failed.
+    #[error("{component} did not become healthy{}: {status}", if *.degraded { String::new() } else { format!(" within {}", human(*.waited)) })]
+    Unhealthy {
+        /// Which.
+        component: ComponentId,
+        /// How long it was waited for.
+        waited: Duration,
+        /// Last status seen.
+        status: String,
+        /// AWS reported a failure (not just "not yet").
+        degraded: bool,
+    },
+    /// Apply stopped on request before it finished; state and the release say how far it got.
+    #[error("apply interrupted: state records what was applied; run it again to carry on")]
+    Interrupted,
+    /// Apply stopped after errors; state holds what was done.
+    #[error("apply failed: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Failed(Vec<EngineError>),
+}
+
+impl EngineError {
+    /// Whether retrying helps (transient), a change is needed (permanent), or someone else
+    /// holds the lock (conflict).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            EngineError::Lock(e) => match e {
+                LockError::Held { .. }
+                | LockError::Timeout { .. }
+                | LockError::Busy { .. }
+                | LockError::Lost { .. } => ErrorClass::Conflict,
+                LockError::Aws { source, .. } => aws_class(source.class),
+                LockError::Io { .. } => ErrorClass::Transient,
+                LockError::InvalidName(_)
+                | LockError::InvalidOptions(_)
+                | LockError::Corrupt { .. } => ErrorClass::Permanent,
+            },
+            EngineError::State(e) => match e {
+                StateError::StaleFence { .. }
+                | StateError::Conflict { .. }
+                | StateError::StaleSerial { .. } => ErrorClass::Conflict,
+                StateError::Aws { source, .. } => aws_class(source.class),
+                StateError::Io { .. } => ErrorClass::Transient,
+                _ => ErrorClass::Permanent,
+            },
+            EngineError::Driver(e) => e.class(),
+            EngineError::Unhealthy { degraded, .. } => {
+                if *degraded {
+                    ErrorClass::Permanent
+                } else {
+                    ErrorClass::Transient
+                }
+            }
+            EngineError::Interrupted => ErrorClass::Transient,
+            EngineError::NoDriver { .. } | EngineError::Refused(_) => ErrorClass::Permanent,
+            EngineError::Failed(all) => {
+                let classes: Vec<ErrorClass> = all.iter().map(EngineError::class).collect();
+                [ErrorClass::Conflict, ErrorClass::Permanent]
+                    .into_iter()
+                    .find(|c| classes.contains(c))
+                    .unwrap_or(ErrorClass::Transient)
+            }
+        }
+    }
+
+    /// The refusal, if this is one.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            EngineError::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// The engine's class of a classified AWS error.
+pub(crate) fn aws_class(class: AwsClass) -> ErrorClass {
+    match class {
+        AwsClass::Throttled | AwsClass::Transient => ErrorClass::Transient,
+        AwsClass::ConditionFailed => ErrorClass::Conflict,
+        AwsClass::NotFound | AwsClass::Permanent => ErrorClass::Permanent,
+    }
+}
+
+/// A duration as people write it (`15m`, `1h 30m`, `90s`).
+pub fn human(d: Duration) -> String {
+    match jiff::SignedDuration::try_from(Duration::from_secs(d.as_secs())) {
+        Ok(s) => format!("{s:#}"),
+        Err(_) => format!("{}s", d.as_secs()),
+    }
+}

@@ -1,0 +1,405 @@
+//! The state *documents* (DESIGN.md §5): what a state object and a history object hold, and the
+//! rules for what may be recorded (secret-looking variables are redacted). Pure data; reading and
+//! writing them conditionally is the controller's state store.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::keys::StateKey;
+
+/// Version of the state document format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The state of one stack/environment: what panka created and last applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateDocument {
+    /// Format version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Stack name.
+    pub stack: String,
+    /// Environment name.
+    pub environment: String,
+    /// Identity of this state's history: set at the first write, never changed. A write carrying
+    /// another lineage is refused (it belongs to some other state).
+    pub lineage: String,
+    /// Incremented by every write; a write that does not advance it is refused.
+    pub serial: u64,
+    /// Highest lock fence that has written this state (stamped by the store).
+    pub fence: u64,
+    /// Highest fence that has written, per lock scope (`stack`, `service:{name}`; stamped by the
+    /// store). A service-scoped writer is refused when a newer stack-scoped holder or a newer
+    /// holder of its own service has written.
+    #[serde(default)]
+    pub fences: BTreeMap<String, u64>,
+    /// When this version was written (RFC 3339).
+    #[serde(default)]
+    pub updated_at: String,
+    /// Who wrote it (`user@host` or the controller's pod).
+    #[serde(default)]
+    pub updated_by: String,
+    /// The release that produced it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Per component (`{service}/{component}`), what exists and what was applied.
+    #[serde(default)]
+    pub components: BTreeMap<String, ComponentState>,
+}
+
+/// What the state records about one component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentState {
+    /// Component kind (`MicroService`, `RDS`, …).
+    pub kind: String,
+    /// AWS identifiers: ARNs, names, ids.
+    #[serde(default)]
+    pub identifiers: BTreeMap<String, String>,
+    /// Outputs other components may reference (`url`, `endpoint`, …). Never secret values.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, serde_json::Value>,
+    /// The resolved spec last applied (secrets only as references).
+    #[serde(default)]
+    pub applied_spec: serde_json::Value,
+    /// [`content_hash`] of `applied_spec`.
+    #[serde(default)]
+    pub spec_hash: String,
+    /// When it was last applied (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<String>,
+}
+
+impl StateDocument {
+    /// The first version of a state: a fresh lineage, serial 1.
+    pub fn initial(key: &StateKey) -> StateDocument {
+        StateDocument {
+            format_version: FORMAT_VERSION,
+            stack: key.stack.clone(),
+            environment: key.environment.clone(),
+            lineage: uuid::Uuid::new_v4().to_string(),
+            serial: 1,
+            fence: 0,
+            fences: BTreeMap::new(),
+            updated_at: String::new(),
+            updated_by: String::new(),
+            release: None,
+            components: BTreeMap::new(),
+        }
+    }
+}
+
+/// A state document together with the version token (ETag) it was read or written as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The document.
+    pub document: StateDocument,
+    /// Opaque version token: what the next write must match.
+    pub etag: String,
+}
+
+impl Snapshot {
+    /// The document to modify for the next write: the same, with the serial advanced.
+    pub fn next(&self) -> StateDocument {
+        let mut doc = self.document.clone();
+        doc.serial += 1;
+        doc
+    }
+}
+
+/// sha256 (hex) of a JSON value's canonical text (object keys sorted).
+pub fn content_hash(value: &serde_json::Value) -> String {
+    hex::encode(Sha256::digest(value.to_string().as_bytes()))
+}
+
+/// One object of history: a release, or an administrative event such as a forced unlock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum HistoryEntry {
+    /// One apply (or destroy, rollback) of a stack/environment.
+    Release(Release),
+    /// A lock released by `panka unlock`.
+    Unlock(UnlockRecord),
+}
+
+impl HistoryEntry {
+    /// The entry's id (its object name).
+    pub fn id(&self) -> &str {
+        match self {
+            HistoryEntry::Release(r) => &r.id,
+            HistoryEntry::Unlock(u) => &u.id,
+        }
+    }
+}
+
+/// How a release ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReleaseOutcome {
+    /// Still running (or the process died before recording the end).
+    InProgress,
+    /// Everything applied.
+    Succeeded,
+    /// Stopped on an error.
+    Failed,
+    /// Stopped on request (Ctrl-C, SIGTERM, a controller shutting down) before it finished;
+    /// what was applied is in state, and the next run carries on.
+    Interrupted,
+    /// Later rolled back.
+    RolledBack,
+}
+
+/// What a release did. Stored as `releaseKind` (`kind` already says which [`HistoryEntry`] an
+/// object is); absent in documents written before it existed, which were all applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseKind {
+    /// `panka apply` or a controller reconcile: made AWS match the repository.
+    #[default]
+    Apply,
+    /// `panka destroy`: deleted the stack's (or a service's) resources.
+    Destroy,
+    /// `panka rollback`: re-applied an earlier release's recorded spec. Reserved for the
+    /// rollback command; nothing records it yet.
+    Rollback,
+}
+
+impl ReleaseKind {
+    /// The word stored and shown: `apply`, `destroy`, `rollback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseKind::Apply => "apply",
+            ReleaseKind::Destroy => "destroy",
+            ReleaseKind::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for ReleaseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a release records instead of the value of a variable whose name looks secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a variable name looks like it holds a secret: it contains `SECRET`, `PASSWORD`,
+/// `PASSWD`, `TOKEN`, `KEY` or `CREDENTIAL`, in any case. Such values are never recorded.
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+/// Variables as a release records them: values of names that [`looks_secret`] replaced by
+/// [`REDACTED`]. Variables are plain configuration (secrets are Secrets Manager references), so
+/// this guards against a mistake, not a design.
+pub fn redact_variables(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    vars.iter()
+        .map(|(k, v)| {
+            let v = if looks_secret(k) {
+                REDACTED
+            } else {
+                v.as_str()
+            };
+            (k.clone(), v.to_owned())
+        })
+        .collect()
+}
+
+/// One release: enough to show it and to re-apply it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    /// Id ([`new_history_id`]).
+    pub id: String,
+    /// Apply, destroy or rollback (`releaseKind` in the stored JSON: `kind` is the entry's tag).
+    #[serde(rename = "releaseKind", default)]
+    pub kind: ReleaseKind,
+    /// Stack.
+    pub stack: String,
+    /// Environment.
+    pub environment: String,
+    /// `stack` or `service:{name}`.
+    pub scope: String,
+    /// The `VERSION` variable, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Git commit of the deployment repository, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Who ran it.
+    pub actor: String,
+    /// The variables given on the command line (`--var NAME=VALUE`), values of secret-looking
+    /// names redacted ([`redact_variables`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, String>,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Outcome.
+    pub outcome: ReleaseOutcome,
+    /// Action per component (`create`, `update`, `replace`, `delete`, `noop`).
+    #[serde(default)]
+    pub actions: BTreeMap<String, String>,
+    /// The full resolved desired spec (secrets only as references).
+    #[serde(default)]
+    pub desired: serde_json::Value,
+}
+
+/// A lock removed by `panka unlock`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnlockRecord {
+    /// Id ([`new_history_id`]).
+    pub id: String,
+    /// Stack.
+    pub stack: String,
+    /// Environment.
+    pub environment: String,
+    /// The lock key removed.
+    pub lock_key: String,
+    /// The lock id removed.
+    pub lock_id: String,
+    /// Its holder.
+    pub locked_by: String,
+    /// Its operation.
+    pub operation: String,
+    /// When it was taken (RFC 3339).
+    pub locked_at: String,
+    /// Whether its lease had expired.
+    pub expired: bool,
+    /// Whether `--force` was needed.
+    pub forced: bool,
+    /// Who removed it.
+    pub actor: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// A sortable, unique history id: `20250115T133000.123Z-1a2b3c4d`. Milliseconds, so that
+/// entries written within one second (an unlock and the apply after it, two quick applies) still
+/// list in the order they happened; ids of older versions (`20250115T133000Z-…`) sort among
+/// them by the second.
+pub fn new_history_id() -> String {
+    let now = jiff::Timestamp::now();
+    let stamp = now.strftime("%Y%m%dT%H%M%S%.3fZ");
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("{stamp}-{}", &rand[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(kind: ReleaseKind, overrides: &[(&str, &str)]) -> HistoryEntry {
+        HistoryEntry::Release(Release {
+            id: "20250101T000000Z-aaaaaaaa".into(),
+            kind,
+            stack: "s".into(),
+            environment: "e".into(),
+            scope: "stack".into(),
+            version: None,
+            commit: None,
+            actor: "a@b".into(),
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            started_at: "2025-01-01T00:00:00Z".into(),
+            finished_at: None,
+            outcome: ReleaseOutcome::Succeeded,
+            actions: BTreeMap::new(),
+            desired: serde_json::Value::Null,
+        })
+    }
+
+    #[test]
+    fn a_release_without_release_kind_reads_as_an_apply() {
+        let old = serde_json::json!({
+            "kind": "release", "id": "20250101T000000Z-aaaaaaaa", "stack": "s",
+            "environment": "e", "scope": "stack", "actor": "a@b",
+            "startedAt": "2025-01-01T00:00:00Z", "outcome": "succeeded",
+        });
+        let entry: HistoryEntry = serde_json::from_value(old).unwrap();
+        let HistoryEntry::Release(r) = entry else {
+            panic!("not a release")
+        };
+        assert_eq!(r.kind, ReleaseKind::Apply);
+        assert!(r.overrides.is_empty());
+    }
+
+    #[test]
+    fn release_kind_is_stored_beside_the_entry_tag_and_reads_back() {
+        for kind in [
+            ReleaseKind::Apply,
+            ReleaseKind::Destroy,
+            ReleaseKind::Rollback,
+        ] {
+            let entry = release(kind, &[("VERSION", "1.10")]);
+            let json = serde_json::to_value(&entry).unwrap();
+            assert_eq!(json["kind"], "release");
+            assert_eq!(json["releaseKind"], kind.as_str());
+            assert_eq!(json["overrides"]["VERSION"], "1.10");
+            let back: HistoryEntry = serde_json::from_value(json).unwrap();
+            assert_eq!(back, entry);
+        }
+    }
+
+    #[test]
+    fn history_ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..3)
+            .map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                new_history_id()
+            })
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+        for id in &ids {
+            crate::keys::check_name("history id", id).unwrap();
+            assert_eq!(id.len(), "20250115T133000.123Z-1a2b3c4d".len(), "{id}");
+        }
+    }
+
+    #[test]
+    fn empty_overrides_are_not_stored() {
+        let json = serde_json::to_value(release(ReleaseKind::Apply, &[])).unwrap();
+        assert!(json.get("overrides").is_none(), "{json}");
+    }
+
+    #[test]
+    fn secret_looking_variables_are_redacted_and_others_kept() {
+        let vars: BTreeMap<String, String> = [
+            ("USER_API_VERSION", "1.4.2"),
+            ("DB_PASSWORD", "hunter2"),
+            ("api_token", "t"),
+            ("ClientSecret", "s"),
+            ("SIGNING_KEY_ID", "k"),
+            ("AWS_CREDENTIALS", "c"),
+            ("REPLICAS", "3"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let recorded = redact_variables(&vars);
+        assert_eq!(recorded["USER_API_VERSION"], "1.4.2");
+        assert_eq!(recorded["REPLICAS"], "3");
+        for k in [
+            "DB_PASSWORD",
+            "api_token",
+            "ClientSecret",
+            "SIGNING_KEY_ID",
+            "AWS_CREDENTIALS",
+        ] {
+            assert_eq!(recorded[k], REDACTED, "{k}");
+        }
+        assert_eq!(recorded.len(), vars.len());
+    }
+}
