@@ -14,8 +14,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use panka_controller::diag::Diagnostic;
-use panka_controller::{graph, load, resolve, source};
+use panka_controller::source;
+use panka_core::diag::Diagnostic;
+use panka_core::{graph, load, resolve};
 
 const STACK: &str = "bench-platform";
 const ENVIRONMENT: &str = "production";

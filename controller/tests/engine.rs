@@ -5,6 +5,7 @@
 //! themselves are tested against the local AWS emulator in `panka-tests`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ use panka_core::source::FileTree;
 use panka_crds::Kind;
 use tokio_util::sync::CancellationToken;
 
+/// Makes the error a failing call answers.
+type MakeError = fn(&ComponentId) -> DriverError;
+
 /// What the stand-in driver's world holds, and how it behaves.
 #[derive(Default)]
 struct World {
@@ -40,12 +44,12 @@ struct World {
     /// Delete calls still to answer "progressing".
     deleting: BTreeMap<String, u32>,
     /// A create of this queue fails with this error.
-    fail: Option<(String, fn(&ComponentId) -> DriverError)>,
+    fail: Option<(String, MakeError)>,
+    /// Ctrl-C arrives while this queue is being created.
+    cancel_during: Option<(String, CancellationToken)>,
     /// A create of this queue waits until the state records this other component.
     wait_for_record: Option<(String, String, PathBuf)>,
 }
-
-use std::path::PathBuf;
 
 #[derive(Clone)]
 struct Queues(Arc<Mutex<World>>);
@@ -149,6 +153,11 @@ impl Driver for Queues {
         let mut w = self.world();
         w.queues.insert(name.clone(), size_of(c));
         w.mutations.push(name.clone());
+        if let Some((who, token)) = &w.cancel_during {
+            if *who == name {
+                token.cancel();
+            }
+        }
         Ok(Applied {
             identifiers: [("name".to_string(), name.clone())].into(),
             outputs: [("url".to_string(), format!("queue://{name}"))].into(),
@@ -243,11 +252,10 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Records events; cancels the run when a component named is done.
+/// Records events.
 #[derive(Default)]
 struct Watch {
     events: Mutex<Vec<String>>,
-    cancel_after: Option<(String, CancellationToken)>,
 }
 
 impl Progress for Watch {
@@ -260,11 +268,6 @@ impl Progress for Watch {
             Event::StateSaved(n) => format!("saved {n}"),
             other => format!("{other:?}").chars().take(20).collect(),
         };
-        if let (Event::ComponentDone(p, ..), Some((who, token))) = (&event, &self.cancel_after) {
-            if &p.id.to_string() == who {
-                token.cancel();
-            }
-        }
         self.events.lock().expect("events").push(line);
     }
 }
@@ -321,7 +324,7 @@ async fn apply_all(
     };
     for _ in 0..20 {
         match applying.step().await? {
-            Step::Done(report) => return Ok(report),
+            Step::Done(report) => return Ok(*report),
             Step::Progressing { applying: next, .. } => applying = *next,
         }
     }
@@ -339,17 +342,17 @@ async fn a_cancelled_apply_records_what_finished_releases_the_lock_and_a_rerun_c
     let f = fixture();
     let (desired, graph) = stack(&[("a", 10), ("b", 20), ("c", 30)]);
     let token = CancellationToken::new();
-    let watch = Watch {
-        cancel_after: Some(("orders/a".into(), token.clone())),
-        ..Watch::default()
-    };
+    // Ctrl-C while the first queue of the wave is being created: that mutation finishes, and
+    // nothing new starts.
+    f.queues.world().cancel_during = Some(("orders/a".into(), token.clone()));
+    let watch = Watch::default();
     let run = f.engine.run(&desired, options(1), token.clone());
     let err = apply_all(&f, &run, &desired, &graph, &watch)
         .await
         .expect_err("the apply is interrupted");
     assert!(matches!(err, EngineError::Interrupted), "{err}");
     assert_eq!(err.class(), ErrorClass::Transient);
-    // The first component of the wave is in state; nothing was started after the cancel.
+    // The component in flight finished and is in state; nothing was started after the cancel.
     assert_eq!(
         state_components(&f).await,
         BTreeSet::from(["orders/a".to_string()])
@@ -577,4 +580,41 @@ async fn a_deletion_still_going_is_stepped_again_until_it_is_gone() {
         state_components(&f).await,
         BTreeSet::from(["orders/a".to_string()])
     );
+}
+
+#[tokio::test]
+async fn a_suspended_apply_records_an_in_progress_release_and_frees_the_lock_for_the_next_run() {
+    let f = fixture();
+    let (desired, graph) = stack(&[("a", 10)]);
+    f.queues.world().progressing.insert("orders/a".into(), 1);
+    let run = f.engine.run(&desired, options(1), CancellationToken::new());
+    let prepared = f.engine.plan(&run, &desired, &graph).await.expect("plans");
+    let watch = Watch::default();
+    let applying = f
+        .engine
+        .apply(&run, &desired, &graph, &prepared.approve(), &watch)
+        .await
+        .expect("locks")
+        .expect("has changes");
+    // What a controller does with a rollout still going: end the reconcile, requeue.
+    let report = expect_progressing(applying.step().await.expect("steps"))
+        .suspend()
+        .await
+        .expect("suspends");
+    assert_eq!(
+        report.release.map(|r| r.outcome),
+        Some(ReleaseOutcome::InProgress)
+    );
+    assert!(lock_is_free(&f).await);
+    assert_eq!(
+        state_components(&f).await,
+        BTreeSet::from(["orders/a".to_string()])
+    );
+    // The next run plans the queue as applied and only waits for it: no second create.
+    let run = f.engine.run(&desired, options(1), CancellationToken::new());
+    let report = apply_all(&f, &run, &desired, &graph, &Watch::default())
+        .await
+        .expect("the next run finishes");
+    assert!(!report.plan.has_changes());
+    assert_eq!(f.queues.world().mutations, ["orders/a"]);
 }

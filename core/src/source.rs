@@ -50,31 +50,6 @@ pub fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_that_are_paths_or_unfit_for_aws_are_invalid() {
-        for good in ["user-platform", "a", "svc2"] {
-            assert!(is_valid_name(good), "{good}");
-        }
-        for bad in [
-            "",
-            "..",
-            "../etc",
-            "a/b",
-            "Upper",
-            "-x",
-            "x-",
-            "9lives",
-            &"a".repeat(64),
-        ] {
-            assert!(!is_valid_name(bad), "{bad}");
-        }
-    }
-}
-
 /// Test support: the files of an example stack read from disk (tests only; the crate itself
 /// never touches the filesystem).
 #[cfg(test)]
@@ -109,4 +84,29 @@ pub(crate) fn read_example(stack: &str) -> FileTree {
     let mut tree = FileTree::new(format!("stacks/{stack}"));
     walk(&root, "", &mut tree);
     tree
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_paths_or_unfit_for_aws_are_invalid() {
+        for good in ["user-platform", "a", "svc2"] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../etc",
+            "a/b",
+            "Upper",
+            "-x",
+            "x-",
+            "9lives",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
 }

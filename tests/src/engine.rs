@@ -91,7 +91,7 @@ impl TestEngine {
         };
         loop {
             match applying.step().await? {
-                Step::Done(report) => return Ok(Some(report)),
+                Step::Done(report) => return Ok(Some(*report)),
                 Step::Progressing {
                     applying: next,
                     requeue_after,

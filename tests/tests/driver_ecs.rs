@@ -10,7 +10,7 @@ use panka_controller::driver::ecs::EcsDriver;
 use panka_controller::driver::shared::{
     alb_id, cluster_id, execution_role_id, network_id, SharedDriver,
 };
-use panka_controller::driver::{is_mutating, Applied, Ctx, Driver, DriverError, Lookups, Outputs};
+use panka_controller::driver::{is_mutating, Applied, Ctx, Driver, DriverError, Outputs};
 use panka_controller::validate::{load_stack, plan_input};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent, DesiredStack};
 use panka_core::plan::{diff, FieldValue, Health};
@@ -349,7 +349,11 @@ async fn a_microservice_is_created_as_specified_and_observed_converged() {
     let api = f.component("notification-service/api");
     let applied = f
         .api
-        .create(&api, &f.outputs, &Lookups::default())
+        .create(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+        )
         .await
         .expect("create");
     let name = format!("{}-development-notification-service-api", f.stack.name);
@@ -586,7 +590,11 @@ async fn missing_outputs_are_known_after_apply_and_refused_by_create() {
     let mut outputs = f.outputs.clone();
     outputs.remove(&id("notification-service/queue"));
     outputs.remove(&network_id());
-    let want = f.api.desired(&api, &outputs, &Lookups::default());
+    let want = f.api.desired(
+        &api,
+        &outputs,
+        &f.api.look_up(&[&api]).await.expect("look up"),
+    );
     for field in ["environment.QUEUE_URL", "configHash", "network.subnets"] {
         assert!(
             matches!(want.fields[field], FieldValue::Unknown(_)),
@@ -601,7 +609,11 @@ async fn missing_outputs_are_known_after_apply_and_refused_by_create() {
     let before = f.mutations();
     let err = f
         .api
-        .create(&api, &outputs, &Lookups::default())
+        .create(
+            &api,
+            &outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+        )
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("QUEUE_URL"), "{err}");
@@ -618,7 +630,11 @@ async fn an_image_change_registers_a_revision_and_updates_only_the_service() {
     let mut api = f.component("notification-service/api");
     let applied = f
         .api
-        .create(&api, &f.outputs, &Lookups::default())
+        .create(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+        )
         .await
         .expect("create");
     let ComponentSpec::MicroService(spec) = &mut api.spec else {
@@ -627,7 +643,14 @@ async fn an_image_change_registers_a_revision_and_updates_only_the_service() {
     spec.image.tag = Some("v1.3.0".into());
 
     let seen = f.api.observe(&api.id, None).await.expect("observe");
-    let diffs = diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen);
+    let diffs = diff(
+        &f.api.desired(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+        ),
+        &seen,
+    );
     let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     assert_eq!(fields, ["image"], "{diffs:?}");
     assert!(diffs[0]
@@ -638,7 +661,13 @@ async fn an_image_change_registers_a_revision_and_updates_only_the_service() {
     let before = f.mutations();
     let updated = f
         .api
-        .update(&api, &f.outputs, &Lookups::default(), &diffs, &seen)
+        .update(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("update");
     assert_eq!(
@@ -664,7 +693,14 @@ async fn an_image_change_registers_a_revision_and_updates_only_the_service() {
 
     let seen = f.fresh_api().observe(&api.id, None).await.expect("observe");
     assert_eq!(
-        diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen),
+        diff(
+            &f.api.desired(
+                &api,
+                &f.outputs,
+                &f.api.look_up(&[&api]).await.expect("look up")
+            ),
+            &seen
+        ),
         vec![]
     );
 }
@@ -675,7 +711,11 @@ async fn a_config_change_makes_a_new_revision() {
     let mut api = f.component("notification-service/api");
     let applied = f
         .api
-        .create(&api, &f.outputs, &Lookups::default())
+        .create(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+        )
         .await
         .expect("create");
     api.configs[0].content = api.configs[0]
@@ -684,13 +724,26 @@ async fn a_config_change_makes_a_new_revision() {
     assert!(api.configs[0].content.contains("maxRetries: 5"));
 
     let seen = f.api.observe(&api.id, None).await.expect("observe");
-    let diffs = diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen);
+    let diffs = diff(
+        &f.api.desired(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+        ),
+        &seen,
+    );
     let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     assert_eq!(fields, ["configHash"], "{diffs:?}");
     let before = f.mutations();
     let updated = f
         .api
-        .update(&api, &f.outputs, &Lookups::default(), &diffs, &seen)
+        .update(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("update");
     assert_eq!(
@@ -718,7 +771,11 @@ async fn a_replica_change_updates_the_service_without_a_new_revision() {
     let mut api = f.component("user-service/api");
     let applied = f
         .api
-        .create(&api, &f.outputs, &Lookups::default())
+        .create(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+        )
         .await
         .expect("create");
     let svc = f.service(&applied.outputs["name"]).await;
@@ -734,13 +791,26 @@ async fn a_replica_change_updates_the_service_without_a_new_revision() {
         .replicas = Some(3);
 
     let seen = f.api.observe(&api.id, None).await.expect("observe");
-    let diffs = diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen);
+    let diffs = diff(
+        &f.api.desired(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+        ),
+        &seen,
+    );
     let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     assert_eq!(fields, ["desiredCount"], "{diffs:?}");
     let before = f.mutations();
     let updated = f
         .api
-        .update(&api, &f.outputs, &Lookups::default(), &diffs, &seen)
+        .update(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("update");
     assert_eq!(
@@ -755,7 +825,14 @@ async fn a_replica_change_updates_the_service_without_a_new_revision() {
     assert_eq!(svc.desired_count(), 3);
     let seen = f.api.observe(&api.id, None).await.expect("observe");
     assert_eq!(
-        diff(&f.api.desired(&api, &f.outputs, &Lookups::default()), &seen),
+        diff(
+            &f.api.desired(
+                &api,
+                &f.outputs,
+                &f.api.look_up(&[&api]).await.expect("look up")
+            ),
+            &seen
+        ),
         vec![]
     );
 }
@@ -767,12 +844,20 @@ async fn a_console_change_of_the_task_count_is_drift_unless_autoscaled() {
     let scaled = f.component("notification-service/api");
     let a = f
         .api
-        .create(&fixed, &f.outputs, &Lookups::default())
+        .create(
+            &fixed,
+            &f.outputs,
+            &f.api.look_up(&[&fixed]).await.expect("look up"),
+        )
         .await
         .expect("create fixed");
     let b = f
         .api
-        .create(&scaled, &f.outputs, &Lookups::default())
+        .create(
+            &scaled,
+            &f.outputs,
+            &f.api.look_up(&[&scaled]).await.expect("look up"),
+        )
         .await
         .expect("create scaled");
     for applied in [&a, &b] {
@@ -788,14 +873,24 @@ async fn a_console_change_of_the_task_count_is_drift_unless_autoscaled() {
 
     let seen = f.api.observe(&fixed.id, None).await.expect("observe");
     let diffs = diff(
-        &f.api.desired(&fixed, &f.outputs, &Lookups::default()),
+        &f.api.desired(
+            &fixed,
+            &f.outputs,
+            &f.api.look_up(&[&fixed]).await.expect("look up"),
+        ),
         &seen,
     );
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(diffs[0].field, "desiredCount");
     assert_eq!(diffs[0].old, Some(FieldValue::known(7)));
     f.api
-        .update(&fixed, &f.outputs, &Lookups::default(), &diffs, &seen)
+        .update(
+            &fixed,
+            &f.outputs,
+            &f.api.look_up(&[&fixed]).await.expect("look up"),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("remediate");
     assert_eq!(f.service(&a.outputs["name"]).await.desired_count(), 2);
@@ -804,7 +899,11 @@ async fn a_console_change_of_the_task_count_is_drift_unless_autoscaled() {
     assert_eq!(seen.fields["desiredCount"], FieldValue::known(7));
     assert_eq!(
         diff(
-            &f.api.desired(&scaled, &f.outputs, &Lookups::default()),
+            &f.api.desired(
+                &scaled,
+                &f.outputs,
+                &f.api.look_up(&[&scaled]).await.expect("look up")
+            ),
             &seen
         ),
         vec![],
@@ -818,7 +917,11 @@ async fn a_worker_runs_without_load_balancer_or_autoscaling() {
     let worker = f.component("notification-service/worker");
     let applied = f
         .worker
-        .create(&worker, &f.outputs, &Lookups::default())
+        .create(
+            &worker,
+            &f.outputs,
+            &f.worker.look_up(&[&worker]).await.expect("look up"),
+        )
         .await
         .expect("create");
     assert!(!applied.outputs.contains_key("url"));
@@ -838,7 +941,11 @@ async fn a_worker_runs_without_load_balancer_or_autoscaling() {
     let seen = f.worker.observe(&worker.id, None).await.expect("observe");
     assert_eq!(
         diff(
-            &f.worker.desired(&worker, &f.outputs, &Lookups::default()),
+            &f.worker.desired(
+                &worker,
+                &f.outputs,
+                &f.worker.look_up(&[&worker]).await.expect("look up")
+            ),
             &seen
         ),
         vec![]
@@ -855,7 +962,11 @@ async fn delete_removes_everything_and_is_idempotent() {
     let api = f.component("notification-service/api");
     let applied = f
         .api
-        .create(&api, &f.outputs, &Lookups::default())
+        .create(
+            &api,
+            &f.outputs,
+            &f.api.look_up(&[&api]).await.expect("look up"),
+        )
         .await
         .expect("create");
     let name = applied.outputs["name"].clone();
@@ -1299,11 +1410,19 @@ async fn observing_many_services_batches_reads_and_sees_what_one_at_a_time_sees(
     let users = f.component("user-service/api");
     let made_notif = f
         .api
-        .create(&notif, &f.outputs, &Lookups::default())
+        .create(
+            &notif,
+            &f.outputs,
+            &f.api.look_up(&[&notif]).await.expect("look up"),
+        )
         .await
         .expect("create");
     f.api
-        .create(&users, &f.outputs, &Lookups::default())
+        .create(
+            &users,
+            &f.outputs,
+            &f.api.look_up(&[&users]).await.expect("look up"),
+        )
         .await
         .expect("create");
     // Also one never created, and one recorded as it was: both batch paths must agree.

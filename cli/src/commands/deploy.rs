@@ -257,7 +257,6 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
     }
     opts.allow_destroy = args.allow_destroy;
     opts.health_timeout = Duration::from_secs(args.health_timeout);
-    let needs_approval = needs_approval && !args.yes;
     // Bars only where a person watches; CI logs and pipes keep the line output.
     let progress = if table && std::io::stderr().is_terminal() {
         ApplyProgress::Bars(Bars::new(ProgressDrawTarget::stderr()))
@@ -282,9 +281,16 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         let run = engine.run(&desired, opts, cancel.clone());
         // The plan is shown, and approved, before the lock is taken: nobody waits on a person.
         let prepared = engine.plan(&run, &desired, &graph).await?;
+        if cancel.is_cancelled() {
+            return Ok(Outcome::Failed(EngineError::Interrupted));
+        }
         progress.planned(&prepared.plan);
         if table {
             print!("{}", render_plan(&prepared.plan, &desired, destroy));
+        }
+        // Refused plans are refused before anyone is asked to approve them.
+        if let Err(e) = prepared.allowed(run.options()) {
+            return Ok(Outcome::Failed(e));
         }
         if prepared.plan.has_changes()
             && needs_approval
@@ -293,18 +299,21 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         {
             return anyhow::Ok(Outcome::Declined);
         }
+        if cancel.is_cancelled() {
+            return Ok(Outcome::Failed(EngineError::Interrupted));
+        }
         let approval = prepared.approve();
         let applying = match engine
             .apply(&run, &desired, &graph, &approval, &progress)
             .await
         {
             Ok(Ok(applying)) => applying,
-            Ok(Err(report)) => return Ok(Outcome::Applied(report, run.calls().clone())),
+            Ok(Err(report)) => return Ok(Outcome::Applied(Box::new(report), run.calls().clone())),
             Err(e) => return Ok(Outcome::Failed(e)),
         };
         let report = step_until_done(applying, &cancel).await;
         Ok(match report {
-            Ok(report) => Outcome::Applied(report, run.calls().clone()),
+            Ok(report) => Outcome::Applied(Box::new(report), run.calls().clone()),
             Err(e) => Outcome::Failed(e),
         })
     });
@@ -389,7 +398,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
 enum Outcome {
     Declined,
     Applied(
-        panka_controller::engine::ApplyReport,
+        Box<panka_controller::engine::ApplyReport>,
         panka_controller::driver::CallCounter,
     ),
     Failed(EngineError),
@@ -413,7 +422,7 @@ async fn step_until_done(
 ) -> Result<panka_controller::engine::ApplyReport, EngineError> {
     loop {
         match applying.step().await? {
-            Step::Done(report) => return Ok(report),
+            Step::Done(report) => return Ok(*report),
             Step::Progressing {
                 applying: next,
                 requeue_after,

@@ -24,10 +24,14 @@ use crate::driver::{Applied, Deletion, DriverError, Outputs};
 use crate::lock::{LeaseGuard, LockHandle};
 
 /// Where an apply stands after a [`Applying::step`].
+///
+/// An [`Applying`] holds the lock: step it until done, or [`Applying::suspend`] it. One dropped
+/// without either keeps the lock until its lease runs out (nothing is lost: state records every
+/// finished component), so callers always end it.
 #[derive(Debug)]
 pub enum Step<'a> {
     /// Everything is applied (or it failed: then `step` returned the error).
-    Done(ApplyReport),
+    Done(Box<ApplyReport>),
     /// What is left waits on AWS; step again after `requeue_after`, or [`Applying::suspend`].
     Progressing {
         /// The apply, to step again.
@@ -86,6 +90,7 @@ impl std::fmt::Debug for Applying<'_> {
     }
 }
 
+/// Where an apply is: the stack-shared resources, then each wave, then the deletions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Shared,
@@ -172,10 +177,10 @@ impl<'a> Applying<'a> {
                     waiting,
                 })
             }
-            Ok(None) => self.close().await.map(Step::Done),
+            Ok(None) => self.close().await.map(|r| Step::Done(Box::new(r))),
             Err(e) => {
                 self.book.failures.push(e);
-                self.close().await.map(Step::Done)
+                self.close().await.map(|r| Step::Done(Box::new(r)))
             }
         }
     }
@@ -227,18 +232,25 @@ impl<'a> Applying<'a> {
             )
             .await;
         self.unlock().await;
-        let release = release?;
         match outcome {
             ReleaseOutcome::Failed => {
                 let mut all = std::mem::take(&mut self.book.failures);
+                // The failure that stopped the apply comes first; a release that could not be
+                // recorded is said too.
+                if let Err(e) = release {
+                    all.push(e);
+                }
                 Err(if all.len() == 1 {
                     all.remove(0)
                 } else {
                     EngineError::Failed(all)
                 })
             }
-            ReleaseOutcome::Interrupted => Err(EngineError::Interrupted),
-            _ => Ok(self.report(release)),
+            ReleaseOutcome::Interrupted => {
+                release?;
+                Err(EngineError::Interrupted)
+            }
+            _ => Ok(self.report(release?)),
         }
     }
 
@@ -289,7 +301,8 @@ impl Book<'_> {
                     if let Some(again) = self.deletions(cx).await? {
                         return Ok(Some(again));
                     }
-                    if self.failures.is_empty() {
+                    // Finished only when every deletion ran: a cancel may have cut the list.
+                    if self.failures.is_empty() && !cx.run.cancel.is_cancelled() {
                         self.phase = Phase::Finished;
                     }
                 }
@@ -381,10 +394,41 @@ impl Book<'_> {
         .buffer_unordered(cx.run.options.concurrency.max(1));
         futures::pin_mut!(turns);
         let mut requeue: Option<Duration> = None;
-        while let Some((p, turn)) = turns.next().await {
-            self.settle(cx, p, turn, &mut requeue).await?;
+        let mut stopped: Option<EngineError> = None;
+        // Turns that finished while another was being recorded.
+        let mut finished: std::collections::VecDeque<(&ComponentPlan, Turn)> =
+            std::collections::VecDeque::new();
+        loop {
+            let Some((p, turn)) = finished.pop_front() else {
+                match turns.next().await {
+                    Some(t) => finished.push_back(t),
+                    None => break,
+                }
+                continue;
+            };
+            if stopped.is_some() {
+                // State can no longer be written (lease lost, store failing): let what is in
+                // flight finish rather than abandon it half-way, and record nothing more.
+                continue;
+            }
+            // The other turns keep going while this one is recorded: a request left half-sent
+            // by a future nobody polls would hold a connection (and stall a busy endpoint).
+            let settle = self.settle(cx, p, turn, &mut requeue);
+            futures::pin_mut!(settle);
+            let settled = loop {
+                tokio::select! {
+                    r = &mut settle => break r,
+                    Some(t) = turns.next() => finished.push_back(t),
+                }
+            };
+            if let Err(e) = settled {
+                stopped = Some(e);
+            }
         }
-        Ok(requeue)
+        match stopped {
+            Some(e) => Err(e),
+            None => Ok(requeue),
+        }
     }
 
     /// Records what a component's turn ended in.
@@ -414,7 +458,8 @@ impl Book<'_> {
                 self.done.insert(p.id.clone());
             }
             Turn::Waiting(w) => {
-                let first = !self.waiting.contains_key(&p.id);
+                // A replace whose create just ran counts as new: its resource goes to state now.
+                let first = self.waiting.get(&p.id).is_none_or(|o| o.replacing);
                 if first && changed && !w.replacing {
                     // Changed but not healthy yet: in state now, so a crash or a requeue
                     // plans it as applied and only waits for it.
@@ -422,7 +467,13 @@ impl Book<'_> {
                         .applied(&p.id, component_state(component, &w.applied), cx.progress)
                         .await?;
                 }
-                let timeout = cx.run.options.health_timeout;
+                // The old resource of a replace is still being deleted: that may take as long as
+                // any deletion, not only as long as a rollout.
+                let timeout = if w.replacing {
+                    cx.run.options.deletion_timeout
+                } else {
+                    cx.run.options.health_timeout
+                };
                 if w.since.elapsed() >= timeout {
                     let msg = format!("not healthy after {}", super::run::human(timeout));
                     cx.progress.event(Event::ComponentFailed(p, &msg));
@@ -507,7 +558,8 @@ impl Book<'_> {
         Ok(if self.deleting.is_empty() {
             None
         } else {
-            requeue
+            // A deletion still going is looked at again even when this pass did not reach it.
+            Some(requeue.unwrap_or(Duration::from_secs(5)))
         })
     }
 
@@ -579,7 +631,9 @@ impl Cx<'_> {
                     }
                     Deletion::Done => {
                         self.guard.check()?;
-                        (driver.create(component, outputs, lookups).await?, w.since)
+                        // Health is timed from the create, not from the delete before it.
+                        let applied = driver.create(component, outputs, lookups).await?;
+                        (applied, Instant::now())
                     }
                 }
             }
@@ -667,6 +721,7 @@ impl Cx<'_> {
     }
 }
 
+/// What one look at a component's health means for its turn.
 fn health_turn(
     p: &ComponentPlan,
     health: Health,

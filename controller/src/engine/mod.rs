@@ -136,18 +136,24 @@ impl Engine {
             self.locker
                 .acquire(target, &options.actor, options.kind.as_str(), &mut on_wait);
         let handle = tokio::select! {
-            handle = acquire => handle?,
+            // A cancel that came first wins: no lock taken for a run that will do nothing.
+            biased;
             () = run.cancel.cancelled() => return Err(EngineError::Interrupted),
+            handle = acquire => handle?,
         };
         progress.event(Event::LockAcquired(handle.info()));
         let checked = async {
             let prepared = self.plan(run, desired, graph).await?;
             approval.check(&prepared.plan)?;
-            check_allowed(&prepared, options)?;
-            Ok::<_, EngineError>(prepared)
+            prepared.allowed(options)?;
+            let key = StateKey::new(&desired.name, &desired.environment)
+                .map_err(crate::state::StateError::from)?;
+            // Fails when the lease was lost while planning: stop before any change.
+            let token = handle.token()?;
+            Ok::<_, EngineError>((prepared, key, token))
         }
         .await;
-        let prepared = match checked {
+        let (prepared, key, token) = match checked {
             Ok(p) => p,
             Err(e) => {
                 // Nothing was changed: the lock goes at once.
@@ -172,6 +178,7 @@ impl Engine {
         });
         let changes = prepared.plan.has_changes();
         if !changes && stale.is_empty() && !unrecorded_shared && !unsettled {
+            // Nothing to do; a failed release leaves a lease that expires on its own.
             let _ = handle.release().await;
             return Ok(Err(ApplyReport {
                 outputs: prepared.outputs.clone(),
@@ -180,9 +187,6 @@ impl Engine {
                 duration: started.elapsed(),
             }));
         }
-        let key = StateKey::new(&desired.name, &desired.environment)
-            .map_err(crate::state::StateError::from)?;
-        let token = handle.token()?;
         let rec = Recorder::new(
             &self.backends.state,
             key,
@@ -205,8 +209,15 @@ impl Engine {
     }
 }
 
-/// Refuses what the caller did not allow: data-losing changes without `allow_destroy`, and
-/// resources that are not panka's without `adopt`.
+impl Prepared {
+    /// Refuses what the caller did not allow: data-losing changes without `allow_destroy`, and
+    /// resources that are not panka's without `adopt`. Apply checks it under the lock; a
+    /// front-end checks it before asking anyone to approve a plan that would be refused.
+    pub fn allowed(&self, options: &EngineOptions) -> Result<(), EngineError> {
+        check_allowed(self, options)
+    }
+}
+
 fn check_allowed(prepared: &Prepared, options: &EngineOptions) -> Result<(), EngineError> {
     let not_ours: Vec<(ComponentId, String)> = prepared
         .plan

@@ -117,6 +117,8 @@ impl<'a> Recorder<'a> {
         };
         // The variables in effect include the overrides: secret-looking names stay redacted in
         // the recorded spec too (only `VERSION` is read back from it).
+        // Serializing plain data (string maps, no non-string keys) cannot fail; `Null` would
+        // only stand for a bug, never for a secret.
         let mut spec = serde_json::to_value(desired).unwrap_or_default();
         if let Some(vars) = spec.get_mut("variables") {
             *vars = serde_json::to_value(redact_variables(&desired.variables)).unwrap_or_default();

@@ -267,7 +267,11 @@ impl EngineError {
                 | StateError::StaleSerial { .. } => ErrorClass::Conflict,
                 StateError::Aws { source, .. } => aws_class(source.class),
                 StateError::Io { .. } => ErrorClass::Transient,
-                _ => ErrorClass::Permanent,
+                StateError::InvalidName(_)
+                | StateError::Corrupt { .. }
+                | StateError::WrongKey { .. }
+                | StateError::ForeignLineage { .. }
+                | StateError::HistoryExists { .. } => ErrorClass::Permanent,
             },
             EngineError::Driver(e) => e.class(),
             EngineError::Unhealthy { degraded, .. } => {

@@ -90,7 +90,7 @@ impl DynamoDbLocks {
             op,
             key: key.to_owned(),
             location: self.location(),
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -108,7 +108,7 @@ pub enum LockError {
         location: String,
         /// The classified cause.
         #[source]
-        source: AwsError,
+        source: Box<AwsError>,
     },
     /// Local lock-file I/O failed.
     #[error("failed to {op} {path}: {source}")]

@@ -1,6 +1,6 @@
 use super::*;
-use crate::resolve::Options;
 use crate::keys::StateKey;
+use crate::resolve::Options;
 use crate::state::{ComponentState, StateDocument};
 use crate::validate::{load_tree, plan_input};
 
