@@ -118,6 +118,20 @@ fn validate_passes_every_stack_of_the_example() {
 }
 
 #[test]
+fn validate_claims_only_the_checks_it_runs() {
+    let out = run_on_example(&["validate", "--stack", "user-platform"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    // Nothing evaluates policies yet, so the tree must not say it did.
+    assert!(!text.to_lowercase().contains("polic"), "{}", show(&out));
+    assert!(
+        text.contains("└── Checking for cycles... ✓\n\n✓ Stack configuration is valid!"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
 fn validate_checks_only_the_stack_and_environment_asked_for() {
     let out = run_on_example(&[
         "validate",
