@@ -345,6 +345,49 @@ fn a_production_apply_without_yes_and_without_a_terminal_refuses_before_touching
 }
 
 #[test]
+fn duration_flags_take_human_durations_and_bare_seconds() {
+    // Production needs approval and there is no terminal: the refusal comes after clap parsed
+    // every flag and before any AWS call, so reaching it proves the durations were accepted.
+    for (lock, health) in [("5m", "1h30m"), ("300", "900"), ("90s", "15m")] {
+        let out = run_on_example(&[
+            "apply",
+            "--stack",
+            "user-platform",
+            "--environment",
+            "production",
+            "--lock-timeout",
+            lock,
+            "--health-timeout",
+            health,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        let err = stderr(&out);
+        assert!(!err.contains("invalid value"), "{lock} {health}: {err}");
+        assert!(err.contains("production needs approval"), "{err}");
+    }
+}
+
+#[test]
+fn a_bad_duration_is_a_usage_error_naming_the_flag_and_an_example() {
+    let out = run_on_example(&[
+        "apply",
+        "--stack",
+        "user-platform",
+        "--environment",
+        "production",
+        "--lock-timeout",
+        "soon",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid value 'soon' for '--lock-timeout <DURATION>'"),
+        "{err}"
+    );
+    assert!(err.contains("`5m`"), "{err}");
+}
+
+#[test]
 fn plan_of_an_invalid_repo_reports_problems_and_calls_no_aws() {
     let repo = broken_copy();
     let out = run_on(

@@ -65,12 +65,13 @@ pub struct ApplyArgs {
     /// Allow replacing or deleting RDS, DynamoDB, S3 and ElastiCache components (data loss).
     #[arg(long)]
     pub allow_destroy: bool,
-    /// Seconds to wait for a lock held by someone else (0: fail at once, showing the holder).
-    #[arg(long, default_value_t = 0)]
-    pub lock_timeout: u64,
-    /// Seconds to wait for each component to become healthy.
-    #[arg(long, default_value_t = 900)]
-    pub health_timeout: u64,
+    /// How long to wait for a lock held by someone else, e.g. `5m` or `90s` (0: fail at once,
+    /// showing the holder).
+    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = crate::app::parse_duration)]
+    pub lock_timeout: Duration,
+    /// How long to wait for each component to become healthy, e.g. `15m` or `1h30m`.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = crate::app::parse_duration)]
+    pub health_timeout: Duration,
 }
 
 /// Resolves the repository; prints problems and returns `None` when it is invalid (no AWS call
@@ -251,7 +252,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         opts.kind = ReleaseKind::Destroy;
     }
     opts.allow_destroy = args.allow_destroy;
-    opts.health_timeout = Duration::from_secs(args.health_timeout);
+    opts.health_timeout = args.health_timeout;
     let yes = args.yes;
     let env = desired.environment.clone();
     let desired_ref = &desired;
@@ -280,13 +281,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         answer.trim() == "yes"
     };
     let result = runtime()?.block_on(async {
-        let engine = target_engine(
-            global,
-            &desired,
-            &args.target,
-            Duration::from_secs(args.lock_timeout),
-        )
-        .await?;
+        let engine = target_engine(global, &desired, &args.target, args.lock_timeout).await?;
         let report = engine
             .apply(&desired, &graph, &opts, &mut approve, &progress)
             .await;
