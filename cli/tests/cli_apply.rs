@@ -178,7 +178,7 @@ fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yam
     // YAML is the same document, with "1.10" still a string.
     let yaml_text = ok(run(with(&["--output", "yaml", "history"])));
     assert!(!yaml_text.trim_start().starts_with('['), "{yaml_text}");
-    assert!(yaml_text.contains("version: \"1.10\""), "{yaml_text}");
+    assert!(yaml_text.contains("version: '1.10'"), "{yaml_text}");
     assert_eq!(parse_yaml(&yaml_text), history);
 
     // status --output json: the last release in brief, not the spec it applied.

@@ -321,8 +321,15 @@ fn show_text(
             );
             if let Some(spec) = r.applied_spec.get("spec").filter(|s| !s.is_null()) {
                 let _ = writeln!(out, "  Last applied spec:");
-                for line in crate::render::to_yaml(spec).lines() {
-                    let _ = writeln!(out, "    {line}");
+                match crate::render::to_yaml(spec) {
+                    Ok(text) => {
+                        for line in text.lines() {
+                            let _ = writeln!(out, "    {line}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "    ({e:#})");
+                    }
                 }
             }
         }
@@ -427,7 +434,7 @@ Component: user-service/api (MicroService)
   Last applied spec:
     image:
       repository: shop/users
-      tag: \"1.10\"
+      tag: '1.10'
 ";
         assert_eq!(text, expected);
         let never = show_text(&id, "MicroService", &Observation::default(), None, None);
