@@ -1,4 +1,5 @@
-//! Output helpers shared by commands: tree drawing, problems with snippets, JSON and YAML.
+//! Output helpers shared by commands: tree drawing, problems with snippets, times as people read
+//! them, JSON and YAML.
 
 use anyhow::Context;
 use panka_controller::diag::{Diagnostic, Sources};
@@ -45,6 +46,60 @@ pub fn branch(i: usize, n: usize) -> &'static str {
         "└──"
     } else {
         "├──"
+    }
+}
+
+/// A moment as people write it in a table or a message: `2026-12-02 12:43 UTC`. (JSON and YAML
+/// output keep RFC 3339: machines read those.)
+pub fn timestamp(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A time recorded as RFC 3339 (state, releases) as people write it ([`timestamp`]); the text as
+/// recorded when it is not a time.
+pub fn recorded_time(text: &str) -> String {
+    text.parse::<jiff::Timestamp>()
+        .map_or_else(|_| text.to_owned(), timestamp)
+}
+
+/// Epoch seconds (lock records) as a moment; clamped to the range jiff can represent, far beyond
+/// any time a lock records.
+pub fn epoch(secs: i64) -> jiff::Timestamp {
+    let secs = secs.clamp(
+        jiff::Timestamp::MIN.as_second(),
+        jiff::Timestamp::MAX.as_second(),
+    );
+    // In range after the clamp, so this never falls back.
+    jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// Epoch seconds as RFC 3339, for JSON and YAML output.
+pub fn epoch_rfc3339(secs: i64) -> String {
+    epoch(secs).to_string()
+}
+
+/// A length of time as people say it, to the largest whole unit: `40s`, `12 min`, `5 h`,
+/// `3 days` (hours up to two days, so "30 h" is not rounded to "1 day"). A negative length is
+/// told as its size.
+pub fn duration(d: jiff::SignedDuration) -> String {
+    let secs = d.as_secs().unsigned_abs();
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 48 * 3600 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+/// How long before `now` a moment was: `12 min ago`; a moment after `now` (another machine's
+/// clock running ahead) as `in 12 min`.
+pub fn ago(then: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    let d = now.duration_since(then);
+    // Whole seconds: a sub-second lead is clock noise, not "in 0s".
+    if d.as_secs() < 0 {
+        format!("in {}", duration(d))
+    } else {
+        format!("{} ago", duration(d))
     }
 }
 
@@ -285,5 +340,58 @@ mod tests {
             assert_eq!(parse(&text), json!(f), "{f} became {text}");
         }
         assert_eq!(yaml(&json!(3.0)), "3.0\n");
+    }
+
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().expect("a time")
+    }
+
+    #[test]
+    fn moments_read_as_people_write_them() {
+        assert_eq!(
+            timestamp(at("2026-12-02T12:43:59.123456789Z")),
+            "2026-12-02 12:43 UTC"
+        );
+        assert_eq!(
+            recorded_time("2026-12-02T13:43:00+01:00"),
+            "2026-12-02 12:43 UTC"
+        );
+        assert_eq!(recorded_time("not a time"), "not a time");
+        assert_eq!(epoch(1_795_444_200), at("2026-11-23T14:30:00Z"));
+        assert_eq!(epoch_rfc3339(1_795_444_200), "2026-11-23T14:30:00Z");
+        assert_eq!(
+            epoch(i64::MAX).as_second(),
+            jiff::Timestamp::MAX.as_second()
+        );
+    }
+
+    #[test]
+    fn lengths_of_time_read_in_their_largest_whole_unit() {
+        let secs = jiff::SignedDuration::from_secs;
+        for (d, text) in [
+            (secs(0), "0s"),
+            (secs(59), "59s"),
+            (secs(60), "1 min"),
+            (secs(12 * 60 + 59), "12 min"),
+            (secs(3600), "1 h"),
+            (secs(47 * 3600), "47 h"),
+            (secs(48 * 3600), "2 days"),
+            (secs(-90), "1 min"),
+        ] {
+            assert_eq!(duration(d), text, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn times_read_as_how_long_ago() {
+        let now = at("2026-11-23T16:00:00Z");
+        assert_eq!(ago(at("2026-11-23T15:59:20.5Z"), now), "39s ago");
+        assert_eq!(ago(at("2026-11-23T15:48:00Z"), now), "12 min ago");
+        assert_eq!(ago(at("2026-11-23T11:00:00Z"), now), "5 h ago");
+        assert_eq!(ago(at("2026-11-20T16:00:00Z"), now), "3 days ago");
+        assert_eq!(ago(now, now), "0s ago");
+        // Another machine's clock ahead of ours.
+        assert_eq!(ago(at("2026-11-23T16:00:00.4Z"), now), "0s ago");
+        assert_eq!(ago(at("2026-11-23T16:05:00Z"), now), "in 5 min");
     }
 }

@@ -161,6 +161,11 @@ fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yam
         lines[3].ends_with("DB_PASSWORD=<redacted>,QUEUE_VISIBILITY=45,VERSION=1.10"),
         "{table_out}"
     );
+    // STARTED as people write it (`2026-11-23 14:30 UTC`), not RFC 3339 with nanoseconds.
+    assert!(
+        lines[2].contains(" UTC ") && !lines[2].contains("Z "),
+        "{table_out}"
+    );
 
     let json_text = ok(run(with(&["--output", "json", "history"])));
     assert!(

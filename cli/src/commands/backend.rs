@@ -1,5 +1,5 @@
 //! `panka backend create`: the S3 state bucket and the DynamoDB lock table; plus the helpers the
-//! state commands share (runtime, configuration, backends, ages).
+//! state commands share (runtime, configuration, backends).
 
 use std::process::ExitCode;
 
@@ -134,22 +134,4 @@ pub(crate) fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
 /// The configured state and lock backends.
 pub(crate) async fn open(config: &Config) -> Backends {
     backend::open(config).await
-}
-
-/// A compact age: `45s`, `12m`, `3h`, `2d`.
-pub(crate) fn age(secs: i64) -> String {
-    let secs = secs.max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 2 * 3600 => format!("{}m", s / 60),
-        s if s < 2 * 86400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
-}
-
-/// Epoch seconds as RFC 3339, for JSON output.
-pub(crate) fn rfc3339(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| secs.to_string())
 }

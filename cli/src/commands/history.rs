@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Args;
 use panka_controller::state::{HistoryEntry, ReleaseOutcome, StateKey};
 
-use super::backend::{age, load_config, open, runtime};
+use super::backend::{load_config, open, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_data;
+use crate::render::{duration, print_data, recorded_time};
 
 /// Arguments of `panka history`.
 #[derive(Debug, Args)]
@@ -90,7 +90,7 @@ fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
                 r.started_at.parse::<jiff::Timestamp>(),
                 r.finished_at.as_deref().map(str::parse::<jiff::Timestamp>),
             ) {
-                (Ok(s), Some(Ok(f))) => age(f.as_second() - s.as_second()),
+                (Ok(s), Some(Ok(f))) => duration(f.duration_since(s)),
                 _ => "-".to_owned(),
             };
             let outcome = match r.outcome {
@@ -104,7 +104,7 @@ fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
                 r.kind.to_string(),
                 r.version.clone().unwrap_or_else(|| "-".into()),
                 r.actor.clone(),
-                r.started_at.clone(),
+                recorded_time(&r.started_at),
                 duration,
                 outcome.to_owned(),
                 vars(&r.overrides),
@@ -115,7 +115,7 @@ fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
             "unlock".into(),
             "-".into(),
             u.actor.clone(),
-            u.at.clone(),
+            recorded_time(&u.at),
             "-".into(),
             format!(
                 "unlock {} (held by {}{})",

@@ -3,13 +3,13 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use panka_controller::lock::{format_epoch, now_epoch_secs, LockInfo, LockScope};
+use panka_controller::lock::{now_epoch_secs, LockInfo, LockScope};
 use panka_controller::state::StateKey;
 use serde_json::json;
 
-use super::backend::{age, load_config, open, rfc3339, runtime};
+use super::backend::{load_config, open, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_data;
+use crate::render::{ago, duration, epoch, epoch_rfc3339, print_data, recorded_time, timestamp};
 
 /// `panka state …`.
 #[derive(Debug, Subcommand)]
@@ -76,7 +76,11 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
             println!("  Lineage:  {}", doc.lineage);
             println!("  Fence:    {}", doc.fence);
             if !doc.updated_at.is_empty() || !doc.updated_by.is_empty() {
-                println!("  Updated:  {} by {}", doc.updated_at, doc.updated_by);
+                println!(
+                    "  Updated:  {} by {}",
+                    recorded_time(&doc.updated_at),
+                    doc.updated_by
+                );
             }
             if let Some(r) = &doc.release {
                 println!("  Release:  {r}");
@@ -146,7 +150,10 @@ fn locks(global: &GlobalArgs, args: LocksArgs) -> anyhow::Result<ExitCode> {
 /// `Active` or `Expired (no heartbeat for 1h)`.
 pub(crate) fn status(l: &LockInfo, now: i64) -> String {
     if l.is_expired_at(now) {
-        format!("Expired (no heartbeat for {})", age(now - l.last_heartbeat))
+        format!(
+            "Expired (no heartbeat for {})",
+            duration(epoch(now).duration_since(epoch(l.last_heartbeat)))
+        )
     } else {
         "Active".to_owned()
     }
@@ -161,11 +168,11 @@ fn print_table(list: &[LockInfo], now: i64) {
                 l.locked_by.clone(),
                 l.operation.clone(),
                 format!(
-                    "{} ({} ago)",
-                    format_epoch(l.locked_at),
-                    age(now - l.locked_at)
+                    "{} ({})",
+                    timestamp(epoch(l.locked_at)),
+                    ago(epoch(l.locked_at), epoch(now))
                 ),
-                format!("{} ago", age(now - l.last_heartbeat)),
+                ago(epoch(l.last_heartbeat), epoch(now)),
                 status(l, now),
             ]
         })
@@ -207,9 +214,9 @@ pub(crate) fn lock_json(l: &LockInfo, now: i64) -> serde_json::Value {
         "lockId": l.lock_id,
         "lockedBy": l.locked_by,
         "operation": l.operation,
-        "lockedAt": rfc3339(l.locked_at),
-        "lastHeartbeat": rfc3339(l.last_heartbeat),
-        "expiresAt": rfc3339(l.expires_at),
+        "lockedAt": epoch_rfc3339(l.locked_at),
+        "lastHeartbeat": epoch_rfc3339(l.last_heartbeat),
+        "expiresAt": epoch_rfc3339(l.expires_at),
         "fence": l.fence,
         "status": if l.is_expired_at(now) { "Expired" } else { "Active" },
     })

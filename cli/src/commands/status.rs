@@ -14,7 +14,7 @@ use serde_json::json;
 use super::backend::runtime;
 use super::deploy::{resolve_target, target_engine, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_data;
+use crate::render::{ago, print_data, recorded_time};
 
 /// Arguments of `panka status`.
 #[derive(Debug, Args)]
@@ -145,6 +145,7 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
             r.outcome
         );
     }
+    let now = jiff::Timestamp::now();
     println!(
         "\n  {:<34} {:<17} {:<16} {:<14} LAST DEPLOYED",
         "COMPONENT", "KIND", "STATUS", "HEALTH"
@@ -162,7 +163,7 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
             if o.status.is_empty() { "-" } else { &o.status },
             health_word(&o.health),
             at.as_deref()
-                .map_or_else(|| "never".to_string(), |t| ago(t, jiff::Timestamp::now()))
+                .map_or_else(|| "never".to_string(), |t| last_deployed(t, now))
         );
     }
     let healthy = rows.iter().all(|(_, _, o, _)| o.health == Health::Healthy);
@@ -173,20 +174,11 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
     })
 }
 
-/// How long before `now` an RFC 3339 time was, as people say it (`40s ago`, `12 min ago`,
-/// `5 h ago`, `3 days ago`); the time as written when it cannot be read.
-fn ago(at: &str, now: jiff::Timestamp) -> String {
-    let Ok(then) = at.parse::<jiff::Timestamp>() else {
-        return at.to_string();
-    };
-    let secs = now.duration_since(then).as_secs();
-    match secs {
-        s if s < 0 => at.to_string(),
-        s if s < 60 => format!("{s}s ago"),
-        s if s < 3600 => format!("{} min ago", s / 60),
-        s if s < 48 * 3600 => format!("{} h ago", s / 3600),
-        s => format!("{} days ago", s / 86_400),
-    }
+/// LAST DEPLOYED of a component: how long before `now` its recorded RFC 3339 time was
+/// (`12 min ago`); the time as recorded when it is not one.
+fn last_deployed(at: &str, now: jiff::Timestamp) -> String {
+    at.parse::<jiff::Timestamp>()
+        .map_or_else(|_| at.to_owned(), |then| ago(then, now))
 }
 
 /// What `status --output json` says of the last release: who, what and when, not the spec it
@@ -316,7 +308,9 @@ fn show_text(
             let _ = writeln!(
                 out,
                 "  Last applied: {} (spec {})",
-                r.applied_at.as_deref().unwrap_or("-"),
+                r.applied_at
+                    .as_deref()
+                    .map_or_else(|| "-".into(), recorded_time),
                 &r.spec_hash[..r.spec_hash.len().min(12)]
             );
             if let Some(spec) = r.applied_spec.get("spec").filter(|s| !s.is_null()) {
@@ -389,7 +383,7 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ago, show_text};
+    use super::{last_deployed, show_text};
     use panka_controller::model::ComponentId;
     use panka_controller::plan::{Health, Observation};
     use panka_controller::state::ComponentState;
@@ -430,7 +424,7 @@ Component: user-service/api (MicroService)
   Recent events:
     2026-11-23T15:00:00Z (service api) has reached a steady state.
     2026-11-23T14:59:00Z (service api) registered 2 targets
-  Last applied: 2026-11-23T14:58:00Z (spec 0123456789ab)
+  Last applied: 2026-11-23 14:58 UTC (spec 0123456789ab)
   Last applied spec:
     image:
       repository: shop/users
@@ -443,13 +437,9 @@ Component: user-service/api (MicroService)
     }
 
     #[test]
-    fn times_read_as_how_long_ago() {
+    fn last_deployed_reads_as_how_long_ago_or_as_recorded() {
         let now: jiff::Timestamp = "2026-11-23T16:00:00Z".parse().expect("time");
-        assert_eq!(ago("2026-11-23T15:59:20.5Z", now), "39s ago");
-        assert_eq!(ago("2026-11-23T15:48:00Z", now), "12 min ago");
-        assert_eq!(ago("2026-11-23T11:00:00Z", now), "5 h ago");
-        assert_eq!(ago("2026-11-20T16:00:00Z", now), "3 days ago");
-        assert_eq!(ago("not a time", now), "not a time");
-        assert_eq!(ago("2026-11-23T16:05:00Z", now), "2026-11-23T16:05:00Z");
+        assert_eq!(last_deployed("2026-11-23T15:47:59.5Z", now), "12 min ago");
+        assert_eq!(last_deployed("not a time", now), "not a time");
     }
 }
