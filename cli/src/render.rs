@@ -49,6 +49,41 @@ pub fn branch(i: usize, n: usize) -> &'static str {
     }
 }
 
+/// A table the way `kubectl get` prints one: a header of capitalised words, left-aligned columns
+/// three spaces apart, no borders, no trailing spaces; laid out by comfy-table. A first column
+/// with an empty header is an unnamed mark (`✓`/`✗`) one space from the next; with every header
+/// empty there is no header line. Ends with a newline.
+pub fn table<const N: usize>(
+    header: [&str; N],
+    rows: impl IntoIterator<Item = [String; N]>,
+) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING);
+    if header.iter().any(|h| !h.is_empty()) {
+        t.set_header(header);
+    }
+    for row in rows {
+        t.add_row(row);
+    }
+    for (i, column) in t.column_iter_mut().enumerate() {
+        let gap = match i {
+            _ if i + 1 == N => 0,
+            0 if header.first().is_some_and(|h| h.is_empty()) => 1,
+            _ => 3,
+        };
+        column.set_padding((0, gap));
+    }
+    let mut out = t.trim_fmt();
+    out.push('\n');
+    out
+}
+
+/// `text` with every line indented by `by` spaces (a table under a heading).
+pub fn indent(text: &str, by: usize) -> String {
+    let pad = " ".repeat(by);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
+
 /// A moment as people write it in a table or a message: `2026-12-02 12:43 UTC`. (JSON and YAML
 /// output keep RFC 3339: machines read those.)
 pub fn timestamp(at: jiff::Timestamp) -> String {
@@ -340,6 +375,49 @@ mod tests {
             assert_eq!(parse(&text), json!(f), "{f} became {text}");
         }
         assert_eq!(yaml(&json!(3.0)), "3.0\n");
+    }
+
+    #[test]
+    fn tables_align_columns_three_spaces_apart_without_borders() {
+        let text = table(
+            ["", "COMPONENT", "KIND", "HEALTH"],
+            [
+                [
+                    "✓".into(),
+                    "user-service/api".into(),
+                    "MicroService".into(),
+                    "Healthy".into(),
+                ],
+                [
+                    "✗".into(),
+                    "user-service/db".into(),
+                    "RDS".into(),
+                    "Missing".into(),
+                ],
+            ],
+        );
+        assert_eq!(
+            text,
+            "  COMPONENT          KIND           HEALTH\n\
+             ✓ user-service/api   MicroService   Healthy\n\
+             ✗ user-service/db    RDS            Missing\n"
+        );
+    }
+
+    #[test]
+    fn a_table_without_header_words_has_no_header_line_and_cells_may_be_empty() {
+        let text = table(
+            ["", "", ""],
+            [
+                ["✓".into(), "s3://b".into(), "created".into()],
+                ["!".into(), String::new(), "skipped".into()],
+            ],
+        );
+        assert_eq!(text, "✓ s3://b   created\n!          skipped\n");
+        assert_eq!(
+            indent(&text, 2),
+            "  ✓ s3://b   created\n  !          skipped\n"
+        );
     }
 
     fn at(text: &str) -> jiff::Timestamp {

@@ -259,6 +259,38 @@ fn graph_as_text_lists_waves() {
     assert!(text.contains("notification-service/api"), "{}", show(&out));
 }
 
+/// Where (in characters, not bytes: `✓` is one column) `word` starts in `line`.
+fn column_of(line: &str, word: &str) -> Option<usize> {
+    line.find(word).map(|at| line[..at].chars().count())
+}
+
+#[test]
+fn list_prints_one_aligned_table_per_stack() {
+    let out = run_on_example(&["list", "--stack", "user-platform"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0], "user-platform  (environments: development, production, staging)",
+        "{text}"
+    );
+    assert!(lines[1].starts_with("  SERVICE "), "{text}");
+    let component = column_of(lines[1], "COMPONENT").expect("a COMPONENT column");
+    let kind = column_of(lines[1], "KIND").expect("a KIND column");
+    let row = lines
+        .iter()
+        .find(|l| l.contains("preferences"))
+        .unwrap_or_else(|| panic!("no preferences row in\n{text}"));
+    assert_eq!(column_of(row, "preferences"), Some(component), "{text}");
+    assert_eq!(column_of(row, "DynamoDB"), Some(kind), "{text}");
+    // Columns three spaces apart, like `kubectl get`; no trailing spaces.
+    assert!(
+        row.contains("notification-service   preferences   DynamoDB"),
+        "{text}"
+    );
+    assert!(lines.iter().all(|l| !l.ends_with(' ')), "{text}");
+}
+
 #[test]
 fn validate_finds_the_repo_root_from_a_subfolder() {
     let home = TempDir::new().expect("temporary HOME");

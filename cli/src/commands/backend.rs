@@ -11,7 +11,7 @@ use panka_controller::config::{Config, LocksConfig, StateConfig};
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_data;
+use crate::render::{indent, print_data};
 
 /// `panka backend …`.
 #[derive(Debug, Subcommand)]
@@ -85,18 +85,23 @@ fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<ExitCode> {
     match global.output {
         OutputFormat::Table => {
             println!("Backend: state s3://{bucket}, locks dynamodb://{table}");
-            for s in &steps {
+            let rows = steps.iter().map(|s| {
                 let mark = match s.action {
                     StepAction::Warning => "!",
                     _ => "✓",
                 };
-                println!(
-                    "  {mark} {:<28} {:<40} {}",
-                    s.resource,
-                    s.what,
-                    s.action.as_str()
-                );
-            }
+                [
+                    mark.to_owned(),
+                    s.resource.to_string(),
+                    s.what.to_string(),
+                    s.action.as_str().to_owned(),
+                ]
+            });
+            // No header: each line reads as a sentence (`✓ s3://b  versioning  configured`).
+            print!(
+                "{}",
+                indent(&crate::render::table(["", "", "", ""], rows), 2)
+            );
             if steps.iter().all(|s| s.action == StepAction::Verified) {
                 println!("Nothing to change: the backend was already set up.");
             }

@@ -7,7 +7,7 @@ use panka_controller::state::{HistoryEntry, ReleaseOutcome, StateKey};
 
 use super::backend::{load_config, open, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::{duration, print_data, recorded_time};
+use crate::render::{duration, print_data, recorded_time, table};
 
 /// Arguments of `panka history`.
 #[derive(Debug, Args)]
@@ -43,28 +43,13 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("Deployment history: {} ({})", key.stack, key.environment);
-    let rows: Vec<[String; COLUMNS]> = entries.iter().map(row).collect();
-    let head = [
-        "ID", "KIND", "VERSION", "BY", "STARTED", "DURATION", "OUTCOME", "VARS",
-    ];
-    let mut widths = head.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let print = |cells: [&str; COLUMNS]| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    };
-    print(head);
-    for r in &rows {
-        print(r.each_ref().map(String::as_str));
-    }
+    print!(
+        "{}",
+        table(
+            ["ID", "KIND", "VERSION", "BY", "STARTED", "DURATION", "OUTCOME", "VARS"],
+            entries.iter().map(row),
+        )
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::backend::{load_config, open, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::{ago, duration, epoch, epoch_rfc3339, print_data, recorded_time, timestamp};
+use crate::render::{
+    ago, duration, epoch, epoch_rfc3339, indent, print_data, recorded_time, table, timestamp,
+};
 
 /// `panka state …`.
 #[derive(Debug, Subcommand)]
@@ -89,18 +91,7 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
                 println!("  Components: none");
             } else {
                 println!("  Components ({}):", doc.components.len());
-                let w = doc
-                    .components
-                    .keys()
-                    .map(String::len)
-                    .max()
-                    .unwrap_or(9)
-                    .max(9);
-                println!(
-                    "    {:<w$}  {:<16}  {:<14}  IDENTIFIERS",
-                    "COMPONENT", "KIND", "SPEC HASH"
-                );
-                for (name, c) in &doc.components {
+                let rows = doc.components.iter().map(|(name, c)| {
                     let ids = c
                         .identifiers
                         .iter()
@@ -108,8 +99,15 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join(", ");
                     let hash: String = c.spec_hash.chars().take(12).collect();
-                    println!("    {name:<w$}  {:<16}  {hash:<14}  {ids}", c.kind);
-                }
+                    [name.clone(), c.kind.clone(), hash, ids]
+                });
+                print!(
+                    "{}",
+                    indent(
+                        &table(["COMPONENT", "KIND", "SPEC HASH", "IDENTIFIERS"], rows),
+                        4
+                    )
+                );
             }
         }
         OutputFormat::Json | OutputFormat::Yaml => {
@@ -160,45 +158,28 @@ pub(crate) fn status(l: &LockInfo, now: i64) -> String {
 }
 
 fn print_table(list: &[LockInfo], now: i64) {
-    let rows: Vec<[String; 6]> = list
-        .iter()
-        .map(|l| {
-            [
-                l.key(),
-                l.locked_by.clone(),
-                l.operation.clone(),
-                format!(
-                    "{} ({})",
-                    timestamp(epoch(l.locked_at)),
-                    ago(epoch(l.locked_at), epoch(now))
-                ),
-                ago(epoch(l.last_heartbeat), epoch(now)),
-                status(l, now),
-            ]
-        })
-        .collect();
-    let head = ["KEY", "HOLDER", "OPERATION", "SINCE", "HEARTBEAT", "STATUS"];
-    let mut widths = head.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: [&str; 6]| {
-        let mut out = String::new();
-        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-            if i == 5 {
-                out.push_str(c);
-            } else {
-                out.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(head);
-    for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
-    }
+    let now_at = epoch(now);
+    let rows = list.iter().map(|l| {
+        [
+            l.key(),
+            l.locked_by.clone(),
+            l.operation.clone(),
+            format!(
+                "{} ({})",
+                timestamp(epoch(l.locked_at)),
+                ago(epoch(l.locked_at), now_at)
+            ),
+            ago(epoch(l.last_heartbeat), now_at),
+            status(l, now),
+        ]
+    });
+    print!(
+        "{}",
+        table(
+            ["KEY", "HOLDER", "OPERATION", "SINCE", "HEARTBEAT", "STATUS"],
+            rows
+        )
+    );
 }
 
 /// A lock as JSON.

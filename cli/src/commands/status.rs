@@ -14,7 +14,7 @@ use serde_json::json;
 use super::backend::runtime;
 use super::deploy::{resolve_target, target_engine, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::{ago, print_data, recorded_time};
+use crate::render::{ago, indent, mark, print_data, recorded_time, table};
 
 /// Arguments of `panka status`.
 #[derive(Debug, Args)]
@@ -146,26 +146,24 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
         );
     }
     let now = jiff::Timestamp::now();
-    println!(
-        "\n  {:<34} {:<17} {:<16} {:<14} LAST DEPLOYED",
-        "COMPONENT", "KIND", "STATUS", "HEALTH"
+    println!();
+    print!(
+        "{}",
+        table(
+            ["", "COMPONENT", "KIND", "STATUS", "HEALTH", "LAST DEPLOYED"],
+            rows.iter().map(|(id, kind, o, at)| {
+                [
+                    mark(o.health == Health::Healthy).to_owned(),
+                    id.to_string(),
+                    (*kind).to_owned(),
+                    if o.status.is_empty() { "-" } else { &o.status }.to_owned(),
+                    health_word(&o.health),
+                    at.as_deref()
+                        .map_or_else(|| "never".to_owned(), |t| last_deployed(t, now)),
+                ]
+            }),
+        )
     );
-    for (id, kind, o, at) in &rows {
-        let mark = if o.health == Health::Healthy {
-            "✓"
-        } else {
-            "✗"
-        };
-        println!(
-            "{mark} {:<34} {:<17} {:<16} {:<14} {}",
-            id.to_string(),
-            kind,
-            if o.status.is_empty() { "-" } else { &o.status },
-            health_word(&o.health),
-            at.as_deref()
-                .map_or_else(|| "never".to_string(), |t| last_deployed(t, now))
-        );
-    }
     let healthy = rows.iter().all(|(_, _, o, _)| o.health == Health::Healthy);
     Ok(if healthy {
         ExitCode::SUCCESS
@@ -371,12 +369,15 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
     }
     for (stack, envs, services) in out {
         println!("{stack}  (environments: {})", envs.join(", "));
-        for (svc, comps) in services {
-            println!("  {svc}");
-            for (c, k) in comps {
-                println!("    {c:<20} {k}");
-            }
-        }
+        let rows = services.into_iter().flat_map(|(svc, comps)| {
+            comps
+                .into_iter()
+                .map(move |(c, k)| [svc.clone(), c, k.to_owned()])
+        });
+        print!(
+            "{}",
+            indent(&table(["SERVICE", "COMPONENT", "KIND"], rows), 2)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
