@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -39,6 +40,23 @@ pub enum OutputFormat {
     Table,
     Json,
     Yaml,
+}
+
+/// The value parser of every duration flag (`--lock-timeout`, `--health-timeout`): a human
+/// duration (`90s`, `5m`, `1h30m`, `2 hours`) or, as before, bare seconds (`300`). Negative
+/// durations are refused. On an error clap prints this message after the flag's name.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    static PARSER: jiff::fmt::friendly::SpanParser = jiff::fmt::friendly::SpanParser::new();
+    let text = text.trim();
+    let hint = "write it like `90s`, `5m` or `1h30m` (bare seconds such as `300` also work)";
+    // Bare seconds first: scripts written before human durations pass them.
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let parsed = PARSER
+        .parse_duration(text)
+        .map_err(|_| format!("not a duration; {hint}"))?;
+    Duration::try_from(parsed).map_err(|_| format!("a duration cannot be negative; {hint}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +128,59 @@ impl Cli {
                 eprintln!("{}", render::error(&err));
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_duration;
+
+    #[test]
+    fn human_durations_are_read() {
+        for (text, secs) in [
+            ("5m", 300),
+            ("15m", 900),
+            ("90s", 90),
+            ("1h30m", 5400),
+            ("1h 30m", 5400),
+            ("2 hours", 7200),
+            ("1.5m", 90),
+            ("0s", 0),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn bare_seconds_are_still_read() {
+        assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration(" 60 "), Ok(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn bad_and_negative_durations_are_refused_with_an_example() {
+        for text in ["", "soon", "5x", "m5", "-300", "1h30", "5 parsecs"] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(
+                err.contains("`5m`") && err.contains("`300`"),
+                "{text}: {err}"
+            );
+        }
+        for text in ["-5m", "5m ago"] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(
+                err.starts_with("a duration cannot be negative"),
+                "{text}: {err}"
+            );
         }
     }
 }

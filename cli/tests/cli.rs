@@ -118,6 +118,20 @@ fn validate_passes_every_stack_of_the_example() {
 }
 
 #[test]
+fn validate_claims_only_the_checks_it_runs() {
+    let out = run_on_example(&["validate", "--stack", "user-platform"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    // Nothing evaluates policies yet, so the tree must not say it did.
+    assert!(!text.to_lowercase().contains("polic"), "{}", show(&out));
+    assert!(
+        text.contains("└── Checking for cycles... ✓\n\n✓ Stack configuration is valid!"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
 fn validate_checks_only_the_stack_and_environment_asked_for() {
     let out = run_on_example(&[
         "validate",
@@ -245,6 +259,38 @@ fn graph_as_text_lists_waves() {
     assert!(text.contains("notification-service/api"), "{}", show(&out));
 }
 
+/// Where (in characters, not bytes: `✓` is one column) `word` starts in `line`.
+fn column_of(line: &str, word: &str) -> Option<usize> {
+    line.find(word).map(|at| line[..at].chars().count())
+}
+
+#[test]
+fn list_prints_one_aligned_table_per_stack() {
+    let out = run_on_example(&["list", "--stack", "user-platform"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0], "user-platform  (environments: development, production, staging)",
+        "{text}"
+    );
+    assert!(lines[1].starts_with("  SERVICE "), "{text}");
+    let component = column_of(lines[1], "COMPONENT").expect("a COMPONENT column");
+    let kind = column_of(lines[1], "KIND").expect("a KIND column");
+    let row = lines
+        .iter()
+        .find(|l| l.contains("preferences"))
+        .unwrap_or_else(|| panic!("no preferences row in\n{text}"));
+    assert_eq!(column_of(row, "preferences"), Some(component), "{text}");
+    assert_eq!(column_of(row, "DynamoDB"), Some(kind), "{text}");
+    // Columns three spaces apart, like `kubectl get`; no trailing spaces.
+    assert!(
+        row.contains("notification-service   preferences   DynamoDB"),
+        "{text}"
+    );
+    assert!(lines.iter().all(|l| !l.ends_with(' ')), "{text}");
+}
+
 #[test]
 fn validate_finds_the_repo_root_from_a_subfolder() {
     let home = TempDir::new().expect("temporary HOME");
@@ -328,6 +374,49 @@ fn a_production_apply_without_yes_and_without_a_terminal_refuses_before_touching
     let err = stderr(&out);
     assert!(err.contains("production needs approval"), "{err}");
     assert!(err.contains("--yes"), "{err}");
+}
+
+#[test]
+fn duration_flags_take_human_durations_and_bare_seconds() {
+    // Production needs approval and there is no terminal: the refusal comes after clap parsed
+    // every flag and before any AWS call, so reaching it proves the durations were accepted.
+    for (lock, health) in [("5m", "1h30m"), ("300", "900"), ("90s", "15m")] {
+        let out = run_on_example(&[
+            "apply",
+            "--stack",
+            "user-platform",
+            "--environment",
+            "production",
+            "--lock-timeout",
+            lock,
+            "--health-timeout",
+            health,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        let err = stderr(&out);
+        assert!(!err.contains("invalid value"), "{lock} {health}: {err}");
+        assert!(err.contains("production needs approval"), "{err}");
+    }
+}
+
+#[test]
+fn a_bad_duration_is_a_usage_error_naming_the_flag_and_an_example() {
+    let out = run_on_example(&[
+        "apply",
+        "--stack",
+        "user-platform",
+        "--environment",
+        "production",
+        "--lock-timeout",
+        "soon",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid value 'soon' for '--lock-timeout <DURATION>'"),
+        "{err}"
+    );
+    assert!(err.contains("`5m`"), "{err}");
 }
 
 #[test]

@@ -161,6 +161,11 @@ fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yam
         lines[3].ends_with("DB_PASSWORD=<redacted>,QUEUE_VISIBILITY=45,VERSION=1.10"),
         "{table_out}"
     );
+    // STARTED as people write it (`2026-11-23 14:30 UTC`), not RFC 3339 with nanoseconds.
+    assert!(
+        lines[2].contains(" UTC ") && !lines[2].contains("Z "),
+        "{table_out}"
+    );
 
     let json_text = ok(run(with(&["--output", "json", "history"])));
     assert!(
@@ -178,8 +183,27 @@ fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yam
     // YAML is the same document, with "1.10" still a string.
     let yaml_text = ok(run(with(&["--output", "yaml", "history"])));
     assert!(!yaml_text.trim_start().starts_with('['), "{yaml_text}");
-    assert!(yaml_text.contains("version: \"1.10\""), "{yaml_text}");
+    assert!(yaml_text.contains("version: '1.10'"), "{yaml_text}");
     assert_eq!(parse_yaml(&yaml_text), history);
+
+    // status as a table: a mark, then columns under their headers.
+    let table_out = ok(run(with(&["status"])));
+    let header = table_out
+        .lines()
+        .find(|l| l.starts_with("  COMPONENT "))
+        .unwrap_or_else(|| panic!("no header in\n{table_out}"));
+    let col = |line: &str, word: &str| line.find(word).map(|at| line[..at].chars().count());
+    let rows: Vec<&str> = table_out
+        .lines()
+        .filter(|l| l.contains("orders/"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{table_out}");
+    for row in rows {
+        assert!(row.starts_with("✓ orders/"), "{table_out}");
+        assert_eq!(col(row, "SQS"), col(header, "KIND"), "{table_out}");
+        assert_eq!(col(row, "Healthy"), col(header, "HEALTH"), "{table_out}");
+        assert!(row.ends_with(" ago"), "{table_out}");
+    }
 
     // status --output json: the last release in brief, not the spec it applied.
     let out = run(with(&["--output", "json", "status"]));

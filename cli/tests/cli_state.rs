@@ -106,6 +106,16 @@ async fn backend_create_locks_unlock_flow() {
         text(&out)
     );
     assert!(stdout.contains("Active"), "{}", text(&out));
+    // SINCE and HEARTBEAT as people read them: `2026-11-23 14:30 UTC (0s ago)`, `0s ago`.
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("github-actions-run-12345"))
+        .unwrap_or_default();
+    assert!(
+        row.contains(" UTC (") && row.matches("s ago").count() == 2,
+        "{}",
+        text(&out)
+    );
 
     let out = panka(home.path(), &["state", "locks", "--output", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -1,5 +1,5 @@
 //! `panka backend create`: the S3 state bucket and the DynamoDB lock table; plus the helpers the
-//! state commands share (runtime, configuration, backends, ages).
+//! state commands share (runtime, configuration, backends).
 
 use std::process::ExitCode;
 
@@ -11,7 +11,7 @@ use panka_controller::config::{Config, LocksConfig, StateConfig};
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_data;
+use crate::render::{indent, print_data};
 
 /// `panka backend …`.
 #[derive(Debug, Subcommand)]
@@ -85,18 +85,23 @@ fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<ExitCode> {
     match global.output {
         OutputFormat::Table => {
             println!("Backend: state s3://{bucket}, locks dynamodb://{table}");
-            for s in &steps {
+            let rows = steps.iter().map(|s| {
                 let mark = match s.action {
                     StepAction::Warning => "!",
                     _ => "✓",
                 };
-                println!(
-                    "  {mark} {:<28} {:<40} {}",
-                    s.resource,
-                    s.what,
-                    s.action.as_str()
-                );
-            }
+                [
+                    mark.to_owned(),
+                    s.resource.to_string(),
+                    s.what.to_string(),
+                    s.action.as_str().to_owned(),
+                ]
+            });
+            // No header: each line reads as a sentence (`✓ s3://b  versioning  configured`).
+            print!(
+                "{}",
+                indent(&crate::render::table(["", "", "", ""], rows), 2)
+            );
             if steps.iter().all(|s| s.action == StepAction::Verified) {
                 println!("Nothing to change: the backend was already set up.");
             }
@@ -134,22 +139,4 @@ pub(crate) fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
 /// The configured state and lock backends.
 pub(crate) async fn open(config: &Config) -> Backends {
     backend::open(config).await
-}
-
-/// A compact age: `45s`, `12m`, `3h`, `2d`.
-pub(crate) fn age(secs: i64) -> String {
-    let secs = secs.max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 2 * 3600 => format!("{}m", s / 60),
-        s if s < 2 * 86400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
-}
-
-/// Epoch seconds as RFC 3339, for JSON output.
-pub(crate) fn rfc3339(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| secs.to_string())
 }

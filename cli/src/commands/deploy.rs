@@ -65,12 +65,13 @@ pub struct ApplyArgs {
     /// Allow replacing or deleting RDS, DynamoDB, S3 and ElastiCache components (data loss).
     #[arg(long)]
     pub allow_destroy: bool,
-    /// Seconds to wait for a lock held by someone else (0: fail at once, showing the holder).
-    #[arg(long, default_value_t = 0)]
-    pub lock_timeout: u64,
-    /// Seconds to wait for each component to become healthy.
-    #[arg(long, default_value_t = 900)]
-    pub health_timeout: u64,
+    /// How long to wait for a lock held by someone else, e.g. `5m` or `90s` (0: fail at once,
+    /// showing the holder).
+    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = crate::app::parse_duration)]
+    pub lock_timeout: Duration,
+    /// How long to wait for each component to become healthy, e.g. `15m` or `1h30m`.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = crate::app::parse_duration)]
+    pub health_timeout: Duration,
 }
 
 /// Resolves the repository; prints problems and returns `None` when it is invalid (no AWS call
@@ -256,7 +257,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         opts.kind = ReleaseKind::Destroy;
     }
     opts.allow_destroy = args.allow_destroy;
-    opts.health_timeout = Duration::from_secs(args.health_timeout);
+    opts.health_timeout = args.health_timeout;
     // Bars only where a person watches; CI logs and pipes keep the line output.
     let progress = if table && std::io::stderr().is_terminal() {
         ApplyProgress::Bars(Bars::new(ProgressDrawTarget::stderr()))
@@ -276,8 +277,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
             interrupted().await;
             on_signal.cancel();
         });
-        let engine =
-            target_engine(global, &desired, Duration::from_secs(args.lock_timeout)).await?;
+        let engine = target_engine(global, &desired, args.lock_timeout).await?;
         let run = engine.run(&desired, opts, cancel.clone());
         // The plan is shown, and approved, before the lock is taken: nobody waits on a person.
         let prepared = engine.plan(&run, &desired, &graph).await?;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Args;
 use panka_controller::state::{HistoryEntry, ReleaseOutcome, StateKey};
 
-use super::backend::{age, load_config, open, runtime};
+use super::backend::{load_config, open, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_data;
+use crate::render::{duration, print_data, recorded_time, table};
 
 /// Arguments of `panka history`.
 #[derive(Debug, Args)]
@@ -43,28 +43,13 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("Deployment history: {} ({})", key.stack, key.environment);
-    let rows: Vec<[String; COLUMNS]> = entries.iter().map(row).collect();
-    let head = [
-        "ID", "KIND", "VERSION", "BY", "STARTED", "DURATION", "OUTCOME", "VARS",
-    ];
-    let mut widths = head.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let print = |cells: [&str; COLUMNS]| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    };
-    print(head);
-    for r in &rows {
-        print(r.each_ref().map(String::as_str));
-    }
+    print!(
+        "{}",
+        table(
+            ["ID", "KIND", "VERSION", "BY", "STARTED", "DURATION", "OUTCOME", "VARS"],
+            entries.iter().map(row),
+        )
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -90,7 +75,7 @@ fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
                 r.started_at.parse::<jiff::Timestamp>(),
                 r.finished_at.as_deref().map(str::parse::<jiff::Timestamp>),
             ) {
-                (Ok(s), Some(Ok(f))) => age(f.as_second() - s.as_second()),
+                (Ok(s), Some(Ok(f))) => duration(f.duration_since(s)),
                 _ => "-".to_owned(),
             };
             let outcome = match r.outcome {
@@ -105,7 +90,7 @@ fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
                 r.kind.to_string(),
                 r.version.clone().unwrap_or_else(|| "-".into()),
                 r.actor.clone(),
-                r.started_at.clone(),
+                recorded_time(&r.started_at),
                 duration,
                 outcome.to_owned(),
                 vars(&r.overrides),
@@ -116,7 +101,7 @@ fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
             "unlock".into(),
             "-".into(),
             u.actor.clone(),
-            u.at.clone(),
+            recorded_time(&u.at),
             "-".into(),
             format!(
                 "unlock {} (held by {}{})",

@@ -3,13 +3,15 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use panka_controller::lock::{format_epoch, now_epoch_secs, LockInfo, LockScope};
+use panka_controller::lock::{now_epoch_secs, LockInfo, LockScope};
 use panka_controller::state::StateKey;
 use serde_json::json;
 
-use super::backend::{age, load_config, open, rfc3339, runtime};
+use super::backend::{load_config, open, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_data;
+use crate::render::{
+    ago, duration, epoch, epoch_rfc3339, indent, print_data, recorded_time, table, timestamp,
+};
 
 /// `panka state …`.
 #[derive(Debug, Subcommand)]
@@ -76,7 +78,11 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
             println!("  Lineage:  {}", doc.lineage);
             println!("  Fence:    {}", doc.fence);
             if !doc.updated_at.is_empty() || !doc.updated_by.is_empty() {
-                println!("  Updated:  {} by {}", doc.updated_at, doc.updated_by);
+                println!(
+                    "  Updated:  {} by {}",
+                    recorded_time(&doc.updated_at),
+                    doc.updated_by
+                );
             }
             if let Some(r) = &doc.release {
                 println!("  Release:  {r}");
@@ -85,18 +91,7 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
                 println!("  Components: none");
             } else {
                 println!("  Components ({}):", doc.components.len());
-                let w = doc
-                    .components
-                    .keys()
-                    .map(String::len)
-                    .max()
-                    .unwrap_or(9)
-                    .max(9);
-                println!(
-                    "    {:<w$}  {:<16}  {:<14}  IDENTIFIERS",
-                    "COMPONENT", "KIND", "SPEC HASH"
-                );
-                for (name, c) in &doc.components {
+                let rows = doc.components.iter().map(|(name, c)| {
                     let ids = c
                         .identifiers
                         .iter()
@@ -104,8 +99,15 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join(", ");
                     let hash: String = c.spec_hash.chars().take(12).collect();
-                    println!("    {name:<w$}  {:<16}  {hash:<14}  {ids}", c.kind);
-                }
+                    [name.clone(), c.kind.clone(), hash, ids]
+                });
+                print!(
+                    "{}",
+                    indent(
+                        &table(["COMPONENT", "KIND", "SPEC HASH", "IDENTIFIERS"], rows),
+                        4
+                    )
+                );
             }
         }
         OutputFormat::Json | OutputFormat::Yaml => {
@@ -146,52 +148,38 @@ fn locks(global: &GlobalArgs, args: LocksArgs) -> anyhow::Result<ExitCode> {
 /// `Active` or `Expired (no heartbeat for 1h)`.
 pub(crate) fn status(l: &LockInfo, now: i64) -> String {
     if l.is_expired_at(now) {
-        format!("Expired (no heartbeat for {})", age(now - l.last_heartbeat))
+        format!(
+            "Expired (no heartbeat for {})",
+            duration(epoch(now).duration_since(epoch(l.last_heartbeat)))
+        )
     } else {
         "Active".to_owned()
     }
 }
 
 fn print_table(list: &[LockInfo], now: i64) {
-    let rows: Vec<[String; 6]> = list
-        .iter()
-        .map(|l| {
-            [
-                l.key(),
-                l.locked_by.clone(),
-                l.operation.clone(),
-                format!(
-                    "{} ({} ago)",
-                    format_epoch(l.locked_at),
-                    age(now - l.locked_at)
-                ),
-                format!("{} ago", age(now - l.last_heartbeat)),
-                status(l, now),
-            ]
-        })
-        .collect();
-    let head = ["KEY", "HOLDER", "OPERATION", "SINCE", "HEARTBEAT", "STATUS"];
-    let mut widths = head.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: [&str; 6]| {
-        let mut out = String::new();
-        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-            if i == 5 {
-                out.push_str(c);
-            } else {
-                out.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(head);
-    for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
-    }
+    let now_at = epoch(now);
+    let rows = list.iter().map(|l| {
+        [
+            l.key(),
+            l.locked_by.clone(),
+            l.operation.clone(),
+            format!(
+                "{} ({})",
+                timestamp(epoch(l.locked_at)),
+                ago(epoch(l.locked_at), now_at)
+            ),
+            ago(epoch(l.last_heartbeat), now_at),
+            status(l, now),
+        ]
+    });
+    print!(
+        "{}",
+        table(
+            ["KEY", "HOLDER", "OPERATION", "SINCE", "HEARTBEAT", "STATUS"],
+            rows
+        )
+    );
 }
 
 /// A lock as JSON.
@@ -207,9 +195,9 @@ pub(crate) fn lock_json(l: &LockInfo, now: i64) -> serde_json::Value {
         "lockId": l.lock_id,
         "lockedBy": l.locked_by,
         "operation": l.operation,
-        "lockedAt": rfc3339(l.locked_at),
-        "lastHeartbeat": rfc3339(l.last_heartbeat),
-        "expiresAt": rfc3339(l.expires_at),
+        "lockedAt": epoch_rfc3339(l.locked_at),
+        "lastHeartbeat": epoch_rfc3339(l.last_heartbeat),
+        "expiresAt": epoch_rfc3339(l.expires_at),
         "fence": l.fence,
         "status": if l.is_expired_at(now) { "Expired" } else { "Active" },
     })

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::backend::runtime;
 use super::deploy::{plan_target, resolve_target, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_data;
+use crate::render::{ago, indent, mark, print_data, recorded_time, table};
 
 /// Arguments of `panka status`.
 #[derive(Debug, Args)]
@@ -143,26 +143,25 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
             r.outcome
         );
     }
-    println!(
-        "\n  {:<34} {:<17} {:<16} {:<14} LAST DEPLOYED",
-        "COMPONENT", "KIND", "STATUS", "HEALTH"
+    let now = jiff::Timestamp::now();
+    println!();
+    print!(
+        "{}",
+        table(
+            ["", "COMPONENT", "KIND", "STATUS", "HEALTH", "LAST DEPLOYED"],
+            rows.iter().map(|(id, kind, o, at)| {
+                [
+                    mark(o.health == Health::Healthy).to_owned(),
+                    id.to_string(),
+                    (*kind).to_owned(),
+                    if o.status.is_empty() { "-" } else { &o.status }.to_owned(),
+                    health_word(&o.health),
+                    at.as_deref()
+                        .map_or_else(|| "never".to_owned(), |t| last_deployed(t, now)),
+                ]
+            }),
+        )
     );
-    for (id, kind, o, at) in &rows {
-        let mark = if o.health == Health::Healthy {
-            "✓"
-        } else {
-            "✗"
-        };
-        println!(
-            "{mark} {:<34} {:<17} {:<16} {:<14} {}",
-            id.to_string(),
-            kind,
-            if o.status.is_empty() { "-" } else { &o.status },
-            health_word(&o.health),
-            at.as_deref()
-                .map_or_else(|| "never".to_string(), |t| ago(t, jiff::Timestamp::now()))
-        );
-    }
     let healthy = rows.iter().all(|(_, _, o, _)| o.health == Health::Healthy);
     Ok(if healthy {
         ExitCode::SUCCESS
@@ -171,20 +170,11 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
     })
 }
 
-/// How long before `now` an RFC 3339 time was, as people say it (`40s ago`, `12 min ago`,
-/// `5 h ago`, `3 days ago`); the time as written when it cannot be read.
-fn ago(at: &str, now: jiff::Timestamp) -> String {
-    let Ok(then) = at.parse::<jiff::Timestamp>() else {
-        return at.to_string();
-    };
-    let secs = now.duration_since(then).as_secs();
-    match secs {
-        s if s < 0 => at.to_string(),
-        s if s < 60 => format!("{s}s ago"),
-        s if s < 3600 => format!("{} min ago", s / 60),
-        s if s < 48 * 3600 => format!("{} h ago", s / 3600),
-        s => format!("{} days ago", s / 86_400),
-    }
+/// LAST DEPLOYED of a component: how long before `now` its recorded RFC 3339 time was
+/// (`12 min ago`); the time as recorded when it is not one.
+fn last_deployed(at: &str, now: jiff::Timestamp) -> String {
+    at.parse::<jiff::Timestamp>()
+        .map_or_else(|_| at.to_owned(), |then| ago(then, now))
 }
 
 /// What `status --output json` says of the last release: who, what and when, not the spec it
@@ -311,13 +301,22 @@ fn show_text(
             let _ = writeln!(
                 out,
                 "  Last applied: {} (spec {})",
-                r.applied_at.as_deref().unwrap_or("-"),
+                r.applied_at
+                    .as_deref()
+                    .map_or_else(|| "-".into(), recorded_time),
                 &r.spec_hash[..r.spec_hash.len().min(12)]
             );
             if let Some(spec) = r.applied_spec.get("spec").filter(|s| !s.is_null()) {
                 let _ = writeln!(out, "  Last applied spec:");
-                for line in crate::render::to_yaml(spec).lines() {
-                    let _ = writeln!(out, "    {line}");
+                match crate::render::to_yaml(spec) {
+                    Ok(text) => {
+                        for line in text.lines() {
+                            let _ = writeln!(out, "    {line}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "    ({e:#})");
+                    }
                 }
             }
         }
@@ -365,19 +364,22 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
     }
     for (stack, envs, services) in out {
         println!("{stack}  (environments: {})", envs.join(", "));
-        for (svc, comps) in services {
-            println!("  {svc}");
-            for (c, k) in comps {
-                println!("    {c:<20} {k}");
-            }
-        }
+        let rows = services.into_iter().flat_map(|(svc, comps)| {
+            comps
+                .into_iter()
+                .map(move |(c, k)| [svc.clone(), c, k.to_owned()])
+        });
+        print!(
+            "{}",
+            indent(&table(["SERVICE", "COMPONENT", "KIND"], rows), 2)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{ago, show_text};
+    use super::{last_deployed, show_text};
     use panka_controller::state::ComponentState;
     use panka_core::model::ComponentId;
     use panka_core::plan::{Health, Observation};
@@ -418,11 +420,11 @@ Component: user-service/api (MicroService)
   Recent events:
     2026-11-23T15:00:00Z (service api) has reached a steady state.
     2026-11-23T14:59:00Z (service api) registered 2 targets
-  Last applied: 2026-11-23T14:58:00Z (spec 0123456789ab)
+  Last applied: 2026-11-23 14:58 UTC (spec 0123456789ab)
   Last applied spec:
     image:
       repository: shop/users
-      tag: \"1.10\"
+      tag: '1.10'
 ";
         assert_eq!(text, expected);
         let never = show_text(&id, "MicroService", &Observation::default(), None, None);
@@ -431,13 +433,9 @@ Component: user-service/api (MicroService)
     }
 
     #[test]
-    fn times_read_as_how_long_ago() {
+    fn last_deployed_reads_as_how_long_ago_or_as_recorded() {
         let now: jiff::Timestamp = "2026-11-23T16:00:00Z".parse().expect("time");
-        assert_eq!(ago("2026-11-23T15:59:20.5Z", now), "39s ago");
-        assert_eq!(ago("2026-11-23T15:48:00Z", now), "12 min ago");
-        assert_eq!(ago("2026-11-23T11:00:00Z", now), "5 h ago");
-        assert_eq!(ago("2026-11-20T16:00:00Z", now), "3 days ago");
-        assert_eq!(ago("not a time", now), "not a time");
-        assert_eq!(ago("2026-11-23T16:05:00Z", now), "2026-11-23T16:05:00Z");
+        assert_eq!(last_deployed("2026-11-23T15:47:59.5Z", now), "12 min ago");
+        assert_eq!(last_deployed("not a time", now), "not a time");
     }
 }

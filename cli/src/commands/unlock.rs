@@ -4,16 +4,15 @@ use std::process::ExitCode;
 
 use clap::Args;
 use panka_controller::lock::{
-    default_holder, format_epoch, now_epoch_secs, unlock, LockInfo, LockScope, LockTarget,
-    UnlockOutcome,
+    default_holder, now_epoch_secs, unlock, LockInfo, LockScope, LockTarget, UnlockOutcome,
 };
 use panka_controller::state::{new_history_id, HistoryEntry, UnlockRecord};
 use serde_json::json;
 
-use super::backend::{age, load_config, open, runtime};
+use super::backend::{load_config, open, runtime};
 use super::state::{lock_json, status};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::print_data;
+use crate::render::{ago, epoch, epoch_rfc3339, print_data, timestamp};
 
 /// Arguments of `panka unlock`.
 #[derive(Debug, Args)]
@@ -56,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: UnlockArgs) -> anyhow::Result<ExitCode> {
                     lock_id: info.lock_id.clone(),
                     locked_by: info.locked_by.clone(),
                     operation: info.operation.clone(),
-                    locked_at: super::backend::rfc3339(info.locked_at),
+                    locked_at: epoch_rfc3339(info.locked_at),
                     expired,
                     forced,
                     actor: me.clone(),
@@ -115,14 +114,14 @@ pub fn run(global: &GlobalArgs, args: UnlockArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             UnlockOutcome::Refused { info } => anyhow::bail!(
-                "lock {} is held by {} for `{}` since {} (last heartbeat {} ago, lease expires in {}): it is live and not yours ({me}). \
+                "lock {} is held by {} for `{}` since {} (last heartbeat {}, lease expires {}): it is live and not yours ({me}). \
                  Wait for it, or if its holder is gone pass --force (a live holder stops at its next heartbeat)",
                 info.key(),
                 info.locked_by,
                 info.operation,
-                format_epoch(info.locked_at),
-                age(now - info.last_heartbeat),
-                age(info.expires_at - now),
+                timestamp(epoch(info.locked_at)),
+                ago(epoch(info.last_heartbeat), epoch(now)),
+                ago(epoch(info.expires_at), epoch(now)),
             ),
             UnlockOutcome::Changed { info } => anyhow::bail!(
                 "lock {} changed hands while unlocking (it was {}'s); run `panka state locks` and retry",
@@ -137,11 +136,14 @@ fn describe(info: &LockInfo, now: i64) {
     println!("  Locked by:      {}", info.locked_by);
     println!("  Operation:      {}", info.operation);
     println!(
-        "  Locked at:      {} ({} ago)",
-        format_epoch(info.locked_at),
-        age(now - info.locked_at)
+        "  Locked at:      {} ({})",
+        timestamp(epoch(info.locked_at)),
+        ago(epoch(info.locked_at), epoch(now))
     );
-    println!("  Last heartbeat: {} ago", age(now - info.last_heartbeat));
+    println!(
+        "  Last heartbeat: {}",
+        ago(epoch(info.last_heartbeat), epoch(now))
+    );
     println!("  Lock id:        {} (fence {})", info.lock_id, info.fence);
     println!("  Recorded in history.");
 }

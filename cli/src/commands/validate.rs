@@ -178,8 +178,8 @@ fn print_tree(v: &Validation, service: Option<&str>) {
             }
         }
         println!("├── Validating references... ✓");
-        println!("├── Checking for cycles... ✓");
-        println!("└── Running policy checks... ✓");
+        // No policy check line: nothing evaluates policies yet, and the tree must not claim it.
+        println!("└── Checking for cycles... ✓");
         println!();
         println!("✓ Stack configuration is valid!");
     } else {

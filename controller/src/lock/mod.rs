@@ -616,12 +616,14 @@ pub fn propose_fence(at_least: u64) -> u64 {
     chosen
 }
 
-/// `user@host` of this process (`USER`/`USERNAME`, the host name).
+/// `user@host` of this process: the user from `USER`/`USERNAME`/`LOGNAME`, else the OS account
+/// this process runs as (CI runners and containers often set no `USER`), else `unknown`; and the
+/// host name.
 pub fn default_holder() -> String {
-    let user = ["USER", "USERNAME", "LOGNAME"]
+    let env = ["USER", "USERNAME", "LOGNAME"]
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".into());
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()));
+    let user = holder_user(env, || whoami::username().ok());
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let host = if host.is_empty() {
         "localhost".to_owned()
@@ -629,6 +631,46 @@ pub fn default_holder() -> String {
         host
     };
     format!("{user}@{host}")
+}
+
+/// The user part of [`default_holder`]: the environment's user name when it is set and not
+/// blank, else the OS account name (asked for only then: it may mean a directory lookup), else
+/// `unknown`.
+fn holder_user(env: Option<String>, os_account: impl FnOnce() -> Option<String>) -> String {
+    let usable = |name: Option<String>| name.filter(|n| !n.trim().is_empty());
+    usable(env)
+        .or_else(|| usable(os_account()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod holder_tests {
+    use super::holder_user;
+
+    #[test]
+    fn the_environment_user_wins_and_the_os_account_is_not_looked_up() {
+        let user = holder_user(Some("alice".into()), || panic!("looked up the OS account"));
+        assert_eq!(user, "alice");
+    }
+
+    #[test]
+    fn without_an_environment_user_the_os_account_is_used() {
+        assert_eq!(holder_user(None, || Some("runner".into())), "runner");
+        assert_eq!(
+            holder_user(Some(String::new()), || Some("runner".into())),
+            "runner"
+        );
+        assert_eq!(
+            holder_user(Some("  ".into()), || Some("runner".into())),
+            "runner"
+        );
+    }
+
+    #[test]
+    fn without_either_the_user_is_unknown() {
+        assert_eq!(holder_user(None, || None), "unknown");
+        assert_eq!(holder_user(None, || Some(String::new())), "unknown");
+    }
 }
 
 /// `d` ± 50%, from a cheap random source.
