@@ -205,7 +205,7 @@ def decrease_replica_count(
         and "enabled" in (group.multi_az, group.automatic_failover)
     ):
         raise InvalidParameterCombinationException(
-            "A replication group with Multi-AZ or automatic failover enabled needs at least one replica."
+            "A replication group with Multi-AZ or automatic failover enabled needs a replica."
         )
     _set_replicas(self, group, new_replica_count)
     return group
