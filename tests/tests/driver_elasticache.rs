@@ -1,21 +1,25 @@
 //! The ElastiCacheRedis driver against the local emulator through the real SDK: create with an
 //! AUTH token from Secrets Manager in a cache subnet group of its own, observe (one component and
-//! many at once), every setting change planned as a replacement, tag drift reverted in place,
-//! foreign groups, delete.
+//! many at once), node type, engine upgrade and replica count changed in place (the same group,
+//! never deleted or created again) while encryption changes plan a replacement, tag drift reverted
+//! in place, foreign groups, delete.
 //!
-//! moto 5.1.22 limits what can be shown here: it implements no ModifyReplicationGroup (hence no
-//! in-place drift but tags), ignores `NumCacheClusters` (a group always gets one member unless
-//! `ReplicasPerNodeGroup` is given), creates no member cache clusters (so the engine version comes
-//! from the driver's record, see `ElastiCacheDriver::observe`, and a group's subnet group can only
-//! be read back from a snapshot of it), never finishes a deletion (the group stays `deleting`),
-//! and implements neither ModifyCacheSubnetGroup nor DeleteCacheSubnetGroup. So the converged
-//! checks use a one-node group, and delete is shown up to the bounded wait for the group to go,
-//! which keeps the subnet group: its deletion after the wait cannot run here.
+//! The emulator is moto 5.1.22 with panka's patch adding ModifyReplicationGroup and
+//! Increase/DecreaseReplicaCount (`scripts/moto_patches/elasticache.py`), where a change is
+//! complete when the call returns. moto ignores `NumCacheClusters` (a group always gets one member
+//! unless `ReplicasPerNodeGroup` is given), creates no member cache clusters (so the engine version
+//! comes from the driver's record, see `ElastiCacheDriver::observe`, and a group's subnet group can
+//! only be read back from a snapshot of it), never finishes a deletion (the group stays
+//! `deleting`), and implements neither ModifyCacheSubnetGroup nor DeleteCacheSubnetGroup. So
+//! delete is shown up to the bounded wait for the group to go, which keeps the subnet group: its
+//! deletion after the wait cannot run here.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use panka_controller::driver::elasticache::{ElastiCacheDriver, REPLACE_REASON};
+use panka_controller::driver::elasticache::{
+    ElastiCacheDriver, AT_REST_REASON, DOWNGRADE_FIELD, DOWNGRADE_REASON,
+};
 use panka_controller::driver::{Ctx, Driver, DriverError, Observe, Outputs};
 use panka_controller::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_controller::plan::{diff, Change};
@@ -277,13 +281,13 @@ async fn create_makes_a_tagged_group_that_observe_reports_converged() {
 }
 
 #[tokio::test]
-async fn every_setting_change_is_planned_as_a_replacement() {
+async fn what_aws_changes_in_place_is_an_update_and_encryption_at_rest_a_replacement() {
     let (driver, _ctx, _client, cache) = env().await;
     let applied = driver
         .create(&cache, &Outputs::new())
         .await
         .expect("create");
-    let seen = driver
+    let mut seen = driver
         .observe(&cache.id, Some(&applied.identifiers))
         .await
         .expect("observe");
@@ -291,16 +295,49 @@ async fn every_setting_change_is_planned_as_a_replacement() {
     let s = spec(&mut changed);
     s.engine.version = "7.1".into();
     s.cluster.node_type = "cache.t3.large".into();
+    s.cluster.num_nodes = 3;
     s.security.as_mut().expect("security").at_rest_encryption = Some(false);
+    driver
+        .complete(&changed, &Outputs::new(), &mut seen)
+        .await
+        .expect("complete");
     let diffs = diff(&driver.desired(&changed, &Outputs::new()), &seen);
-    let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
-    fields.sort_unstable();
-    assert_eq!(fields, ["atRestEncryption", "engineVersion", "nodeType"]);
-    assert!(
-        diffs
-            .iter()
-            .all(|d| d.change == Change::Replace(REPLACE_REASON.into())),
-        "{diffs:?}"
+    let changes: Vec<(&str, &Change)> = diffs
+        .iter()
+        .map(|d| (d.field.as_str(), &d.change))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("atRestEncryption", &Change::Replace(AT_REST_REASON.into())),
+            ("engineVersion", &Change::Update),
+            ("nodeType", &Change::Update),
+            ("numNodes", &Change::Update),
+        ]
+    );
+
+    // Going back to an older engine than the group runs is a replacement, told by `complete`.
+    let mut older = cache.clone();
+    spec(&mut older).engine.version = "6.2".into();
+    let mut seen = driver
+        .observe(&cache.id, Some(&applied.identifiers))
+        .await
+        .expect("observe");
+    driver
+        .complete(&older, &Outputs::new(), &mut seen)
+        .await
+        .expect("complete");
+    let diffs = diff(&driver.desired(&older, &Outputs::new()), &seen);
+    let changes: Vec<(&str, &Change)> = diffs
+        .iter()
+        .map(|d| (d.field.as_str(), &d.change))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("engineVersion", &Change::Update),
+            (DOWNGRADE_FIELD, &Change::Replace(DOWNGRADE_REASON.into())),
+        ]
     );
 }
 
