@@ -280,6 +280,26 @@ async fn create_makes_a_tagged_group_that_observe_reports_converged() {
     );
 }
 
+/// Calls made between two snapshots of the call counter, by operation.
+fn calls_between(
+    from: &BTreeMap<(String, String), u64>,
+    to: &BTreeMap<(String, String), u64>,
+) -> BTreeMap<String, u64> {
+    to.iter()
+        .map(|(k, n)| (k.1.clone(), n - from.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// The mutating calls among `calls`.
+fn writes(calls: &BTreeMap<String, u64>) -> BTreeMap<&str, u64> {
+    calls
+        .iter()
+        .filter(|(op, _)| panka_controller::driver::is_mutating(op))
+        .map(|(op, n)| (op.as_str(), *n))
+        .collect()
+}
+
 #[tokio::test]
 async fn what_aws_changes_in_place_is_an_update_and_encryption_at_rest_a_replacement() {
     let (driver, _ctx, _client, cache) = env().await;
@@ -339,6 +359,154 @@ async fn what_aws_changes_in_place_is_an_update_and_encryption_at_rest_a_replace
             (DOWNGRADE_FIELD, &Change::Replace(DOWNGRADE_REASON.into())),
         ]
     );
+}
+
+#[tokio::test]
+async fn node_type_and_engine_upgrade_change_the_same_group_in_place() {
+    let (driver, ctx, client, cache) = env().await;
+    let applied = driver
+        .create(&cache, &Outputs::new())
+        .await
+        .expect("create");
+    let name = &applied.identifiers["name"];
+    let created = describe(&client, name).await;
+    let seen = driver
+        .observe(&cache.id, Some(&applied.identifiers))
+        .await
+        .expect("observe");
+
+    let mut changed = cache.clone();
+    let s = spec(&mut changed);
+    s.cluster.node_type = "cache.t3.large".into();
+    s.engine.version = "7.1".into();
+    let desired = driver.desired(&changed, &Outputs::new());
+    let diffs = diff(&desired, &seen);
+    let before = ctx.calls.snapshot();
+    let updated = driver
+        .update(&changed, &Outputs::new(), &diffs, &seen)
+        .await
+        .expect("update in place");
+    let calls = calls_between(&before, &ctx.calls.snapshot());
+    assert_eq!(
+        writes(&calls),
+        BTreeMap::from([("ModifyReplicationGroup", 1)]),
+        "one modification, no delete or create: {calls:?}"
+    );
+
+    // The same group (created at the same moment), now of the new node type.
+    let group = describe(&client, name).await;
+    assert_eq!(group.cache_node_type(), Some("cache.t3.large"));
+    assert_eq!(
+        group.replication_group_create_time(),
+        created.replication_group_create_time()
+    );
+    assert_eq!(group.arn(), created.arn());
+    assert_eq!(group.member_clusters(), created.member_clusters());
+    assert_eq!(updated.outputs, applied.outputs, "the endpoints stay");
+
+    let seen = driver
+        .observe(&cache.id, Some(&updated.identifiers))
+        .await
+        .expect("observe");
+    assert_eq!(seen.status, "available");
+    assert_eq!(diff(&desired, &seen), vec![], "{seen:?}");
+    let before = ctx.calls.mutating();
+    driver
+        .update(&changed, &Outputs::new(), &[], &seen)
+        .await
+        .expect("converged update");
+    assert_eq!(ctx.calls.mutating(), before, "nothing left to change");
+}
+
+#[tokio::test]
+async fn replicas_are_added_and_removed_in_place_with_failover_following() {
+    let (driver, ctx, client, cache) = env().await;
+    let applied = driver
+        .create(&cache, &Outputs::new())
+        .await
+        .expect("create");
+    let name = applied.identifiers["name"].clone();
+    let created = describe(&client, &name).await;
+    assert_eq!(created.member_clusters().len(), 2);
+    let mut identifiers = applied.identifiers.clone();
+
+    // (nodes, the mutating calls that get there, in-place only)
+    let steps: [(u32, BTreeMap<&str, u64>); 3] = [
+        (4, BTreeMap::from([("IncreaseReplicaCount", 1)])),
+        // Failover and Multi-AZ go first: AWS keeps a replica while they are on.
+        (
+            1,
+            BTreeMap::from([("ModifyReplicationGroup", 1), ("DecreaseReplicaCount", 1)]),
+        ),
+        // And come back after the first replica, which they need.
+        (
+            2,
+            BTreeMap::from([("IncreaseReplicaCount", 1), ("ModifyReplicationGroup", 1)]),
+        ),
+    ];
+    for (nodes, expected) in steps {
+        let mut changed = cache.clone();
+        spec(&mut changed).cluster.num_nodes = nodes;
+        let desired = driver.desired(&changed, &Outputs::new());
+        let seen = driver
+            .observe(&cache.id, Some(&identifiers))
+            .await
+            .expect("observe");
+        let diffs = diff(&desired, &seen);
+        assert!(
+            diffs
+                .iter()
+                .any(|d| d.field == "numNodes" && d.change == Change::Update),
+            "{diffs:?}"
+        );
+        let before = ctx.calls.snapshot();
+        let updated = driver
+            .update(&changed, &Outputs::new(), &diffs, &seen)
+            .await
+            .expect("update in place");
+        let calls = calls_between(&before, &ctx.calls.snapshot());
+        assert_eq!(writes(&calls), expected, "to {nodes} nodes: {calls:?}");
+
+        let group = describe(&client, &name).await;
+        assert_eq!(group.member_clusters().len(), nodes as usize);
+        assert_eq!(
+            group.member_clusters().first(),
+            created.member_clusters().first(),
+            "the primary stays"
+        );
+        assert_eq!(
+            group.replication_group_create_time(),
+            created.replication_group_create_time()
+        );
+        let ha = nodes > 1;
+        assert_eq!(
+            group.automatic_failover().map(|f| f.as_str()),
+            Some(if ha { "enabled" } else { "disabled" })
+        );
+        assert_eq!(
+            group.multi_az().map(|m| m.as_str()),
+            Some(if ha { "enabled" } else { "disabled" })
+        );
+        identifiers = updated.identifiers;
+        let seen = driver
+            .observe(&cache.id, Some(&identifiers))
+            .await
+            .expect("observe");
+        assert_eq!(diff(&desired, &seen), vec![], "at {nodes} nodes: {seen:?}");
+    }
+    let all = ctx.calls.snapshot();
+    for op in ["CreateReplicationGroup", "DeleteReplicationGroup"] {
+        assert_eq!(
+            all.get(&("ElastiCache".to_string(), op.to_string()))
+                .copied(),
+            if op == "CreateReplicationGroup" {
+                Some(1)
+            } else {
+                None
+            },
+            "{op}: the group is never replaced"
+        );
+    }
 }
 
 #[tokio::test]
