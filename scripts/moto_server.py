@@ -2,6 +2,9 @@
 
 Used by scripts/aws-emulator; not meant to be started by hand. moto's backends are not safe under
 concurrent requests, so the server handles one request at a time (werkzeug, threaded=False).
+The patches in scripts/moto_patches/ (calls real AWS has and the pinned moto lacks) are installed
+before the app is created; they are read from this work tree at every start, not installed into
+the venv, so changing them needs no reinstall.
 
 Options:
   --port N            port to listen on (default 0: let the kernel pick a free one)
@@ -39,6 +42,9 @@ def main() -> int:
     from moto.server import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
+    import moto_patches  # beside this script, so on sys.path when it runs
+
+    moto_patches.apply()
     app = DomainDispatcherApplication(create_backend_app)
     # Binding here (port 0 = any free port) and reporting the bound port avoids the race of
     # picking a "free" port first and binding it later.

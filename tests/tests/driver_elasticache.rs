@@ -1,20 +1,24 @@
 //! The ElastiCacheRedis driver against the local emulator through the real SDK: create with an
 //! AUTH token from Secrets Manager in a cache subnet group of its own, observe (one component and
-//! many at once), every setting change planned as a replacement, tag drift reverted in place,
-//! foreign groups, delete.
+//! many at once), node type, engine upgrade and replica count changed in place (the same group,
+//! never deleted or created again) while encryption changes plan a replacement, tag drift reverted
+//! in place, foreign groups, delete.
 //!
-//! moto 5.1.22 limits what can be shown here: it implements no ModifyReplicationGroup (hence no
-//! in-place drift but tags), ignores `NumCacheClusters` (a group always gets one member unless
-//! `ReplicasPerNodeGroup` is given), creates no member cache clusters (so the engine version comes
-//! from the driver's record, see `ElastiCacheDriver::observe`, and a group's subnet group can only
-//! be read back from a snapshot of it), never finishes a deletion (the group stays `deleting`),
-//! and implements neither ModifyCacheSubnetGroup nor DeleteCacheSubnetGroup. So the converged
-//! checks use a one-node group, and delete is shown up to the bounded wait for the group to go,
-//! which keeps the subnet group: its deletion after the wait cannot run here.
+//! The emulator is moto 5.1.22 with panka's patch adding ModifyReplicationGroup and
+//! Increase/DecreaseReplicaCount (`scripts/moto_patches/elasticache.py`), where a change is
+//! complete when the call returns. moto ignores `NumCacheClusters` (a group always gets one member
+//! unless `ReplicasPerNodeGroup` is given), creates no member cache clusters (so the engine version
+//! comes from the driver's record, see `ElastiCacheDriver::observe`, and a group's subnet group can
+//! only be read back from a snapshot of it), never finishes a deletion (the group stays
+//! `deleting`), and implements neither ModifyCacheSubnetGroup nor DeleteCacheSubnetGroup. So
+//! delete is shown up to its "still deleting" answer, which keeps the subnet group: its deletion
+//! once the group is gone cannot run here.
 
 use std::collections::BTreeMap;
 
-use panka_controller::driver::elasticache::{ElastiCacheDriver, REPLACE_REASON};
+use panka_controller::driver::elasticache::{
+    ElastiCacheDriver, AT_REST_REASON, DOWNGRADE_FIELD, DOWNGRADE_REASON,
+};
 use panka_controller::driver::{Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use panka_controller::validate::{load_stack, plan_input};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
@@ -273,14 +277,34 @@ async fn create_makes_a_tagged_group_that_observe_reports_converged() {
     );
 }
 
+/// Calls made between two snapshots of the call counter, by operation.
+fn calls_between(
+    from: &BTreeMap<(String, String), u64>,
+    to: &BTreeMap<(String, String), u64>,
+) -> BTreeMap<String, u64> {
+    to.iter()
+        .map(|(k, n)| (k.1.clone(), n - from.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// The mutating calls among `calls`.
+fn writes(calls: &BTreeMap<String, u64>) -> BTreeMap<&str, u64> {
+    calls
+        .iter()
+        .filter(|(op, _)| panka_controller::driver::is_mutating(op))
+        .map(|(op, n)| (op.as_str(), *n))
+        .collect()
+}
+
 #[tokio::test]
-async fn every_setting_change_is_planned_as_a_replacement() {
+async fn what_aws_changes_in_place_is_an_update_and_encryption_at_rest_a_replacement() {
     let (driver, _ctx, _client, cache) = env().await;
     let applied = driver
         .create(&cache, &Outputs::new(), &Lookups::default())
         .await
         .expect("create");
-    let seen = driver
+    let mut seen = driver
         .observe(&cache.id, Some(&applied.identifiers))
         .await
         .expect("observe");
@@ -288,20 +312,216 @@ async fn every_setting_change_is_planned_as_a_replacement() {
     let s = spec(&mut changed);
     s.engine.version = "7.1".into();
     s.cluster.node_type = "cache.t3.large".into();
+    s.cluster.num_nodes = 3;
     s.security.as_mut().expect("security").at_rest_encryption = Some(false);
+    seen = driver
+        .complete(&changed, &Outputs::new(), &Lookups::default(), seen)
+        .await
+        .expect("complete");
     let diffs = diff(
         &driver.desired(&changed, &Outputs::new(), &Lookups::default()),
         &seen,
     );
-    let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
-    fields.sort_unstable();
-    assert_eq!(fields, ["atRestEncryption", "engineVersion", "nodeType"]);
-    assert!(
-        diffs
-            .iter()
-            .all(|d| d.change == Change::Replace(REPLACE_REASON.into())),
-        "{diffs:?}"
+    let changes: Vec<(&str, &Change)> = diffs
+        .iter()
+        .map(|d| (d.field.as_str(), &d.change))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("atRestEncryption", &Change::Replace(AT_REST_REASON.into())),
+            ("engineVersion", &Change::Update),
+            ("nodeType", &Change::Update),
+            ("numNodes", &Change::Update),
+        ]
     );
+
+    // Going back to an older engine than the group runs is a replacement, told by `complete`.
+    let mut older = cache.clone();
+    spec(&mut older).engine.version = "6.2".into();
+    let mut seen = driver
+        .observe(&cache.id, Some(&applied.identifiers))
+        .await
+        .expect("observe");
+    seen = driver
+        .complete(&older, &Outputs::new(), &Lookups::default(), seen)
+        .await
+        .expect("complete");
+    let diffs = diff(
+        &driver.desired(&older, &Outputs::new(), &Lookups::default()),
+        &seen,
+    );
+    let changes: Vec<(&str, &Change)> = diffs
+        .iter()
+        .map(|d| (d.field.as_str(), &d.change))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("engineVersion", &Change::Update),
+            (DOWNGRADE_FIELD, &Change::Replace(DOWNGRADE_REASON.into())),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn node_type_and_engine_upgrade_change_the_same_group_in_place() {
+    let (driver, ctx, client, cache) = env().await;
+    let applied = driver
+        .create(&cache, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
+    let name = &applied.identifiers["name"];
+    let created = describe(&client, name).await;
+    let seen = driver
+        .observe(&cache.id, Some(&applied.identifiers))
+        .await
+        .expect("observe");
+
+    let mut changed = cache.clone();
+    let s = spec(&mut changed);
+    s.cluster.node_type = "cache.t3.large".into();
+    s.engine.version = "7.1".into();
+    let desired = driver.desired(&changed, &Outputs::new(), &Lookups::default());
+    let diffs = diff(&desired, &seen);
+    let before = ctx.calls.snapshot();
+    let updated = driver
+        .update(
+            &changed,
+            &Outputs::new(),
+            &Lookups::default(),
+            &diffs,
+            &seen,
+        )
+        .await
+        .expect("update in place");
+    let calls = calls_between(&before, &ctx.calls.snapshot());
+    assert_eq!(
+        writes(&calls),
+        BTreeMap::from([("ModifyReplicationGroup", 1)]),
+        "one modification, no delete or create: {calls:?}"
+    );
+
+    // The same group (created at the same moment), now of the new node type.
+    let group = describe(&client, name).await;
+    assert_eq!(group.cache_node_type(), Some("cache.t3.large"));
+    assert_eq!(
+        group.replication_group_create_time(),
+        created.replication_group_create_time()
+    );
+    assert_eq!(group.arn(), created.arn());
+    assert_eq!(group.member_clusters(), created.member_clusters());
+    assert_eq!(updated.outputs, applied.outputs, "the endpoints stay");
+
+    let seen = driver
+        .observe(&cache.id, Some(&updated.identifiers))
+        .await
+        .expect("observe");
+    assert_eq!(seen.status, "available");
+    assert_eq!(diff(&desired, &seen), vec![], "{seen:?}");
+    let before = ctx.calls.mutating();
+    driver
+        .update(&changed, &Outputs::new(), &Lookups::default(), &[], &seen)
+        .await
+        .expect("converged update");
+    assert_eq!(ctx.calls.mutating(), before, "nothing left to change");
+}
+
+#[tokio::test]
+async fn replicas_are_added_and_removed_in_place_with_failover_following() {
+    let (driver, ctx, client, cache) = env().await;
+    let applied = driver
+        .create(&cache, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
+    let name = applied.identifiers["name"].clone();
+    let created = describe(&client, &name).await;
+    assert_eq!(created.member_clusters().len(), 2);
+    let mut identifiers = applied.identifiers.clone();
+
+    // (nodes, the mutating calls that get there, in-place only)
+    let steps: [(u32, BTreeMap<&str, u64>); 3] = [
+        (4, BTreeMap::from([("IncreaseReplicaCount", 1)])),
+        // Failover and Multi-AZ go first: AWS keeps a replica while they are on.
+        (
+            1,
+            BTreeMap::from([("ModifyReplicationGroup", 1), ("DecreaseReplicaCount", 1)]),
+        ),
+        // And come back after the first replica, which they need.
+        (
+            2,
+            BTreeMap::from([("IncreaseReplicaCount", 1), ("ModifyReplicationGroup", 1)]),
+        ),
+    ];
+    for (nodes, expected) in steps {
+        let mut changed = cache.clone();
+        spec(&mut changed).cluster.num_nodes = nodes;
+        let desired = driver.desired(&changed, &Outputs::new(), &Lookups::default());
+        let seen = driver
+            .observe(&cache.id, Some(&identifiers))
+            .await
+            .expect("observe");
+        let diffs = diff(&desired, &seen);
+        assert!(
+            diffs
+                .iter()
+                .any(|d| d.field == "numNodes" && d.change == Change::Update),
+            "{diffs:?}"
+        );
+        let before = ctx.calls.snapshot();
+        let updated = driver
+            .update(
+                &changed,
+                &Outputs::new(),
+                &Lookups::default(),
+                &diffs,
+                &seen,
+            )
+            .await
+            .expect("update in place");
+        let calls = calls_between(&before, &ctx.calls.snapshot());
+        assert_eq!(writes(&calls), expected, "to {nodes} nodes: {calls:?}");
+
+        let group = describe(&client, &name).await;
+        assert_eq!(group.member_clusters().len(), nodes as usize);
+        assert_eq!(
+            group.member_clusters().first(),
+            created.member_clusters().first(),
+            "the primary stays"
+        );
+        assert_eq!(
+            group.replication_group_create_time(),
+            created.replication_group_create_time()
+        );
+        let ha = nodes > 1;
+        assert_eq!(
+            group.automatic_failover().map(|f| f.as_str()),
+            Some(if ha { "enabled" } else { "disabled" })
+        );
+        assert_eq!(
+            group.multi_az().map(|m| m.as_str()),
+            Some(if ha { "enabled" } else { "disabled" })
+        );
+        identifiers = updated.identifiers;
+        let seen = driver
+            .observe(&cache.id, Some(&identifiers))
+            .await
+            .expect("observe");
+        assert_eq!(diff(&desired, &seen), vec![], "at {nodes} nodes: {seen:?}");
+    }
+    let all = ctx.calls.snapshot();
+    for op in ["CreateReplicationGroup", "DeleteReplicationGroup"] {
+        assert_eq!(
+            all.get(&("ElastiCache".to_string(), op.to_string()))
+                .copied(),
+            if op == "CreateReplicationGroup" {
+                Some(1)
+            } else {
+                None
+            },
+            "{op}: the group is never replaced"
+        );
+    }
 }
 
 #[tokio::test]

@@ -5,10 +5,23 @@
 //! rest and in transit, an AUTH token read from Secrets Manager at creation (never compared,
 //! recorded or logged), and panka's tags.
 //!
-//! **ElastiCache changes are applied by replacement.** Every compared setting but the tags is a
-//! replace field: the plan shows a replacement (dangerous, since the cache's data goes), and
-//! `update` changes only tags. This keeps one code path that the emulator can exercise (moto
-//! implements no ModifyReplicationGroup) instead of an in-place path nobody tested.
+//! **Changes in place, as AWS allows.** The node type and an engine version upgrade are changed
+//! with ModifyReplicationGroup, the number of nodes with IncreaseReplicaCount and
+//! DecreaseReplicaCount, automatic failover and Multi-AZ (on exactly when there is more than one
+//! node) with ModifyReplicationGroup, all applied immediately. Only what AWS cannot change on a
+//! running group is a replace field, each with its own reason in the plan: encryption at rest
+//! (fixed at creation), in-transit encryption and the AUTH token (AWS changes them only by
+//! multi-step migrations panka does not drive), and an engine version downgrade (AWS only
+//! upgrades). A downgrade is told apart from an upgrade in [`Driver::complete`], which sees both
+//! versions: the desired one and the one observed.
+//!
+//! AWS accepts a change only from an `available` group and shows `modifying` for minutes after
+//! each one, so `update` never chains two changes: it makes the first one AWS accepts in an order
+//! AWS allows (replicas are added before failover is turned on, and failover is turned off before
+//! the last replica goes), looks at the group once more, and goes on only while it is still
+//! `available` (the emulator, where changes are immediate). The engine then waits for the group's
+//! health (`modifying` is Progressing); what is left shows in the next plan, which the next apply
+//! (or the controller's next pass) carries out. A group found not `available` is left as it is.
 //!
 //! **Placement.** Like the RDS driver's DB subnet group, each component gets a cache subnet group
 //! named like the component (lowercase, tagged like the group) holding the stack's subnets:
@@ -34,7 +47,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_elasticache::types::{CacheSubnetGroup, ReplicationGroup, Tag};
+use aws_sdk_elasticache::types::{
+    AutomaticFailoverStatus, CacheSubnetGroup, MultiAzStatus, ReplicationGroup, Tag,
+};
 use aws_sdk_elasticache::Client;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use panka_crds::spec::ElastiCacheRedisSpec;
@@ -47,12 +62,29 @@ use crate::aws::{self, AwsError};
 use crate::secret::SecretString;
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_core::naming::NameRules;
-use panka_core::plan::{DesiredFields, FieldValue, Health, Observation};
+use panka_core::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
 
-/// Why any compared setting but the tags needs a new replication group.
-pub const REPLACE_REASON: &str = "ElastiCache changes are applied by replacement";
-/// Identifier key recording the engine version asked for at creation: the fallback when the
-/// member clusters cannot be described (see [`ElastiCacheDriver::observe`]).
+/// Why a change of encryption at rest needs a new replication group.
+pub const AT_REST_REASON: &str =
+    "encryption at rest is chosen when a replication group is created; AWS cannot change it later";
+/// Why a change of in-transit encryption needs a new replication group.
+pub const TRANSIT_REASON: &str = "AWS changes in-transit encryption of a running group only by a \
+    two-step migration (TransitEncryptionMode preferred, then required) that panka does not drive";
+/// Why adding or removing the AUTH token needs a new replication group.
+pub const AUTH_TOKEN_REASON: &str =
+    "AWS adds or removes the AUTH token of a running group only by \
+    a token rotation or a move to RBAC, which panka does not drive";
+/// Why a lower engine version needs a new replication group.
+pub const DOWNGRADE_REASON: &str =
+    "ElastiCache upgrades an engine version in place but cannot downgrade it";
+/// Field that is `true` when the desired engine version is below the group's (see
+/// [`ElastiCacheDriver::complete`]); a replace field, so a downgrade plans a replacement.
+pub const DOWNGRADE_FIELD: &str = "engineVersion.downgrade";
+/// At most this many in-place changes in one update (remove failover, then a replica; or add a
+/// replica, then failover), each only while the group is still `available`.
+const MAX_STEPS: usize = 3;
+/// Identifier key recording the engine version the group was last seen or set to: the fallback
+/// when the member clusters cannot be described (see [`ElastiCacheDriver::observe`]).
 const VERSION_KEY: &str = "engineVersion";
 /// Identifier key recording the component's cache subnet group.
 const SUBNET_GROUP_KEY: &str = "subnetGroup";
@@ -402,6 +434,19 @@ impl ElastiCacheDriver {
                 "authToken",
                 json!(group.auth_token_enabled().unwrap_or(false)),
             ),
+            (
+                "automaticFailover",
+                json!(matches!(
+                    group.automatic_failover(),
+                    Some(AutomaticFailoverStatus::Enabled | AutomaticFailoverStatus::Enabling)
+                )),
+            ),
+            (
+                "multiAZ",
+                json!(group.multi_az() == Some(&MultiAzStatus::Enabled)),
+            ),
+            // Until `complete` compares it with the desired version: not a downgrade.
+            (DOWNGRADE_FIELD, json!(false)),
         ];
         for (k, v) in fields {
             o.fields.insert(k.to_string(), FieldValue::Known(v));
@@ -485,7 +530,90 @@ impl ElastiCacheDriver {
         }
     }
 
-    async fn reconcile(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
+    /// Makes the in-place changes the group needs, one [`Step`] at a time while the group is
+    /// `available` (see the module docs). Returns the group as last described and its engine
+    /// version as far as known.
+    async fn change_in_place(
+        &self,
+        id: &ComponentId,
+        spec: &ElastiCacheRedisSpec,
+        mut group: ReplicationGroup,
+        mut version: Option<String>,
+    ) -> Result<(ReplicationGroup, Option<String>), DriverError> {
+        let name = group.replication_group_id().unwrap_or_default().to_string();
+        for _ in 0..MAX_STEPS {
+            if group.status() != Some("available") {
+                // AWS refuses every change until the group is available again; the engine waits
+                // for its health and the next plan shows what is left.
+                break;
+            }
+            let Some(step) = next_step(spec, &Shape::of(&group, version.as_deref())) else {
+                break;
+            };
+            match &step {
+                Step::Modify {
+                    node_type,
+                    engine_version,
+                    failover,
+                } => {
+                    let mut req = self
+                        .client
+                        .modify_replication_group()
+                        .replication_group_id(&name)
+                        .apply_immediately(true)
+                        .set_cache_node_type(node_type.clone())
+                        .set_engine_version(engine_version.clone());
+                    if let Some(on) = *failover {
+                        req = req.automatic_failover_enabled(on).multi_az_enabled(on);
+                    }
+                    req.send()
+                        .await
+                        .map_err(|e| DriverError::aws("modify replication group", id, &e))?;
+                    if engine_version.is_some() {
+                        version.clone_from(engine_version);
+                    }
+                }
+                Step::Replicas { count, more } => {
+                    if *more {
+                        self.client
+                            .increase_replica_count()
+                            .replication_group_id(&name)
+                            .new_replica_count(*count)
+                            .apply_immediately(true)
+                            .send()
+                            .await
+                            .map_err(|e| DriverError::aws("add replicas", id, &e))?;
+                    } else {
+                        self.client
+                            .decrease_replica_count()
+                            .replication_group_id(&name)
+                            .new_replica_count(*count)
+                            .apply_immediately(true)
+                            .send()
+                            .await
+                            .map_err(|e| DriverError::aws("remove replicas", id, &e))?;
+                    }
+                }
+            }
+            // One look, no waiting: on AWS the group is `modifying` now and the loop ends.
+            group = self
+                .group(id, &name)
+                .await?
+                .ok_or_else(|| DriverError::Unexpected {
+                    component: id.clone(),
+                    message: format!("replication group {name} vanished while being changed"),
+                })?;
+        }
+        Ok((group, version))
+    }
+
+    /// Creates the group, or changes in place what AWS allows now (see the module docs);
+    /// `version` is the engine version observed, when the caller has it.
+    async fn reconcile(
+        &self,
+        component: &DesiredComponent,
+        version: Option<String>,
+    ) -> Result<Applied, DriverError> {
         let id = &component.id;
         let spec = spec_of(component)?;
         let name = self.group_id(id);
@@ -507,14 +635,20 @@ impl ElastiCacheDriver {
             component: id.clone(),
             what: format!("replication group {name}"),
         };
-        let (group, have, subnet_group) = match existing {
+        let (group, have, subnet_group, version) = match existing {
             Some(g) => {
                 // Checked before anything else is touched, the subnet group included.
                 let have = self.tags(id, g.arn().unwrap_or_default()).await?;
                 if !self.ctx.may_touch(id, &have) {
                     return Err(not_ours());
                 }
-                (g, have, self.ensure_subnet_group(id).await?)
+                let subnet_group = self.ensure_subnet_group(id).await?;
+                let version = match version {
+                    Some(v) => Some(v),
+                    None => self.engine_version(id, &g).await?,
+                };
+                let (g, version) = self.change_in_place(id, spec, g, version).await?;
+                (g, have, subnet_group, version)
             }
             None => {
                 // Read first: a wrong secret reference then fails before anything is created.
@@ -534,16 +668,18 @@ impl ElastiCacheDriver {
                     // Someone else's group took the id between our look and our create.
                     return Err(not_ours());
                 }
-                (g, have, subnet_group)
+                (g, have, subnet_group, None)
             }
         };
-        // Tags are the one thing changed in place (see the module docs).
+        // After the group's own changes: AWS has been seen to refuse a modification right after
+        // a tag change, never a tag change during a modification.
         self.converge_tags(id, group.arn().unwrap_or_default(), &have)
             .await?;
         let mut applied = applied_of(&group);
-        applied
-            .identifiers
-            .insert(VERSION_KEY.into(), spec.engine.version.clone());
+        applied.identifiers.insert(
+            VERSION_KEY.into(),
+            version.unwrap_or_else(|| spec.engine.version.clone()),
+        );
         applied
             .identifiers
             .insert(SUBNET_GROUP_KEY.into(), subnet_group);
@@ -591,23 +727,135 @@ pub fn major_minor(version: &str) -> String {
     version.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
-/// The compared fields a spec asks for, in the normal form observe produces.
-fn group_fields(spec: &ElastiCacheRedisSpec) -> Vec<(&'static str, Value)> {
+/// The compared fields a spec asks for, in the normal form observe produces, each with the
+/// reason a change needs a new group, or `None` when it is changed in place.
+fn group_fields(spec: &ElastiCacheRedisSpec) -> Vec<(&'static str, Value, Option<&'static str>)> {
     let security = spec.security.clone().unwrap_or_default();
+    let nodes = spec.cluster.num_nodes.max(1);
     vec![
-        ("engineVersion", json!(major_minor(&spec.engine.version))),
-        ("nodeType", json!(spec.cluster.node_type)),
-        ("numNodes", json!(spec.cluster.num_nodes.max(1))),
+        (
+            "engineVersion",
+            json!(major_minor(&spec.engine.version)),
+            None,
+        ),
+        (DOWNGRADE_FIELD, json!(false), Some(DOWNGRADE_REASON)),
+        ("nodeType", json!(spec.cluster.node_type), None),
+        ("numNodes", json!(nodes), None),
+        ("automaticFailover", json!(nodes > 1), None),
+        ("multiAZ", json!(nodes > 1), None),
         (
             "atRestEncryption",
             json!(security.at_rest_encryption.unwrap_or(false)),
+            Some(AT_REST_REASON),
         ),
         (
             "transitEncryption",
             json!(security.transit_encryption.unwrap_or(false)),
+            Some(TRANSIT_REASON),
         ),
-        ("authToken", json!(security.auth_token_secret.is_some())),
+        (
+            "authToken",
+            json!(security.auth_token_secret.is_some()),
+            Some(AUTH_TOKEN_REASON),
+        ),
     ]
+}
+
+/// The numeric parts of a version: `7.0.7` → `[7, 0, 7]`, `6.x` → `[6]`.
+fn version_parts(version: &str) -> Vec<u32> {
+    version.split('.').map_while(|p| p.parse().ok()).collect()
+}
+
+/// Whether `to` is below `from`, compared as far as `to` goes (`7.0` is not below `7.0.7`).
+fn is_downgrade(from: &str, to: &str) -> bool {
+    let (from, to) = (version_parts(from), version_parts(to));
+    !to.is_empty() && to.as_slice() < &from[..to.len().min(from.len())]
+}
+
+/// What of a group the in-place steps look at.
+#[derive(Debug, Clone, PartialEq)]
+struct Shape {
+    node_type: String,
+    /// Engine version, when known.
+    version: Option<String>,
+    nodes: usize,
+    /// Automatic failover or Multi-AZ on (or being turned on).
+    failover: bool,
+    /// Both on (or being turned on).
+    both: bool,
+}
+
+impl Shape {
+    fn of(group: &ReplicationGroup, version: Option<&str>) -> Shape {
+        let failover = matches!(
+            group.automatic_failover(),
+            Some(AutomaticFailoverStatus::Enabled | AutomaticFailoverStatus::Enabling)
+        );
+        let multi_az = group.multi_az() == Some(&MultiAzStatus::Enabled);
+        Shape {
+            node_type: group.cache_node_type().unwrap_or_default().to_string(),
+            version: version.map(str::to_string),
+            nodes: group.member_clusters().len(),
+            failover: failover || multi_az,
+            both: failover && multi_az,
+        }
+    }
+}
+
+/// One in-place change, a single AWS call.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// ModifyReplicationGroup with what is set; `failover` sets automatic failover and Multi-AZ.
+    Modify {
+        node_type: Option<String>,
+        engine_version: Option<String>,
+        failover: Option<bool>,
+    },
+    /// IncreaseReplicaCount (`more`) or DecreaseReplicaCount to `count` replicas.
+    Replicas { count: i32, more: bool },
+}
+
+/// The next change a group of shape `have` needs to become what `spec` asks, in an order AWS
+/// accepts: replicas are added before failover is turned on (it needs a replica), and failover
+/// and Multi-AZ are turned off before the last replica goes (AWS keeps one while they are on).
+/// A downgrade is never asked for (the plan replaces the group), nor a version when the group's
+/// is unknown.
+fn next_step(spec: &ElastiCacheRedisSpec, have: &Shape) -> Option<Step> {
+    let nodes = usize::try_from(spec.cluster.num_nodes.max(1)).unwrap_or(usize::MAX);
+    let replicas = i32::try_from(nodes - 1).unwrap_or(i32::MAX);
+    let node_type =
+        (have.node_type != spec.cluster.node_type).then(|| spec.cluster.node_type.clone());
+    let engine_version = have
+        .version
+        .as_deref()
+        .filter(|v| {
+            major_minor(v) != major_minor(&spec.engine.version)
+                && !is_downgrade(v, &spec.engine.version)
+        })
+        .map(|_| spec.engine.version.clone());
+    let ha = nodes > 1;
+    if nodes < have.nodes && !ha && have.failover {
+        return Some(Step::Modify {
+            node_type,
+            engine_version,
+            failover: Some(false),
+        });
+    }
+    if nodes != have.nodes {
+        return Some(Step::Replicas {
+            count: replicas,
+            more: nodes > have.nodes,
+        });
+    }
+    let failover = (have.failover != ha || have.both != ha).then_some(ha);
+    if node_type.is_none() && engine_version.is_none() && failover.is_none() {
+        return None;
+    }
+    Some(Step::Modify {
+        node_type,
+        engine_version,
+        failover,
+    })
 }
 
 /// Identifiers and outputs of a described group.
@@ -668,8 +916,11 @@ impl Driver for ElastiCacheDriver {
         let Ok(spec) = spec_of(component) else {
             return f;
         };
-        for (name, value) in group_fields(spec) {
-            f.set_replace(name, FieldValue::Known(value), REPLACE_REASON);
+        for (name, value, replace) in group_fields(spec) {
+            match replace {
+                Some(reason) => f.set_replace(name, FieldValue::Known(value), reason),
+                None => f.set(name, FieldValue::Known(value)),
+            };
         }
         f.set("tags", FieldValue::known(self.ctx.tags(&component.id)));
         f
@@ -737,7 +988,45 @@ impl Driver for ElastiCacheDriver {
         _outputs: &Outputs,
         _lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
-        self.reconcile(component).await
+        self.reconcile(component, None).await
+    }
+
+    /// As converge, with the engine version observe found (in the emulator, where member
+    /// clusters cannot be described, the recorded one) instead of describing a member again.
+    async fn update(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+        _lookups: &Lookups,
+        _diffs: &[FieldDiff],
+        observed: &Observation,
+    ) -> Result<Applied, DriverError> {
+        let version = match observed.fields.get("engineVersion") {
+            Some(FieldValue::Known(Value::String(v))) => Some(v.clone()),
+            _ => None,
+        };
+        self.reconcile(component, version).await
+    }
+
+    /// Marks a desired engine version below the group's as a downgrade, which AWS cannot make
+    /// in place: [`DOWNGRADE_FIELD`] then differs and the plan replaces the group.
+    async fn complete(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+        _lookups: &Lookups,
+        mut observed: Observation,
+    ) -> Result<Observation, DriverError> {
+        let Ok(spec) = spec_of(component) else {
+            return Ok(observed);
+        };
+        if let Some(FieldValue::Known(Value::String(have))) = observed.fields.get("engineVersion") {
+            let downgrade = is_downgrade(have, &spec.engine.version);
+            observed
+                .fields
+                .insert(DOWNGRADE_FIELD.into(), FieldValue::known(downgrade));
+        }
+        Ok(observed)
     }
 
     async fn delete(
@@ -795,11 +1084,291 @@ impl Driver for ElastiCacheDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use panka_core::plan::{Action, Change};
 
     #[test]
     fn versions_compare_as_major_minor() {
         assert_eq!(major_minor("7.0.7"), "7.0");
         assert_eq!(major_minor("7.0"), "7.0");
         assert_eq!(major_minor("7"), "7");
+    }
+
+    #[test]
+    fn a_downgrade_is_a_lower_version_as_far_as_the_new_one_goes() {
+        for (from, to, downgrade) in [
+            ("7.1", "7.0", true),
+            ("7.0.7", "6.2", true),
+            ("7.0", "6.x", true),
+            ("7.0", "7.1", false),
+            ("7.0.7", "7.0", false),
+            ("6.2", "6.x", false),
+            ("7.0", "7.0", false),
+            ("7.0", "latest", false),
+        ] {
+            assert_eq!(is_downgrade(from, to), downgrade, "{from} → {to}");
+        }
+    }
+
+    fn spec(version: &str, node_type: &str, nodes: u32) -> ElastiCacheRedisSpec {
+        ElastiCacheRedisSpec {
+            engine: panka_crds::spec::RedisEngine {
+                version: version.into(),
+            },
+            cluster: panka_crds::spec::RedisCluster {
+                mode: None,
+                node_type: node_type.into(),
+                num_nodes: nodes,
+            },
+            ..ElastiCacheRedisSpec::default()
+        }
+    }
+
+    /// A group as AWS would hold it after creation from `spec(version, node_type, nodes)`.
+    fn shape(version: Option<&str>, node_type: &str, nodes: usize) -> Shape {
+        Shape {
+            node_type: node_type.into(),
+            version: version.map(str::to_string),
+            nodes,
+            failover: nodes > 1,
+            both: nodes > 1,
+        }
+    }
+
+    fn modify(node_type: Option<&str>, version: Option<&str>, failover: Option<bool>) -> Step {
+        Step::Modify {
+            node_type: node_type.map(str::to_string),
+            engine_version: version.map(str::to_string),
+            failover,
+        }
+    }
+
+    #[test]
+    fn a_converged_group_needs_no_step() {
+        let have = shape(Some("7.0"), "cache.t3.medium", 2);
+        assert_eq!(next_step(&spec("7.0", "cache.t3.medium", 2), &have), None);
+        // AWS reports the patch level; the spec names major.minor.
+        let have = shape(Some("7.0.7"), "cache.t3.medium", 1);
+        assert_eq!(next_step(&spec("7.0", "cache.t3.medium", 1), &have), None);
+    }
+
+    #[test]
+    fn node_type_and_version_upgrade_are_one_modification() {
+        let have = shape(Some("7.0.7"), "cache.t3.medium", 2);
+        assert_eq!(
+            next_step(&spec("7.1", "cache.t3.large", 2), &have),
+            Some(modify(Some("cache.t3.large"), Some("7.1"), None))
+        );
+    }
+
+    #[test]
+    fn a_downgrade_or_an_unknown_version_is_never_sent() {
+        let have = shape(Some("7.1"), "cache.t3.medium", 2);
+        assert_eq!(next_step(&spec("7.0", "cache.t3.medium", 2), &have), None);
+        let have = shape(None, "cache.t3.medium", 2);
+        assert_eq!(next_step(&spec("7.1", "cache.t3.medium", 2), &have), None);
+    }
+
+    #[test]
+    fn replicas_change_between_groups_with_failover() {
+        let want = spec("7.0", "cache.t3.medium", 4);
+        assert_eq!(
+            next_step(&want, &shape(Some("7.0"), "cache.t3.medium", 2)),
+            Some(Step::Replicas {
+                count: 3,
+                more: true
+            })
+        );
+        let want = spec("7.0", "cache.t3.medium", 2);
+        assert_eq!(
+            next_step(&want, &shape(Some("7.0"), "cache.t3.medium", 4)),
+            Some(Step::Replicas {
+                count: 1,
+                more: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_first_replica_comes_before_failover_is_turned_on() {
+        let want = spec("7.0", "cache.t3.large", 3);
+        let mut have = shape(Some("7.0"), "cache.t3.medium", 1);
+        assert_eq!(
+            next_step(&want, &have),
+            Some(Step::Replicas {
+                count: 2,
+                more: true
+            })
+        );
+        have.nodes = 3;
+        assert_eq!(
+            next_step(&want, &have),
+            Some(modify(Some("cache.t3.large"), None, Some(true)))
+        );
+    }
+
+    #[test]
+    fn failover_is_turned_off_before_the_last_replica_goes() {
+        let want = spec("7.0", "cache.t3.medium", 1);
+        let mut have = shape(Some("7.0"), "cache.t3.medium", 3);
+        assert_eq!(
+            next_step(&want, &have),
+            Some(modify(None, None, Some(false)))
+        );
+        have.failover = false;
+        have.both = false;
+        assert_eq!(
+            next_step(&want, &have),
+            Some(Step::Replicas {
+                count: 0,
+                more: false
+            })
+        );
+    }
+
+    #[test]
+    fn failover_or_multi_az_turned_off_by_hand_is_turned_on_again() {
+        let want = spec("7.0", "cache.t3.medium", 2);
+        let mut have = shape(Some("7.0"), "cache.t3.medium", 2);
+        have.both = false;
+        assert_eq!(
+            next_step(&want, &have),
+            Some(modify(None, None, Some(true)))
+        );
+    }
+
+    /// The example stack's cache, its driver (no AWS call is made) and the plan of `changed`
+    /// against a group holding exactly what `cache` asks for.
+    async fn plan_of(
+        change: impl FnOnce(&mut ElastiCacheRedisSpec),
+    ) -> panka_core::plan::ComponentPlan {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/deployment-repo");
+        let loaded = crate::validate::load_stack(&root, "user-platform").expect("example loads");
+        let (mut desired, graph) = crate::validate::plan_input(
+            &loaded,
+            "development",
+            &panka_core::resolve::Options::default(),
+        )
+        .expect("example resolves");
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let driver = ElastiCacheDriver::new(&Ctx::new(sdk, &desired, false));
+        let id = ComponentId::new("notification-service", "cache");
+        let outputs = Outputs::new();
+        let before = driver.desired(&desired.components[&id], &outputs, &Lookups::none());
+        let observed = Observation {
+            exists: true,
+            owned: true,
+            fields: before.fields,
+            ..Observation::default()
+        };
+        let component = desired
+            .components
+            .get_mut(&id)
+            .expect("the example's cache");
+        match &mut component.spec {
+            ComponentSpec::ElastiCacheRedis(s) => change(s),
+            other => panic!("not ElastiCacheRedis: {}", other.kind()),
+        }
+        let component = &desired.components[&id];
+        let observed = driver
+            .complete(component, &outputs, &Lookups::none(), observed)
+            .await
+            .expect("complete");
+        let fields = BTreeMap::from([(
+            id.clone(),
+            driver.desired(component, &outputs, &Lookups::none()),
+        )]);
+        let observed = panka_core::plan::Observed::new(BTreeMap::from([(id.clone(), observed)]));
+        let plan = panka_core::plan::plan(
+            &desired,
+            &graph,
+            &fields,
+            &observed,
+            None,
+            &panka_core::plan::PlanOptions::default(),
+        );
+        let cache = plan.all().find(|p| p.id == id).cloned();
+        cache.expect("the cache is planned")
+    }
+
+    fn changes(p: &panka_core::plan::ComponentPlan) -> Vec<(&str, &Change)> {
+        p.diffs
+            .iter()
+            .map(|d| (d.field.as_str(), &d.change))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn node_type_replicas_and_an_upgrade_are_planned_as_an_update() {
+        let p = plan_of(|s| {
+            s.cluster.node_type = "cache.r6g.large".into();
+            s.cluster.num_nodes = 3;
+            s.engine.version = "7.1".into();
+        })
+        .await;
+        assert_eq!(p.action, Action::Update, "{p:?}");
+        assert!(!p.dangerous);
+        assert_eq!(
+            changes(&p),
+            [
+                ("engineVersion", &Change::Update),
+                ("nodeType", &Change::Update),
+                ("numNodes", &Change::Update),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn encryption_at_rest_is_a_replacement_with_its_reason() {
+        let p = plan_of(|s| {
+            s.cluster.node_type = "cache.r6g.large".into();
+            s.security.as_mut().expect("security").at_rest_encryption = Some(false);
+        })
+        .await;
+        assert_eq!(
+            p.action,
+            Action::Replace {
+                reason: AT_REST_REASON.into()
+            }
+        );
+        assert!(p.dangerous, "a replacement loses the cache's data");
+        assert_eq!(
+            changes(&p),
+            [
+                ("atRestEncryption", &Change::Replace(AT_REST_REASON.into())),
+                ("nodeType", &Change::Update),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn each_replacement_says_its_own_reason() {
+        let p = plan_of(|s| {
+            let security = s.security.as_mut().expect("security");
+            security.transit_encryption = Some(false);
+            security.auth_token_secret = Some(panka_crds::spec::PasswordSecret {
+                secret_ref: "redis-auth".into(),
+                key: None,
+            });
+            s.engine.version = "6.2".into();
+        })
+        .await;
+        let Action::Replace { reason } = &p.action else {
+            panic!("a replacement: {p:?}");
+        };
+        for why in [TRANSIT_REASON, AUTH_TOKEN_REASON, DOWNGRADE_REASON] {
+            assert!(reason.contains(why), "{why} missing from {reason}");
+        }
+        assert_eq!(
+            changes(&p),
+            [
+                ("authToken", &Change::Replace(AUTH_TOKEN_REASON.into())),
+                ("engineVersion", &Change::Update),
+                (DOWNGRADE_FIELD, &Change::Replace(DOWNGRADE_REASON.into())),
+                ("transitEncryption", &Change::Replace(TRANSIT_REASON.into())),
+            ]
+        );
     }
 }
