@@ -4,30 +4,20 @@
 //! trimmed `status` JSON, and `--output yaml` reading back as the JSON.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use panka_tests::emulator::{emulator, unique_name, REGION};
+use panka_tests::emulator::{panka_command, unique_name, REGION};
 use panka_tests::output::{text, yaml_to_json};
 use serde_json::Value;
 use yaml_rust2::YamlLoader;
 
 fn panka(home: &Path, repo: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_panka"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PANKA_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.arg("--repo")
+    panka_command(env!("CARGO_BIN_EXE_panka"), home)
+        .arg("--repo")
         .arg(repo)
         .args(args)
-        .env("HOME", home)
-        .env_remove("AWS_PROFILE")
-        .env("USER", "tester");
-    for (k, v) in emulator().env() {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("failed to run panka")
+        .output()
+        .expect("failed to run panka")
 }
 
 fn ok(o: Output) -> String {

@@ -8,27 +8,16 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use panka_tests::emulator::{emulator, unique_name, REGION};
+use panka_tests::emulator::{panka_command, unique_name, REGION};
 use panka_tests::output::text;
 use serde_json::Value;
 
 fn command(home: &Path, repo: &Path, state: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_panka"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PANKA_") {
-            cmd.env_remove(&key);
-        }
-    }
+    let mut cmd = panka_command(env!("CARGO_BIN_EXE_panka"), home);
     cmd.arg("--repo")
         .arg(repo)
         .args(args)
-        .env("HOME", home)
-        .env("PANKA_STATE_DIR", state)
-        .env_remove("AWS_PROFILE")
-        .env("USER", "tester");
-    for (k, v) in emulator().env() {
-        cmd.env(k, v);
-    }
+        .env("PANKA_STATE_DIR", state);
     cmd
 }
 

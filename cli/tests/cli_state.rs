@@ -3,27 +3,18 @@
 //! clearing it and recording it in `history`.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use panka_controller::lock::{LockOptions, LockTarget, Locker};
-use panka_tests::emulator::{emulator, unique_name, REGION};
+use panka_tests::emulator::{emulator, panka_command, unique_name, REGION};
 use panka_tests::output::text;
 
 fn panka(home: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_panka"));
-    cmd.args(args)
-        .env("HOME", home)
-        .env_remove("PANKA_CONFIG")
-        .env_remove("PANKA_STATE_BUCKET")
-        .env_remove("PANKA_LOCK_TABLE")
-        .env_remove("PANKA_STATE_DIR")
-        .env_remove("AWS_PROFILE")
-        .env("USER", "tester");
-    for (k, v) in emulator().env() {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("failed to run panka")
+    panka_command(env!("CARGO_BIN_EXE_panka"), home)
+        .args(args)
+        .output()
+        .expect("failed to run panka")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

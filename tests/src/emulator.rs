@@ -260,3 +260,23 @@ pub async fn ensure_secrets(sdk: &SdkConfig, stack: &panka_core::model::DesiredS
         }
     }
 }
+
+/// A `panka` command (the binary at `bin`, i.e. `env!("CARGO_BIN_EXE_panka")` of the CLI's tests)
+/// isolated from the caller's setup: `HOME` is `home` (no `~/.panka/config.yaml` of the
+/// developer's), no `PANKA_*` or `AWS_PROFILE` from the environment, the user `tester`, and the
+/// emulator's endpoint and dummy credentials.
+pub fn panka_command(bin: &str, home: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PANKA_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("HOME", home)
+        .env_remove("AWS_PROFILE")
+        .env("USER", "tester");
+    for (k, v) in emulator().env() {
+        cmd.env(k, v);
+    }
+    cmd
+}
