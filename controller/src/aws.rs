@@ -290,6 +290,54 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_smithy_types::body::SdkBody;
+
+    fn response(status: u16, body: &'static str) -> HttpResponse {
+        let mut raw = HttpResponse::new(
+            status.try_into().expect("a valid status"),
+            SdkBody::from(body),
+        );
+        raw.headers_mut().insert("x-amz-request-id", "REQ123");
+        raw
+    }
+
+    #[test]
+    fn a_service_error_prints_as_one_line_with_code_message_and_request_id() {
+        let raw = "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+        let err = SdkError::service_error(
+            GetObjectError::generic(
+                ErrorMetadata::builder()
+                    .code("AccessDenied")
+                    .message("Access Denied")
+                    .build(),
+            ),
+            response(403, raw),
+        );
+        let e = AwsError::from_sdk(&err);
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert_eq!(
+            e.to_string(),
+            "AccessDenied: Access Denied (request id REQ123)"
+        );
+        assert!(!e.to_string().contains('<'), "no raw response: {e}");
+    }
+
+    #[test]
+    fn an_unreadable_response_says_its_status_not_its_body() {
+        let err: SdkError<GetObjectError, HttpResponse> = SdkError::response_error(
+            std::io::Error::other("bad xml"),
+            response(502, "<html>Bad gateway page</html>"),
+        );
+        let e = AwsError::from_sdk(&err);
+        assert_eq!(e.class, ErrorClass::Transient);
+        assert_eq!(
+            e.to_string(),
+            "unreadable response (HTTP 502) (request id REQ123)"
+        );
+    }
 
     #[test]
     fn codes_win_over_status() {
