@@ -276,6 +276,14 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         tokio::spawn(async move {
             interrupted().await;
             on_signal.cancel();
+            eprintln!(
+                "\nInterrupted: finishing the change in flight, then recording state and releasing the lock (Ctrl-C again to quit at once)"
+            );
+            // A second signal is a person who will not wait: leave now. State holds every
+            // finished component and the lease runs out on its own.
+            interrupted().await;
+            eprintln!("quit: the lock is released when its lease runs out (2 min); run `panka unlock` to free it sooner");
+            std::process::exit(130);
         });
         let engine = target_engine(global, &desired, args.lock_timeout).await?;
         let run = engine.run(&desired, opts, cancel.clone());
