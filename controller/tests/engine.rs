@@ -331,6 +331,22 @@ async fn apply_all(
     panic!("the apply never finished");
 }
 
+/// Plans, approves and takes the lock: the apply, not stepped yet.
+async fn start<'a>(
+    f: &'a Fixture,
+    run: &'a Run,
+    desired: &'a DesiredStack,
+    graph: &Graph,
+    progress: &'a dyn Progress,
+) -> Applying<'a> {
+    let prepared = f.engine.plan(run, desired, graph).await.expect("plans");
+    f.engine
+        .apply(run, desired, graph, &prepared.approve(), progress)
+        .await
+        .expect("locks")
+        .expect("has changes")
+}
+
 async fn lock_is_free(f: &Fixture) -> bool {
     use panka_controller::lock::LockBackend;
     let target = LockTarget::stack("shop", "development").expect("target");
@@ -420,14 +436,8 @@ async fn a_progressing_component_is_stepped_again_not_slept_on() {
     let (desired, graph) = stack(&[("a", 10)]);
     f.queues.world().progressing.insert("orders/a".into(), 2);
     let run = f.engine.run(&desired, options(1), CancellationToken::new());
-    let prepared = f.engine.plan(&run, &desired, &graph).await.expect("plans");
     let watch = Watch::default();
-    let applying = f
-        .engine
-        .apply(&run, &desired, &graph, &prepared.approve(), &watch)
-        .await
-        .expect("locks")
-        .expect("has changes");
+    let applying = start(&f, &run, &desired, &graph, &watch).await;
     let started = Instant::now();
     let next = expect_progressing(applying.step().await.expect("steps"));
     // The driver asked for 30 s; the step returned at once, the component already in state.
@@ -561,14 +571,8 @@ async fn a_deletion_still_going_is_stepped_again_until_it_is_gone() {
     let (smaller, graph) = stack(&[("a", 10)]);
     f.queues.world().deleting.insert("orders/b".into(), 2);
     let run = f.engine.run(&smaller, options(2), CancellationToken::new());
-    let prepared = f.engine.plan(&run, &smaller, &graph).await.expect("plans");
     let watch = Watch::default();
-    let applying = f
-        .engine
-        .apply(&run, &smaller, &graph, &prepared.approve(), &watch)
-        .await
-        .expect("locks")
-        .expect("has changes");
+    let applying = start(&f, &run, &smaller, &graph, &watch).await;
     let next = expect_progressing(applying.step().await.expect("steps"));
     assert!(
         state_components(&f).await.contains("orders/b"),
@@ -588,14 +592,8 @@ async fn a_suspended_apply_records_an_in_progress_release_and_frees_the_lock_for
     let (desired, graph) = stack(&[("a", 10)]);
     f.queues.world().progressing.insert("orders/a".into(), 1);
     let run = f.engine.run(&desired, options(1), CancellationToken::new());
-    let prepared = f.engine.plan(&run, &desired, &graph).await.expect("plans");
     let watch = Watch::default();
-    let applying = f
-        .engine
-        .apply(&run, &desired, &graph, &prepared.approve(), &watch)
-        .await
-        .expect("locks")
-        .expect("has changes");
+    let applying = start(&f, &run, &desired, &graph, &watch).await;
     // What a controller does with a rollout still going: end the reconcile, requeue.
     let report = expect_progressing(applying.step().await.expect("steps"))
         .suspend()

@@ -192,6 +192,15 @@ impl<'a> Applying<'a> {
         if self.cx.run.cancel.is_cancelled() {
             return self.close().await;
         }
+        let release = self.record_and_unlock(ReleaseOutcome::InProgress).await;
+        Ok(self.report(release?))
+    }
+
+    /// Writes the release as `outcome`, then releases the lock whatever the write did.
+    async fn record_and_unlock(
+        &mut self,
+        outcome: ReleaseOutcome,
+    ) -> Result<Option<panka_core::state::Release>, EngineError> {
         let release = self
             .book
             .rec
@@ -199,11 +208,11 @@ impl<'a> Applying<'a> {
                 self.cx.desired,
                 &self.cx.run.options,
                 &self.cx.prepared.plan,
-                ReleaseOutcome::InProgress,
+                outcome,
             )
             .await;
         self.unlock().await;
-        Ok(self.report(release?))
+        release
     }
 
     /// The plan being applied.
@@ -221,17 +230,7 @@ impl<'a> Applying<'a> {
         } else {
             ReleaseOutcome::Succeeded
         };
-        let release = self
-            .book
-            .rec
-            .release(
-                self.cx.desired,
-                &self.cx.run.options,
-                &self.cx.prepared.plan,
-                outcome,
-            )
-            .await;
-        self.unlock().await;
+        let release = self.record_and_unlock(outcome).await;
         match outcome {
             ReleaseOutcome::Failed => {
                 let mut all = std::mem::take(&mut self.book.failures);
