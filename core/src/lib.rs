@@ -3,8 +3,8 @@
 //!
 //! The stages of DESIGN.md §3 that do no I/O live here — [`load`] → [`resolve`] → [`graph`] →
 //! [`plan`] (with [`cost`]) — together with the model they work on ([`model`], [`naming`],
-//! [`diag`]), the files they read ([`source::FileTree`]), the state *documents* ([`state`]) and
-//! the keys of state and locks ([`keys`]). This crate depends on neither `aws-*` nor `tokio`, so
+//! [`tags`], [`diag`]), the files they read ([`source::FileTree`]), the state *documents*
+//! ([`state`]) and the keys of state and locks ([`keys`]). This crate depends on neither `aws-*` nor `tokio`, so
 //! the compiler keeps these stages pure; the controller crate does the I/O around them.
 
 pub mod cost;
@@ -18,4 +18,5 @@ pub mod plan;
 pub mod resolve;
 pub mod source;
 pub mod state;
+pub mod tags;
 pub mod validate;

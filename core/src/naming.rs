@@ -22,6 +22,14 @@ pub const TAG_COMPONENT: &str = "panka:component";
 pub const TAG_MANAGED_BY: &str = "panka:managed-by";
 /// Value of [`TAG_MANAGED_BY`].
 pub const MANAGED_BY: &str = "panka";
+/// Every ownership tag key panka sets (the last two only on a component's own resources).
+pub const OWNERSHIP_TAGS: [&str; 5] = [
+    TAG_STACK,
+    TAG_ENVIRONMENT,
+    TAG_MANAGED_BY,
+    TAG_SERVICE,
+    TAG_COMPONENT,
+];
 
 /// Name rules of one AWS resource type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -103,6 +103,12 @@ pub struct StackInfraSpec {
     /// Extra AWS tags put on every resource of the stack.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Tag keys other systems own on the stack's resources (cost allocation, backup policies,
+    /// security tooling): a key, or a pattern where `*` stands for any run of characters, e.g.
+    /// `CostCenter`, `org:*`. panka neither compares, sets nor removes a matching tag; every
+    /// other tag it did not set is removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_tags: Vec<String>,
 }
 
 /// Stack-wide networking.

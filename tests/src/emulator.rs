@@ -210,6 +210,54 @@ pub fn driver_ctx(sdk: &SdkConfig, adopt: bool) -> panka_controller::driver::Ctx
     }
 }
 
+/// `ctx` for a stack whose StackInfra `ignoreTags` lists `patterns`.
+pub fn ignoring_tags(
+    ctx: &panka_controller::driver::Ctx,
+    patterns: &[&str],
+) -> panka_controller::driver::Ctx {
+    let mut ctx = ctx.clone();
+    ctx.infra.ignore_tags = patterns.iter().map(|p| p.to_string()).collect();
+    ctx
+}
+
+/// The tags a person adds by hand in the tag tests: one foreign to panka (`owner`, which panka
+/// removes) and two matching the patterns of [`HAND_IGNORED`] (which panka keeps).
+pub const HAND_TAGS: [(&str, &str); 3] = [
+    ("owner", "someone"),
+    ("CostCenter", "42"),
+    ("org:unit", "payments"),
+];
+
+/// The `ignoreTags` patterns of the tag tests.
+pub const HAND_IGNORED: [&str; 2] = ["CostCenter", "org:*"];
+
+/// Checks a resource's tags after panka converged them following [`HAND_TAGS`]: panka's own
+/// are there, `owner` is gone, the ignored ones are kept.
+///
+/// # Panics
+/// When they are not so.
+pub fn assert_converged_tags(tags: &std::collections::BTreeMap<String, String>, what: &str) {
+    assert_eq!(
+        tags.get("panka:managed-by").map(String::as_str),
+        Some("panka"),
+        "{what}: panka's tags are set: {tags:?}"
+    );
+    assert!(
+        !tags.contains_key("owner"),
+        "{what}: the tag added by hand is removed: {tags:?}"
+    );
+    assert_eq!(
+        tags.get("CostCenter").map(String::as_str),
+        Some("42"),
+        "{what}: an ignored tag is kept: {tags:?}"
+    );
+    assert_eq!(
+        tags.get("org:unit").map(String::as_str),
+        Some("payments"),
+        "{what}: a tag matching an ignored pattern is kept: {tags:?}"
+    );
+}
+
 /// A component of the example repository's `user-platform` stack, resolved for development.
 ///
 /// # Panics

@@ -39,6 +39,9 @@ macro_rules! production {
     };
 }
 
+/// The StackInfra file of stack `notification-platform`.
+const STACK_INFRA: &str = "stacks/notification-platform/infra/defaults.yaml";
+
 /// A scratch copy of the example repository.
 struct Repo {
     dir: TempDir,
@@ -525,6 +528,40 @@ cases! {
         Some((email!("components/api/microservice.yaml"), 50)),
         "`email-service/topic` refers to a component that does not exist",
         "components of stack `notification-platform`",
+    );
+
+    ignore_tags_matching_an_ownership_tag_is_refused => case(
+        |r| r.edit(STACK_INFRA, 24,
+            &["    environments: [production]"],
+            &["    environments: [production]", "  ignoreTags:", "    - CostCenter", "    - \"panka:*\""]),
+        Some((STACK_INFRA, 27)),
+        "`ignoreTags` pattern `panka:*` matches panka's ownership tag `panka:stack`",
+        "never ignored",
+    );
+    ignore_tags_matching_a_tag_panka_sets_is_refused => case(
+        |r| r.edit(STACK_INFRA, 24,
+            &["    environments: [production]"],
+            &["    environments: [production]", "  tags:", "    team: email",
+              "  ignoreTags: [CostCenter, \"te*\"]"]),
+        Some((STACK_INFRA, 27)),
+        "`ignoreTags` pattern `te*` matches `team`, which `tags` sets",
+        "remove it from one of them",
+    );
+    an_empty_ignore_tags_entry_is_refused => case(
+        |r| r.edit(STACK_INFRA, 24,
+            &["    environments: [production]"],
+            &["    environments: [production]", "  ignoreTags:", "    - \"\""]),
+        Some((STACK_INFRA, 26)),
+        "an empty `ignoreTags` entry matches no tag key",
+        "org:*",
+    );
+    a_misspelt_ignore_tags_suggests_the_field => case(
+        |r| r.edit(STACK_INFRA, 24,
+            &["    environments: [production]"],
+            &["    environments: [production]", "  ignoreTag: [CostCenter]"]),
+        Some((STACK_INFRA, 25)),
+        "unknown field `ignoreTag`",
+        "did you mean `ignoreTags`?",
     );
 
     unknown_stack_suggests_the_nearest_stack => Case {

@@ -6,14 +6,17 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{
     BillingMode, KeyType, PointInTimeRecoverySpecification, PointInTimeRecoveryStatus,
-    ProvisionedThroughput, TimeToLiveStatus,
+    ProvisionedThroughput, Tag, TimeToLiveStatus,
 };
 use panka_controller::driver::dynamodb::DynamoDbDriver;
 use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Outputs};
 use panka_core::model::{ComponentSpec, DesiredComponent};
 use panka_core::plan::{diff, Change};
 use panka_crds::spec::{AttributeType, Stream, StreamViewType};
-use panka_tests::emulator::{driver_ctx, emulator, example_component};
+use panka_tests::emulator::{
+    assert_converged_tags, driver_ctx, emulator, example_component, ignoring_tags, HAND_IGNORED,
+    HAND_TAGS,
+};
 
 /// The example's `notification-service/preferences` (userId/channel, on demand, TTL, PITR).
 fn example_table() -> DesiredComponent {
@@ -189,6 +192,78 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
         .expect("update");
     let seen = driver.observe(&table.id, None).await.expect("observe");
     assert_eq!(diff(&desired, &seen), vec![]);
+}
+
+async fn table_tags(client: &aws_sdk_dynamodb::Client, arn: &str) -> BTreeMap<String, String> {
+    client
+        .list_tags_of_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .expect("tags readable")
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
+/// Tags a table by hand, as in the console.
+async fn tag_by_hand(client: &aws_sdk_dynamodb::Client, arn: &str, tags: &[(&str, &str)]) {
+    let tags = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(*v).build().expect("tag"))
+        .collect();
+    client
+        .tag_resource()
+        .resource_arn(arn)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .expect("tagged by hand");
+}
+
+#[tokio::test]
+async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
+    let sdk = emulator().sdk_config().await;
+    let ctx = ignoring_tags(&driver_ctx(&sdk, false), &HAND_IGNORED);
+    let driver = DynamoDbDriver::new(&ctx);
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = example_table();
+    let applied = driver
+        .create(&table, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
+    let arn = &applied.outputs["arn"];
+    let desired = driver.desired(&table, &Outputs::new(), &Lookups::default());
+
+    // Tags matching `ignoreTags` are another system's: no difference.
+    tag_by_hand(&client, arn, &HAND_TAGS[1..]).await;
+    let seen = driver.observe(&table.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "ignored tags are not drift");
+
+    // Any other tag is.
+    tag_by_hand(&client, arn, &HAND_TAGS[..1]).await;
+    let seen = driver.observe(&table.id, None).await.expect("observe");
+    let diffs = diff(&desired, &seen);
+    assert_eq!(
+        diffs.iter().map(|d| d.field.as_str()).collect::<Vec<_>>(),
+        ["tags"],
+        "{diffs:?}"
+    );
+    driver
+        .update(&table, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .await
+        .expect("update");
+
+    let seen = driver.observe(&table.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "converged");
+    assert_converged_tags(&table_tags(&client, arn).await, "table");
+    let before = ctx.calls.mutating();
+    driver
+        .converge(&table, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("converge");
+    assert_eq!(ctx.calls.mutating(), before, "nothing left to change");
 }
 
 #[tokio::test]

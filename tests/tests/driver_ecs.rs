@@ -16,7 +16,10 @@ use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent, DesiredSta
 use panka_core::plan::{diff, FieldValue, Health};
 use panka_core::resolve::Options;
 use panka_crds::spec::SecretRef;
-use panka_tests::emulator::{emulator, ensure_secrets, repo_root, unique_name};
+use panka_tests::emulator::{
+    assert_converged_tags, emulator, ensure_secrets, ignoring_tags, repo_root, unique_name,
+    HAND_IGNORED, HAND_TAGS,
+};
 
 /// The example `user-platform` stack in `development`, renamed to a unique stack so tests
 /// sharing the emulator never see each other's resources.
@@ -911,6 +914,238 @@ async fn a_console_change_of_the_task_count_is_drift_unless_autoscaled() {
     );
 }
 
+impl Fixture {
+    /// Tags, by hand as in the console, every resource of a MicroService with a load balancer
+    /// (service, target group, listener rule, log group) and the shared ones that carry tags
+    /// (cluster, load balancer, execution role).
+    async fn tag_by_hand(&self, applied: &Applied, tags: &[(&str, &str)]) {
+        let ecs_tags: Vec<_> = tags
+            .iter()
+            .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(*k).value(*v).build())
+            .collect();
+        let cluster_arn = &self.shared_applied[&cluster_id()].outputs["arn"];
+        for arn in [&applied.outputs["arn"], cluster_arn] {
+            self.ecs
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(ecs_tags.clone()))
+                .send()
+                .await
+                .expect("ECS resource tagged by hand");
+        }
+        let elb_tags: Vec<_> = tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+            })
+            .collect();
+        for arn in [
+            &applied.identifiers["targetGroupArn"],
+            &applied.identifiers["ruleArn"],
+            &self.shared_applied[&alb_id()].outputs["arn"],
+        ] {
+            self.elb
+                .add_tags()
+                .resource_arns(arn)
+                .set_tags(Some(elb_tags.clone()))
+                .send()
+                .await
+                .expect("ELB resource tagged by hand");
+        }
+        let log_group = self.log_group_arn(&applied.outputs["logGroup"]).await;
+        let mut req = self.logs.tag_resource().resource_arn(log_group);
+        for (k, v) in tags {
+            req = req.tags(*k, *v);
+        }
+        req.send().await.expect("log group tagged by hand");
+        let iam_tags: Vec<_> = tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_iam::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .expect("IAM tag")
+            })
+            .collect();
+        self.iam
+            .tag_role()
+            .role_name(&self.shared_applied[&execution_role_id()].outputs["name"])
+            .set_tags(Some(iam_tags))
+            .send()
+            .await
+            .expect("role tagged by hand");
+    }
+
+    async fn log_group_arn(&self, name: &str) -> String {
+        self.logs
+            .describe_log_groups()
+            .log_group_name_prefix(name)
+            .send()
+            .await
+            .expect("log groups")
+            .log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(name))
+            .and_then(|g| g.log_group_arn())
+            .expect("the log group exists")
+            .to_string()
+    }
+
+    async fn elb_tags(&self, arn: &str) -> BTreeMap<String, String> {
+        self.elb
+            .describe_tags()
+            .resource_arns(arn)
+            .send()
+            .await
+            .expect("tags")
+            .tag_descriptions()
+            .iter()
+            .flat_map(|d| d.tags())
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
+    let f = Fixture::new().await;
+    let ctx = ignoring_tags(&f.ctx, &HAND_IGNORED);
+    let (api, shared) = (EcsDriver::microservice(&ctx), SharedDriver::new(&ctx));
+    let mut stack = f.stack.clone();
+    stack.infra.ignore_tags = ctx.infra.ignore_tags.clone();
+    let c = f.component("user-service/api");
+    let lookups = api.look_up(&[&c]).await.expect("look up");
+    let applied = api.create(&c, &f.outputs, &lookups).await.expect("create");
+    let desired = api.desired(&c, &f.outputs, &lookups);
+    let shared_diffs = || async {
+        let seen = shared.observe().await.expect("observe shared");
+        let mut out = Vec::new();
+        for (id, want) in shared.desired(&stack) {
+            for d in diff(&want, &seen[&id]) {
+                out.push(format!("{id} {}", d.field));
+            }
+        }
+        out
+    };
+
+    // Tags matching `ignoreTags` are another system's: no difference anywhere.
+    f.tag_by_hand(&applied, &HAND_TAGS[1..]).await;
+    let seen = api.observe(&c.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "ignored tags are not drift");
+    assert_eq!(shared_diffs().await, Vec::<String>::new());
+
+    // Any other tag is: on the service, its target group and its rule (the log group is not
+    // compared by plans), and on the shared resources.
+    f.tag_by_hand(&applied, &HAND_TAGS[..1]).await;
+    let seen = api.observe(&c.id, None).await.expect("observe");
+    let diffs = diff(&desired, &seen);
+    let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "loadBalancer.rule.tags",
+            "loadBalancer.targetGroup.tags",
+            "tags"
+        ],
+        "{diffs:?}"
+    );
+    assert_eq!(
+        shared_diffs().await,
+        [
+            "_stack/alb tags",
+            "_stack/cluster tags",
+            "_stack/execution-role tags"
+        ]
+    );
+
+    // By operation, whatever the service (ECS and CloudWatch Logs both name theirs UntagResource).
+    let mutations = || {
+        f.calls()
+            .into_iter()
+            .filter(|(op, _)| is_mutating(op))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = mutations();
+    api.update(&c, &f.outputs, &lookups, &diffs, &seen)
+        .await
+        .expect("update");
+    assert_eq!(
+        gained(&before, &mutations()),
+        ops(&[("RemoveTags", 2), ("UntagResource", 2)]),
+        "only the tags made by hand go (from the target group and the rule; the service and the \
+         log group): no new revision, no service update"
+    );
+    shared.ensure(&stack).await.expect("ensure shared");
+
+    let seen = api.observe(&c.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "converged");
+    assert_eq!(
+        shared_diffs().await,
+        Vec::<String>::new(),
+        "shared converged"
+    );
+    let svc = f.service(&applied.outputs["name"]).await;
+    assert_converged_tags(&ecs_tags(svc.tags()), "ECS service");
+    assert_converged_tags(
+        &f.elb_tags(&applied.identifiers["targetGroupArn"]).await,
+        "target group",
+    );
+    assert_converged_tags(&f.elb_tags(&applied.identifiers["ruleArn"]).await, "rule");
+    let log_group = f.log_group_arn(&applied.outputs["logGroup"]).await;
+    let log_tags: BTreeMap<String, String> = f
+        .logs
+        .list_tags_for_resource()
+        .resource_arn(&log_group)
+        .send()
+        .await
+        .expect("log group tags")
+        .tags()
+        .map(|t| t.clone().into_iter().collect())
+        .unwrap_or_default();
+    assert_converged_tags(&log_tags, "log group");
+    let cluster = f
+        .ecs
+        .describe_clusters()
+        .clusters(f.cluster())
+        .include(aws_sdk_ecs::types::ClusterField::Tags)
+        .send()
+        .await
+        .expect("clusters");
+    assert_converged_tags(&ecs_tags(cluster.clusters()[0].tags()), "cluster");
+    assert_converged_tags(
+        &f.elb_tags(&f.shared_applied[&alb_id()].outputs["arn"])
+            .await,
+        "load balancer",
+    );
+    let role = f
+        .iam
+        .get_role()
+        .role_name(&f.shared_applied[&execution_role_id()].outputs["name"])
+        .send()
+        .await
+        .expect("role");
+    let role_tags: BTreeMap<String, String> = role
+        .role()
+        .expect("role")
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert_converged_tags(&role_tags, "execution role");
+
+    // Converged: another update changes nothing.
+    let before = f.ctx.calls.mutating();
+    api.update(&c, &f.outputs, &lookups, &[], &seen)
+        .await
+        .expect("update");
+    assert_eq!(f.ctx.calls.mutating(), before, "nothing left to change");
+}
+
 #[tokio::test]
 async fn a_worker_runs_without_load_balancer_or_autoscaling() {
     let f = Fixture::new().await;
@@ -1477,6 +1712,9 @@ async fn observing_many_services_batches_reads_and_sees_what_one_at_a_time_sees(
     assert_eq!(many_calls["DescribeLoadBalancers"], 1);
     assert_eq!(many_calls["DescribeListeners"], 1);
     assert_eq!(many_calls["DescribeRules"], 1);
+    // The target groups' and rules' tags: one call for both services, one per service singly.
+    assert_eq!(many_calls["DescribeTags"], 1);
+    assert_eq!(one_calls["DescribeTags"], 2);
     assert_eq!(one_calls["DescribeLoadBalancers"], 2);
     // Only the revision nothing was recorded for is described.
     assert_eq!(one_calls["DescribeTaskDefinition"], 2);

@@ -25,7 +25,9 @@ use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_core::plan::{diff, Change};
 use panka_core::resolve::Options;
 use panka_crds::spec::{ElastiCacheRedisSpec, PasswordSecret};
-use panka_tests::emulator::{driver_ctx, emulator, repo_root};
+use panka_tests::emulator::{
+    assert_converged_tags, driver_ctx, emulator, ignoring_tags, repo_root, HAND_IGNORED, HAND_TAGS,
+};
 
 /// The AUTH token stored by the tests; asserted never to appear in what the driver returns.
 const TOKEN: &str = "auth-token-0123456789-never-shown";
@@ -585,6 +587,79 @@ async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
         .await
         .expect("observe");
     assert_eq!(diff(&desired, &seen), vec![]);
+}
+
+/// Tags an ElastiCache resource by hand, as in the console.
+async fn tag_by_hand(client: &aws_sdk_elasticache::Client, arn: &str, tags: &[(&str, &str)]) {
+    let tags = tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_elasticache::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+        })
+        .collect();
+    client
+        .add_tags_to_resource()
+        .resource_name(arn)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .expect("tagged by hand");
+}
+
+#[tokio::test]
+async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
+    let (_, ctx, client, cache) = env().await;
+    let ctx = ignoring_tags(&ctx, &HAND_IGNORED);
+    let driver = short_waiting(&ctx);
+    let applied = driver
+        .create(&cache, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
+    let arn = &applied.outputs["arn"];
+    let group_arn = subnet_group(&client, &applied.identifiers["subnetGroup"])
+        .await
+        .and_then(|g| g.arn().map(str::to_string))
+        .expect("the cache subnet group has an ARN");
+    let desired = driver.desired(&cache, &Outputs::new(), &Lookups::default());
+
+    // Tags matching `ignoreTags` are another system's: no difference.
+    tag_by_hand(&client, arn, &HAND_TAGS[1..]).await;
+    let seen = driver
+        .observe(&cache.id, Some(&applied.identifiers))
+        .await
+        .expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "ignored tags are not drift");
+
+    // Any other tag is.
+    tag_by_hand(&client, arn, &HAND_TAGS[..1]).await;
+    tag_by_hand(&client, &group_arn, &HAND_TAGS).await;
+    let seen = driver
+        .observe(&cache.id, Some(&applied.identifiers))
+        .await
+        .expect("observe");
+    assert!(seen.owned, "a tag more does not make it someone else's");
+    let diffs = diff(&desired, &seen);
+    assert_eq!(
+        diffs.iter().map(|d| d.field.as_str()).collect::<Vec<_>>(),
+        ["tags"],
+        "{diffs:?}"
+    );
+    driver
+        .update(&cache, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .await
+        .expect("update");
+
+    let seen = driver
+        .observe(&cache.id, Some(&applied.identifiers))
+        .await
+        .expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "converged");
+    assert_converged_tags(&tags_of(&client, arn).await, "replication group");
+    // The cache subnet group is not compared by plans, but converged with its group.
+    assert_converged_tags(&tags_of(&client, &group_arn).await, "cache subnet group");
 }
 
 #[tokio::test]

@@ -10,7 +10,10 @@ use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Observe, Outpu
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_core::plan::{diff, Change};
 use panka_crds::spec::RdsSpec;
-use panka_tests::emulator::{driver_ctx, emulator, example_component};
+use panka_tests::emulator::{
+    assert_converged_tags, driver_ctx, emulator, example_component, ignoring_tags, HAND_IGNORED,
+    HAND_TAGS,
+};
 
 /// The master password every test stores; asserted never to appear in anything the driver returns.
 const PASSWORD: &str = "s3cret-Pa55word-never-shown";
@@ -220,6 +223,82 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
     let got = describe(&rds, name).await;
     assert_eq!(got.db_instance_class(), Some("db.t3.medium"));
     assert_eq!(got.backup_retention_period(), Some(1));
+}
+
+async fn rds_tags(rds: &aws_sdk_rds::Client, arn: &str) -> BTreeMap<String, String> {
+    rds.list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .expect("tags readable")
+        .tag_list()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+/// Tags an RDS resource by hand, as in the console.
+async fn tag_by_hand(rds: &aws_sdk_rds::Client, arn: &str, tags: &[(&str, &str)]) {
+    let tags = tags
+        .iter()
+        .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build())
+        .collect();
+    rds.add_tags_to_resource()
+        .resource_name(arn)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .expect("tagged by hand");
+}
+
+#[tokio::test]
+async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
+    let Env { ctx, rds, db, .. } = env().await;
+    let ctx = ignoring_tags(&ctx, &HAND_IGNORED);
+    let driver = RdsDriver::new(&ctx);
+    let applied = driver
+        .create(&db, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
+    let arn = &applied.identifiers["arn"];
+    let group_arn = rds
+        .describe_db_subnet_groups()
+        .db_subnet_group_name(&applied.identifiers["subnetGroup"])
+        .send()
+        .await
+        .expect("subnet group")
+        .db_subnet_groups()
+        .first()
+        .and_then(|g| g.db_subnet_group_arn())
+        .expect("subnet group ARN")
+        .to_string();
+    let desired = driver.desired(&db, &Outputs::new(), &Lookups::default());
+
+    // Tags matching `ignoreTags` are another system's: no difference.
+    tag_by_hand(&rds, arn, &HAND_TAGS[1..]).await;
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "ignored tags are not drift");
+
+    // Any other tag is.
+    tag_by_hand(&rds, arn, &HAND_TAGS[..1]).await;
+    tag_by_hand(&rds, &group_arn, &HAND_TAGS).await;
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    let diffs = diff(&desired, &seen);
+    assert_eq!(
+        diffs.iter().map(|d| d.field.as_str()).collect::<Vec<_>>(),
+        ["tags"],
+        "{diffs:?}"
+    );
+    driver
+        .update(&db, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .await
+        .expect("update");
+
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "converged");
+    assert_converged_tags(&rds_tags(&rds, arn).await, "DB instance");
+    // The subnet group is not compared by plans, but converged with its instance.
+    assert_converged_tags(&rds_tags(&rds, &group_arn).await, "DB subnet group");
 }
 
 #[tokio::test]

@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, PublicAccessBlockConfiguration, VersioningConfiguration,
+    BucketVersioningStatus, PublicAccessBlockConfiguration, Tag, Tagging, VersioningConfiguration,
 };
 use panka_controller::driver::s3::S3Driver;
 use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Outputs};
 use panka_core::model::{ComponentSpec, DesiredComponent};
 use panka_core::plan::{diff, Change};
-use panka_tests::emulator::{driver_ctx, emulator, example_component};
+use panka_tests::emulator::{
+    assert_converged_tags, driver_ctx, emulator, example_component, ignoring_tags, HAND_IGNORED,
+    HAND_TAGS,
+};
 
 /// The example's `notification-service/templates` (versioning, AES256, blocked, noncurrent 90).
 fn example_bucket() -> DesiredComponent {
@@ -209,6 +212,73 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
         .await
         .expect("versioning");
     assert_eq!(versioning.status(), Some(&BucketVersioningStatus::Enabled));
+}
+
+/// Adds tags by hand, as in the console: S3 takes the whole set at once.
+async fn tag_by_hand(client: &aws_sdk_s3::Client, bucket: &str, add: &[(&str, &str)]) {
+    let mut all = tags(client, bucket).await;
+    all.extend(add.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let set = all
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("tag"))
+        .collect();
+    client
+        .put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(
+            Tagging::builder()
+                .set_tag_set(Some(set))
+                .build()
+                .expect("tagging"),
+        )
+        .send()
+        .await
+        .expect("tagged by hand");
+}
+
+#[tokio::test]
+async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
+    let sdk = emulator().sdk_config().await;
+    let ctx = ignoring_tags(&driver_ctx(&sdk, false), &HAND_IGNORED);
+    let driver = S3Driver::new(&ctx);
+    let client = panka_controller::aws::s3_client(&sdk, None);
+    let bucket = example_bucket();
+    let applied = driver
+        .create(&bucket, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
+    let name = &applied.outputs["name"];
+    let desired = driver.desired(&bucket, &Outputs::new(), &Lookups::default());
+
+    // Tags matching `ignoreTags` are another system's: no difference.
+    tag_by_hand(&client, name, &HAND_TAGS[1..]).await;
+    let seen = driver.observe(&bucket.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "ignored tags are not drift");
+
+    // Any other tag is.
+    tag_by_hand(&client, name, &HAND_TAGS[..1]).await;
+    let seen = driver.observe(&bucket.id, None).await.expect("observe");
+    let diffs = diff(&desired, &seen);
+    assert_eq!(
+        diffs.iter().map(|d| d.field.as_str()).collect::<Vec<_>>(),
+        ["tags"],
+        "{diffs:?}"
+    );
+    driver
+        .update(&bucket, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .await
+        .expect("update");
+
+    let seen = driver.observe(&bucket.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "converged");
+    // PutBucketTagging replaces the whole set: the ignored tags were written back.
+    assert_converged_tags(&tags(&client, name).await, "bucket");
+    let before = ctx.calls.mutating();
+    driver
+        .converge(&bucket, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("converge");
+    assert_eq!(ctx.calls.mutating(), before, "nothing left to change");
 }
 
 #[tokio::test]

@@ -8,7 +8,10 @@ use panka_controller::driver::sqs::SqsDriver;
 use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Outputs};
 use panka_core::model::{ComponentSpec, DesiredComponent};
 use panka_core::plan::diff;
-use panka_tests::emulator::{driver_ctx, emulator, example_component};
+use panka_tests::emulator::{
+    assert_converged_tags, driver_ctx, emulator, example_component, ignoring_tags, HAND_IGNORED,
+    HAND_TAGS,
+};
 
 /// The example's `notification-service/queue` (standard queue, DLQ with maxReceiveCount 3).
 fn example_queue() -> DesiredComponent {
@@ -128,6 +131,74 @@ async fn a_console_change_is_seen_as_a_diff_and_update_reverts_it() {
     );
 }
 
+async fn queue_tags(client: &aws_sdk_sqs::Client, url: &str) -> BTreeMap<String, String> {
+    client
+        .list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .expect("tags readable")
+        .tags()
+        .map(|t| t.clone().into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Tags a queue by hand, as in the console.
+async fn tag_by_hand(client: &aws_sdk_sqs::Client, url: &str, tags: &[(&str, &str)]) {
+    let mut req = client.tag_queue().queue_url(url);
+    for (k, v) in tags {
+        req = req.tags(*k, *v);
+    }
+    req.send().await.expect("tagged by hand");
+}
+
+#[tokio::test]
+async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
+    let sdk = emulator().sdk_config().await;
+    let ctx = ignoring_tags(&driver_ctx(&sdk, false), &HAND_IGNORED);
+    let driver = SqsDriver::new(&ctx);
+    let client = aws_sdk_sqs::Client::new(&sdk);
+    let queue = example_queue();
+    let applied = driver
+        .create(&queue, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("create");
+    let (url, dlq_url) = (&applied.outputs["url"], &applied.outputs["dlqUrl"]);
+    let desired = driver.desired(&queue, &Outputs::new(), &Lookups::default());
+
+    // Tags matching `ignoreTags` are another system's: no difference.
+    tag_by_hand(&client, url, &HAND_TAGS[1..]).await;
+    let seen = driver.observe(&queue.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "ignored tags are not drift");
+
+    // Any other tag is.
+    tag_by_hand(&client, url, &HAND_TAGS[..1]).await;
+    tag_by_hand(&client, dlq_url, &HAND_TAGS).await;
+    let seen = driver.observe(&queue.id, None).await.expect("observe");
+    let diffs = diff(&desired, &seen);
+    assert_eq!(
+        diffs.iter().map(|d| d.field.as_str()).collect::<Vec<_>>(),
+        ["tags"],
+        "{diffs:?}"
+    );
+    driver
+        .update(&queue, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .await
+        .expect("update");
+
+    let seen = driver.observe(&queue.id, None).await.expect("observe");
+    assert_eq!(diff(&desired, &seen), vec![], "converged");
+    assert_converged_tags(&queue_tags(&client, url).await, "queue");
+    // The dead-letter queue is not compared by plans, but converged with its queue.
+    assert_converged_tags(&queue_tags(&client, dlq_url).await, "dead-letter queue");
+    let before = ctx.calls.mutating();
+    driver
+        .converge(&queue, &Outputs::new(), &Lookups::default())
+        .await
+        .expect("converge");
+    assert_eq!(ctx.calls.mutating(), before, "nothing left to change");
+}
+
 #[tokio::test]
 async fn turning_the_dlq_off_removes_the_redrive_and_the_dlq() {
     let (driver, _ctx, client) = driver().await;
@@ -191,6 +262,26 @@ async fn a_same_named_queue_without_our_tags_is_not_taken() {
         .expect_err("must refuse");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
     assert!(err.to_string().contains("--adopt"), "{err}");
+
+    // Nor deleted when a record names it (a queue re-created by someone else under the URL).
+    let url = seen.identifiers["url"].clone();
+    let err = driver
+        .delete(
+            &queue.id,
+            &BTreeMap::from([("url".to_string(), url.clone())]),
+        )
+        .await
+        .expect_err("must refuse to delete");
+    assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
+    assert!(
+        client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .send()
+            .await
+            .is_ok(),
+        "the foreign queue is still there"
+    );
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use panka_crds::spec::{AttributeType, BillingMode, DynamoDbSpec, KeyAttribute, S
 use panka_crds::Kind;
 use serde_json::{json, Value};
 
+use super::support::{ensure_ours, or_missing};
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
 use crate::aws::AwsError;
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
@@ -32,6 +33,8 @@ use panka_core::plan::{DesiredFields, FieldValue, Health, Observation};
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Reason shown when the keys differ.
 const KEYS_FIXED: &str = "a table's key schema is fixed at creation";
+/// DynamoDB's own codes for "no such table".
+const MISSING: &[&str] = &["ResourceNotFoundException", "TableNotFoundException"];
 
 /// The DynamoDB driver.
 pub struct DynamoDbDriver {
@@ -68,11 +71,13 @@ impl DynamoDbDriver {
         id: &ComponentId,
         table: &str,
     ) -> Result<Option<TableDescription>, DriverError> {
-        match self.client.describe_table().table_name(table).send().await {
-            Ok(out) => Ok(out.table().cloned()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
-            Err(e) => Err(DriverError::aws("describe table", id, &e)),
-        }
+        let out = or_missing(
+            self.client.describe_table().table_name(table).send().await,
+            MISSING,
+            "describe table",
+            id,
+        )?;
+        Ok(out.and_then(|out| out.table().cloned()))
     }
 
     async fn tags(
@@ -92,9 +97,7 @@ impl DynamoDbDriver {
                 .await
                 .map_err(|e| DriverError::aws("read table tags", id, &e))?;
             for t in out.tags() {
-                if !t.key().starts_with("aws:") {
-                    tags.insert(t.key().to_string(), t.value().to_string());
-                }
+                tags.insert(t.key().to_string(), t.value().to_string());
             }
             match out.next_token() {
                 Some(token) if !token.is_empty() => next = Some(token.to_string()),
@@ -173,7 +176,7 @@ impl DynamoDbDriver {
             .and_then(|p| p.point_in_time_recovery_status())
             == Some(&PointInTimeRecoveryStatus::Enabled);
         f.insert("pointInTimeRecovery".into(), FieldValue::known(pitr));
-        f.insert("tags".into(), FieldValue::known(&tags));
+        f.insert("tags".into(), self.ctx.tag_policy().field(&tags));
         Ok(Some(Seen {
             table: desc,
             fields: f,
@@ -219,13 +222,7 @@ impl DynamoDbDriver {
             defs.push(attribute(id, sort)?);
             schema.push(key(id, sort, KeyType::Range)?);
         }
-        let tags = self
-            .ctx
-            .tags(id)
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| build_error(id, &e))?;
+        let tags = dynamodb_tags(id, self.ctx.tags(id))?;
         let mut req = self
             .client
             .create_table()
@@ -264,11 +261,8 @@ impl DynamoDbDriver {
                 component: id.clone(),
                 message: format!("table {table} vanished while being created"),
             })?;
-        if !fresh && !self.ctx.may_touch(id, &seen.tags) {
-            return Err(DriverError::NotOurs {
-                component: id.clone(),
-                what: format!("table {table}"),
-            });
+        if !fresh {
+            ensure_ours(&self.ctx, id, &seen.tags, format!("table {table}"))?;
         }
         let want = table_fields(spec);
         let have = |name: &str| seen.fields.get(name).and_then(known);
@@ -393,32 +387,21 @@ impl DynamoDbDriver {
         arn: &str,
         have: &BTreeMap<String, String>,
     ) -> Result<(), DriverError> {
-        let want = self.ctx.tags(id);
-        let missing = want
-            .iter()
-            .filter(|(k, v)| have.get(*k) != Some(*v))
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| build_error(id, &e))?;
-        if !missing.is_empty() {
+        let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), have);
+        if !changes.set.is_empty() {
             self.client
                 .tag_resource()
                 .resource_arn(arn)
-                .set_tags(Some(missing))
+                .set_tags(Some(dynamodb_tags(id, changes.set)?))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("tag table", id, &e))?;
         }
-        let extra: Vec<String> = have
-            .keys()
-            .filter(|k| !want.contains_key(*k))
-            .cloned()
-            .collect();
-        if !extra.is_empty() {
+        if !changes.remove.is_empty() {
             self.client
                 .untag_resource()
                 .resource_arn(arn)
-                .set_tag_keys(Some(extra))
+                .set_tag_keys(Some(changes.remove))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("untag table", id, &e))?;
@@ -437,11 +420,15 @@ fn spec_of(component: &DesiredComponent) -> Result<&DynamoDbSpec, DriverError> {
     }
 }
 
-fn is_missing(err: &AwsError) -> bool {
-    super::is_missing(
-        err,
-        &["ResourceNotFoundException", "TableNotFoundException"],
-    )
+/// DynamoDB tags from a map.
+fn dynamodb_tags(
+    id: &ComponentId,
+    tags: BTreeMap<String, String>,
+) -> Result<Vec<Tag>, DriverError> {
+    tags.into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| build_error(id, &e))
 }
 
 fn has_code(err: &AwsError, code: &str) -> bool {
@@ -628,7 +615,10 @@ impl Driver for DynamoDbDriver {
                 f.set(name, FieldValue::Known(value));
             }
         }
-        f.set("tags", FieldValue::known(self.ctx.tags(&component.id)));
+        f.set(
+            "tags",
+            self.ctx.tag_policy().field(&self.ctx.tags(&component.id)),
+        );
         f
     }
 
@@ -694,16 +684,13 @@ impl Driver for DynamoDbDriver {
         };
         // Deleting a table destroys its data: never one that is not ours.
         let tags = self.tags(id, desc.table_arn().unwrap_or_default()).await?;
-        if !self.ctx.may_touch(id, &tags) {
-            return Err(DriverError::NotOurs {
-                component: id.clone(),
-                what: format!("table {table}"),
-            });
-        }
-        match self.client.delete_table().table_name(&table).send().await {
-            Ok(_) => Ok(Deletion::Done),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(Deletion::Done),
-            Err(e) => Err(DriverError::aws("delete table", id, &e)),
-        }
+        ensure_ours(&self.ctx, id, &tags, format!("table {table}"))?;
+        or_missing(
+            self.client.delete_table().table_name(&table).send().await,
+            MISSING,
+            "delete table",
+            id,
+        )?;
+        Ok(Deletion::Done)
     }
 }

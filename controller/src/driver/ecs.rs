@@ -68,8 +68,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::shared::{self, ecs_tags, elb_tags};
+use super::support::{ensure_ours, is_missing, or_missing};
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
-use crate::aws::AwsError;
+use crate::aws::{self, AwsError};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent, ResolvedConfig};
 use panka_core::naming::NameRules;
 use panka_core::plan::{
@@ -167,6 +168,10 @@ struct LbShape {
     path: String,
     host: Option<String>,
     health_check_path: String,
+    /// The target group's tags panka manages (see [`super::support::TagPolicy::managed`]).
+    target_group_tags: BTreeMap<String, String>,
+    /// The listener rule's tags panka manages.
+    rule_tags: BTreeMap<String, String>,
 }
 
 /// One target-tracking policy.
@@ -324,6 +329,11 @@ fn project(task: &TaskShape, svc: &ServiceShape) -> Fields {
             "loadBalancer.healthCheckPath",
             FieldValue::known(&lb.health_check_path),
         );
+        put(
+            "loadBalancer.targetGroup.tags",
+            FieldValue::known(&lb.target_group_tags),
+        );
+        put("loadBalancer.rule.tags", FieldValue::known(&lb.rule_tags));
     }
     put("autoscaling", FieldValue::known(&svc.autoscaling));
     f
@@ -685,6 +695,8 @@ impl EcsDriver {
             .and_then(|n| n.assign_public_ip)
             .unwrap_or_else(|| shared::stack_assigns_public_ip(&self.ctx.infra));
         let (desired_count, autoscaling) = scaling(infra);
+        // Only the tags panka manages are compared (see [`super::support`]).
+        let tags = self.ctx.tag_policy().managed(&self.ctx.tags(id));
         let load_balancer = w.load_balancer.map(|lb| {
             let readiness = w
                 .health_check
@@ -701,6 +713,8 @@ impl EcsDriver {
                     .unwrap_or_else(|| format!("/{}/{}/*", id.service, id.component)),
                 host: lb.host.clone(),
                 health_check_path: readiness.map_or_else(|| "/".to_string(), |h| h.path.clone()),
+                target_group_tags: tags.clone(),
+                rule_tags: tags.clone(),
             }
         });
         let retention = self
@@ -720,7 +734,7 @@ impl EcsDriver {
                 .map(|s| split_list(s)),
             assign_public_ip: public,
             circuit_breaker: true,
-            tags: self.ctx.tags(id),
+            tags,
             load_balancer,
             autoscaling,
             log_retention: Some(retention),
@@ -799,6 +813,8 @@ struct Batch {
     listeners: HashMap<String, Option<String>>,
     /// Every rule by listener ARN.
     rules: HashMap<String, Vec<Rule>>,
+    /// Tags of target groups and listener rules, by ARN.
+    elb_tags: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// Identifier recording [`TaskShape::fingerprint`] of the revision a service was last applied
@@ -909,7 +925,7 @@ impl EcsDriver {
             }
             let arn = match self.secrets.describe_secret().secret_id(name).send().await {
                 Ok(out) => out.arn().map(str::to_string),
-                Err(e) if is_missing(&AwsError::from_sdk(&e)) => None,
+                Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => None,
                 Err(e) => return Err(DriverError::aws("look up secret", &component.id, &e)),
             };
             let Some(arn) = arn else {
@@ -961,7 +977,7 @@ impl EcsDriver {
                 .iter()
                 .find(|s| s.status() == Some("ACTIVE"))
                 .cloned()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
+            Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => Ok(None),
             Err(e) => Err(DriverError::aws("read ECS service", id, &e)),
         }
     }
@@ -1016,7 +1032,7 @@ impl EcsDriver {
     }
 
     /// The target group, its rule and the load balancer's DNS name, found from the service's
-    /// target group: `(shape, target group ARN, rule ARN, url)`.
+    /// target group: `(shape, rule ARN, url)`; `None` when the target group is gone.
     async fn observe_lb(
         &self,
         id: &ComponentId,
@@ -1025,17 +1041,17 @@ impl EcsDriver {
     ) -> Result<Option<(LbShape, Option<String>, Option<String>)>, DriverError> {
         let tg = match batch.target_groups.get(tg_arn) {
             Some(read) => read.clone(),
-            None => match self
-                .elb
-                .describe_target_groups()
-                .target_group_arns(tg_arn)
-                .send()
-                .await
-            {
-                Ok(o) => o.target_groups().first().cloned(),
-                Err(e) if is_missing(&AwsError::from_sdk(&e)) => return Ok(None),
-                Err(e) => return Err(DriverError::aws("read target group", id, &e)),
-            },
+            None => or_missing(
+                self.elb
+                    .describe_target_groups()
+                    .target_group_arns(tg_arn)
+                    .send()
+                    .await,
+                MISSING,
+                "read target group",
+                id,
+            )?
+            .and_then(|o| o.target_groups().first().cloned()),
         };
         let Some(tg) = tg else {
             return Ok(None);
@@ -1045,9 +1061,40 @@ impl EcsDriver {
             path: String::new(),
             host: None,
             health_check_path: tg.health_check_path().unwrap_or("/").to_string(),
+            target_group_tags: BTreeMap::new(),
+            rule_tags: BTreeMap::new(),
         };
+        let (rule, url) = self.observe_route(id, &tg, batch).await?;
+        if let Some(rule) = &rule {
+            (shape.path, shape.host) = conditions_of(rule);
+        }
+        let rule_arn = rule.as_ref().and_then(|r| r.rule_arn()).map(str::to_string);
+        let mut arns = vec![tg_arn.to_string()];
+        arns.extend(rule_arn.clone());
+        let mut tags = self.elb_tags(id, &arns, batch).await?;
+        let policy = self.ctx.tag_policy();
+        shape.target_group_tags = policy.managed(&tags.remove(tg_arn).unwrap_or_default());
+        if let Some(arn) = &rule_arn {
+            shape.rule_tags = policy.managed(&tags.remove(arn).unwrap_or_default());
+        }
+        let url = url.map(|dns| {
+            let host = shape.host.clone().unwrap_or(dns);
+            format!("http://{host}{}", url_path(&shape.path))
+        });
+        Ok(Some((shape, rule_arn, url)))
+    }
+
+    /// The listener rule forwarding to `tg` and the load balancer's DNS name, as far as they
+    /// exist.
+    async fn observe_route(
+        &self,
+        id: &ComponentId,
+        tg: &TargetGroup,
+        batch: &Batch,
+    ) -> Result<(Option<Rule>, Option<String>), DriverError> {
+        let tg_arn = tg.target_group_arn().unwrap_or_default();
         let Some(lb_arn) = tg.load_balancer_arns().first() else {
-            return Ok(Some((shape, None, None)));
+            return Ok((None, None));
         };
         let dns = match batch.load_balancers.get(lb_arn) {
             Some(dns) => dns.clone(),
@@ -1068,23 +1115,53 @@ impl EcsDriver {
             None => self.http_listener(id, lb_arn).await?,
         };
         let Some(listener) = listener else {
-            return Ok(Some((shape, None, None)));
+            return Ok((None, None));
         };
         let rule = match batch.rules.get(&listener) {
             Some(rules) => rules.iter().find(|r| forwards_to(r, tg_arn)).cloned(),
             None => self.find_rule(id, &listener, tg_arn).await?,
         };
-        let Some(rule) = rule else {
-            return Ok(Some((shape, None, None)));
-        };
-        let (path, host) = conditions_of(&rule);
-        shape.path = path;
-        shape.host = host;
-        let url = dns.map(|d| {
-            let host = shape.host.clone().unwrap_or(d);
-            format!("http://{host}{}", url_path(&shape.path))
-        });
-        Ok(Some((shape, rule.rule_arn().map(str::to_string), url)))
+        // Without a rule there is no route, hence no URL.
+        Ok(match rule {
+            Some(rule) => (Some(rule), dns),
+            None => (None, None),
+        })
+    }
+
+    /// Tags of load balancer resources (target groups, rules) by ARN: from `batch` where it has
+    /// them, the others in one DescribeTags call. An ARN AWS does not know has no entry.
+    async fn elb_tags(
+        &self,
+        id: &ComponentId,
+        arns: &[String],
+        batch: &Batch,
+    ) -> Result<HashMap<String, BTreeMap<String, String>>, DriverError> {
+        let mut found: HashMap<String, BTreeMap<String, String>> = arns
+            .iter()
+            .filter_map(|a| batch.elb_tags.get(a).map(|t| (a.clone(), t.clone())))
+            .collect();
+        let ask: Vec<String> = arns
+            .iter()
+            .filter(|a| !found.contains_key(*a))
+            .cloned()
+            .collect();
+        if ask.is_empty() {
+            return Ok(found);
+        }
+        let out = or_missing(
+            self.elb
+                .describe_tags()
+                .set_resource_arns(Some(ask))
+                .send()
+                .await,
+            MISSING,
+            "read load balancer tags",
+            id,
+        )?;
+        if let Some(out) = out {
+            found.extend(elb_tag_maps(&out));
+        }
+        Ok(found)
     }
 
     /// The ARN of the load balancer's HTTP listener (the one panka routes on), if any.
@@ -1289,7 +1366,7 @@ impl EcsDriver {
                     .await;
                 let found = match read {
                     Ok(out) => out.services().to_vec(),
-                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => Vec::new(),
+                    Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => Vec::new(),
                     Err(e) => return Err(DriverError::aws("read ECS services", first, &e)),
                 };
                 for name in chunk {
@@ -1419,6 +1496,38 @@ impl EcsDriver {
             }
             b.listeners.insert(arn.clone(), listener);
         }
+
+        // The tags of every target group read and of the rule forwarding to it.
+        let mut tagged: Vec<String> = Vec::new();
+        for arn in b
+            .target_groups
+            .iter()
+            .filter(|(_, tg)| tg.is_some())
+            .map(|(arn, _)| arn)
+        {
+            tagged.push(arn.clone());
+            let rule = b
+                .rules
+                .values()
+                .flatten()
+                .find(|r| forwards_to(r, arn))
+                .and_then(|r| r.rule_arn());
+            tagged.extend(rule.map(str::to_string));
+        }
+        tagged.sort();
+        for chunk in tagged.chunks(ELB_ARNS_PER_CALL) {
+            // One ARN that is gone fails the whole call: leave those to the per-component read.
+            let Ok(out) = self
+                .elb
+                .describe_tags()
+                .set_resource_arns(Some(chunk.to_vec()))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            b.elb_tags.extend(elb_tag_maps(&out));
+        }
         Ok(b)
     }
 
@@ -1486,12 +1595,7 @@ impl EcsDriver {
         let Some(svc) = self.describe_service(id, &cluster, &name, batch).await? else {
             return Ok(None);
         };
-        let tags: BTreeMap<String, String> = svc
-            .tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-            .filter(|(k, _)| !k.starts_with("aws:"))
-            .collect();
+        let tags = aws::tag_map(svc.tags().iter().map(|t| (t.key(), t.value())));
         let task_arn = svc.task_definition().unwrap_or_default().to_string();
         let deferred = recorded
             .filter(|r| defer && r.get("taskDefinitionArn") == Some(&task_arn))
@@ -1554,7 +1658,7 @@ impl EcsDriver {
             assign_public_ip: vpc.and_then(|v| v.assign_public_ip())
                 == Some(&AssignPublicIp::Enabled),
             circuit_breaker: breaker,
-            tags: tags.clone(),
+            tags: self.ctx.tag_policy().managed(&tags),
             load_balancer,
             autoscaling,
             log_retention,
@@ -1626,15 +1730,17 @@ impl EcsDriver {
 
     // ----- writes -----
 
-    /// Creates the log group if needed and sets its retention.
+    /// Creates the log group if needed and sets its retention; `true` when it created it (with
+    /// panka's tags).
     async fn ensure_log_group(
         &self,
         id: &ComponentId,
         name: &str,
         want: Option<u32>,
         have: Option<Option<u32>>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<bool, DriverError> {
         let mut current = have;
+        let mut created = false;
         if current.is_none() {
             let tags: HashMap<String, String> = self.ctx.tags(id).into_iter().collect();
             match self
@@ -1645,14 +1751,17 @@ impl EcsDriver {
                 .send()
                 .await
             {
-                Ok(_) => current = Some(None),
+                Ok(_) => {
+                    current = Some(None);
+                    created = true;
+                }
                 // Left by an earlier, interrupted apply: its retention is unknown, so set it.
                 Err(e) if is_code(&e, "ResourceAlreadyExistsException") => {}
                 Err(e) => return Err(DriverError::aws("create log group", id, &e)),
             }
         }
         if current == Some(want) {
-            return Ok(());
+            return Ok(created);
         }
         match want {
             Some(days) => {
@@ -1664,17 +1773,106 @@ impl EcsDriver {
                     .await
                     .map_err(|e| DriverError::aws("set log retention", id, &e))?;
             }
-            None => match self
-                .logs
-                .delete_retention_policy()
-                .log_group_name(name)
+            None => {
+                or_missing(
+                    self.logs
+                        .delete_retention_policy()
+                        .log_group_name(name)
+                        .send()
+                        .await,
+                    MISSING,
+                    "remove log retention",
+                    id,
+                )?;
+            }
+        }
+        Ok(created)
+    }
+
+    /// Makes the log group carry exactly panka's tags (see [`super::support`]), refusing one
+    /// that is not ours. Plans do not compare them (CloudWatch Logs reads tags one group at a
+    /// time, which would add a call per component to every plan), so every apply of the
+    /// component does this. A group that does not exist has nothing to tag.
+    async fn converge_log_group_tags(
+        &self,
+        id: &ComponentId,
+        name: &str,
+    ) -> Result<(), DriverError> {
+        let out = self
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(name)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read log group", id, &e))?;
+        let Some(arn) = out
+            .log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(name))
+            .and_then(|g| g.log_group_arn())
+            .map(str::to_string)
+        else {
+            return Ok(());
+        };
+        let have: BTreeMap<String, String> = self
+            .logs
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| DriverError::aws("read log group tags", id, &e))?
+            .tags()
+            .map(|t| t.clone().into_iter().collect())
+            .unwrap_or_default();
+        ensure_ours(&self.ctx, id, &have, format!("log group {name}"))?;
+        let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), &have);
+        if !changes.set.is_empty() {
+            self.logs
+                .tag_resource()
+                .resource_arn(&arn)
+                .set_tags(Some(changes.set.into_iter().collect()))
                 .send()
                 .await
-            {
-                Ok(_) => {}
-                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
-                Err(e) => return Err(DriverError::aws("remove log retention", id, &e)),
-            },
+                .map_err(|e| DriverError::aws("tag log group", id, &e))?;
+        }
+        if !changes.remove.is_empty() {
+            self.logs
+                .untag_resource()
+                .resource_arn(&arn)
+                .set_tag_keys(Some(changes.remove))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("untag log group", id, &e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes a target group or listener rule carry exactly panka's tags; `have` is what it
+    /// carries now.
+    async fn converge_elb_tags(
+        &self,
+        id: &ComponentId,
+        arn: &str,
+        have: &BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
+        let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), have);
+        if !changes.set.is_empty() {
+            self.elb
+                .add_tags()
+                .resource_arns(arn)
+                .set_tags(Some(elb_tags(changes.set.iter())))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("tag load balancer resource", id, &e))?;
+        }
+        if !changes.remove.is_empty() {
+            self.elb
+                .remove_tags()
+                .resource_arns(arn)
+                .set_tag_keys(Some(changes.remove))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("untag load balancer resource", id, &e))?;
         }
         Ok(())
     }
@@ -1687,20 +1885,17 @@ impl EcsDriver {
         vpc_id: &str,
     ) -> Result<String, DriverError> {
         let name = self.target_group_name(id);
-        let existing = match self.elb.describe_target_groups().names(&name).send().await {
-            Ok(o) => o.target_groups().first().cloned(),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => None,
-            Err(e) => return Err(DriverError::aws("read target group", id, &e)),
-        };
+        let existing = or_missing(
+            self.elb.describe_target_groups().names(&name).send().await,
+            MISSING,
+            "read target group",
+            id,
+        )?
+        .and_then(|o| o.target_groups().first().cloned());
         if let Some(tg) = existing {
             let arn = tg.target_group_arn().unwrap_or_default().to_string();
             let tags = self.elb_tags_of(id, &arn).await?;
-            if !self.ctx.may_touch(id, &tags) {
-                return Err(DriverError::NotOurs {
-                    component: id.clone(),
-                    what: format!("target group {name}"),
-                });
-            }
+            ensure_ours(&self.ctx, id, &tags, format!("target group {name}"))?;
             if tg.port() != Some(i32::from(lb.port)) {
                 return Err(DriverError::Unexpected {
                     component: id.clone(),
@@ -1720,6 +1915,7 @@ impl EcsDriver {
                     .await
                     .map_err(|e| DriverError::aws("update target group", id, &e))?;
             }
+            self.converge_elb_tags(id, &arn, &tags).await?;
             return Ok(arn);
         }
         let out = self
@@ -1746,23 +1942,20 @@ impl EcsDriver {
             })
     }
 
+    /// The tags of one load balancer resource (target group, rule).
     async fn elb_tags_of(
         &self,
         id: &ComponentId,
         arn: &str,
     ) -> Result<BTreeMap<String, String>, DriverError> {
-        Ok(self
+        let out = self
             .elb
             .describe_tags()
             .resource_arns(arn)
             .send()
             .await
-            .map_err(|e| DriverError::aws("read tags", id, &e))?
-            .tag_descriptions()
-            .iter()
-            .flat_map(|d| d.tags())
-            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-            .collect())
+            .map_err(|e| DriverError::aws("read load balancer tags", id, &e))?;
+        Ok(elb_tag_maps(&out).remove(arn).unwrap_or_default())
     }
 
     /// Creates or converges the listener rule forwarding to `tg_arn`; returns its ARN.
@@ -1786,6 +1979,9 @@ impl EcsDriver {
                     .await
                     .map_err(|e| DriverError::aws("update listener rule", id, &e))?;
             }
+            // It forwards to our target group, which is checked to be ours: so is the rule.
+            let tags = self.elb_tags_of(id, &arn).await?;
+            self.converge_elb_tags(id, &arn, &tags).await?;
             return Ok(arn);
         }
         let mut used: std::collections::BTreeSet<u32> = rules
@@ -2042,7 +2238,7 @@ impl EcsDriver {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
+            Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => Ok(()),
             Err(e) => Err(DriverError::aws("delete scaling policy", id, &e)),
         }
     }
@@ -2062,7 +2258,7 @@ impl EcsDriver {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
+            Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => Ok(()),
             Err(e) => Err(DriverError::aws("deregister scalable target", id, &e)),
         }
     }
@@ -2076,7 +2272,7 @@ impl EcsDriver {
         if let Some(rule) = rule {
             match self.elb.delete_rule().rule_arn(rule).send().await {
                 Ok(_) => {}
-                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => {}
                 Err(e) => return Err(DriverError::aws("delete listener rule", id, &e)),
             }
         }
@@ -2089,7 +2285,7 @@ impl EcsDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => {}
                 Err(e) => return Err(DriverError::aws("delete target group", id, &e)),
             }
         }
@@ -2110,8 +2306,13 @@ impl EcsDriver {
         let mut shape = r.service.clone();
         shape.cluster = cluster.clone();
         let retention = shape.log_retention.flatten();
-        self.ensure_log_group(id, &r.task.log_group, retention, None)
+        let created = self
+            .ensure_log_group(id, &r.task.log_group, retention, None)
             .await?;
+        if !created {
+            // Left by an interrupted apply (or someone else's): ours to tag, or refused.
+            self.converge_log_group_tags(id, &r.task.log_group).await?;
+        }
         let (target_group, rule, url) = match &shape.load_balancer {
             Some(lb) => {
                 let (tg, rule) = self.ensure_lb(id, lb, outputs).await?;
@@ -2241,15 +2442,22 @@ impl EcsDriver {
         let cluster = now.shape.cluster.clone();
         let name = r.service_name.clone();
 
-        if touched(Part::Log) {
-            self.ensure_log_group(
-                id,
-                &r.task.log_group,
-                want.log_retention.flatten(),
-                now.shape.log_retention,
-            )
-            .await?;
+        let created = if touched(Part::Log) {
+            let created = self
+                .ensure_log_group(
+                    id,
+                    &r.task.log_group,
+                    want.log_retention.flatten(),
+                    now.shape.log_retention,
+                )
+                .await?;
             now.shape.log_retention = want.log_retention;
+            created
+        } else {
+            false
+        };
+        if !created {
+            self.converge_log_group_tags(id, &r.task.log_group).await?;
         }
 
         let mut attach_changed = false;
@@ -2320,20 +2528,27 @@ impl EcsDriver {
                 .map_err(|e| DriverError::aws("update ECS service", id, &e))?;
         }
         if touched(Part::Service) && now.shape.tags != want.tags {
-            let missing = ecs_tags(
-                want.tags
-                    .iter()
-                    .filter(|(k, v)| now.shape.tags.get(*k) != Some(*v)),
-            );
-            if !missing.is_empty() {
+            // Both are the tags panka manages: what differs is set, what it did not set goes.
+            let changes = self.ctx.tag_policy().changes(&want.tags, &now.shape.tags);
+            if !changes.set.is_empty() {
                 self.ecs
                     .tag_resource()
                     .resource_arn(&now.arn)
-                    .set_tags(Some(missing))
+                    .set_tags(Some(ecs_tags(changes.set.iter())))
                     .send()
                     .await
                     .map_err(|e| DriverError::aws("tag ECS service", id, &e))?;
             }
+            if !changes.remove.is_empty() {
+                self.ecs
+                    .untag_resource()
+                    .resource_arn(&now.arn)
+                    .set_tag_keys(Some(changes.remove))
+                    .send()
+                    .await
+                    .map_err(|e| DriverError::aws("untag ECS service", id, &e))?;
+            }
+            now.shape.tags = want.tags.clone();
         }
         if let Some((rule, tg)) = detach {
             self.delete_lb(id, rule.as_deref(), tg.as_deref()).await?;
@@ -2353,6 +2568,19 @@ impl EcsDriver {
         }
         Ok(self.applied(id, &now))
     }
+}
+
+/// The tags of each resource a DescribeTags call answered for, by ARN.
+fn elb_tag_maps(
+    out: &aws_sdk_elasticloadbalancingv2::operation::describe_tags::DescribeTagsOutput,
+) -> HashMap<String, BTreeMap<String, String>> {
+    out.tag_descriptions()
+        .iter()
+        .filter_map(|d| {
+            let tags = aws::tag_map(d.tags().iter().map(|t| (t.key(), t.value())));
+            Some((d.resource_arn()?.to_string(), tags))
+        })
+        .collect()
 }
 
 /// Whether a rule forwards to a target group.
@@ -2590,21 +2818,17 @@ fn build_error(id: &ComponentId, e: impl std::fmt::Display) -> DriverError {
     }
 }
 
-fn is_missing(err: &AwsError) -> bool {
-    super::is_missing(
-        err,
-        &[
-            "ClusterNotFoundException",
-            "ServiceNotFoundException",
-            "ServiceNotActiveException",
-            "TargetGroupNotFound",
-            "RuleNotFound",
-            "ListenerNotFound",
-            "LoadBalancerNotFound",
-            "ObjectNotFoundException",
-        ],
-    )
-}
+/// Codes of ECS, ELB, Application Auto Scaling and CloudWatch Logs for "no such resource".
+const MISSING: &[&str] = &[
+    "ClusterNotFoundException",
+    "ServiceNotFoundException",
+    "ServiceNotActiveException",
+    "TargetGroupNotFound",
+    "RuleNotFound",
+    "ListenerNotFound",
+    "LoadBalancerNotFound",
+    "ObjectNotFoundException",
+];
 
 fn is_code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>, code: &str) -> bool
 where
@@ -2724,12 +2948,8 @@ impl Driver for EcsDriver {
             None => self.create_fresh(component, outputs, lookups).await,
             // Already there (an earlier apply was interrupted): converge it if it is ours.
             Some((seen, tags)) => {
-                if !self.ctx.may_touch(id, &tags) {
-                    return Err(DriverError::NotOurs {
-                        component: id.clone(),
-                        what: format!("ECS service {}", self.service_name(id)),
-                    });
-                }
+                let what = format!("ECS service {}", self.service_name(id));
+                ensure_ours(&self.ctx, id, &tags, what)?;
                 let desired = self.desired(component, outputs, lookups);
                 let observed = Observation {
                     fields: project(&seen.task, &seen.shape),
@@ -2756,12 +2976,8 @@ impl Driver for EcsDriver {
         let Some((seen, tags)) = self.seen(id, Some(&observed.identifiers)).await? else {
             return self.create_fresh(component, outputs, lookups).await;
         };
-        if !self.ctx.may_touch(id, &tags) {
-            return Err(DriverError::NotOurs {
-                component: id.clone(),
-                what: format!("ECS service {}", self.service_name(id)),
-            });
-        }
+        let what = format!("ECS service {}", self.service_name(id));
+        ensure_ours(&self.ctx, id, &tags, what)?;
         self.converge_diffs(component, outputs, lookups, diffs, seen)
             .await
     }
@@ -2781,6 +2997,15 @@ impl Driver for EcsDriver {
             .unwrap_or_else(|| shared::cluster_name(&self.ctx.naming, &self.ctx.infra));
         let resource_id = format!("service/{cluster}/{name}");
 
+        // Before anything is touched: a service of that name must be ours.
+        let svc = self
+            .describe_service(id, &cluster, &name, &Batch::default())
+            .await?;
+        if let Some(svc) = &svc {
+            let tags = aws::tag_map(svc.tags().iter().map(|t| (t.key(), t.value())));
+            ensure_ours(&self.ctx, id, &tags, format!("ECS service {name}"))?;
+        }
+
         // The autoscaler first, or it could scale the service back up while it drains.
         if self
             .observe_scaling(id, &resource_id, &Batch::default())
@@ -2794,9 +3019,6 @@ impl Driver for EcsDriver {
             self.deregister_target(id, &resource_id).await?;
         }
 
-        let svc = self
-            .describe_service(id, &cluster, &name, &Batch::default())
-            .await?;
         let mut target_group = recorded.get("targetGroupArn").cloned();
         if let Some(svc) = &svc {
             target_group = target_group.or_else(|| {
@@ -2816,7 +3038,7 @@ impl Driver for EcsDriver {
                     .await
                 {
                     Ok(_) => {}
-                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                    Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => {}
                     Err(e) => return Err(DriverError::aws("scale ECS service to 0", id, &e)),
                 }
             }
@@ -2830,7 +3052,7 @@ impl Driver for EcsDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => {}
                 Err(e) => return Err(DriverError::aws("delete ECS service", id, &e)),
             }
         }
@@ -2861,7 +3083,7 @@ impl Driver for EcsDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => {}
                 Err(e) => return Err(DriverError::aws("deregister task definition", id, &e)),
             }
         }
@@ -2877,7 +3099,7 @@ impl Driver for EcsDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => {}
                 Err(e) => return Err(DriverError::aws("delete task definitions", id, &e)),
             }
         }
@@ -2894,7 +3116,7 @@ impl Driver for EcsDriver {
             .await
         {
             Ok(_) => Ok(Deletion::Done),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(Deletion::Done),
+            Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => Ok(Deletion::Done),
             Err(e) => Err(DriverError::aws("delete log group", id, &e)),
         }
     }

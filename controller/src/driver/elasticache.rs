@@ -57,6 +57,7 @@ use panka_crds::Kind;
 use serde_json::{json, Value};
 
 use super::rds::{missing, read_secret, sorted, stack_subnets};
+use super::support::{ensure_ours, is_missing, or_missing};
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use crate::aws::{self, AwsError};
 use crate::secret::SecretString;
@@ -92,6 +93,12 @@ const SUBNET_GROUP_KEY: &str = "subnetGroup";
 const REQUEUE_AFTER: Duration = Duration::from_secs(15);
 /// Records per page when listing groups and clusters (the API's maximum).
 const PAGE_SIZE: i32 = 100;
+/// ElastiCache's own codes for "no such group, cluster or subnet group".
+const MISSING: &[&str] = &[
+    "ReplicationGroupNotFoundFault",
+    "CacheClusterNotFound",
+    "CacheSubnetGroupNotFoundFault",
+];
 
 /// The ElastiCacheRedis driver.
 pub struct ElastiCacheDriver {
@@ -161,17 +168,17 @@ impl ElastiCacheDriver {
         id: &ComponentId,
         name: &str,
     ) -> Result<Option<ReplicationGroup>, DriverError> {
-        match self
-            .client
-            .describe_replication_groups()
-            .replication_group_id(name)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.replication_groups().first().cloned()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
-            Err(e) => Err(DriverError::aws("describe replication group", id, &e)),
-        }
+        let out = or_missing(
+            self.client
+                .describe_replication_groups()
+                .replication_group_id(name)
+                .send()
+                .await,
+            MISSING,
+            "describe replication group",
+            id,
+        )?;
+        Ok(out.and_then(|out| out.replication_groups().first().cloned()))
     }
 
     async fn subnet_group(
@@ -179,17 +186,17 @@ impl ElastiCacheDriver {
         id: &ComponentId,
         name: &str,
     ) -> Result<Option<CacheSubnetGroup>, DriverError> {
-        match self
-            .client
-            .describe_cache_subnet_groups()
-            .cache_subnet_group_name(name)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.cache_subnet_groups().first().cloned()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
-            Err(e) => Err(DriverError::aws("describe cache subnet group", id, &e)),
-        }
+        let out = or_missing(
+            self.client
+                .describe_cache_subnet_groups()
+                .cache_subnet_group_name(name)
+                .send()
+                .await,
+            MISSING,
+            "describe cache subnet group",
+            id,
+        )?;
+        Ok(out.and_then(|out| out.cache_subnet_groups().first().cloned()))
     }
 
     /// Every replication group and the engine version of every cache cluster, each listed in
@@ -247,28 +254,28 @@ impl ElastiCacheDriver {
         Ok(tag_map(out.tag_list()))
     }
 
-    /// Sets exactly panka's tags on an ElastiCache resource: adds what is missing, removes extras.
+    /// Makes an ElastiCache resource carry exactly panka's tags (see [`super::support`]).
     async fn converge_tags(
         &self,
         id: &ComponentId,
         arn: &str,
         have: &BTreeMap<String, String>,
     ) -> Result<(), DriverError> {
-        let (set, extra) = aws::tag_changes(&self.ctx.tags(id), have);
-        if !set.is_empty() {
+        let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), have);
+        if !changes.set.is_empty() {
             self.client
                 .add_tags_to_resource()
                 .resource_name(arn)
-                .set_tags(Some(cache_tags(set)))
+                .set_tags(Some(cache_tags(changes.set)))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("tag ElastiCache resource", id, &e))?;
         }
-        if !extra.is_empty() {
+        if !changes.remove.is_empty() {
             self.client
                 .remove_tags_from_resource()
                 .resource_name(arn)
-                .set_tag_keys(Some(extra))
+                .set_tag_keys(Some(changes.remove))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("untag ElastiCache resource", id, &e))?;
@@ -302,12 +309,7 @@ impl ElastiCacheDriver {
             Some(group) => {
                 let arn = group.arn().unwrap_or_default().to_string();
                 let tags = self.tags(id, &arn).await?;
-                if !self.ctx.may_touch(id, &tags) {
-                    return Err(DriverError::NotOurs {
-                        component: id.clone(),
-                        what: format!("cache subnet group {name}"),
-                    });
-                }
+                ensure_ours(&self.ctx, id, &tags, format!("cache subnet group {name}"))?;
                 let have = sorted(
                     group
                         .subnets()
@@ -339,17 +341,17 @@ impl ElastiCacheDriver {
             // Not ours (or adopted without our tags yet): leave it where it is.
             return Ok(());
         }
-        match self
-            .client
-            .delete_cache_subnet_group()
-            .cache_subnet_group_name(name)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
-            Err(e) => Err(DriverError::aws("delete cache subnet group", id, &e)),
-        }
+        or_missing(
+            self.client
+                .delete_cache_subnet_group()
+                .cache_subnet_group_name(name)
+                .send()
+                .await,
+            MISSING,
+            "delete cache subnet group",
+            id,
+        )?;
+        Ok(())
     }
 
     /// The engine version of the group's first member cluster, if it can be described.
@@ -374,7 +376,7 @@ impl ElastiCacheDriver {
                 .and_then(|c| c.engine_version())
                 .map(str::to_string)),
             // moto 5.1.22 lists member ids but creates no cache clusters for them.
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
+            Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => Ok(None),
             Err(e) => Err(DriverError::aws("describe member cache cluster", id, &e)),
         }
     }
@@ -451,7 +453,8 @@ impl ElastiCacheDriver {
         for (k, v) in fields {
             o.fields.insert(k.to_string(), FieldValue::Known(v));
         }
-        o.fields.insert("tags".into(), FieldValue::known(tags));
+        o.fields
+            .insert("tags".into(), self.ctx.tag_policy().field(tags));
         o.status = group.status().unwrap_or("unknown").to_string();
         o.health = health(&o.status);
         if o.status == "deleting" {
@@ -631,17 +634,12 @@ impl ElastiCacheDriver {
                 ),
             });
         }
-        let not_ours = || DriverError::NotOurs {
-            component: id.clone(),
-            what: format!("replication group {name}"),
-        };
+        let what = || format!("replication group {name}");
         let (group, have, subnet_group, version) = match existing {
             Some(g) => {
                 // Checked before anything else is touched, the subnet group included.
                 let have = self.tags(id, g.arn().unwrap_or_default()).await?;
-                if !self.ctx.may_touch(id, &have) {
-                    return Err(not_ours());
-                }
+                ensure_ours(&self.ctx, id, &have, what())?;
                 let subnet_group = self.ensure_subnet_group(id).await?;
                 let version = match version {
                     Some(v) => Some(v),
@@ -664,10 +662,8 @@ impl ElastiCacheDriver {
                         message: format!("replication group {name} vanished while being created"),
                     })?;
                 let have = self.tags(id, g.arn().unwrap_or_default()).await?;
-                if !self.ctx.may_touch(id, &have) {
-                    // Someone else's group took the id between our look and our create.
-                    return Err(not_ours());
-                }
+                // Someone else's group may have taken the id between our look and our create.
+                ensure_ours(&self.ctx, id, &have, what())?;
                 (g, have, subnet_group, None)
             }
         };
@@ -695,17 +691,6 @@ fn spec_of(component: &DesiredComponent) -> Result<&ElastiCacheRedisSpec, Driver
             message: format!("the ElastiCacheRedis driver was given a {}", other.kind()),
         }),
     }
-}
-
-fn is_missing(err: &AwsError) -> bool {
-    super::is_missing(
-        err,
-        &[
-            "ReplicationGroupNotFoundFault",
-            "CacheClusterNotFound",
-            "CacheSubnetGroupNotFoundFault",
-        ],
-    )
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
@@ -922,7 +907,10 @@ impl Driver for ElastiCacheDriver {
                 None => f.set(name, FieldValue::Known(value)),
             };
         }
-        f.set("tags", FieldValue::known(self.ctx.tags(&component.id)));
+        f.set(
+            "tags",
+            self.ctx.tag_policy().field(&self.ctx.tags(&component.id)),
+        );
         f
     }
 
@@ -1043,23 +1031,17 @@ impl Driver for ElastiCacheDriver {
             // Already on its way out (an earlier delete that ran out of time): only wait.
             if group.status() != Some("deleting") {
                 let tags = self.tags(id, group.arn().unwrap_or_default()).await?;
-                if !self.ctx.may_touch(id, &tags) {
-                    return Err(DriverError::NotOurs {
-                        component: id.clone(),
-                        what: format!("replication group {name}"),
-                    });
-                }
-                match self
-                    .client
-                    .delete_replication_group()
-                    .replication_group_id(&name)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
-                    Err(e) => return Err(DriverError::aws("delete replication group", id, &e)),
-                }
+                ensure_ours(&self.ctx, id, &tags, format!("replication group {name}"))?;
+                or_missing(
+                    self.client
+                        .delete_replication_group()
+                        .replication_group_id(&name)
+                        .send()
+                        .await,
+                    MISSING,
+                    "delete replication group",
+                    id,
+                )?;
             }
             // The cache subnet group cannot go while the group's clusters use it: look once
             // more, else come back later.

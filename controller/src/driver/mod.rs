@@ -4,7 +4,8 @@
 //! A [`Driver`] projects a desired component onto comparable fields (pure), observes what AWS
 //! holds (read-only), and creates, updates and deletes idempotently: create tolerates "already
 //! exists" for a resource carrying our tags, delete treats "not found" as done. Ordering,
-//! retries, locks, state, status and metrics live once in the engine, not here.
+//! retries, locks, state, status and metrics live once in the engine, not here; what the drivers
+//! share — tag convergence, "not found", the ownership check — lives once in [`support`].
 //!
 //! Every AWS call made through a client built by [`Ctx`] is counted by service and operation
 //! ([`CallCounter`]), so tests can assert that a converged apply makes no mutating call.
@@ -16,6 +17,7 @@ pub mod rds;
 pub mod s3;
 pub mod shared;
 pub mod sqs;
+pub mod support;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -191,18 +193,6 @@ pub enum Deletion {
         /// What is still going, e.g. `DB instance deleting`.
         status: String,
     },
-}
-
-/// Whether an AWS error means "does not exist": classified so, or carrying one of a service's own
-/// not-found codes (e.g. `DBInstanceNotFound`, `ClusterNotFoundException`).
-pub fn is_missing(err: &AwsError, codes: &[&str]) -> bool {
-    err.class == ErrorClass::NotFound
-        || err.code.as_deref().is_some_and(|c| {
-            codes.contains(&c)
-                || c.ends_with("NotFound")
-                || c.ends_with("NotFoundFault")
-                || c.ends_with("NotFoundException")
-        })
 }
 
 /// One component kind's driver.
@@ -404,11 +394,6 @@ impl Ctx {
             adopt,
             calls: CallCounter::default(),
         }
-    }
-
-    /// Whether a resource with these tags may be changed: it is ours, or `--adopt` was given.
-    pub fn may_touch(&self, id: &ComponentId, tags: &BTreeMap<String, String>) -> bool {
-        self.adopt || self.naming.owns(Some(id), tags)
     }
 
     /// Tags for a component's resources.

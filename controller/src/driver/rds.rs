@@ -29,6 +29,7 @@ use panka_crds::spec::{PasswordSecret, RdsEngineType, RdsSpec, StorageType};
 use panka_crds::Kind;
 use serde_json::{json, Value};
 
+use super::support::{ensure_ours, is_missing, or_missing};
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use crate::aws::{self, AwsError};
 use crate::secret;
@@ -44,6 +45,8 @@ const REQUEUE_AFTER: Duration = Duration::from_secs(15);
 const INSTANCES_PER_CALL: usize = 100;
 /// Identifier key recording the spec's deletion protection for [`RdsDriver::delete`].
 const PROTECTION_KEY: &str = "deletionProtection";
+/// RDS's own codes for "no such instance" and "no such subnet group".
+const MISSING: &[&str] = &["DBInstanceNotFound", "DBSubnetGroupNotFoundFault"];
 
 /// The RDS driver.
 pub struct RdsDriver {
@@ -97,7 +100,7 @@ impl RdsDriver {
         // DescribeDBInstances answers with the instance's tags: no ListTagsForResource here.
         let tags = tag_map(db.tag_list());
         let mut fields = observed_fields(db);
-        fields.insert("tags".into(), FieldValue::known(&tags));
+        fields.insert("tags".into(), self.ctx.tag_policy().field(&tags));
         let Applied {
             mut identifiers,
             outputs,
@@ -137,17 +140,17 @@ impl RdsDriver {
         id: &ComponentId,
         name: &str,
     ) -> Result<Option<DbInstance>, DriverError> {
-        match self
-            .rds
-            .describe_db_instances()
-            .db_instance_identifier(name)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.db_instances().first().cloned()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
-            Err(e) => Err(DriverError::aws("describe DB instance", id, &e)),
-        }
+        let out = or_missing(
+            self.rds
+                .describe_db_instances()
+                .db_instance_identifier(name)
+                .send()
+                .await,
+            MISSING,
+            "describe DB instance",
+            id,
+        )?;
+        Ok(out.and_then(|out| out.db_instances().first().cloned()))
     }
 
     async fn subnet_group(
@@ -155,17 +158,17 @@ impl RdsDriver {
         id: &ComponentId,
         name: &str,
     ) -> Result<Option<DbSubnetGroup>, DriverError> {
-        match self
-            .rds
-            .describe_db_subnet_groups()
-            .db_subnet_group_name(name)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.db_subnet_groups().first().cloned()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
-            Err(e) => Err(DriverError::aws("describe DB subnet group", id, &e)),
-        }
+        let out = or_missing(
+            self.rds
+                .describe_db_subnet_groups()
+                .db_subnet_group_name(name)
+                .send()
+                .await,
+            MISSING,
+            "describe DB subnet group",
+            id,
+        )?;
+        Ok(out.and_then(|out| out.db_subnet_groups().first().cloned()))
     }
 
     async fn tags(
@@ -183,28 +186,28 @@ impl RdsDriver {
         Ok(tag_map(out.tag_list()))
     }
 
-    /// Sets exactly panka's tags on an RDS resource: adds what is missing, removes extras.
+    /// Makes an RDS resource carry exactly panka's tags (see [`super::support`]).
     async fn converge_tags(
         &self,
         id: &ComponentId,
         arn: &str,
         have: &BTreeMap<String, String>,
     ) -> Result<(), DriverError> {
-        let (set, extra) = aws::tag_changes(&self.ctx.tags(id), have);
-        if !set.is_empty() {
+        let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), have);
+        if !changes.set.is_empty() {
             self.rds
                 .add_tags_to_resource()
                 .resource_name(arn)
-                .set_tags(Some(rds_tags(set)))
+                .set_tags(Some(rds_tags(changes.set)))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("tag RDS resource", id, &e))?;
         }
-        if !extra.is_empty() {
+        if !changes.remove.is_empty() {
             self.rds
                 .remove_tags_from_resource()
                 .resource_name(arn)
-                .set_tag_keys(Some(extra))
+                .set_tag_keys(Some(changes.remove))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("untag RDS resource", id, &e))?;
@@ -231,12 +234,7 @@ impl RdsDriver {
             Some(group) => {
                 let arn = group.db_subnet_group_arn().unwrap_or_default().to_string();
                 let tags = self.tags(id, &arn).await?;
-                if !self.ctx.may_touch(id, &tags) {
-                    return Err(DriverError::NotOurs {
-                        component: id.clone(),
-                        what: format!("DB subnet group {name}"),
-                    });
-                }
+                ensure_ours(&self.ctx, id, &tags, format!("DB subnet group {name}"))?;
                 let have = sorted(
                     group
                         .subnets()
@@ -414,12 +412,7 @@ impl RdsDriver {
             let tags = self
                 .tags(id, db.db_instance_arn().unwrap_or_default())
                 .await?;
-            if !self.ctx.may_touch(id, &tags) {
-                return Err(DriverError::NotOurs {
-                    component: id.clone(),
-                    what: format!("DB instance {name}"),
-                });
-            }
+            ensure_ours(&self.ctx, id, &tags, format!("DB instance {name}"))?;
         }
         let (db, subnet_group) = match existing {
             Some(db) => (db, self.ensure_subnet_group(id).await?),
@@ -441,12 +434,7 @@ impl RdsDriver {
         };
         let arn = db.db_instance_arn().unwrap_or_default().to_string();
         let tags = self.tags(id, &arn).await?;
-        if !self.ctx.may_touch(id, &tags) {
-            return Err(DriverError::NotOurs {
-                component: id.clone(),
-                what: format!("DB instance {name}"),
-            });
-        }
+        ensure_ours(&self.ctx, id, &tags, format!("DB instance {name}"))?;
         self.modify(id, spec, &db).await?;
         self.converge_tags(id, &arn, &tags).await?;
         let db = self.instance(id, &name).await?.unwrap_or(db);
@@ -539,17 +527,17 @@ impl RdsDriver {
             // Not ours (or adopted without our tags yet): leave it where it is.
             return Ok(());
         }
-        match self
-            .rds
-            .delete_db_subnet_group()
-            .db_subnet_group_name(name)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
-            Err(e) => Err(DriverError::aws("delete DB subnet group", id, &e)),
-        }
+        or_missing(
+            self.rds
+                .delete_db_subnet_group()
+                .db_subnet_group_name(name)
+                .send()
+                .await,
+            MISSING,
+            "delete DB subnet group",
+            id,
+        )?;
+        Ok(())
     }
 }
 
@@ -680,10 +668,6 @@ fn spec_of(component: &DesiredComponent) -> Result<&RdsSpec, DriverError> {
             message: format!("the RDS driver was given a {}", other.kind()),
         }),
     }
-}
-
-fn is_missing(err: &AwsError) -> bool {
-    super::is_missing(err, &["DBInstanceNotFound", "DBSubnetGroupNotFoundFault"])
 }
 
 fn has_code(err: &AwsError, code: &str) -> bool {
@@ -832,7 +816,10 @@ impl Driver for RdsDriver {
                 Rule::Ignore => f.set_ignored(name, value),
             };
         }
-        f.set("tags", FieldValue::known(self.ctx.tags(&component.id)));
+        f.set(
+            "tags",
+            self.ctx.tag_policy().field(&self.ctx.tags(&component.id)),
+        );
         f
     }
 
@@ -926,12 +913,7 @@ impl Driver for RdsDriver {
             let tags = self
                 .tags(id, db.db_instance_arn().unwrap_or_default())
                 .await?;
-            if !self.ctx.may_touch(id, &tags) {
-                return Err(DriverError::NotOurs {
-                    component: id.clone(),
-                    what: format!("DB instance {name}"),
-                });
-            }
+            ensure_ours(&self.ctx, id, &tags, format!("DB instance {name}"))?;
             let status = db.db_instance_status().unwrap_or_default();
             if status != "deleting" {
                 // What the last applied spec said; unknown (no record) counts as "keep data".
@@ -968,7 +950,7 @@ impl Driver for RdsDriver {
                 };
                 match req.send().await {
                     Ok(_) => {}
-                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                    Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => {}
                     Err(e) => return Err(DriverError::aws("delete DB instance", id, &e)),
                 }
             }

@@ -24,6 +24,7 @@ use panka_crds::spec::{EncryptionType, PublicAccess, S3Spec};
 use panka_crds::Kind;
 use serde_json::{json, Value};
 
+use super::support::ensure_ours;
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
 use crate::aws::{AwsError, ErrorClass};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
@@ -124,7 +125,6 @@ impl S3Driver {
                 out.tag_set()
                     .iter()
                     .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .filter(|(k, _)| !k.starts_with("aws:"))
                     .collect(),
             )),
             Err(e) => {
@@ -253,7 +253,7 @@ impl S3Driver {
                 noncurrent.map(i64::from),
             )),
         );
-        f.insert("tags".into(), FieldValue::known(tags));
+        f.insert("tags".into(), self.ctx.tag_policy().field(tags));
         Ok(f)
     }
 
@@ -277,7 +277,7 @@ impl S3Driver {
         changed.sort_by_key(|f| f != "tags");
         for field in changed {
             match field.as_str() {
-                "tags" => self.put_tags(id, &bucket).await?,
+                "tags" => self.put_tags(id, &bucket, &tags).await?,
                 "versioning" => self.put_versioning(id, &bucket, spec).await?,
                 "encryption" => self.put_encryption(id, &bucket, spec).await?,
                 "publicAccessBlock" => self.put_public_access_block(id, &bucket, spec).await?,
@@ -289,14 +289,8 @@ impl S3Driver {
     }
 
     async fn check_ours(&self, id: &ComponentId, bucket: &str) -> Result<(), DriverError> {
-        if self.ctx.may_touch(id, &self.tags(id, bucket).await?) {
-            Ok(())
-        } else {
-            Err(DriverError::NotOurs {
-                component: id.clone(),
-                what: format!("bucket {bucket}"),
-            })
-        }
+        let tags = self.tags(id, bucket).await?;
+        ensure_ours(&self.ctx, id, &tags, format!("bucket {bucket}"))
     }
 
     async fn create_bucket(&self, id: &ComponentId, bucket: &str) -> Result<(), DriverError> {
@@ -326,10 +320,18 @@ impl S3Driver {
         }
     }
 
-    async fn put_tags(&self, id: &ComponentId, bucket: &str) -> Result<(), DriverError> {
+    /// Writes the bucket's tags. PutBucketTagging replaces the whole set, so the ignored tags
+    /// the bucket holds (`have`) are written back with panka's.
+    async fn put_tags(
+        &self,
+        id: &ComponentId,
+        bucket: &str,
+        have: &BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
         let tags = self
             .ctx
-            .tags(id)
+            .tag_policy()
+            .replacement(&self.ctx.tags(id), have)
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect::<Result<Vec<_>, _>>()
@@ -703,7 +705,10 @@ impl Driver for S3Driver {
         for (name, value) in bucket_fields(spec) {
             f.set(name, FieldValue::Known(value));
         }
-        f.set("tags", FieldValue::known(self.ctx.tags(&component.id)));
+        f.set(
+            "tags",
+            self.ctx.tag_policy().field(&self.ctx.tags(&component.id)),
+        );
         f
     }
 

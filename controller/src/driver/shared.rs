@@ -37,7 +37,9 @@
 //! (without service and component). One with our name but without them is a conflict unless
 //! `--adopt`; with `--adopt` it is tagged and from then on ours. [`SharedDriver::delete`] removes
 //! the load balancer, the cluster and the role (after detaching its policies), never the
-//! network, and never a cluster or role that is not tagged as ours.
+//! network, and never one of them that is not tagged as ours. Their tags converge like every
+//! component's ([`super::support`]): panka's are set, StackInfra `ignoreTags` are left alone,
+//! any other tag is removed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,8 +52,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use panka_crds::spec::StackInfraSpec;
 use serde_json::{json, Value};
 
+use super::support::{ensure_stack_ours, is_missing, or_missing};
 use super::{Applied, Ctx, DriverError};
-use crate::aws::AwsError;
+use crate::aws::{self, AwsError};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredStack};
 use panka_core::naming::{NameRules, Naming};
 use panka_core::plan::{DesiredFields, FieldValue, Fields, Health, Observation};
@@ -274,7 +277,8 @@ impl Role {
         self.arn.split(':').nth(4).unwrap_or_default()
     }
 
-    /// The fields observe reports, in the normal form of [`SharedDriver::desired`].
+    /// The fields observe reports, in the normal form of [`SharedDriver::desired`], but for the
+    /// tags (which the stack's tag policy reduces).
     fn fields(&self, region: &str) -> Fields {
         let mut f = Fields::new();
         f.insert("trust".into(), FieldValue::Known(self.trust.clone()));
@@ -283,7 +287,6 @@ impl Role {
             "secretsPolicy".into(),
             FieldValue::Known(secrets_field(self.secrets.as_ref(), region, self.account())),
         );
-        f.insert("tags".into(), FieldValue::known(&self.tags));
         f
     }
 }
@@ -348,12 +351,14 @@ impl SharedDriver {
             .unwrap_or_default()
     }
 
-    fn shared_tags(&self) -> BTreeMap<String, String> {
-        self.ctx.naming.tags(None, &self.ctx.extra_tags)
+    /// The `tags` field of a shared resource holding `tags` (see [`super::support`]).
+    fn tags_field(&self, tags: &BTreeMap<String, String>) -> FieldValue {
+        self.ctx.tag_policy().field(tags)
     }
 
-    fn may_touch(&self, tags: &BTreeMap<String, String>) -> bool {
-        self.ctx.adopt || self.ctx.naming.owns(None, tags)
+    /// Whether a shared resource's tags say it is this stack/environment's.
+    fn owns(&self, tags: &BTreeMap<String, String>) -> bool {
+        self.ctx.naming.owns(None, tags)
     }
 
     /// What the stack needs of the shared resources (pure). No entry: not needed.
@@ -381,7 +386,7 @@ impl SharedDriver {
 
         let mut cluster = DesiredFields::default();
         cluster.set("status", FieldValue::known("ACTIVE"));
-        cluster.set("tags", FieldValue::known(self.shared_tags()));
+        cluster.set("tags", self.tags_field(&self.ctx.stack_tags()));
         out.insert(cluster_id(), cluster);
 
         let region = self.region();
@@ -398,7 +403,7 @@ impl SharedDriver {
         secrets.sort();
         secrets.dedup();
         role.set("secretsPolicy", FieldValue::known(secrets));
-        role.set("tags", FieldValue::known(self.shared_tags()));
+        role.set("tags", self.tags_field(&self.ctx.stack_tags()));
         out.insert(execution_role_id(), role);
 
         if alb {
@@ -409,7 +414,7 @@ impl SharedDriver {
                 "a load balancer's scheme is fixed at creation",
             );
             f.set("listener", FieldValue::known(listener_label()));
-            f.set("tags", FieldValue::known(self.shared_tags()));
+            f.set("tags", self.tags_field(&self.ctx.stack_tags()));
             out.insert(alb_id(), f);
         }
         out
@@ -465,7 +470,7 @@ impl SharedDriver {
             o.owned = self.ctx.naming.owns(None, &tags);
             o.fields
                 .insert("status".into(), FieldValue::known("ACTIVE"));
-            o.fields.insert("tags".into(), FieldValue::known(&tags));
+            o.fields.insert("tags".into(), self.tags_field(&tags));
             o.identifiers.insert("name".into(), name.clone());
             o.identifiers.insert("arn".into(), arn.clone());
             o.outputs.insert("name".into(), name);
@@ -485,6 +490,7 @@ impl SharedDriver {
             o.exists = true;
             o.owned = self.ctx.naming.owns(None, &role.tags);
             o.fields = role.fields(&self.region());
+            o.fields.insert("tags".into(), self.tags_field(&role.tags));
             o.identifiers = role_outputs(&role);
             o.outputs = role_outputs(&role);
             o.health = Health::Healthy;
@@ -504,7 +510,7 @@ impl SharedDriver {
                 o.fields
                     .insert("listener".into(), FieldValue::known(listener_label()));
             }
-            o.fields.insert("tags".into(), FieldValue::known(&alb.tags));
+            o.fields.insert("tags".into(), self.tags_field(&alb.tags));
             o.identifiers.insert("arn".into(), alb.arn.clone());
             o.outputs.insert("arn".into(), alb.arn.clone());
             o.outputs.insert("dnsName".into(), alb.dns_name.clone());
@@ -586,31 +592,34 @@ impl SharedDriver {
     }
 
     /// Deletes one recorded shared resource: the load balancer (with its listeners), the
-    /// cluster (only if tagged as ours; it must have no services left) or the execution role
-    /// (only if tagged as ours; its policies are detached and deleted first). The network is a
-    /// lookup and is never deleted. "Not found" counts as done.
+    /// cluster (it must have no services left) or the execution role (its policies are detached
+    /// and deleted first), each only if tagged as ours; one that is not is left to its owner.
+    /// The network is a lookup and is never deleted. "Not found" counts as done.
     pub async fn delete(
         &self,
         id: &ComponentId,
         recorded: &BTreeMap<String, String>,
     ) -> Result<(), DriverError> {
         if *id == alb_id() {
-            let arn = match recorded.get("arn") {
-                Some(a) => Some(a.clone()),
-                None => self.find_alb(id).await?.map(|a| a.arn),
+            let Some(alb) = self.find_alb(id).await? else {
+                return Ok(());
             };
-            let Some(arn) = arn else { return Ok(()) };
-            return match self
-                .elb
-                .delete_load_balancer()
-                .load_balancer_arn(&arn)
-                .send()
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) if super::is_missing(&AwsError::from_sdk(&e), &[]) => Ok(()),
-                Err(e) => Err(DriverError::aws("delete load balancer", id, &e)),
-            };
+            if recorded.get("arn").is_some_and(|a| *a != alb.arn) || !self.owns(&alb.tags) {
+                // Not the one panka made (or made by someone else): leave it to its owner.
+                tracing::info!(load_balancer = %alb.arn, "keeping a load balancer panka does not own");
+                return Ok(());
+            }
+            or_missing(
+                self.elb
+                    .delete_load_balancer()
+                    .load_balancer_arn(&alb.arn)
+                    .send()
+                    .await,
+                &[],
+                "delete load balancer",
+                id,
+            )?;
+            return Ok(());
         }
         if *id == cluster_id() {
             let name = recorded
@@ -620,16 +629,18 @@ impl SharedDriver {
             let Some((_, tags)) = self.find_cluster(&name).await? else {
                 return Ok(());
             };
-            if !self.ctx.naming.owns(None, &tags) {
+            if !self.owns(&tags) {
                 // Used, never created by panka: leave it to whoever made it.
                 tracing::info!(cluster = %name, "keeping an ECS cluster panka does not own");
                 return Ok(());
             }
-            return match self.ecs.delete_cluster().cluster(&name).send().await {
-                Ok(_) => Ok(()),
-                Err(e) if super::is_missing(&AwsError::from_sdk(&e), &[]) => Ok(()),
-                Err(e) => Err(DriverError::aws("delete ECS cluster", id, &e)),
-            };
+            or_missing(
+                self.ecs.delete_cluster().cluster(&name).send().await,
+                &[],
+                "delete ECS cluster",
+                id,
+            )?;
+            return Ok(());
         }
         if *id == execution_role_id() {
             let name = recorded
@@ -780,34 +791,34 @@ impl SharedDriver {
             .iter()
             .find(|c| c.cluster_name() == Some(name) && c.status() == Some("ACTIVE"))
             .map(|c| {
-                let tags = c
-                    .tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                    .collect();
+                let tags = aws::tag_map(c.tags().iter().map(|t| (t.key(), t.value())));
                 (c.cluster_arn().unwrap_or_default().to_string(), tags)
             }))
     }
 
     async fn ensure_cluster(&self, name: &str) -> Result<String, DriverError> {
         let id = cluster_id();
-        let want = self.shared_tags();
+        let want = self.ctx.stack_tags();
         if let Some((arn, tags)) = self.find_cluster(name).await? {
-            if !self.may_touch(&tags) {
-                return Err(DriverError::NotOurs {
-                    component: id,
-                    what: format!("ECS cluster {name}"),
-                });
-            }
-            let missing = ecs_tags(want.iter().filter(|(k, v)| tags.get(*k) != Some(*v)));
-            if !missing.is_empty() {
+            ensure_stack_ours(&self.ctx, &id, &tags, format!("ECS cluster {name}"))?;
+            let changes = self.ctx.tag_policy().changes(&want, &tags);
+            if !changes.set.is_empty() {
                 self.ecs
                     .tag_resource()
                     .resource_arn(&arn)
-                    .set_tags(Some(missing))
+                    .set_tags(Some(ecs_tags(changes.set.iter())))
                     .send()
                     .await
                     .map_err(|e| DriverError::aws("tag ECS cluster", &id, &e))?;
+            }
+            if !changes.remove.is_empty() {
+                self.ecs
+                    .untag_resource()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(changes.remove))
+                    .send()
+                    .await
+                    .map_err(|e| DriverError::aws("untag ECS cluster", &id, &e))?;
             }
             return Ok(arn);
         }
@@ -870,11 +881,7 @@ impl SharedDriver {
                 .map_or(Value::Null, |d| trust_field(&policy_json(d))),
             managed: Vec::new(),
             secrets: None,
-            tags: role
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
+            tags: aws::tag_map(role.tags().iter().map(|t| (Some(t.key()), Some(t.value())))),
         }))
     }
 
@@ -960,7 +967,7 @@ impl SharedDriver {
     async fn ensure_role(&self, stack: &DesiredStack) -> Result<Role, DriverError> {
         let id = execution_role_id();
         let name = execution_role_name(&self.ctx.naming);
-        let want_tags = self.shared_tags();
+        let want_tags = self.ctx.stack_tags();
         let region = self.region();
         let role = match self.find_role(&name).await? {
             Some(r) => r,
@@ -976,12 +983,7 @@ impl SharedDriver {
                     })?,
             },
         };
-        if !self.may_touch(&role.tags) {
-            return Err(DriverError::NotOurs {
-                component: id,
-                what: format!("IAM role {name}"),
-            });
-        }
+        ensure_stack_ours(&self.ctx, &id, &role.tags, format!("IAM role {name}"))?;
         self.converge_role_tags(&role, &want_tags).await?;
 
         if role.trust != Value::String(TASKS_PRINCIPAL.into()) {
@@ -1061,37 +1063,28 @@ impl SharedDriver {
         Ok(role)
     }
 
-    /// Adds missing or changed tags and removes the others, so observe sees exactly `want`.
+    /// Makes the role carry exactly panka's tags (see [`super::support`]).
     async fn converge_role_tags(
         &self,
         role: &Role,
         want: &BTreeMap<String, String>,
     ) -> Result<(), DriverError> {
         let id = execution_role_id();
-        let missing = iam_tags(
-            &id,
-            want.iter().filter(|(k, v)| role.tags.get(*k) != Some(*v)),
-        )?;
-        if !missing.is_empty() {
+        let changes = self.ctx.tag_policy().changes(want, &role.tags);
+        if !changes.set.is_empty() {
             self.iam
                 .tag_role()
                 .role_name(&role.name)
-                .set_tags(Some(missing))
+                .set_tags(Some(iam_tags(&id, changes.set.iter())?))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("tag IAM role", &id, &e))?;
         }
-        let extra: Vec<String> = role
-            .tags
-            .keys()
-            .filter(|k| !want.contains_key(*k))
-            .cloned()
-            .collect();
-        if !extra.is_empty() {
+        if !changes.remove.is_empty() {
             self.iam
                 .untag_role()
                 .role_name(&role.name)
-                .set_tag_keys(Some(extra))
+                .set_tag_keys(Some(changes.remove))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("untag IAM role", &id, &e))?;
@@ -1106,7 +1099,7 @@ impl SharedDriver {
         let Some(role) = self.read_role(name).await? else {
             return Ok(());
         };
-        if !self.ctx.naming.owns(None, &role.tags) {
+        if !self.owns(&role.tags) {
             // Not made by panka (or adopted and untagged since): leave it to whoever owns it.
             tracing::info!(role = %name, "keeping an IAM role panka does not own");
             return Ok(());
@@ -1172,7 +1165,7 @@ impl SharedDriver {
         let name = alb_name(&self.ctx.naming);
         let out = match self.elb.describe_load_balancers().names(&name).send().await {
             Ok(o) => o,
-            Err(e) if super::is_missing(&AwsError::from_sdk(&e), &["LoadBalancerNotFound"]) => {
+            Err(e) if is_missing(&AwsError::from_sdk(&e), &["LoadBalancerNotFound"]) => {
                 return Ok(None)
             }
             Err(e) => return Err(DriverError::aws("read load balancer", id, &e)),
@@ -1185,18 +1178,19 @@ impl SharedDriver {
             return Ok(None);
         };
         let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
-        let tags = self
-            .elb
-            .describe_tags()
-            .resource_arns(&arn)
-            .send()
-            .await
-            .map_err(|e| DriverError::aws("read load balancer tags", id, &e))?
-            .tag_descriptions()
-            .iter()
-            .flat_map(|d| d.tags())
-            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-            .collect();
+        let tags = aws::tag_map(
+            self.elb
+                .describe_tags()
+                .resource_arns(&arn)
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("read load balancer tags", id, &e))?
+                .tag_descriptions()
+                .iter()
+                .filter(|d| d.resource_arn() == Some(arn.as_str()))
+                .flat_map(|d| d.tags())
+                .map(|t| (t.key(), t.value())),
+        );
         let listeners = self
             .elb
             .describe_listeners()
@@ -1231,16 +1225,11 @@ impl SharedDriver {
     async fn ensure_alb(&self, infra: &StackInfraSpec, net: &Network) -> Result<Alb, DriverError> {
         let id = alb_id();
         let name = alb_name(&self.ctx.naming);
-        let want_tags = self.shared_tags();
+        let want_tags = self.ctx.stack_tags();
         let want_scheme = scheme(infra);
         let mut alb = match self.find_alb(&id).await? {
             Some(a) => {
-                if !self.may_touch(&a.tags) {
-                    return Err(DriverError::NotOurs {
-                        component: id,
-                        what: format!("load balancer {name}"),
-                    });
-                }
+                ensure_stack_ours(&self.ctx, &id, &a.tags, format!("load balancer {name}"))?;
                 if a.scheme != want_scheme.as_str() {
                     return Err(DriverError::Unexpected {
                         component: id,
@@ -1345,19 +1334,24 @@ impl SharedDriver {
                 .await
                 .map_err(|e| DriverError::aws("set load balancer security groups", &id, &e))?;
         }
-        let missing = elb_tags(
-            want_tags
-                .iter()
-                .filter(|(k, v)| alb.tags.get(*k) != Some(*v)),
-        );
-        if !missing.is_empty() {
+        let changes = self.ctx.tag_policy().changes(want_tags, &alb.tags);
+        if !changes.set.is_empty() {
             self.elb
                 .add_tags()
                 .resource_arns(&alb.arn)
-                .set_tags(Some(missing))
+                .set_tags(Some(elb_tags(changes.set.iter())))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("tag load balancer", &id, &e))?;
+        }
+        if !changes.remove.is_empty() {
+            self.elb
+                .remove_tags()
+                .resource_arns(&alb.arn)
+                .set_tag_keys(Some(changes.remove))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("untag load balancer", &id, &e))?;
         }
         Ok(())
     }
@@ -1377,7 +1371,7 @@ where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + crate::aws::HttpStatus,
 {
-    super::is_missing(&AwsError::from_sdk(e), &["NoSuchEntity"])
+    is_missing(&AwsError::from_sdk(e), &["NoSuchEntity"])
 }
 
 /// The trust policy letting the service `principal` assume a role.

@@ -10,6 +10,7 @@ use panka_crds::spec::{QueueType, SqsSpec};
 use panka_crds::Kind;
 use serde_json::json;
 
+use super::support::{ensure_ours, is_missing, or_missing};
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
 use crate::aws::AwsError;
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
@@ -20,6 +21,11 @@ use panka_core::plan::{DesiredFields, FieldValue, Health, Observation};
 const DLQ_RETENTION: u32 = 1_209_600;
 /// Default receives before a message moves to the dead-letter queue.
 const DEFAULT_MAX_RECEIVE: u32 = 5;
+/// SQS's own codes for "no such queue".
+const MISSING: &[&str] = &[
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+];
 
 /// The SQS driver.
 pub struct SqsDriver {
@@ -52,11 +58,13 @@ impl SqsDriver {
     }
 
     async fn queue_url(&self, id: &ComponentId, name: &str) -> Result<Option<String>, DriverError> {
-        match self.client.get_queue_url().queue_name(name).send().await {
-            Ok(out) => Ok(out.queue_url().map(str::to_string)),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(None),
-            Err(e) => Err(DriverError::aws("look up queue", id, &e)),
-        }
+        let found = or_missing(
+            self.client.get_queue_url().queue_name(name).send().await,
+            MISSING,
+            "look up queue",
+            id,
+        )?;
+        Ok(found.and_then(|out| out.queue_url().map(str::to_string)))
     }
 
     async fn attributes(
@@ -80,26 +88,82 @@ impl SqsDriver {
         id: &ComponentId,
         url: &str,
     ) -> Result<BTreeMap<String, String>, DriverError> {
-        let out = self
-            .client
-            .list_queue_tags()
-            .queue_url(url)
-            .send()
-            .await
-            .map_err(|e| DriverError::aws("read queue tags", id, &e))?;
-        Ok(out
-            .tags()
-            .map(|t| t.clone().into_iter().collect())
-            .unwrap_or_default())
+        self.tags_if_any(id, url)
+            .await?
+            .ok_or_else(|| DriverError::Unexpected {
+                component: id.clone(),
+                message: format!("queue {url} vanished while being read"),
+            })
     }
 
-    /// Creates a queue, or takes the existing one if it is ours; returns its URL and ARN.
+    /// The queue's tags; `None` when the queue does not exist.
+    async fn tags_if_any(
+        &self,
+        id: &ComponentId,
+        url: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, DriverError> {
+        let out = or_missing(
+            self.client.list_queue_tags().queue_url(url).send().await,
+            MISSING,
+            "read queue tags",
+            id,
+        )?;
+        Ok(out.map(|out| {
+            out.tags()
+                .map(|t| t.clone().into_iter().collect())
+                .unwrap_or_default()
+        }))
+    }
+
+    /// Makes queue `name` exist as `attrs` says, carrying exactly panka's tags: creates it, or
+    /// takes the existing one if it is ours and changes only the attributes and tags that
+    /// differ. Returns its URL and ARN.
+    ///
+    /// An existing queue is looked up rather than passed to CreateQueue again: CreateQueue is
+    /// idempotent only for the same attributes, and what it does to the tags of a queue that
+    /// exists is not something to rely on when other systems' tags must survive.
     async fn ensure_queue(
         &self,
         id: &ComponentId,
         name: &str,
         attrs: HashMap<Attr, String>,
     ) -> Result<(String, String), DriverError> {
+        let url = match self.queue_url(id, name).await? {
+            Some(url) => url,
+            None => self.create_queue(id, name, &attrs).await?,
+        };
+        // Tags first: they hold the ownership check, before any attribute is changed.
+        self.converge_tags(id, &url).await?;
+        let current = self.attributes(id, &url).await?;
+        let changed: HashMap<Attr, String> = settable(attrs)
+            .into_iter()
+            .filter(|(k, v)| {
+                current
+                    .get(k)
+                    .map_or(!v.is_empty(), |c| !same_attr(k, c, v))
+            })
+            .collect();
+        if !changed.is_empty() {
+            self.client
+                .set_queue_attributes()
+                .queue_url(&url)
+                .set_attributes(Some(changed))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("update queue", id, &e))?;
+        }
+        let arn = current.get(&Attr::QueueArn).cloned().unwrap_or_default();
+        Ok((url, arn))
+    }
+
+    /// Creates a queue with `attrs` and panka's tags; returns its URL. One created since it was
+    /// looked up (another apply) is taken as found: the caller checks its tags.
+    async fn create_queue(
+        &self,
+        id: &ComponentId,
+        name: &str,
+        attrs: &HashMap<Attr, String>,
+    ) -> Result<String, DriverError> {
         let tags: HashMap<String, String> = self.ctx.tags(id).into_iter().collect();
         let created = self
             .client
@@ -113,61 +177,32 @@ impl SqsDriver {
             Ok(out) => out.queue_url().map(str::to_string),
             Err(e) => {
                 let err = AwsError::from_sdk(&e);
-                // Same name, other attributes: take it only if it is ours, then converge.
-                if err.code.as_deref().is_some_and(|c| {
+                if !err.code.as_deref().is_some_and(|c| {
                     c.contains("QueueAlreadyExists") || c.contains("QueueNameExists")
                 }) {
-                    let url =
-                        self.queue_url(id, name)
-                            .await?
-                            .ok_or_else(|| DriverError::Unexpected {
-                                component: id.clone(),
-                                message: format!(
-                                    "queue {name} exists and vanished while being read"
-                                ),
-                            })?;
-                    if !self.ctx.may_touch(id, &self.tags(id, &url).await?) {
-                        return Err(DriverError::NotOurs {
-                            component: id.clone(),
-                            what: format!("queue {name}"),
-                        });
-                    }
-                    self.client
-                        .set_queue_attributes()
-                        .queue_url(&url)
-                        .set_attributes(Some(settable(attrs)))
-                        .send()
-                        .await
-                        .map_err(|e| DriverError::aws("update queue", id, &e))?;
-                    Some(url)
-                } else {
                     return Err(DriverError::Aws {
                         action: "create queue".into(),
                         component: id.clone(),
                         source: Box::new(err),
                     });
                 }
+                self.queue_url(id, name).await?
             }
         };
-        let url = url.ok_or_else(|| DriverError::Unexpected {
+        url.ok_or_else(|| DriverError::Unexpected {
             component: id.clone(),
             message: format!("SQS returned no URL for queue {name}"),
-        })?;
-        let arn = self
-            .attributes(id, &url)
-            .await?
-            .get(&Attr::QueueArn)
-            .cloned()
-            .unwrap_or_default();
-        Ok((url, arn))
+        })
     }
 
     async fn delete_queue(&self, id: &ComponentId, url: &str) -> Result<(), DriverError> {
-        match self.client.delete_queue().queue_url(url).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_missing(&AwsError::from_sdk(&e)) => Ok(()),
-            Err(e) => Err(DriverError::aws("delete queue", id, &e)),
-        }
+        or_missing(
+            self.client.delete_queue().queue_url(url).send().await,
+            MISSING,
+            "delete queue",
+            id,
+        )?;
+        Ok(())
     }
 
     async fn reconcile(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
@@ -188,6 +223,8 @@ impl SqsDriver {
             if fifo {
                 dlq_attrs.insert(Attr::FifoQueue, "true".into());
             }
+            // Its tags are not compared by plans (one more read per queue in every plan), but
+            // converged here like the queue's.
             let (dlq_url, dlq_arn) = self.ensure_queue(id, &dlq_name, dlq_attrs).await?;
             let redrive = json!({
                 "deadLetterTargetArn": dlq_arn,
@@ -201,28 +238,7 @@ impl SqsDriver {
             // No DLQ wanted: an empty policy removes a redrive left by an earlier apply.
             attrs.insert(Attr::RedrivePolicy, String::new());
         }
-        let (url, arn) = self.ensure_queue(id, &name, attrs.clone()).await?;
-        // CreateQueue does not change an existing queue: converge its attributes explicitly.
-        let current = self.attributes(id, &url).await?;
-        let wanted = settable(attrs);
-        let changed: HashMap<Attr, String> = wanted
-            .into_iter()
-            .filter(|(k, v)| {
-                current
-                    .get(k)
-                    .map_or(!v.is_empty(), |c| !same_attr(k, c, v))
-            })
-            .collect();
-        if !changed.is_empty() {
-            self.client
-                .set_queue_attributes()
-                .queue_url(&url)
-                .set_attributes(Some(changed))
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("update queue", id, &e))?;
-        }
-        self.converge_tags(id, &url).await?;
+        let (url, arn) = self.ensure_queue(id, &name, attrs).await?;
         if dlq.is_none() {
             if let Some(dlq_url) = self.queue_url(id, &dlq_name).await? {
                 if self
@@ -242,50 +258,32 @@ impl SqsDriver {
         Ok(applied)
     }
 
+    /// Makes the queue carry exactly panka's tags (see [`super::support`]), refusing a queue
+    /// that is not ours.
     async fn converge_tags(&self, id: &ComponentId, url: &str) -> Result<(), DriverError> {
-        let want = self.ctx.tags(id);
         let have = self.tags(id, url).await?;
-        let missing: HashMap<String, String> = want
-            .iter()
-            .filter(|(k, v)| have.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if !missing.is_empty() {
+        ensure_ours(&self.ctx, id, &have, format!("queue {url}"))?;
+        let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), &have);
+        if !changes.set.is_empty() {
             self.client
                 .tag_queue()
                 .queue_url(url)
-                .set_tags(Some(missing))
+                .set_tags(Some(changes.set.into_iter().collect()))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("tag queue", id, &e))?;
         }
-        // Tags added by hand are drift too; AWS's own `aws:` tags are not ours to remove.
-        let extra: Vec<String> = have
-            .keys()
-            .filter(|k| !want.contains_key(*k) && !k.starts_with("aws:"))
-            .cloned()
-            .collect();
-        if !extra.is_empty() {
+        if !changes.remove.is_empty() {
             self.client
                 .untag_queue()
                 .queue_url(url)
-                .set_tag_keys(Some(extra))
+                .set_tag_keys(Some(changes.remove))
                 .send()
                 .await
                 .map_err(|e| DriverError::aws("untag queue", id, &e))?;
         }
         Ok(())
     }
-}
-
-fn is_missing(err: &AwsError) -> bool {
-    super::is_missing(
-        err,
-        &[
-            "AWS.SimpleQueueService.NonExistentQueue",
-            "QueueDoesNotExist",
-        ],
-    )
 }
 
 fn spec_of(component: &DesiredComponent) -> Result<&SqsSpec, DriverError> {
@@ -415,7 +413,10 @@ impl Driver for SqsDriver {
                 FieldValue::known(d.max_receive_count.unwrap_or(DEFAULT_MAX_RECEIVE)),
             );
         }
-        f.set("tags", FieldValue::known(self.ctx.tags(&component.id)));
+        f.set(
+            "tags",
+            self.ctx.tag_policy().field(&self.ctx.tags(&component.id)),
+        );
         f
     }
 
@@ -442,7 +443,7 @@ impl Driver for SqsDriver {
                         let attrs = out.attributes().cloned().unwrap_or_default();
                         found = Some((name, dlq_name, url.clone(), attrs));
                     }
-                    Err(e) if is_missing(&AwsError::from_sdk(&e)) => {}
+                    Err(e) if is_missing(&AwsError::from_sdk(&e), MISSING) => {}
                     Err(e) => return Err(DriverError::aws("read queue attributes", id, &e)),
                 }
             }
@@ -494,7 +495,8 @@ impl Driver for SqsDriver {
                 );
             }
         }
-        o.fields.insert("tags".into(), FieldValue::known(&tags));
+        o.fields
+            .insert("tags".into(), self.ctx.tag_policy().field(&tags));
         let arn = attrs.get(&Attr::QueueArn).cloned().unwrap_or_default();
         o.identifiers.insert("url".into(), url.clone());
         o.identifiers.insert("arn".into(), arn.clone());
@@ -539,9 +541,15 @@ impl Driver for SqsDriver {
         recorded: &BTreeMap<String, String>,
     ) -> Result<Deletion, DriverError> {
         for key in ["url", "dlqUrl"] {
-            if let Some(url) = recorded.get(key) {
-                self.delete_queue(id, url).await?;
-            }
+            let Some(url) = recorded.get(key) else {
+                continue;
+            };
+            // Gone already: nothing to check or delete.
+            let Some(tags) = self.tags_if_any(id, url).await? else {
+                continue;
+            };
+            ensure_ours(&self.ctx, id, &tags, format!("queue {url}"))?;
+            self.delete_queue(id, url).await?;
         }
         Ok(Deletion::Done)
     }

@@ -14,6 +14,8 @@ use panka_crds::Kind;
 use crate::diag::{Diagnostic, Span};
 use crate::load::yaml::{Node, Value};
 use crate::model::ComponentSpec;
+use crate::naming::OWNERSHIP_TAGS;
+use crate::tags::glob_match;
 
 /// Parses `30s`, `5m`, `1h`, `1h30m`, `90` (seconds).
 pub fn parse_duration(text: &str) -> Option<Duration> {
@@ -117,6 +119,7 @@ pub fn stack_infra(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
             );
         }
     }
+    out.extend(ignore_tags(infra, node));
     if let Some(net) = &infra.networking {
         if let Some(vpc) = &net.vpc {
             if vpc != "default" && !vpc.starts_with("vpc-") {
@@ -150,6 +153,46 @@ pub fn stack_infra(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
                     .help("write an `sg-…` id"),
                 );
             }
+        }
+    }
+    out
+}
+
+/// Checks `ignoreTags`: each pattern matches some key, and none matches a tag panka sets itself
+/// (its ownership tags, or a key of `tags`): a tag is either panka's or another system's.
+fn ignore_tags(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (i, pattern) in infra.ignore_tags.iter().enumerate() {
+        let span = || item_span(node, &["ignoreTags"], i, None);
+        if pattern.trim().is_empty() {
+            out.push(
+                Diagnostic::at(span(), "an empty `ignoreTags` entry matches no tag key")
+                    .help("write a tag key such as `CostCenter`, or a pattern such as `org:*`"),
+            );
+            continue;
+        }
+        let own = OWNERSHIP_TAGS
+            .iter()
+            .copied()
+            .find(|key| glob_match(pattern, key));
+        if let Some(key) = own {
+            out.push(
+                Diagnostic::at(
+                    span(),
+                    format!("`ignoreTags` pattern `{pattern}` matches panka's ownership tag `{key}`"),
+                )
+                .help("panka's `panka:*` tags tell what it owns and are never ignored; narrow the pattern"),
+            );
+            continue;
+        }
+        if let Some(key) = infra.tags.keys().find(|key| glob_match(pattern, key)) {
+            out.push(
+                Diagnostic::at(
+                    span(),
+                    format!("`ignoreTags` pattern `{pattern}` matches `{key}`, which `tags` sets"),
+                )
+                .help("a tag is either panka's (set in `tags`) or another system's (listed in `ignoreTags`); remove it from one of them"),
+            );
         }
     }
     out
