@@ -1,7 +1,8 @@
 //! Output helpers shared by commands: tree drawing, problems with snippets, times as people read
-//! them, JSON and YAML.
+//! them, locks, JSON and YAML.
 
 use anyhow::Context;
+use panka_controller::lock::{LockInfo, LockScope};
 use panka_core::diag::{Diagnostic, Sources};
 use serde_json::json;
 
@@ -136,6 +137,39 @@ pub fn ago(then: jiff::Timestamp, now: jiff::Timestamp) -> String {
     } else {
         format!("{} ago", duration(d))
     }
+}
+
+/// `Active` or `Expired (no heartbeat for 1h)`.
+pub fn lock_status(l: &LockInfo, now: i64) -> String {
+    if l.is_expired_at(now) {
+        format!(
+            "Expired (no heartbeat for {})",
+            duration(epoch(now).duration_since(epoch(l.last_heartbeat)))
+        )
+    } else {
+        "Active".to_owned()
+    }
+}
+
+/// A lock as JSON.
+pub fn lock_json(l: &LockInfo, now: i64) -> serde_json::Value {
+    json!({
+        "key": l.key(),
+        "stack": l.target.stack,
+        "environment": l.target.environment,
+        "service": match &l.target.scope {
+            LockScope::Stack => None,
+            LockScope::Service(s) => Some(s),
+        },
+        "lockId": l.lock_id,
+        "lockedBy": l.locked_by,
+        "operation": l.operation,
+        "lockedAt": epoch_rfc3339(l.locked_at),
+        "lastHeartbeat": epoch_rfc3339(l.last_heartbeat),
+        "expiresAt": epoch_rfc3339(l.expires_at),
+        "fence": l.fence,
+        "status": if l.is_expired_at(now) { "Expired" } else { "Active" },
+    })
 }
 
 /// Prints a command's result in a machine-readable format: pretty JSON, or block-style YAML

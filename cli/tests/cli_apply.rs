@@ -1,7 +1,8 @@
 //! `panka apply`, `destroy`, `history` and `status` end to end against a fresh emulator, on a
 //! small generated stack of SQS queues: the line progress output when stderr is not a terminal,
 //! releases recording their kind and the `--var` overrides (secret-looking ones redacted), the
-//! trimmed `status` JSON, and `--output yaml` reading back as the JSON.
+//! trimmed `status` JSON, `--output yaml` reading back as the JSON, and the repository's git
+//! commit recorded through the session.
 
 use std::path::Path;
 use std::process::Output;
@@ -58,14 +59,8 @@ fn parse_yaml(text: &str) -> Value {
     yaml_to_json(&docs[0])
 }
 
-#[test]
-fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yaml() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let repo_dir = tempfile::tempdir().expect("tempdir");
-    let name = unique_name("c");
-    repo(repo_dir.path(), &name);
-    let root = repo_dir.path();
-    let home = home.path();
+/// `panka init` and `panka backend create` with a fresh bucket and table on the emulator.
+fn backend(home: &Path, root: &Path) {
     let bucket = unique_name("cli-apply");
     let table = unique_name("cli-apply");
     ok(panka(
@@ -87,6 +82,17 @@ fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yam
         root,
         &["backend", "create", "--bucket", &bucket, "--table", &table],
     ));
+}
+
+#[test]
+fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yaml() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let repo_dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("c");
+    repo(repo_dir.path(), &name);
+    let root = repo_dir.path();
+    let home = home.path();
+    backend(home, root);
     let target = ["-s", name.as_str(), "-e", "development"];
     let with = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -235,4 +241,86 @@ fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yam
     let out = run(with(&["--output", "json", "status"]));
     let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(status["release"]["kind"], "destroy", "{}", text(&out));
+}
+
+/// Commits everything in `root` (a new repository the first time) and returns the commit id.
+fn commit_all(root: &Path) -> String {
+    let repo = git2::Repository::open(root)
+        .or_else(|_| git2::Repository::init(root))
+        .expect("git init");
+    let mut index = repo.index().expect("index");
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .expect("git add");
+    index.write().expect("write index");
+    let tree = repo
+        .find_tree(index.write_tree().expect("write tree"))
+        .expect("tree");
+    let who = git2::Signature::now("tester", "tester@example.invalid").expect("signature");
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &who, &who, "stacks", &tree, &parents)
+        .expect("git commit")
+        .to_string()
+}
+
+#[test]
+fn plan_apply_and_status_go_through_the_session_and_record_the_repositorys_commit() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let repo_dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("g");
+    let root = repo_dir.path();
+    let home = home.path();
+    repo(root, &name);
+    let head = commit_all(root);
+    backend(home, root);
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-s", name.as_str(), "-e", "development"]);
+        panka(home, root, &all)
+    };
+    let json = |args: &[&str]| -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        serde_json::from_str(&ok(out)).expect("JSON")
+    };
+
+    // plan: the session's engine sees nothing deployed yet.
+    let plan = json(&["plan"]);
+    assert_eq!(plan["summary"]["create"], 2, "{plan:#}");
+
+    // apply in a clean checkout: the release records HEAD, and status shows it.
+    ok(run(&["apply", "--yes"]));
+    let history = json(&["history"]);
+    assert_eq!(history[0]["commit"], head.as_str(), "{history:#}");
+    let status = json(&["status"]);
+    assert_eq!(status["release"]["commit"], head.as_str(), "{status:#}");
+    assert_eq!(status["release"]["id"], history[0]["id"]);
+    assert_eq!(status["components"].as_array().map(Vec::len), Some(2));
+
+    // A change under stacks/ not yet committed: the next release says so.
+    write(
+        root,
+        &format!("stacks/{name}/environments/development/variables.yaml"),
+        &format!("apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v2, QUEUE_VISIBILITY: \"40\"}}\n"),
+    );
+    let plan = json(&["plan"]);
+    assert_eq!(plan["summary"]["update"], 2, "{plan:#}");
+    ok(run(&["apply", "--yes"]));
+    let dirty = format!("{head}+dirty");
+    let history = json(&["history"]);
+    assert_eq!(history[0]["commit"], dirty.as_str(), "{history:#}");
+    assert_eq!(history[0]["version"], "v2");
+    assert_eq!(history[1]["commit"], head.as_str());
+    let status = json(&["status"]);
+    assert_eq!(status["release"]["commit"], dirty.as_str(), "{status:#}");
+
+    // Committed: clean again, at the new HEAD.
+    let next = commit_all(root);
+    assert_ne!(next, head);
+    ok(run(&["destroy", "--yes"]));
+    let history = json(&["history"]);
+    assert_eq!(history[0]["releaseKind"], "destroy");
+    assert_eq!(history[0]["commit"], next.as_str(), "{history:#}");
 }

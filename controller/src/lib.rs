@@ -4,7 +4,8 @@
 //! The engine is a one-way flow of stages (DESIGN.md §3): [`source`] → load → resolve → graph →
 //! observe → plan → apply → record. The pure ones (load, resolve, graph, plan) live in
 //! [`panka_core`]; this crate reads the repository, talks to AWS through the [`driver`]s, holds
-//! [`lock`]s and writes [`state`].
+//! [`lock`]s and writes [`state`]. [`session`] wires configuration → backends → engine once,
+//! for the CLI and the controller alike.
 
 pub mod aws;
 pub mod backend;
@@ -13,6 +14,7 @@ pub mod driver;
 pub mod engine;
 pub mod lock;
 pub mod secret;
+pub mod session;
 pub mod source;
 pub mod state;
 pub mod validate;

@@ -1,15 +1,14 @@
-//! `panka backend create`: the S3 state bucket and the DynamoDB lock table; plus the helpers the
-//! state commands share (runtime, configuration, backends).
+//! `panka backend create`: the S3 state bucket and the DynamoDB lock table.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use panka_controller::aws::{self, AwsSettings};
-use panka_controller::backend::{self, Backends, CreateOptions, StepAction};
-use panka_controller::config::{Config, LocksConfig, StateConfig};
+use panka_controller::backend::{self, CreateOptions, StepAction};
+use panka_controller::config::{LocksConfig, StateConfig};
 use serde_json::json;
 
+use super::{load_config, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{indent, print_data};
 
@@ -120,23 +119,4 @@ fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<ExitCode> {
         )?,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A runtime for one command.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")
-}
-
-/// The configuration (`--config` / `PANKA_CONFIG` / `~/.panka/config.yaml`, `PANKA_*`).
-pub(crate) fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
-    Ok(Config::load(global.config.as_deref())?)
-}
-
-/// The configured state and lock backends.
-pub(crate) async fn open(config: &Config) -> Backends {
-    backend::open(config).await
 }

@@ -1,48 +1,25 @@
-//! `panka plan`, `panka apply` and `panka destroy`: resolve the repository, then hand the desired
-//! stack to the engine and render what it reports.
+//! `panka plan`, `panka apply` and `panka destroy`: resolve the repository, open the session of
+//! the stack and hand the desired stack to its engine; render what it reports. The step loop and
+//! Ctrl-C handling of an apply are the front-end's; everything else is the session's.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use panka_controller::aws::{load_sdk_config, AwsSettings};
-use panka_controller::engine::{Engine, EngineError, EngineOptions, Event, Progress, Run, Step};
-use panka_controller::lock::{format_epoch, LockOptions, Locker};
-use panka_controller::state::ReleaseKind;
-use panka_controller::validate::{load_stack, plan_input};
-use panka_core::graph::Graph;
+use panka_controller::engine::{EngineError, Event, Progress, Step};
+use panka_controller::lock::format_epoch;
+use panka_controller::session::{self, ApprovalGate, Limits, Operation};
 use panka_core::model::DesiredStack;
 use panka_core::plan::{Action, ComponentPlan, Plan};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{load_config, open, runtime};
+use super::{open_session, resolve_target, runtime, Resolved, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::{print_data, problems};
-
-/// What plan, apply and destroy share.
-#[derive(Debug, Args)]
-pub struct TargetArgs {
-    /// Stack.
-    #[arg(long, short = 's')]
-    pub stack: String,
-    /// Environment.
-    #[arg(long, short = 'e')]
-    pub environment: String,
-    /// Only this service (its lock scope); other services' outputs are read from state.
-    #[arg(long)]
-    pub service: Option<String>,
-    /// Variable override, `NAME=VALUE`; repeatable.
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    pub vars: Vec<String>,
-    /// Take over same-named AWS resources that lack panka's tags.
-    #[arg(long)]
-    pub adopt: bool,
-}
+use crate::render::print_data;
 
 /// Arguments of `panka plan`.
 #[derive(Debug, Args)]
@@ -74,119 +51,20 @@ pub struct ApplyArgs {
     pub health_timeout: Duration,
 }
 
-/// Resolves the repository; prints problems and returns `None` when it is invalid (no AWS call
-/// is made then).
-pub(crate) fn resolve_target(
-    global: &GlobalArgs,
-    target: &TargetArgs,
-) -> anyhow::Result<Option<(DesiredStack, Graph, String)>> {
-    let root = super::repo_root(global)?;
-    let options = super::resolve_options(&target.vars)?;
-    let loaded = match load_stack(&root, &target.stack) {
-        Ok(l) => l,
-        Err((ds, sources)) => {
-            eprintln!("{}", problems(&ds.iter().collect::<Vec<_>>(), &sources));
-            return Ok(None);
-        }
-    };
-    match plan_input(&loaded, &target.environment, &options) {
-        Ok((d, g)) => {
-            if let Some(svc) = &target.service {
-                anyhow::ensure!(
-                    d.services.contains_key(svc),
-                    "stack `{}` has no service `{svc}`",
-                    d.name
-                );
-            }
-            Ok(Some((d, g, root.display().to_string())))
-        }
-        Err(ds) => {
-            eprintln!(
-                "{}",
-                problems(&ds.iter().collect::<Vec<_>>(), &loaded.sources)
-            );
-            Ok(None)
-        }
-    }
-}
-
-/// The git commit of the repository, when it is a git checkout (`+dirty` with local changes).
-fn git_commit(root: &Path) -> Option<String> {
-    let run = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(root)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let commit = run(&["rev-parse", "HEAD"])?;
-    let dirty = run(&["status", "--porcelain", "--", "stacks"]).is_some_and(|s| !s.is_empty());
-    Some(if dirty {
-        format!("{commit}+dirty")
-    } else {
-        commit
-    })
-}
-
-pub(crate) async fn target_engine(
-    global: &GlobalArgs,
-    desired: &DesiredStack,
-    lock_wait: Duration,
-) -> anyhow::Result<Engine> {
-    let config = load_config(global)?;
-    let backends = open(&config).await;
-    let sdk = load_sdk_config(&AwsSettings {
-        profile: config.aws.profile.clone(),
-        region: Some(desired.provider.region.clone()),
-        endpoint_url: None,
-    })
-    .await;
-    let locker = Locker::new(
-        backends.locks.clone(),
-        LockOptions {
-            wait: lock_wait,
-            ..LockOptions::default()
-        },
-    )?;
-    Ok(Engine::new(sdk, backends, locker))
-}
-
-/// Plans `desired` without the lock: what `plan`, `status` and `show` display.
-pub(crate) async fn plan_target(
-    global: &GlobalArgs,
-    desired: &DesiredStack,
-    graph: &Graph,
-    options: EngineOptions,
-) -> anyhow::Result<(Engine, Run, panka_controller::engine::Prepared)> {
-    let engine = target_engine(global, desired, Duration::ZERO).await?;
-    let run = engine.run(desired, options, CancellationToken::new());
-    let prepared = engine.plan(&run, desired, graph).await?;
-    Ok((engine, run, prepared))
-}
-
-pub(crate) fn engine_options(target: &TargetArgs, root: &str) -> EngineOptions {
-    EngineOptions {
-        service: target.service.clone(),
-        adopt: target.adopt,
-        commit: git_commit(Path::new(root)),
-        // resolve_target parsed these already, so a malformed pair never gets this far.
-        overrides: super::resolve_options(&target.vars)
-            .map(|o| o.vars)
-            .unwrap_or_default(),
-        ..EngineOptions::default()
-    }
-}
-
 /// Runs `panka plan`.
 pub fn plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let Some((desired, graph, root)) = resolve_target(global, &args.target)? else {
+    let Some(Resolved {
+        desired,
+        graph,
+        target,
+    }) = resolve_target(global, &args.target)?
+    else {
         return Ok(ExitCode::FAILURE);
     };
-    let opts = engine_options(&args.target, &root);
-    let (_, _, prepared) = runtime()?.block_on(plan_target(global, &desired, &graph, opts))?;
+    let prepared = runtime()?.block_on(async {
+        let session = open_session(global, &desired).await?;
+        anyhow::Ok(session.plan(&target, &desired, &graph).await?)
+    })?;
     match global.output {
         OutputFormat::Table => print!("{}", render_plan(&prepared.plan, &desired, false)),
         OutputFormat::Json | OutputFormat::Yaml => {
@@ -222,42 +100,32 @@ pub fn destroy(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<ExitCode>
 }
 
 fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Result<ExitCode> {
-    let Some((mut desired, graph, root)) = resolve_target(global, &args.target)? else {
+    let Some(Resolved {
+        desired,
+        graph,
+        target,
+    }) = resolve_target(global, &args.target)?
+    else {
         return Ok(ExitCode::FAILURE);
     };
-    let needs_approval = desired
-        .infra
-        .approval
-        .as_ref()
-        .is_some_and(|a| a.environments.contains(&desired.environment));
-    let interactive = std::io::stdin().is_terminal();
-    if needs_approval && !args.yes && !interactive {
+    let gate = session::approval_gate(&desired, args.yes, std::io::stdin().is_terminal());
+    if gate == ApprovalGate::Closed {
         anyhow::bail!(
             "{} needs approval and there is no terminal to ask on; re-run with --yes to approve",
             desired.environment
         );
     }
     let table = global.output == OutputFormat::Table;
-    if destroy {
-        let scope = args.target.service.clone();
-        desired
-            .components
-            .retain(|id, _| scope.as_ref().is_some_and(|s| &id.service != s));
-    }
-    let graph = if destroy {
-        Graph {
-            waves: Vec::new(),
-            edges: Vec::new(),
-        }
-    } else {
-        graph
+    let limits = Limits {
+        allow_destroy: args.allow_destroy,
+        health_timeout: args.health_timeout,
     };
-    let mut opts = engine_options(&args.target, &root);
-    if destroy {
-        opts.kind = ReleaseKind::Destroy;
-    }
-    opts.allow_destroy = args.allow_destroy;
-    opts.health_timeout = args.health_timeout;
+    let (desired, graph, operation) = if destroy {
+        let (desired, graph) = session::desired_for_destroy(desired, target.service.as_deref());
+        (desired, graph, Operation::Destroy(limits))
+    } else {
+        (desired, graph, Operation::Apply(limits))
+    };
     // Bars only where a person watches; CI logs and pipes keep the line output.
     let progress = if table && std::io::stderr().is_terminal() {
         ApplyProgress::Bars(Bars::new(ProgressDrawTarget::stderr()))
@@ -285,8 +153,13 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
             eprintln!("quit: the lock is released when its lease runs out (2 min); run `panka unlock` to free it sooner");
             std::process::exit(130);
         });
-        let engine = target_engine(global, &desired, args.lock_timeout).await?;
-        let run = engine.run(&desired, opts, cancel.clone());
+        let session = open_session(global, &desired).await?;
+        let engine = session.engine(args.lock_timeout)?;
+        let run = engine.run(
+            &desired,
+            session.options_for(&target, operation),
+            cancel.clone(),
+        );
         // The plan is shown, and approved, before the lock is taken: nobody waits on a person.
         let prepared = engine.plan(&run, &desired, &graph).await?;
         if cancel.is_cancelled() {
@@ -301,8 +174,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
             return Ok(Outcome::Failed(e));
         }
         if prepared.plan.has_changes()
-            && needs_approval
-            && !args.yes
+            && gate == ApprovalGate::Ask
             && !confirm(&desired.environment)
         {
             return anyhow::Ok(Outcome::Declined);

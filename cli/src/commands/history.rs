@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use panka_controller::state::{HistoryEntry, ReleaseOutcome, StateKey};
 
-use super::backend::{load_config, open, runtime};
+use super::{open_backends, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{duration, print_data, recorded_time, table};
 
@@ -26,9 +26,8 @@ pub struct HistoryArgs {
 /// Runs `panka history`.
 pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let key = StateKey::new(&args.stack, &args.environment)?;
-    let config = load_config(global)?;
     let entries = runtime()?.block_on(async {
-        let b = open(&config).await;
+        let b = open_backends(global).await?;
         anyhow::Ok(b.state.history(&key, Some(args.limit)).await?)
     })?;
     match global.output {

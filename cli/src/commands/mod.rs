@@ -1,5 +1,6 @@
 //! One module per command. Each parses nothing itself (clap did) and holds no business logic:
-//! it calls the engine and renders what comes back.
+//! it hands the arguments to [`panka_controller::session`] (or the engine) and renders what
+//! comes back. Commands depend on this module, the session and `render`, never on each other.
 
 pub mod backend;
 pub mod deploy;
@@ -15,8 +16,16 @@ pub mod version;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::Args;
+use panka_controller::backend::Backends;
+use panka_controller::config::Config;
+use panka_controller::session::{self, Session, Target};
+use panka_controller::validate::{load_stack, plan_input};
+use panka_core::graph::Graph;
+use panka_core::model::DesiredStack;
 
 use crate::app::GlobalArgs;
+use crate::render::problems;
 
 /// The deployment repository root: `--repo`, or the nearest ancestor of the working directory
 /// that holds `stacks/`.
@@ -43,4 +52,102 @@ pub fn resolve_options(vars: &[String]) -> anyhow::Result<panka_core::resolve::O
     let vars = panka_core::resolve::parse_cli_vars(vars.iter().map(String::as_str))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     Ok(panka_core::resolve::Options { vars })
+}
+
+/// A runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+}
+
+/// The configuration (`--config` / `PANKA_CONFIG` / `~/.panka/config.yaml`, `PANKA_*`).
+pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    Ok(Config::load(global.config.as_deref())?)
+}
+
+/// The configured state and lock backends (commands that need no stack's AWS region).
+pub async fn open_backends(global: &GlobalArgs) -> anyhow::Result<Backends> {
+    Ok(panka_controller::backend::open(&load_config(global)?).await)
+}
+
+/// The session of a resolved stack: the configured backends and the AWS configuration of the
+/// stack's region.
+pub async fn open_session(global: &GlobalArgs, desired: &DesiredStack) -> anyhow::Result<Session> {
+    let config = load_config(global)?;
+    Ok(Session::open(&config, &desired.provider.region).await)
+}
+
+/// What plan, apply, destroy, status and show share.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Stack.
+    #[arg(long, short = 's')]
+    pub stack: String,
+    /// Environment.
+    #[arg(long, short = 'e')]
+    pub environment: String,
+    /// Only this service (its lock scope); other services' outputs are read from state.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Variable override, `NAME=VALUE`; repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Take over same-named AWS resources that lack panka's tags.
+    #[arg(long)]
+    pub adopt: bool,
+}
+
+/// A stack resolved from the repository, and what was asked of it.
+pub struct Resolved {
+    /// The desired stack for the environment asked for.
+    pub desired: DesiredStack,
+    /// Its waves.
+    pub graph: Graph,
+    /// The service, `--var`s, `--adopt` and the repository's commit, for the session.
+    pub target: Target,
+}
+
+/// Resolves the repository; prints problems and returns `None` when it is invalid (no AWS call
+/// is made then).
+pub fn resolve_target(global: &GlobalArgs, args: &TargetArgs) -> anyhow::Result<Option<Resolved>> {
+    let root = repo_root(global)?;
+    let options = resolve_options(&args.vars)?;
+    let loaded = match load_stack(&root, &args.stack) {
+        Ok(l) => l,
+        Err((ds, sources)) => {
+            eprintln!("{}", problems(&ds.iter().collect::<Vec<_>>(), &sources));
+            return Ok(None);
+        }
+    };
+    let (desired, graph) = match plan_input(&loaded, &args.environment, &options) {
+        Ok(resolved) => resolved,
+        Err(ds) => {
+            eprintln!(
+                "{}",
+                problems(&ds.iter().collect::<Vec<_>>(), &loaded.sources)
+            );
+            return Ok(None);
+        }
+    };
+    if let Some(svc) = &args.service {
+        anyhow::ensure!(
+            desired.services.contains_key(svc),
+            "stack `{}` has no service `{svc}`",
+            desired.name
+        );
+    }
+    let target = Target {
+        service: args.service.clone(),
+        adopt: args.adopt,
+        overrides: options.vars,
+        commit: session::repo_commit(&root),
+    };
+    Ok(Some(Resolved {
+        desired,
+        graph,
+        target,
+    }))
 }

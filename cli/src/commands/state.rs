@@ -3,14 +3,14 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use panka_controller::lock::{now_epoch_secs, LockInfo, LockScope};
+use panka_controller::lock::{now_epoch_secs, LockInfo};
 use panka_controller::state::StateKey;
 use serde_json::json;
 
-use super::backend::{load_config, open, runtime};
+use super::{open_backends, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{
-    ago, duration, epoch, epoch_rfc3339, indent, print_data, recorded_time, table, timestamp,
+    ago, epoch, indent, lock_json, lock_status, print_data, recorded_time, table, timestamp,
 };
 
 /// `panka state …`.
@@ -54,9 +54,8 @@ pub fn run(global: &GlobalArgs, command: StateCommand) -> anyhow::Result<ExitCod
 
 fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let key = StateKey::new(&args.stack, &args.environment)?;
-    let config = load_config(global)?;
     let (location, snapshot) = runtime()?.block_on(async {
-        let b = open(&config).await;
+        let b = open_backends(global).await?;
         anyhow::Ok((b.state.location(), b.state.read(&key).await?))
     })?;
     let Some(snap) = snapshot else {
@@ -118,9 +117,8 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn locks(global: &GlobalArgs, args: LocksArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(global)?;
     let (location, list) = runtime()?.block_on(async {
-        let b = open(&config).await;
+        let b = open_backends(global).await?;
         anyhow::Ok((
             b.locks.location(),
             b.locks
@@ -145,18 +143,6 @@ fn locks(global: &GlobalArgs, args: LocksArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `Active` or `Expired (no heartbeat for 1h)`.
-pub(crate) fn status(l: &LockInfo, now: i64) -> String {
-    if l.is_expired_at(now) {
-        format!(
-            "Expired (no heartbeat for {})",
-            duration(epoch(now).duration_since(epoch(l.last_heartbeat)))
-        )
-    } else {
-        "Active".to_owned()
-    }
-}
-
 fn print_table(list: &[LockInfo], now: i64) {
     let now_at = epoch(now);
     let rows = list.iter().map(|l| {
@@ -170,7 +156,7 @@ fn print_table(list: &[LockInfo], now: i64) {
                 ago(epoch(l.locked_at), now_at)
             ),
             ago(epoch(l.last_heartbeat), now_at),
-            status(l, now),
+            lock_status(l, now),
         ]
     });
     print!(
@@ -180,25 +166,4 @@ fn print_table(list: &[LockInfo], now: i64) {
             rows
         )
     );
-}
-
-/// A lock as JSON.
-pub(crate) fn lock_json(l: &LockInfo, now: i64) -> serde_json::Value {
-    json!({
-        "key": l.key(),
-        "stack": l.target.stack,
-        "environment": l.target.environment,
-        "service": match &l.target.scope {
-            LockScope::Stack => None,
-            LockScope::Service(s) => Some(s),
-        },
-        "lockId": l.lock_id,
-        "lockedBy": l.locked_by,
-        "operation": l.operation,
-        "lockedAt": epoch_rfc3339(l.locked_at),
-        "lastHeartbeat": epoch_rfc3339(l.last_heartbeat),
-        "expiresAt": epoch_rfc3339(l.expires_at),
-        "fence": l.fence,
-        "status": if l.is_expired_at(now) { "Expired" } else { "Active" },
-    })
 }

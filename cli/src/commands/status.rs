@@ -3,15 +3,15 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use panka_controller::state::{ComponentState, HistoryEntry, Release, ReleaseKind, StateKey};
+use panka_controller::session::StatusSummary;
+use panka_controller::state::{ComponentState, Release, ReleaseKind};
 use panka_controller::validate::load_stack;
 use panka_core::model::ComponentId;
 use panka_core::plan::{ComponentPlan, Health, Observation};
 use panka_core::resolve;
 use serde_json::json;
 
-use super::backend::runtime;
-use super::deploy::{plan_target, resolve_target, TargetArgs};
+use super::{open_session, repo_root, resolve_target, runtime, Resolved, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{ago, indent, mark, print_data, recorded_time, table};
 
@@ -51,85 +51,61 @@ fn health_word(h: &Health) -> String {
 
 /// Runs `panka status`.
 pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let Some((desired, graph, root)) = resolve_target(global, &args.target)? else {
+    let Some(Resolved {
+        desired,
+        graph,
+        target,
+    }) = resolve_target(global, &args.target)?
+    else {
         return Ok(ExitCode::FAILURE);
     };
-    let opts = super::deploy::engine_options(&args.target, &root);
-    let (prepared, release) = runtime()?.block_on(async {
-        let (engine, _, prepared) = plan_target(global, &desired, &graph, opts).await?;
-        let release = match prepared
-            .state
-            .as_ref()
-            .and_then(|s| s.document.release.clone())
-        {
-            Some(id) => {
-                engine
-                    .state()
-                    .history_entry(&StateKey::new(&desired.name, &desired.environment)?, &id)
-                    .await?
-            }
-            None => None,
-        };
-        anyhow::Ok((prepared, release))
+    let summary = runtime()?.block_on(async {
+        let session = open_session(global, &desired).await?;
+        anyhow::Ok(session.status(&target, &desired, &graph).await?)
     })?;
-    let interrupted = prepared
-        .state
-        .as_ref()
-        .and_then(|s| s.document.release.clone())
-        .filter(|_| release.is_none());
-    let release = match release {
-        Some(HistoryEntry::Release(r)) => Some(r),
-        _ => None,
-    };
-    let rows: Vec<_> = desired
-        .components
-        .values()
-        .filter(|c| {
-            args.target
-                .service
-                .as_ref()
-                .is_none_or(|s| &c.id.service == s)
-        })
-        .map(|c| {
-            let o = prepared.observed.get(&c.id).cloned().unwrap_or_default();
-            let recorded = prepared
-                .state
-                .as_ref()
-                .and_then(|s| s.document.components.get(&c.id.to_string()));
-            (
-                c.id.clone(),
-                c.kind().name(),
-                o,
-                recorded.and_then(|r| r.applied_at.clone()),
-            )
-        })
-        .collect();
     if global.output != OutputFormat::Table {
-        print_data(
-            global.output,
-            &json!({
-                "stack": desired.name,
-                "environment": desired.environment,
-                "release": release.as_ref().map(release_summary),
-                "components": rows.iter().map(|(id, kind, o, at)| json!({
-                    "component": id.to_string(), "kind": kind, "status": o.status,
-                    "health": health_word(&o.health), "lastDeployed": at,
-                })).collect::<Vec<_>>(),
-            }),
-        )?;
+        print_data(global.output, &status_json(&summary))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let scope = args
-        .target
+    print!("{}", status_text(&summary, jiff::Timestamp::now()));
+    Ok(if summary.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// What `status --output json|yaml` prints.
+fn status_json(s: &StatusSummary) -> serde_json::Value {
+    json!({
+        "stack": s.stack,
+        "environment": s.environment,
+        "release": s.release.as_ref().map(release_summary),
+        "components": s.components.iter().map(|c| json!({
+            "component": c.id.to_string(), "kind": c.kind, "status": c.observed.status,
+            "health": health_word(&c.observed.health), "lastDeployed": c.last_deployed,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// What `status` prints as a table: the scope, the last release, one row per component.
+fn status_text(s: &StatusSummary, now: jiff::Timestamp) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let scope = s
         .service
         .clone()
-        .unwrap_or_else(|| format!("stack {}", desired.name));
-    println!("Status: {scope} ({})", desired.environment);
-    if let Some(id) = &interrupted {
-        println!("Release {id} did not finish (interrupted); `panka apply` continues from the recorded state");
+        .unwrap_or_else(|| format!("stack {}", s.stack));
+    let _ = writeln!(out, "Status: {scope} ({})", s.environment);
+    if let Some(id) = &s.unfinished_release {
+        let _ = writeln!(
+            out,
+            "Release {id} did not finish (interrupted); `panka apply` continues from the recorded state"
+        );
     }
-    if let Some(r) = &release {
-        println!(
+    if let Some(r) = &s.release {
+        let _ = writeln!(
+            out,
             "Last release: {}{} · version {} · by {} · {:?}",
             r.id,
             // Most releases are applies; only say so when it was something else.
@@ -143,31 +119,24 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
             r.outcome
         );
     }
-    let now = jiff::Timestamp::now();
-    println!();
-    print!(
-        "{}",
-        table(
-            ["", "COMPONENT", "KIND", "STATUS", "HEALTH", "LAST DEPLOYED"],
-            rows.iter().map(|(id, kind, o, at)| {
-                [
-                    mark(o.health == Health::Healthy).to_owned(),
-                    id.to_string(),
-                    (*kind).to_owned(),
-                    if o.status.is_empty() { "-" } else { &o.status }.to_owned(),
-                    health_word(&o.health),
-                    at.as_deref()
-                        .map_or_else(|| "never".to_owned(), |t| last_deployed(t, now)),
-                ]
-            }),
-        )
-    );
-    let healthy = rows.iter().all(|(_, _, o, _)| o.health == Health::Healthy);
-    Ok(if healthy {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    out.push('\n');
+    out.push_str(&table(
+        ["", "COMPONENT", "KIND", "STATUS", "HEALTH", "LAST DEPLOYED"],
+        s.components.iter().map(|c| {
+            let o = &c.observed;
+            [
+                mark(o.health == Health::Healthy).to_owned(),
+                c.id.to_string(),
+                c.kind.to_owned(),
+                if o.status.is_empty() { "-" } else { &o.status }.to_owned(),
+                health_word(&o.health),
+                c.last_deployed
+                    .as_deref()
+                    .map_or_else(|| "never".to_owned(), |t| last_deployed(t, now)),
+            ]
+        }),
+    ));
+    out
 }
 
 /// LAST DEPLOYED of a component: how long before `now` its recorded RFC 3339 time was
@@ -196,7 +165,12 @@ fn release_summary(r: &Release) -> serde_json::Value {
 pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let id = ComponentId::try_from(args.component.clone())
         .map_err(|e| anyhow::anyhow!("--component: {e}"))?;
-    let Some((desired, graph, root)) = resolve_target(global, &args.target)? else {
+    let Some(Resolved {
+        desired,
+        graph,
+        mut target,
+    }) = resolve_target(global, &args.target)?
+    else {
         return Ok(ExitCode::FAILURE);
     };
     let component = desired
@@ -204,10 +178,12 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
         .get(&id)
         .ok_or_else(|| anyhow::anyhow!("stack `{}` has no component `{id}`", desired.name))?
         .clone();
-    let mut target = args.target;
+    // The component's service is the scope: its plan reads the other services from state.
     target.service = Some(id.service.clone());
-    let opts = super::deploy::engine_options(&target, &root);
-    let (_, _, prepared) = runtime()?.block_on(plan_target(global, &desired, &graph, opts))?;
+    let prepared = runtime()?.block_on(async {
+        let session = open_session(global, &desired).await?;
+        anyhow::Ok(session.plan(&target, &desired, &graph).await?)
+    })?;
     let o = prepared.observed.get(&id).cloned().unwrap_or_default();
     let recorded = prepared
         .state
@@ -329,7 +305,7 @@ fn show_text(
 
 /// Runs `panka list`: stacks, environments, services and components of the repository.
 pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let root = super::repo_root(global)?;
+    let root = repo_root(global)?;
     let stacks = match args.stack {
         Some(s) => vec![s],
         None => {
@@ -379,10 +355,110 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::{last_deployed, show_text};
-    use panka_controller::state::ComponentState;
+    use super::{last_deployed, show_text, status_json, status_text};
+    use panka_controller::session::{ComponentStatus, StatusSummary};
+    use panka_controller::state::{ComponentState, Release, ReleaseKind, ReleaseOutcome};
     use panka_core::model::ComponentId;
     use panka_core::plan::{Health, Observation};
+
+    fn summary() -> StatusSummary {
+        StatusSummary {
+            stack: "shop".into(),
+            environment: "development".into(),
+            service: None,
+            release: Some(Release {
+                id: "20261123T150000.000Z-1a2b3c4d".into(),
+                kind: ReleaseKind::Destroy,
+                stack: "shop".into(),
+                environment: "development".into(),
+                scope: "stack".into(),
+                version: Some("1.10".into()),
+                commit: Some("0123abc".into()),
+                actor: "tester@host".into(),
+                overrides: Default::default(),
+                started_at: "2026-11-23T15:00:00Z".into(),
+                finished_at: Some("2026-11-23T15:01:00Z".into()),
+                outcome: ReleaseOutcome::Succeeded,
+                actions: Default::default(),
+                desired: serde_json::json!({"spec": "not shown"}),
+            }),
+            unfinished_release: Some("20261123T155900.000Z-5e6f7a8b".into()),
+            components: vec![
+                ComponentStatus {
+                    id: ComponentId::new("orders", "events"),
+                    kind: "SQS",
+                    observed: Observation {
+                        exists: true,
+                        status: "available".into(),
+                        health: Health::Healthy,
+                        ..Observation::default()
+                    },
+                    last_deployed: Some("2026-11-23T15:48:00Z".into()),
+                },
+                ComponentStatus {
+                    id: ComponentId::new("orders", "jobs"),
+                    kind: "SQS",
+                    observed: Observation::default(),
+                    last_deployed: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn status_shows_the_scope_the_releases_and_a_row_per_component() {
+        let now: jiff::Timestamp = "2026-11-23T16:00:00Z".parse().expect("time");
+        let text = status_text(&summary(), now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Status: stack shop (development)");
+        assert!(
+            lines[1].starts_with("Release 20261123T155900.000Z-5e6f7a8b did not finish"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[2],
+            "Last release: 20261123T150000.000Z-1a2b3c4d (destroy) · version 1.10 · by tester@host · Succeeded"
+        );
+        assert_eq!(lines[3], "");
+        assert!(
+            lines[4].contains("COMPONENT") && lines[4].contains("LAST DEPLOYED"),
+            "{text}"
+        );
+        assert!(
+            lines[5].starts_with("✓ orders/events") && lines[5].ends_with("12 min ago"),
+            "{text}"
+        );
+        assert!(
+            lines[6].contains("orders/jobs") && lines[6].ends_with("never"),
+            "{text}"
+        );
+        let mut one = summary();
+        one.service = Some("orders".into());
+        one.unfinished_release = None;
+        let text = status_text(&one, now);
+        assert!(
+            text.starts_with("Status: orders (development)\nLast release: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_json_has_the_release_in_brief_and_every_component() {
+        let json = status_json(&summary());
+        assert_eq!(json["stack"], "shop");
+        assert_eq!(json["release"]["commit"], "0123abc");
+        assert!(json["release"].get("desired").is_none(), "{json:#}");
+        assert_eq!(json["components"][0]["component"], "orders/events");
+        assert_eq!(json["components"][0]["health"], "Healthy");
+        assert_eq!(
+            json["components"][0]["lastDeployed"],
+            "2026-11-23T15:48:00Z"
+        );
+        assert_eq!(
+            json["components"][1]["lastDeployed"],
+            serde_json::Value::Null
+        );
+    }
 
     #[test]
     fn show_lists_identifiers_outputs_recent_events_and_the_last_applied_spec() {

@@ -9,10 +9,9 @@ use panka_controller::lock::{
 use panka_controller::state::{new_history_id, HistoryEntry, UnlockRecord};
 use serde_json::json;
 
-use super::backend::{load_config, open, runtime};
-use super::state::{lock_json, status};
+use super::{open_backends, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
-use crate::render::{ago, epoch, epoch_rfc3339, print_data, timestamp};
+use crate::render::{ago, epoch, epoch_rfc3339, lock_json, lock_status, print_data, timestamp};
 
 /// Arguments of `panka unlock`.
 #[derive(Debug, Args)]
@@ -35,10 +34,9 @@ pub struct UnlockArgs {
 /// Runs `panka unlock`.
 pub fn run(global: &GlobalArgs, args: UnlockArgs) -> anyhow::Result<ExitCode> {
     let target = LockTarget::new(&args.stack, &args.environment, args.service.as_deref())?;
-    let config = load_config(global)?;
     let me = default_holder();
     runtime()?.block_on(async {
-        let b = open(&config).await;
+        let b = open_backends(global).await?;
         let outcome = unlock(b.locks.as_ref(), &target, &me, args.force).await?;
         let now = now_epoch_secs();
         match outcome {
@@ -101,7 +99,7 @@ pub fn run(global: &GlobalArgs, args: UnlockArgs) -> anyhow::Result<ExitCode> {
                         if !others.is_empty() {
                             println!("Service-scoped locks of {}/{}:", target.stack, target.environment);
                             for o in &others {
-                                println!("  {} held by {} ({})", o.key(), o.locked_by, status(o, now));
+                                println!("  {} held by {} ({})", o.key(), o.locked_by, lock_status(o, now));
                             }
                             println!("Pass --service NAME to remove one.");
                         }
