@@ -13,6 +13,7 @@ use aws_sdk_secretsmanager::Client;
 use panka_crds::spec::PasswordSecret;
 
 use crate::aws::AwsError;
+use crate::driver::DriverError;
 
 /// JSON key read from a password secret when the reference names none.
 pub const DEFAULT_PASSWORD_KEY: &str = "password";
@@ -128,6 +129,29 @@ pub async fn read_password(
 ) -> Result<SecretString, SecretError> {
     let raw = fetch(client, &secret.secret_ref).await?;
     password_of(&secret.secret_ref, raw, secret.key.as_deref())
+}
+
+/// [`read_password`] for a driver: a failure becomes a [`DriverError`] on component `id`, and
+/// `what` names the secret in it (`master password`, `AUTH token`).
+pub(crate) async fn read_reference(
+    client: &Client,
+    reference: &PasswordSecret,
+    id: &panka_core::model::ComponentId,
+    what: &str,
+) -> Result<SecretString, DriverError> {
+    read_password(client, reference)
+        .await
+        .map_err(|e| match e.aws() {
+            Some(source) => DriverError::Aws {
+                action: format!("read the {what} secret {} for", reference.secret_ref),
+                component: id.clone(),
+                source: source.clone().into(),
+            },
+            None => DriverError::Unexpected {
+                component: id.clone(),
+                message: e.to_string(),
+            },
+        })
 }
 
 async fn fetch(client: &Client, reference: &str) -> Result<SecretString, SecretError> {

@@ -241,7 +241,7 @@ fn fixture() -> Fixture {
         SdkConfig::builder().build(),
         backends,
         locker,
-        Arc::new(move |ctx| Drivers::with(ctx, vec![Box::new(factory_queues.clone())])),
+        Arc::new(move |_| Drivers::with(vec![Box::new(factory_queues.clone())])),
     );
     Fixture {
         engine,

@@ -82,8 +82,6 @@ pub struct ComponentCost {
 pub struct CostEstimate {
     /// Sum of every known figure, USD per month.
     pub monthly_usd: f64,
-    /// The stack's load balancer, if any MicroService uses one.
-    pub shared_usd: f64,
     /// Per component.
     pub components: BTreeMap<ComponentId, ComponentCost>,
 }
@@ -193,20 +191,19 @@ pub fn component(c: &DesiredComponent) -> ComponentCost {
             monthly_usd: Some(0.0),
             note: "usage-priced",
         },
+        ComponentSpec::LoadBalancer(_) => ComponentCost {
+            monthly_usd: Some(ALB_MONTHLY_USD),
+            note: "load balancer hours; LCUs are usage-priced",
+        },
+        ComponentSpec::Network(_) => ComponentCost {
+            monthly_usd: Some(0.0),
+            note: "looked up, not created",
+        },
+        ComponentSpec::EcsCluster(_) | ComponentSpec::ExecutionRole(_) => ComponentCost {
+            monthly_usd: Some(0.0),
+            note: "no charge",
+        },
     }
-}
-
-/// Whether any component of the stack sits behind the stack's load balancer.
-pub fn uses_load_balancer(stack: &DesiredStack) -> bool {
-    stack.components.values().any(|c| {
-        matches!(c.spec, ComponentSpec::MicroService(_))
-            && c.infra
-                .as_ref()
-                .and_then(|i| i.networking.as_ref())
-                .and_then(|n| n.load_balancer.as_ref())
-                .and_then(|lb| lb.enabled)
-                .unwrap_or(false)
-    })
 }
 
 /// Estimates a whole stack.
@@ -216,19 +213,12 @@ pub fn estimate(stack: &DesiredStack) -> CostEstimate {
         .iter()
         .map(|(id, c)| (id.clone(), component(c)))
         .collect();
-    let shared_usd = if uses_load_balancer(stack) {
-        ALB_MONTHLY_USD
-    } else {
-        0.0
-    };
-    let monthly_usd = shared_usd
-        + components
-            .values()
-            .filter_map(|c| c.monthly_usd)
-            .sum::<f64>();
+    let monthly_usd = components
+        .values()
+        .filter_map(|c| c.monthly_usd)
+        .sum::<f64>();
     CostEstimate {
         monthly_usd,
-        shared_usd,
         components,
     }
 }

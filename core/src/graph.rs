@@ -1,6 +1,7 @@
 //! Stage **graph** (pure): the dependency graph of a [`DesiredStack`] and its waves.
 //!
-//! Edges come from `dependsOn` and `valueFrom`. Wave *n* holds every component whose
+//! Edges come from `dependsOn`, `valueFrom` and the stack-wide resources a component runs on
+//! ([`crate::stack`]). Wave *n* holds every component whose
 //! dependencies are all in earlier waves, so the components of one wave can be applied in
 //! parallel. A cycle is reported with its full path and where its first edge is written.
 
@@ -47,6 +48,7 @@ pub fn build(stack: &DesiredStack) -> Result<Graph, Diagnostic> {
             let via = match &r.kind {
                 RefKind::DependsOn => "dependsOn".to_string(),
                 RefKind::ValueFrom { env, output } => format!("valueFrom {env} ← {output}"),
+                RefKind::Stack => "runs on".to_string(),
             };
             if seen_edges.insert((id, &r.target, via.clone())) {
                 edges.push(Edge {

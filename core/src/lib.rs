@@ -1,7 +1,7 @@
 #![forbid(unsafe_code)]
 //! Panka's pure core: everything between reading the repository and talking to AWS.
 //!
-//! The stages of DESIGN.md §3 that do no I/O live here — [`load`] → [`resolve`] → [`graph`] →
+//! The stages of DESIGN.md §3 that do no I/O live here — [`load`] → [`resolve`] (with the stack-wide resources of [`stack`]) → [`graph`] →
 //! [`plan`] (with [`cost`]) — together with the model they work on ([`model`], [`naming`],
 //! [`tags`], [`diag`]), the files they read ([`source::FileTree`]), the state *documents*
 //! ([`state`]) and the keys of state and locks ([`keys`]). This crate depends on neither `aws-*` nor `tokio`, so
@@ -17,6 +17,7 @@ pub mod naming;
 pub mod plan;
 pub mod resolve;
 pub mod source;
+pub mod stack;
 pub mod state;
 pub mod tags;
 pub mod validate;

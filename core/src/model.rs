@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::diag::Span;
+use crate::stack::{ClusterSpec, ExecutionRoleSpec, LoadBalancerSpec, NetworkSpec};
 
 /// `service/component`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -89,6 +90,14 @@ pub enum ComponentSpec {
     Sqs(SqsSpec),
     /// Redis replication group.
     ElastiCacheRedis(ElastiCacheRedisSpec),
+    /// Stack-wide: the network (see [`crate::stack`]).
+    Network(NetworkSpec),
+    /// Stack-wide: the ECS cluster.
+    EcsCluster(ClusterSpec),
+    /// Stack-wide: the application load balancer.
+    LoadBalancer(LoadBalancerSpec),
+    /// Stack-wide: the ECS task execution role.
+    ExecutionRole(ExecutionRoleSpec),
 }
 
 impl ComponentSpec {
@@ -102,6 +111,10 @@ impl ComponentSpec {
             ComponentSpec::S3(_) => Kind::S3,
             ComponentSpec::Sqs(_) => Kind::Sqs,
             ComponentSpec::ElastiCacheRedis(_) => Kind::ElastiCacheRedis,
+            ComponentSpec::Network(_) => Kind::Network,
+            ComponentSpec::EcsCluster(_) => Kind::EcsCluster,
+            ComponentSpec::LoadBalancer(_) => Kind::LoadBalancer,
+            ComponentSpec::ExecutionRole(_) => Kind::ExecutionRole,
         }
     }
 
@@ -115,6 +128,10 @@ impl ComponentSpec {
             ComponentSpec::S3(s) => &s.depends_on,
             ComponentSpec::Sqs(s) => &s.depends_on,
             ComponentSpec::ElastiCacheRedis(s) => &s.depends_on,
+            ComponentSpec::Network(_)
+            | ComponentSpec::EcsCluster(_)
+            | ComponentSpec::LoadBalancer(_)
+            | ComponentSpec::ExecutionRole(_) => &[],
         }
     }
 }
@@ -133,6 +150,8 @@ pub enum RefKind {
         /// Output name.
         output: String,
     },
+    /// Runs on a stack-wide resource (see [`crate::stack`]).
+    Stack,
 }
 
 /// An edge of the dependency graph.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use panka_crds::Kind;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -71,7 +72,29 @@ pub struct ComponentState {
     pub applied_at: Option<String>,
 }
 
+/// The kind earlier versions recorded for every stack-wide resource.
+const OLD_STACK_KIND: &str = "StackResource";
+
 impl StateDocument {
+    /// Brings a document written by an earlier panka to this version's shape, in memory (the
+    /// next write stores it so): stack-wide resources were recorded under one kind,
+    /// `StackResource`, and now carry their own (`EcsCluster`, …; see [`crate::stack`]).
+    pub fn upgrade(&mut self) {
+        for (name, c) in &mut self.components {
+            if c.kind != OLD_STACK_KIND {
+                continue;
+            }
+            let kind = match name.strip_prefix("_stack/") {
+                Some("network") => Kind::Network,
+                Some("cluster") => Kind::EcsCluster,
+                Some("alb") => Kind::LoadBalancer,
+                Some("execution-role") => Kind::ExecutionRole,
+                _ => continue,
+            };
+            c.kind = kind.name().to_string();
+        }
+    }
+
     /// The first version of a state: a fresh lineage, serial 1.
     pub fn initial(key: &StateKey) -> StateDocument {
         StateDocument {
@@ -296,6 +319,36 @@ pub fn new_history_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_document_gets_the_stack_wide_kinds() {
+        let mut doc = StateDocument::initial(&StateKey::new("s", "e").unwrap());
+        for (name, kind) in [
+            ("_stack/cluster", "StackResource"),
+            ("_stack/alb", "StackResource"),
+            ("_stack/execution-role", "StackResource"),
+            ("api/server", "MicroService"),
+        ] {
+            doc.components.insert(
+                name.into(),
+                ComponentState {
+                    kind: kind.into(),
+                    ..ComponentState::default()
+                },
+            );
+        }
+        doc.upgrade();
+        let kinds: Vec<&str> = doc.components.values().map(|c| c.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "LoadBalancer",
+                "EcsCluster",
+                "ExecutionRole",
+                "MicroService"
+            ]
+        );
+    }
 
     fn release(kind: ReleaseKind, overrides: &[(&str, &str)]) -> HistoryEntry {
         HistoryEntry::Release(Release {

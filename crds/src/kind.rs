@@ -1,5 +1,6 @@
 //! Every kind panka knows: its API version, file name, whether it is a component, and the
-//! outputs a component of that kind publishes for `valueFrom`.
+//! outputs a component of that kind publishes for `valueFrom`; and the kinds of the stack-wide
+//! resources panka derives from a stack (never written in a repository).
 
 use std::fmt;
 
@@ -37,6 +38,14 @@ pub enum Kind {
     Sqs,
     /// ElastiCache Redis replication group.
     ElastiCacheRedis,
+    /// Stack-wide: the VPC, subnets and security groups (looked up, never created).
+    Network,
+    /// Stack-wide: the ECS cluster.
+    EcsCluster,
+    /// Stack-wide: the application load balancer and its listener.
+    LoadBalancer,
+    /// Stack-wide: the ECS task execution role.
+    ExecutionRole,
 }
 
 impl Kind {
@@ -67,7 +76,16 @@ impl Kind {
         Kind::ElastiCacheRedis,
     ];
 
-    /// The `kind:` value in YAML.
+    /// Stack-wide resources: derived from the stack (its containers and databases need them),
+    /// planned and applied like components, never written in a repository.
+    pub const STACK_RESOURCES: [Kind; 4] = [
+        Kind::Network,
+        Kind::EcsCluster,
+        Kind::LoadBalancer,
+        Kind::ExecutionRole,
+    ];
+
+    /// The `kind:` value in YAML (for stack-wide resources: the kind state records).
     pub fn name(self) -> &'static str {
         match self {
             Kind::Stack => "Stack",
@@ -82,12 +100,31 @@ impl Kind {
             Kind::S3 => "S3",
             Kind::Sqs => "SQS",
             Kind::ElastiCacheRedis => "ElastiCacheRedis",
+            Kind::Network => "Network",
+            Kind::EcsCluster => "EcsCluster",
+            Kind::LoadBalancer => "LoadBalancer",
+            Kind::ExecutionRole => "ExecutionRole",
         }
     }
 
-    /// Parse a `kind:` value (exact, case-sensitive).
+    /// Parse a `kind:` value of a repository document (exact, case-sensitive); stack-wide kinds
+    /// are not documents and are not found.
     pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Parse the kind state records for something panka applied: a component kind or a
+    /// stack-wide one.
+    pub fn from_recorded(name: &str) -> Option<Kind> {
+        Kind::COMPONENTS
+            .into_iter()
+            .chain(Kind::STACK_RESOURCES)
+            .find(|k| k.name() == name)
+    }
+
+    /// Whether this is a stack-wide resource (see [`Kind::STACK_RESOURCES`]).
+    pub fn is_stack_resource(self) -> bool {
+        Kind::STACK_RESOURCES.contains(&self)
     }
 
     /// The `apiVersion:` a document of this kind must carry.
@@ -148,6 +185,10 @@ impl Kind {
             Kind::S3 => &["name", "arn", "domainName"],
             Kind::Sqs => &["url", "arn", "name", "dlqUrl", "dlqArn"],
             Kind::ElastiCacheRedis => &["endpoint", "port", "readerEndpoint", "arn"],
+            Kind::Network => &["vpcId", "subnets", "securityGroups"],
+            Kind::EcsCluster => &["name", "arn"],
+            Kind::LoadBalancer => &["arn", "dnsName", "listenerArn"],
+            Kind::ExecutionRole => &["arn", "name"],
             _ => &[],
         }
     }
@@ -178,5 +219,21 @@ mod tests {
             assert!(!kind.outputs().is_empty(), "{kind} publishes no outputs");
         }
         assert_eq!(Kind::Stack.file_name(), None);
+    }
+
+    #[test]
+    fn stack_wide_kinds_are_recorded_but_never_documents() {
+        for kind in Kind::STACK_RESOURCES {
+            assert_eq!(
+                Kind::from_name(kind.name()),
+                None,
+                "{kind} is not a document"
+            );
+            assert_eq!(Kind::from_recorded(kind.name()), Some(kind));
+            assert!(!kind.is_component() && kind.file_name().is_none());
+            assert!(!kind.outputs().is_empty(), "{kind} publishes no outputs");
+        }
+        assert_eq!(Kind::from_recorded("Stack"), None);
+        assert_eq!(Kind::from_recorded("RDS"), Some(Kind::Rds));
     }
 }

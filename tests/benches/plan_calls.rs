@@ -99,10 +99,14 @@ async fn run() -> Result<(), String> {
     let secrets = generate(repo.path(), &stack)?;
     let (desired, graph) = resolve(repo.path(), &stack)?;
     let expected = SERVICES.len() * COMPONENTS_PER_SERVICE;
-    if desired.components.len() != expected {
+    let made = desired
+        .components
+        .values()
+        .filter(|c| !c.kind().is_stack_resource())
+        .count();
+    if made != expected {
         return Err(format!(
-            "the generator made {} components, not {expected}",
-            desired.components.len()
+            "the generator made {made} components, not {expected}"
         ));
     }
     let census = Census::of(&desired);
@@ -183,12 +187,22 @@ async fn run() -> Result<(), String> {
             observe_kind(&sdk, &desired, &state, kind).await?,
         );
     }
+    // The stack-wide resources (`_stack/…`), each observed by its own driver once per stack.
     let shared_ctx = Ctx::new(sdk.clone(), &desired, false);
-    Drivers::new(&shared_ctx)
-        .shared()
-        .observe()
-        .await
-        .map_err(|e| format!("shared observe failed: {e}"))?;
+    let drivers = Drivers::new(&shared_ctx);
+    for c in desired
+        .components
+        .values()
+        .filter(|c| c.kind().is_stack_resource())
+    {
+        let driver = drivers
+            .get(c.kind())
+            .ok_or_else(|| format!("no driver for {}", c.kind()))?;
+        driver
+            .observe(&c.id, None)
+            .await
+            .map_err(|e| format!("observe {} failed: {e}", c.id))?;
+    }
     let shared = shared_ctx.calls.snapshot();
 
     let cold_calls: u64 = cold[0].values().sum();
@@ -1034,7 +1048,7 @@ fn table(
     }
     let _ = writeln!(
         out,
-        "  shared resources (_stack/network, cluster, alb): once per stack"
+        "  stack-wide resources (_stack/network, cluster, alb, execution-role): once per stack"
     );
     let (s_total, s_floor) = section(&mut out, shared, &shared_floors(), 1.0);
     let _ = writeln!(

@@ -289,7 +289,7 @@ pub fn example_component(service: &str, component: &str) -> panka_core::model::D
 /// When the emulator refuses a secret for another reason than "already exists".
 pub async fn ensure_secrets(sdk: &SdkConfig, stack: &panka_core::model::DesiredStack) {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
-    for name in panka_controller::driver::shared::secret_refs(stack) {
+    for name in panka_core::stack::secret_refs(stack) {
         if name.starts_with("arn:") {
             continue;
         }

@@ -3,3 +3,4 @@
 pub mod emulator;
 pub mod engine;
 pub mod output;
+pub mod stack;

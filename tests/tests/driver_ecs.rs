@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{ServiceField, TaskDefinitionField};
 use panka_controller::driver::ecs::EcsDriver;
-use panka_controller::driver::shared::{
-    alb_id, cluster_id, execution_role_id, network_id, SharedDriver,
-};
+use panka_controller::driver::stack::{alb_id, cluster_id, execution_role_id, network_id};
 use panka_controller::driver::{is_mutating, Applied, Ctx, Driver, DriverError, Outputs};
 use panka_controller::validate::{load_stack, plan_input};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent, DesiredStack};
@@ -20,6 +18,7 @@ use panka_tests::emulator::{
     assert_converged_tags, emulator, ensure_secrets, ignoring_tags, repo_root, unique_name,
     HAND_IGNORED, HAND_TAGS,
 };
+use panka_tests::stack::{refreshed, StackResources};
 
 /// The example `user-platform` stack in `development`, renamed to a unique stack so tests
 /// sharing the emulator never see each other's resources.
@@ -34,7 +33,8 @@ fn example_stack() -> DesiredStack {
     let name = unique_name("t");
     desired.infra.cluster = Some(format!("{name}-development"));
     desired.name = name;
-    desired
+    // The stack-wide resources are named after the stack: derive them again.
+    refreshed(desired)
 }
 
 fn id(s: &str) -> ComponentId {
@@ -44,7 +44,7 @@ fn id(s: &str) -> ComponentId {
 struct Fixture {
     stack: DesiredStack,
     ctx: Ctx,
-    shared: SharedDriver,
+    shared: StackResources,
     api: EcsDriver,
     worker: EcsDriver,
     outputs: Outputs,
@@ -63,8 +63,8 @@ impl Fixture {
         let stack = example_stack();
         ensure_secrets(&sdk, &stack).await;
         let ctx = Ctx::new(sdk.clone(), &stack, false);
-        let shared = SharedDriver::new(&ctx);
-        let shared_applied = shared.ensure(&stack).await.expect("shared resources");
+        let shared = StackResources::new(&ctx);
+        let shared_applied = shared.apply(&stack).await;
         // What the engine does: shared outputs first, then those of the components applied
         // before (made up here: other drivers' tests cover them).
         let mut outputs: Outputs = shared_applied
@@ -317,14 +317,14 @@ async fn shared_resources_are_looked_up_created_tagged_and_converged() {
 
     // Converged: observe matches desired, and neither observe nor a second ensure mutates.
     let before = f.ctx.calls.mutating();
-    let seen = f.shared.observe().await.expect("observe");
-    for (id, want) in f.shared.desired(&f.stack) {
+    let seen = f.shared.observe(&f.stack).await;
+    for (id, want) in f.shared.desired(&f.stack, &f.outputs) {
         let o = &seen[&id];
         assert!(o.exists && o.owned, "{id}: {o:?}");
         assert_eq!(diff(&want, o), vec![], "{id}");
         assert_eq!(o.outputs, f.shared_applied[&id].outputs, "{id}");
     }
-    f.shared.ensure(&f.stack).await.expect("second ensure");
+    f.shared.apply(&f.stack).await;
     assert_eq!(
         f.ctx.calls.mutating(),
         before,
@@ -335,12 +335,11 @@ async fn shared_resources_are_looked_up_created_tagged_and_converged() {
     for _ in 0..2 {
         for id in [alb_id(), cluster_id(), execution_role_id(), network_id()] {
             f.shared
-                .delete(&id, &f.shared_applied[&id].identifiers)
-                .await
-                .unwrap_or_else(|e| panic!("delete {id}: {e}"));
+                .delete(&f.stack, &id, &f.shared_applied[&id].identifiers)
+                .await;
         }
     }
-    let seen = f.shared.observe().await.expect("observe");
+    let seen = f.shared.observe(&f.stack).await;
     assert!(!seen[&alb_id()].exists && !seen[&cluster_id()].exists);
     assert!(!seen[&execution_role_id()].exists);
     assert!(seen[&network_id()].exists);
@@ -1014,17 +1013,18 @@ impl Fixture {
 async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
     let f = Fixture::new().await;
     let ctx = ignoring_tags(&f.ctx, &HAND_IGNORED);
-    let (api, shared) = (EcsDriver::microservice(&ctx), SharedDriver::new(&ctx));
+    let (api, shared) = (EcsDriver::microservice(&ctx), StackResources::new(&ctx));
     let mut stack = f.stack.clone();
     stack.infra.ignore_tags = ctx.infra.ignore_tags.clone();
+    let stack = refreshed(stack);
     let c = f.component("user-service/api");
     let lookups = api.look_up(&[&c]).await.expect("look up");
     let applied = api.create(&c, &f.outputs, &lookups).await.expect("create");
     let desired = api.desired(&c, &f.outputs, &lookups);
     let shared_diffs = || async {
-        let seen = shared.observe().await.expect("observe shared");
+        let seen = shared.observe(&stack).await;
         let mut out = Vec::new();
-        for (id, want) in shared.desired(&stack) {
+        for (id, want) in shared.desired(&stack, &f.outputs) {
             for d in diff(&want, &seen[&id]) {
                 out.push(format!("{id} {}", d.field));
             }
@@ -1080,7 +1080,7 @@ async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
         "only the tags made by hand go (from the target group and the rule; the service and the \
          log group): no new revision, no service update"
     );
-    shared.ensure(&stack).await.expect("ensure shared");
+    shared.apply(&stack).await;
 
     let seen = api.observe(&c.id, None).await.expect("observe");
     assert_eq!(diff(&desired, &seen), vec![], "converged");
@@ -1418,7 +1418,7 @@ async fn the_execution_role_trusts_ecs_tasks_and_reads_exactly_the_stack_secrets
     );
 
     // The plan shows the account as a placeholder: planning is pure and runs before any read.
-    let want = &f.shared.desired(&f.stack)[&execution_role_id()];
+    let want = &f.shared.desired(&f.stack, &f.outputs)[&execution_role_id()];
     assert_eq!(
         want.fields["secretsPolicy"],
         FieldValue::known([
@@ -1431,7 +1431,7 @@ async fn the_execution_role_trusts_ecs_tasks_and_reads_exactly_the_stack_secrets
     // Converged: observe reads the role with three calls and sees no difference; a second
     // ensure changes nothing.
     let before = f.calls();
-    let seen = f.shared.observe().await.expect("observe");
+    let seen = f.shared.observe(&f.stack).await;
     let o = &seen[&execution_role_id()];
     assert!(o.exists && o.owned, "{o:?}");
     assert_eq!(diff(want, o), vec![]);
@@ -1449,7 +1449,7 @@ async fn the_execution_role_trusts_ecs_tasks_and_reads_exactly_the_stack_secrets
         ])
     );
     let before = f.mutations();
-    f.shared.ensure(&f.stack).await.expect("second ensure");
+    f.shared.apply(&f.stack).await;
     assert_eq!(gained(&before, &f.mutations()), BTreeMap::new());
 }
 
@@ -1468,9 +1468,10 @@ async fn a_changed_secret_list_rewrites_only_the_inline_policy() {
         env_var: None,
         key: Some("key".into()),
     });
+    let mut stack = refreshed(stack);
 
-    let seen = f.shared.observe().await.expect("observe");
-    let desired = f.shared.desired(&stack);
+    let seen = f.shared.observe(&stack).await;
+    let desired = f.shared.desired(&stack, &f.outputs);
     for (id, o) in &seen {
         let Some(want) = desired.get(id) else {
             continue;
@@ -1483,7 +1484,7 @@ async fn a_changed_secret_list_rewrites_only_the_inline_policy() {
         }
     }
     let before = f.mutations();
-    f.shared.ensure(&stack).await.expect("ensure");
+    f.shared.apply(&stack).await;
     assert_eq!(
         gained(&before, &f.mutations()),
         ops(&[("PutRolePolicy", 1)])
@@ -1499,10 +1500,10 @@ async fn a_changed_secret_list_rewrites_only_the_inline_policy() {
             shared_key.to_string(),
         ])
     );
-    let seen = f.shared.observe().await.expect("observe");
+    let seen = f.shared.observe(&stack).await;
     assert_eq!(
         diff(
-            &f.shared.desired(&stack)[&execution_role_id()],
+            &f.shared.desired(&stack, &f.outputs)[&execution_role_id()],
             &seen[&execution_role_id()]
         ),
         vec![]
@@ -1520,21 +1521,25 @@ async fn a_changed_secret_list_rewrites_only_the_inline_policy() {
             assert!(s.secrets.is_empty(), "{c} still has secrets");
         }
     }
+    let stack = refreshed(stack);
     let before = f.mutations();
-    f.shared.ensure(&stack).await.expect("ensure");
+    f.shared.apply(&stack).await;
     assert_eq!(
         gained(&before, &f.mutations()),
         ops(&[("DeleteRolePolicy", 1)])
     );
     assert_eq!(secret_resources(&f.iam, &name).await, None);
-    let seen = f.shared.observe().await.expect("observe");
+    let seen = f.shared.observe(&stack).await;
     let o = &seen[&execution_role_id()];
     assert_eq!(
         o.fields["secretsPolicy"],
         FieldValue::known(Vec::<String>::new())
     );
     assert_eq!(
-        diff(&f.shared.desired(&stack)[&execution_role_id()], o),
+        diff(
+            &f.shared.desired(&stack, &f.outputs)[&execution_role_id()],
+            o
+        ),
         vec![]
     );
 }
@@ -1569,10 +1574,10 @@ async fn the_execution_role_is_deleted_with_its_policies_and_only_when_ours() {
     let role = f.shared_applied[&execution_role_id()].clone();
     let name = role.outputs["name"].clone();
     for _ in 0..2 {
+        // Twice: idempotent.
         f.shared
-            .delete(&execution_role_id(), &role.identifiers)
-            .await
-            .expect("delete (twice: idempotent)");
+            .delete(&f.stack, &execution_role_id(), &role.identifiers)
+            .await;
     }
     let gone = f.iam.get_role().role_name(&name).send().await;
     assert!(
@@ -1581,7 +1586,7 @@ async fn the_execution_role_is_deleted_with_its_policies_and_only_when_ours() {
             .is_some_and(|e| e.is_no_such_entity_exception())),
         "{gone:?}"
     );
-    let seen = f.shared.observe().await.expect("observe");
+    let seen = f.shared.observe(&f.stack).await;
     assert!(!seen[&execution_role_id()].exists);
 
     // A same-named role made by hand (no panka tags, another trust): a conflict, never deleted.
@@ -1602,17 +1607,17 @@ async fn the_execution_role_is_deleted_with_its_policies_and_only_when_ours() {
         .send()
         .await
         .expect("a role made by hand");
-    let seen = f.shared.observe().await.expect("observe");
+    let seen = f.shared.observe(&f.stack).await;
     let o = &seen[&execution_role_id()];
     assert!(o.exists && !o.owned, "{o:?}");
     let before = f.mutations();
-    let err = f.shared.ensure(&f.stack).await.expect_err("not ours");
+    let err = f.shared.try_apply(&f.stack).await.expect_err("not ours");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
     assert_eq!(gained(&before, &f.mutations()), BTreeMap::new());
+    // Delete keeps it.
     f.shared
-        .delete(&execution_role_id(), &role.identifiers)
-        .await
-        .expect("delete keeps it");
+        .delete(&f.stack, &execution_role_id(), &role.identifiers)
+        .await;
     f.iam
         .get_role()
         .role_name(&name)
@@ -1621,20 +1626,22 @@ async fn the_execution_role_is_deleted_with_its_policies_and_only_when_ours() {
         .expect("still there");
 
     // --adopt takes it over: tagged, trust and policies converged, then ours to delete.
-    let adopting = SharedDriver::new(&Ctx::new(emulator().sdk_config().await, &f.stack, true));
-    adopting.ensure(&f.stack).await.expect("adopt");
-    let seen = f.shared.observe().await.expect("observe");
+    let adopting = StackResources::new(&Ctx::new(emulator().sdk_config().await, &f.stack, true));
+    adopting.apply(&f.stack).await;
+    let seen = f.shared.observe(&f.stack).await;
     let o = &seen[&execution_role_id()];
     assert!(o.exists && o.owned, "{o:?}");
     assert_eq!(
-        diff(&f.shared.desired(&f.stack)[&execution_role_id()], o),
+        diff(
+            &f.shared.desired(&f.stack, &f.outputs)[&execution_role_id()],
+            o
+        ),
         vec![]
     );
     f.shared
-        .delete(&execution_role_id(), &role.identifiers)
-        .await
-        .expect("delete");
-    let seen = f.shared.observe().await.expect("observe");
+        .delete(&f.stack, &execution_role_id(), &role.identifiers)
+        .await;
+    let seen = f.shared.observe(&f.stack).await;
     assert!(!seen[&execution_role_id()].exists);
 }
 

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use panka_controller::driver::elasticache::{
     ElastiCacheDriver, AT_REST_REASON, DOWNGRADE_FIELD, DOWNGRADE_REASON,
 };
-use panka_controller::driver::{Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
+use panka_controller::driver::{Ctx, Deletion, Driver, DriverError, Lookups, Observe};
 use panka_controller::validate::{load_stack, plan_input};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_core::plan::{diff, Change};
@@ -28,6 +28,7 @@ use panka_crds::spec::{ElastiCacheRedisSpec, PasswordSecret};
 use panka_tests::emulator::{
     assert_converged_tags, driver_ctx, emulator, ignoring_tags, repo_root, HAND_IGNORED, HAND_TAGS,
 };
+use panka_tests::stack::network_outputs;
 
 /// The AUTH token stored by the tests; asserted never to appear in what the driver returns.
 const TOKEN: &str = "auth-token-0123456789-never-shown";
@@ -185,7 +186,7 @@ async fn describe(
 async fn create_makes_a_tagged_group_that_observe_reports_converged() {
     let (driver, ctx, client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new(), &Lookups::default())
+        .create(&cache, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let name = &applied.identifiers["name"];
@@ -257,7 +258,7 @@ async fn create_makes_a_tagged_group_that_observe_reports_converged() {
     assert_eq!(ctx.calls.mutating(), before, "observe must not mutate");
     assert!(seen.exists && seen.owned);
     assert_eq!(seen.status, "available");
-    let desired = driver.desired(&cache, &Outputs::new(), &Lookups::default());
+    let desired = driver.desired(&cache, &network_outputs().await, &Lookups::default());
     assert_eq!(
         diff(&desired, &seen),
         vec![],
@@ -269,7 +270,13 @@ async fn create_makes_a_tagged_group_that_observe_reports_converged() {
 
     let before = ctx.calls.mutating();
     driver
-        .update(&cache, &Outputs::new(), &Lookups::default(), &[], &seen)
+        .update(
+            &cache,
+            &network_outputs().await,
+            &Lookups::default(),
+            &[],
+            &seen,
+        )
         .await
         .expect("converged update");
     assert_eq!(
@@ -303,7 +310,7 @@ fn writes(calls: &BTreeMap<String, u64>) -> BTreeMap<&str, u64> {
 async fn what_aws_changes_in_place_is_an_update_and_encryption_at_rest_a_replacement() {
     let (driver, _ctx, _client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new(), &Lookups::default())
+        .create(&cache, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let mut seen = driver
@@ -317,11 +324,16 @@ async fn what_aws_changes_in_place_is_an_update_and_encryption_at_rest_a_replace
     s.cluster.num_nodes = 3;
     s.security.as_mut().expect("security").at_rest_encryption = Some(false);
     seen = driver
-        .complete(&changed, &Outputs::new(), &Lookups::default(), seen)
+        .complete(
+            &changed,
+            &network_outputs().await,
+            &Lookups::default(),
+            seen,
+        )
         .await
         .expect("complete");
     let diffs = diff(
-        &driver.desired(&changed, &Outputs::new(), &Lookups::default()),
+        &driver.desired(&changed, &network_outputs().await, &Lookups::default()),
         &seen,
     );
     let changes: Vec<(&str, &Change)> = diffs
@@ -346,11 +358,11 @@ async fn what_aws_changes_in_place_is_an_update_and_encryption_at_rest_a_replace
         .await
         .expect("observe");
     seen = driver
-        .complete(&older, &Outputs::new(), &Lookups::default(), seen)
+        .complete(&older, &network_outputs().await, &Lookups::default(), seen)
         .await
         .expect("complete");
     let diffs = diff(
-        &driver.desired(&older, &Outputs::new(), &Lookups::default()),
+        &driver.desired(&older, &network_outputs().await, &Lookups::default()),
         &seen,
     );
     let changes: Vec<(&str, &Change)> = diffs
@@ -370,7 +382,7 @@ async fn what_aws_changes_in_place_is_an_update_and_encryption_at_rest_a_replace
 async fn node_type_and_engine_upgrade_change_the_same_group_in_place() {
     let (driver, ctx, client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new(), &Lookups::default())
+        .create(&cache, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let name = &applied.identifiers["name"];
@@ -384,13 +396,13 @@ async fn node_type_and_engine_upgrade_change_the_same_group_in_place() {
     let s = spec(&mut changed);
     s.cluster.node_type = "cache.t3.large".into();
     s.engine.version = "7.1".into();
-    let desired = driver.desired(&changed, &Outputs::new(), &Lookups::default());
+    let desired = driver.desired(&changed, &network_outputs().await, &Lookups::default());
     let diffs = diff(&desired, &seen);
     let before = ctx.calls.snapshot();
     let updated = driver
         .update(
             &changed,
-            &Outputs::new(),
+            &network_outputs().await,
             &Lookups::default(),
             &diffs,
             &seen,
@@ -423,7 +435,13 @@ async fn node_type_and_engine_upgrade_change_the_same_group_in_place() {
     assert_eq!(diff(&desired, &seen), vec![], "{seen:?}");
     let before = ctx.calls.mutating();
     driver
-        .update(&changed, &Outputs::new(), &Lookups::default(), &[], &seen)
+        .update(
+            &changed,
+            &network_outputs().await,
+            &Lookups::default(),
+            &[],
+            &seen,
+        )
         .await
         .expect("converged update");
     assert_eq!(ctx.calls.mutating(), before, "nothing left to change");
@@ -433,7 +451,7 @@ async fn node_type_and_engine_upgrade_change_the_same_group_in_place() {
 async fn replicas_are_added_and_removed_in_place_with_failover_following() {
     let (driver, ctx, client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new(), &Lookups::default())
+        .create(&cache, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let name = applied.identifiers["name"].clone();
@@ -458,7 +476,7 @@ async fn replicas_are_added_and_removed_in_place_with_failover_following() {
     for (nodes, expected) in steps {
         let mut changed = cache.clone();
         spec(&mut changed).cluster.num_nodes = nodes;
-        let desired = driver.desired(&changed, &Outputs::new(), &Lookups::default());
+        let desired = driver.desired(&changed, &network_outputs().await, &Lookups::default());
         let seen = driver
             .observe(&cache.id, Some(&identifiers))
             .await
@@ -474,7 +492,7 @@ async fn replicas_are_added_and_removed_in_place_with_failover_following() {
         let updated = driver
             .update(
                 &changed,
-                &Outputs::new(),
+                &network_outputs().await,
                 &Lookups::default(),
                 &diffs,
                 &seen,
@@ -530,7 +548,7 @@ async fn replicas_are_added_and_removed_in_place_with_failover_following() {
 async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
     let (driver, ctx, client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new(), &Lookups::default())
+        .create(&cache, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     client
@@ -560,7 +578,7 @@ async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
         !seen.owned,
         "a group missing a panka tag is not recognised as ours"
     );
-    let desired = driver.desired(&cache, &Outputs::new(), &Lookups::default());
+    let desired = driver.desired(&cache, &network_outputs().await, &Lookups::default());
     let diffs = diff(&desired, &seen);
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(
@@ -570,7 +588,13 @@ async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
 
     // Without --adopt the driver will not touch what its tags do not mark as ours.
     let err = driver
-        .update(&cache, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .update(
+            &cache,
+            &network_outputs().await,
+            &Lookups::default(),
+            &diffs,
+            &seen,
+        )
         .await
         .expect_err("not ours any more");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
@@ -579,7 +603,13 @@ async fn removed_tags_are_seen_as_drift_and_update_restores_them() {
         ..ctx.clone()
     };
     short_waiting(&adopting)
-        .update(&cache, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .update(
+            &cache,
+            &network_outputs().await,
+            &Lookups::default(),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("update with --adopt");
     let seen = driver
@@ -615,7 +645,7 @@ async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
     let ctx = ignoring_tags(&ctx, &HAND_IGNORED);
     let driver = short_waiting(&ctx);
     let applied = driver
-        .create(&cache, &Outputs::new(), &Lookups::default())
+        .create(&cache, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let arn = &applied.outputs["arn"];
@@ -623,7 +653,7 @@ async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
         .await
         .and_then(|g| g.arn().map(str::to_string))
         .expect("the cache subnet group has an ARN");
-    let desired = driver.desired(&cache, &Outputs::new(), &Lookups::default());
+    let desired = driver.desired(&cache, &network_outputs().await, &Lookups::default());
 
     // Tags matching `ignoreTags` are another system's: no difference.
     tag_by_hand(&client, arn, &HAND_TAGS[1..]).await;
@@ -648,7 +678,13 @@ async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
         "{diffs:?}"
     );
     driver
-        .update(&cache, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .update(
+            &cache,
+            &network_outputs().await,
+            &Lookups::default(),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("update");
 
@@ -679,7 +715,7 @@ async fn a_same_named_group_without_our_tags_is_not_taken() {
     assert!(seen.exists && !seen.owned);
     let before = ctx.calls.snapshot();
     let err = driver
-        .create(&cache, &Outputs::new(), &Lookups::default())
+        .create(&cache, &network_outputs().await, &Lookups::default())
         .await
         .expect_err("must refuse");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
@@ -711,7 +747,7 @@ async fn a_same_named_group_without_our_tags_is_not_taken() {
 async fn delete_starts_the_deletion_once_and_keeps_the_subnet_group_while_the_group_exists() {
     let (driver, ctx, client, cache) = env().await;
     let applied = driver
-        .create(&cache, &Outputs::new(), &Lookups::default())
+        .create(&cache, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let sg_name = &applied.identifiers["subnetGroup"];
@@ -779,7 +815,7 @@ async fn observing_many_groups_equals_observing_each_with_fewer_calls() {
         let mut c = cache.clone();
         c.id = ComponentId::new("notification-service", name);
         let applied = driver
-            .create(&c, &Outputs::new(), &Lookups::default())
+            .create(&c, &network_outputs().await, &Lookups::default())
             .await
             .expect("create");
         // One observed with its record (engine version, subnet group), the others without.

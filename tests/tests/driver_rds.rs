@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use panka_controller::driver::rds::RdsDriver;
-use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Observe, Outputs};
+use panka_controller::driver::{Ctx, Driver, DriverError, Lookups, Observe};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_core::plan::{diff, Change};
 use panka_crds::spec::RdsSpec;
@@ -14,6 +14,7 @@ use panka_tests::emulator::{
     assert_converged_tags, driver_ctx, emulator, example_component, ignoring_tags, HAND_IGNORED,
     HAND_TAGS,
 };
+use panka_tests::stack::network_outputs;
 
 /// The master password every test stores; asserted never to appear in anything the driver returns.
 const PASSWORD: &str = "s3cret-Pa55word-never-shown";
@@ -83,7 +84,7 @@ async fn create_makes_a_configured_tagged_instance_that_observe_reports_converge
         db,
     } = env().await;
     let applied = driver
-        .create(&db, &Outputs::new(), &Lookups::default())
+        .create(&db, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let name = &applied.identifiers["name"];
@@ -138,7 +139,7 @@ async fn create_makes_a_configured_tagged_instance_that_observe_reports_converge
     assert_eq!(ctx.calls.mutating(), before, "observe must not mutate");
     assert!(seen.exists && seen.owned);
     assert_eq!(seen.status, "available");
-    let desired = driver.desired(&db, &Outputs::new(), &Lookups::default());
+    let desired = driver.desired(&db, &network_outputs().await, &Lookups::default());
     assert_eq!(
         diff(&desired, &seen),
         vec![],
@@ -157,7 +158,13 @@ async fn create_makes_a_configured_tagged_instance_that_observe_reports_converge
     let before = ctx.calls.snapshot();
     let writes = ctx.calls.mutating();
     driver
-        .update(&db, &Outputs::new(), &Lookups::default(), &[], &seen)
+        .update(
+            &db,
+            &network_outputs().await,
+            &Lookups::default(),
+            &[],
+            &seen,
+        )
         .await
         .expect("converged update");
     let after = ctx.calls.snapshot();
@@ -185,7 +192,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
         driver, rds, db, ..
     } = env().await;
     let applied = driver
-        .create(&db, &Outputs::new(), &Lookups::default())
+        .create(&db, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let name = &applied.identifiers["name"];
@@ -200,7 +207,7 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
         .expect("drift made");
 
     let seen = driver.observe(&db.id, None).await.expect("observe");
-    let desired = driver.desired(&db, &Outputs::new(), &Lookups::default());
+    let desired = driver.desired(&db, &network_outputs().await, &Lookups::default());
     let diffs = diff(&desired, &seen);
     let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     fields.sort_unstable();
@@ -215,7 +222,13 @@ async fn console_changes_are_seen_as_diffs_and_update_reverts_them() {
     );
     assert!(diffs.iter().all(|d| d.change == Change::Update));
     driver
-        .update(&db, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .update(
+            &db,
+            &network_outputs().await,
+            &Lookups::default(),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("update");
     let seen = driver.observe(&db.id, None).await.expect("observe");
@@ -257,7 +270,7 @@ async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
     let ctx = ignoring_tags(&ctx, &HAND_IGNORED);
     let driver = RdsDriver::new(&ctx);
     let applied = driver
-        .create(&db, &Outputs::new(), &Lookups::default())
+        .create(&db, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let arn = &applied.identifiers["arn"];
@@ -272,7 +285,7 @@ async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
         .and_then(|g| g.db_subnet_group_arn())
         .expect("subnet group ARN")
         .to_string();
-    let desired = driver.desired(&db, &Outputs::new(), &Lookups::default());
+    let desired = driver.desired(&db, &network_outputs().await, &Lookups::default());
 
     // Tags matching `ignoreTags` are another system's: no difference.
     tag_by_hand(&rds, arn, &HAND_TAGS[1..]).await;
@@ -290,7 +303,13 @@ async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
         "{diffs:?}"
     );
     driver
-        .update(&db, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .update(
+            &db,
+            &network_outputs().await,
+            &Lookups::default(),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("update");
 
@@ -305,7 +324,7 @@ async fn a_tag_added_by_hand_is_drift_and_removed_but_ignored_ones_are_kept() {
 async fn fixed_fields_are_replacements_and_storage_never_shrinks() {
     let Env { driver, db, .. } = env().await;
     driver
-        .create(&db, &Outputs::new(), &Lookups::default())
+        .create(&db, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
 
@@ -313,7 +332,7 @@ async fn fixed_fields_are_replacements_and_storage_never_shrinks() {
     spec(&mut renamed).database.username = "admin2".into();
     let seen = driver.observe(&db.id, None).await.expect("observe");
     let diffs = diff(
-        &driver.desired(&renamed, &Outputs::new(), &Lookups::default()),
+        &driver.desired(&renamed, &network_outputs().await, &Lookups::default()),
         &seen,
     );
     assert_eq!(diffs.len(), 1, "{diffs:?}");
@@ -326,7 +345,7 @@ async fn fixed_fields_are_replacements_and_storage_never_shrinks() {
     spec(&mut upgraded).engine.version = "16.1".into();
     spec(&mut upgraded).instance.storage.allocated_gb = 100;
     let diffs = diff(
-        &driver.desired(&upgraded, &Outputs::new(), &Lookups::default()),
+        &driver.desired(&upgraded, &network_outputs().await, &Lookups::default()),
         &seen,
     );
     assert!(
@@ -336,7 +355,7 @@ async fn fixed_fields_are_replacements_and_storage_never_shrinks() {
     driver
         .update(
             &upgraded,
-            &Outputs::new(),
+            &network_outputs().await,
             &Lookups::default(),
             &diffs,
             &seen,
@@ -346,7 +365,7 @@ async fn fixed_fields_are_replacements_and_storage_never_shrinks() {
     let seen = driver.observe(&db.id, None).await.expect("observe");
     assert_eq!(
         diff(
-            &driver.desired(&upgraded, &Outputs::new(), &Lookups::default()),
+            &driver.desired(&upgraded, &network_outputs().await, &Lookups::default()),
             &seen
         ),
         vec![]
@@ -354,11 +373,17 @@ async fn fixed_fields_are_replacements_and_storage_never_shrinks() {
 
     // Back to 50 GB: RDS cannot shrink storage, and the driver says so before calling it.
     let diffs = diff(
-        &driver.desired(&db, &Outputs::new(), &Lookups::default()),
+        &driver.desired(&db, &network_outputs().await, &Lookups::default()),
         &seen,
     );
     let err = driver
-        .update(&db, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .update(
+            &db,
+            &network_outputs().await,
+            &Lookups::default(),
+            &diffs,
+            &seen,
+        )
         .await
         .expect_err("shrinking is refused");
     assert!(err.to_string().contains("cannot shrink"), "{err}");
@@ -375,7 +400,7 @@ async fn a_missing_password_secret_fails_the_create_and_names_the_secret() {
     let missing = format!("/panka-tests/{}/nope", ctx.naming.stack);
     spec(&mut db).database.password_secret.secret_ref = missing.clone();
     let err = driver
-        .create(&db, &Outputs::new(), &Lookups::default())
+        .create(&db, &network_outputs().await, &Lookups::default())
         .await
         .expect_err("no secret, no database");
     assert!(err.to_string().contains(&missing), "{err}");
@@ -414,7 +439,7 @@ async fn a_same_named_instance_without_our_tags_is_not_taken() {
     assert!(seen.exists && !seen.owned);
     let before = ctx.calls.mutating();
     let err = driver
-        .create(&db, &Outputs::new(), &Lookups::default())
+        .create(&db, &network_outputs().await, &Lookups::default())
         .await
         .expect_err("must refuse");
     assert!(matches!(err, DriverError::NotOurs { .. }), "{err}");
@@ -441,7 +466,7 @@ async fn deletion_protection_is_lifted_only_when_the_spec_turned_it_off() {
     } = env().await;
     spec(&mut db).deletion_protection = Some(true);
     let protected = driver
-        .create(&db, &Outputs::new(), &Lookups::default())
+        .create(&db, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     assert_eq!(protected.identifiers["deletionProtection"], "true");
@@ -458,11 +483,17 @@ async fn deletion_protection_is_lifted_only_when_the_spec_turned_it_off() {
     spec(&mut db).deletion_protection = Some(false);
     let seen = driver.observe(&db.id, None).await.expect("observe");
     let diffs = diff(
-        &driver.desired(&db, &Outputs::new(), &Lookups::default()),
+        &driver.desired(&db, &network_outputs().await, &Lookups::default()),
         &seen,
     );
     let unprotected = driver
-        .update(&db, &Outputs::new(), &Lookups::default(), &diffs, &seen)
+        .update(
+            &db,
+            &network_outputs().await,
+            &Lookups::default(),
+            &diffs,
+            &seen,
+        )
         .await
         .expect("update");
     assert_eq!(unprotected.identifiers["deletionProtection"], "false");
@@ -507,7 +538,7 @@ async fn delete_without_a_record_of_the_spec_keeps_a_final_snapshot() {
         driver, rds, db, ..
     } = env().await;
     let applied = driver
-        .create(&db, &Outputs::new(), &Lookups::default())
+        .create(&db, &network_outputs().await, &Lookups::default())
         .await
         .expect("create");
     let name = applied.identifiers["name"].clone();
@@ -543,7 +574,7 @@ async fn observing_many_instances_equals_observing_each_in_one_call() {
         let mut c = db.clone();
         c.id = ComponentId::new("notification-service", name);
         let applied = driver
-            .create(&c, &Outputs::new(), &Lookups::default())
+            .create(&c, &network_outputs().await, &Lookups::default())
             .await
             .expect("create");
         // One observed by its record, the other by its name.

@@ -458,11 +458,8 @@ impl Progress for Bars {
             }
             Event::WaveStarted { number, components } => {
                 s.idle_wave = None;
-                let name = match number {
-                    0 => "Stack resources".to_owned(),
-                    n => format!("Wave {n}"),
-                };
-                if components > 0 || number == 0 {
+                let name = format!("Wave {number}");
+                if components > 0 {
                     self.start(&mut s, name, components as u64);
                 } else {
                     if let Some(old) = s.current.take() {
@@ -533,7 +530,6 @@ impl Progress for Printer {
                 format_epoch(h.locked_at)
             ),
             Event::LockAcquired(h) => println!("Lock acquired: {} (fence {})", h.key(), h.fence),
-            Event::WaveStarted { number: 0, .. } => println!("\nStack resources"),
             Event::WaveStarted { number, components } if components > 0 => {
                 println!("\nWave {number} ({components} changing)")
             }
@@ -638,12 +634,6 @@ pub fn render_plan(plan: &Plan, desired: &DesiredStack, destroy: bool) -> String
     if let Some(v) = desired.version().filter(|_| !destroy) {
         out.push_str(&format!("Version: {v}\n"));
     }
-    if !plan.shared.is_empty() {
-        out.push_str("\nStack resources (before wave 1):\n");
-        for p in &plan.shared {
-            component_lines(p, &mut out);
-        }
-    }
     for (n, wave) in plan.waves.iter().enumerate() {
         let parallel = if wave.len() > 1 { ", parallel" } else { "" };
         out.push_str(&format!(
@@ -738,16 +728,6 @@ mod tests {
         let id = queue.id.clone();
         let took = Duration::from_millis(5);
         let outputs = BTreeMap::new();
-
-        bars.event(Event::WaveStarted {
-            number: 0,
-            components: 1,
-        });
-        assert_eq!(
-            current(&bars),
-            Some(("Stack resources".into(), 0, Some(1), String::new()))
-        );
-        bars.event(Event::ComponentDone(&queue, took, &outputs));
 
         bars.event(Event::WaveStarted {
             number: 1,

@@ -67,7 +67,7 @@ use panka_crds::Kind;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::shared::{self, ecs_tags, elb_tags};
+use super::stack::{self as shared, ecs_tags, elb_tags};
 use super::support::{ensure_ours, is_missing, or_missing};
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use crate::aws::{self, AwsError};

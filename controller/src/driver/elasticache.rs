@@ -25,8 +25,7 @@
 //!
 //! **Placement.** Like the RDS driver's DB subnet group, each component gets a cache subnet group
 //! named like the component (lowercase, tagged like the group) holding the stack's subnets:
-//! `networking.subnets` when listed, else every subnet of `networking.vpc` or of the default VPC
-//! ([`super::rds::stack_subnets`]). The group is created in it, with the stack's security groups
+//! the `subnets` output of `_stack/network`, which the component runs on ([`super::stack`]). The group is created in it, with the stack's security groups
 //! when listed; its name is recorded as the `subnetGroup` identifier. Every converge keeps the
 //! subnet group's subnets and tags as they should be; the replication group's placement is fixed
 //! at creation (a group created before panka made subnet groups stays where it is until replaced).
@@ -56,11 +55,11 @@ use panka_crds::spec::ElastiCacheRedisSpec;
 use panka_crds::Kind;
 use serde_json::{json, Value};
 
-use super::rds::{missing, read_secret, sorted, stack_subnets};
-use super::support::{ensure_ours, is_missing, or_missing};
+use super::stack::network_subnets;
+use super::support::{ensure_ours, is_missing, missing, or_missing, sorted};
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use crate::aws::{self, AwsError};
-use crate::secret::SecretString;
+use crate::secret::{self, SecretString};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_core::naming::NameRules;
 use panka_core::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
@@ -103,7 +102,6 @@ const MISSING: &[&str] = &[
 /// The ElastiCacheRedis driver.
 pub struct ElastiCacheDriver {
     client: Client,
-    ec2: aws_sdk_ec2::Client,
     secrets: aws_sdk_secretsmanager::Client,
     ctx: Ctx,
 }
@@ -122,15 +120,11 @@ impl ElastiCacheDriver {
         let config = aws_sdk_elasticache::config::Builder::from(&ctx.sdk)
             .interceptor(ctx.calls.clone())
             .build();
-        let ec2 = aws_sdk_ec2::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         let secrets = aws_sdk_secretsmanager::config::Builder::from(&ctx.sdk)
             .interceptor(ctx.calls.clone())
             .build();
         ElastiCacheDriver {
             client: Client::from_conf(config),
-            ec2: aws_sdk_ec2::Client::from_conf(ec2),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
             ctx: ctx.clone(),
         }
@@ -284,9 +278,13 @@ impl ElastiCacheDriver {
     }
 
     /// Creates the cache subnet group, or takes ours and converges its subnets and tags.
-    async fn ensure_subnet_group(&self, id: &ComponentId) -> Result<String, DriverError> {
+    async fn ensure_subnet_group(
+        &self,
+        id: &ComponentId,
+        outputs: &Outputs,
+    ) -> Result<String, DriverError> {
         let name = self.subnet_group_name(id);
-        let subnets = stack_subnets(&self.ec2, &self.ctx, id).await?;
+        let subnets = network_subnets(outputs, id)?;
         match self.subnet_group(id, &name).await? {
             None => {
                 let created = self
@@ -477,7 +475,7 @@ impl ElastiCacheDriver {
             .as_ref()
             .and_then(|s| s.auth_token_secret.as_ref())
         {
-            Some(reference) => read_secret(&self.secrets, reference, id, "AUTH token")
+            Some(reference) => secret::read_reference(&self.secrets, reference, id, "AUTH token")
                 .await
                 .map(Some),
             None => Ok(None),
@@ -615,6 +613,7 @@ impl ElastiCacheDriver {
     async fn reconcile(
         &self,
         component: &DesiredComponent,
+        outputs: &Outputs,
         version: Option<String>,
     ) -> Result<Applied, DriverError> {
         let id = &component.id;
@@ -640,7 +639,7 @@ impl ElastiCacheDriver {
                 // Checked before anything else is touched, the subnet group included.
                 let have = self.tags(id, g.arn().unwrap_or_default()).await?;
                 ensure_ours(&self.ctx, id, &have, what())?;
-                let subnet_group = self.ensure_subnet_group(id).await?;
+                let subnet_group = self.ensure_subnet_group(id, outputs).await?;
                 let version = match version {
                     Some(v) => Some(v),
                     None => self.engine_version(id, &g).await?,
@@ -651,7 +650,7 @@ impl ElastiCacheDriver {
             None => {
                 // Read first: a wrong secret reference then fails before anything is created.
                 let token = self.auth_token(id, spec).await?;
-                let subnet_group = self.ensure_subnet_group(id).await?;
+                let subnet_group = self.ensure_subnet_group(id, outputs).await?;
                 self.create_group(id, spec, &name, &subnet_group, token)
                     .await?;
                 let g = self
@@ -973,10 +972,10 @@ impl Driver for ElastiCacheDriver {
     async fn converge(
         &self,
         component: &DesiredComponent,
-        _outputs: &Outputs,
+        outputs: &Outputs,
         _lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
-        self.reconcile(component, None).await
+        self.reconcile(component, outputs, None).await
     }
 
     /// As converge, with the engine version observe found (in the emulator, where member
@@ -984,7 +983,7 @@ impl Driver for ElastiCacheDriver {
     async fn update(
         &self,
         component: &DesiredComponent,
-        _outputs: &Outputs,
+        outputs: &Outputs,
         _lookups: &Lookups,
         _diffs: &[FieldDiff],
         observed: &Observation,
@@ -993,7 +992,7 @@ impl Driver for ElastiCacheDriver {
             Some(FieldValue::Known(Value::String(v))) => Some(v.clone()),
             _ => None,
         };
-        self.reconcile(component, version).await
+        self.reconcile(component, outputs, version).await
     }
 
     /// Marks a desired engine version below the group's as a downgrade, which AWS cannot make

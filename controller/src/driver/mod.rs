@@ -15,8 +15,8 @@ pub mod ecs;
 pub mod elasticache;
 pub mod rds;
 pub mod s3;
-pub mod shared;
 pub mod sqs;
+pub mod stack;
 pub mod support;
 
 use std::collections::BTreeMap;
@@ -402,10 +402,9 @@ impl Ctx {
     }
 }
 
-/// The driver of every component kind, built on one context.
+/// The driver of every kind (components and stack-wide resources), built on one context.
 pub struct Drivers {
     drivers: BTreeMap<Kind, Box<dyn Driver>>,
-    shared: shared::SharedDriver,
 }
 
 impl fmt::Debug for Drivers {
@@ -417,18 +416,20 @@ impl fmt::Debug for Drivers {
 }
 
 impl Drivers {
-    /// Drivers of the kinds given, with the stack-shared driver on `ctx` (tests use this with
-    /// drivers of their own).
-    pub fn with(ctx: &Ctx, list: Vec<Box<dyn Driver>>) -> Drivers {
+    /// Drivers of the kinds given (tests use this with drivers of their own).
+    pub fn with(list: Vec<Box<dyn Driver>>) -> Drivers {
         Drivers {
             drivers: list.into_iter().map(|d| (d.kind(), d)).collect(),
-            shared: shared::SharedDriver::new(ctx),
         }
     }
 
     /// Every driver panka has, sharing `ctx`.
     pub fn new(ctx: &Ctx) -> Drivers {
-        let list: Vec<Box<dyn Driver>> = vec![
+        Drivers::with(vec![
+            Box::new(stack::network::NetworkDriver::new(ctx)),
+            Box::new(stack::cluster::ClusterDriver::new(ctx)),
+            Box::new(stack::role::RoleDriver::new(ctx)),
+            Box::new(stack::alb::AlbDriver::new(ctx)),
             Box::new(sqs::SqsDriver::new(ctx)),
             Box::new(ecs::EcsDriver::microservice(ctx)),
             Box::new(ecs::EcsDriver::worker(ctx)),
@@ -436,16 +437,7 @@ impl Drivers {
             Box::new(dynamodb::DynamoDbDriver::new(ctx)),
             Box::new(rds::RdsDriver::new(ctx)),
             Box::new(elasticache::ElastiCacheDriver::new(ctx)),
-        ];
-        Drivers {
-            drivers: list.into_iter().map(|d| (d.kind(), d)).collect(),
-            shared: shared::SharedDriver::new(ctx),
-        }
-    }
-
-    /// The driver of the stack-shared resources (network, ECS cluster, load balancer).
-    pub fn shared(&self) -> &shared::SharedDriver {
-        &self.shared
+        ])
     }
 
     /// The driver of a kind, if panka has one yet.

@@ -1,9 +1,9 @@
 //! RDS driver: a DB subnet group and a DB instance, both named
 //! `{stack}-{env}-{service}-{component}` (the instance identifier at most 63 characters).
 //!
-//! The subnet group takes the stack's subnets: `networking.subnets` when listed, else every
-//! subnet of `networking.vpc` (absent or `default` meaning the account's default VPC, found with
-//! EC2 DescribeVpcs); [`stack_subnets`] finds them for the ElastiCache driver too. The master
+//! The subnet group takes the stack's subnets: the `subnets` output of `_stack/network`, which
+//! the component runs on (`networking.subnets` when listed, else every subnet of the VPC; see
+//! [`super::stack`]). The master
 //! password is read from its Secrets Manager reference only when the instance is created, handed
 //! to CreateDBInstance and dropped: it is never compared, recorded, logged or put in an error. Engine, initial database and master user name are fixed
 //! at creation (a change is a replacement, which the engine gates as dangerous); class, storage,
@@ -25,11 +25,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbInstance, DbSubnetGroup, Tag};
 use aws_sdk_rds::Client;
-use panka_crds::spec::{PasswordSecret, RdsEngineType, RdsSpec, StorageType};
+use panka_crds::spec::{RdsEngineType, RdsSpec, StorageType};
 use panka_crds::Kind;
 use serde_json::{json, Value};
 
-use super::support::{ensure_ours, is_missing, or_missing};
+use super::stack::network_subnets;
+use super::support::{ensure_ours, is_missing, missing, or_missing, sorted};
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use crate::aws::{self, AwsError};
 use crate::secret;
@@ -51,7 +52,6 @@ const MISSING: &[&str] = &["DBInstanceNotFound", "DBSubnetGroupNotFoundFault"];
 /// The RDS driver.
 pub struct RdsDriver {
     rds: Client,
-    ec2: aws_sdk_ec2::Client,
     secrets: aws_sdk_secretsmanager::Client,
     ctx: Ctx,
 }
@@ -62,15 +62,11 @@ impl RdsDriver {
         let rds = aws_sdk_rds::config::Builder::from(&ctx.sdk)
             .interceptor(ctx.calls.clone())
             .build();
-        let ec2 = aws_sdk_ec2::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         let secrets = aws_sdk_secretsmanager::config::Builder::from(&ctx.sdk)
             .interceptor(ctx.calls.clone())
             .build();
         RdsDriver {
             rds: Client::from_conf(rds),
-            ec2: aws_sdk_ec2::Client::from_conf(ec2),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
             ctx: ctx.clone(),
         }
@@ -216,9 +212,13 @@ impl RdsDriver {
     }
 
     /// Creates the subnet group, or takes ours and converges its subnets and tags.
-    async fn ensure_subnet_group(&self, id: &ComponentId) -> Result<String, DriverError> {
+    async fn ensure_subnet_group(
+        &self,
+        id: &ComponentId,
+        outputs: &Outputs,
+    ) -> Result<String, DriverError> {
         let name = self.subnet_group_name(id);
-        let subnets = stack_subnets(&self.ec2, &self.ctx, id).await?;
+        let subnets = network_subnets(outputs, id)?;
         match self.subnet_group(id, &name).await? {
             None => {
                 self.rds
@@ -262,7 +262,7 @@ impl RdsDriver {
         id: &ComponentId,
         spec: &RdsSpec,
     ) -> Result<secret::SecretString, DriverError> {
-        read_secret(
+        secret::read_reference(
             &self.secrets,
             &spec.database.password_secret,
             id,
@@ -389,7 +389,11 @@ impl RdsDriver {
         f
     }
 
-    async fn reconcile(&self, component: &DesiredComponent) -> Result<Applied, DriverError> {
+    async fn reconcile(
+        &self,
+        component: &DesiredComponent,
+        outputs: &Outputs,
+    ) -> Result<Applied, DriverError> {
         let id = &component.id;
         let spec = spec_of(component)?;
         let name = self.instance_name(id);
@@ -415,11 +419,11 @@ impl RdsDriver {
             ensure_ours(&self.ctx, id, &tags, format!("DB instance {name}"))?;
         }
         let (db, subnet_group) = match existing {
-            Some(db) => (db, self.ensure_subnet_group(id).await?),
+            Some(db) => (db, self.ensure_subnet_group(id, outputs).await?),
             None => {
                 // Read first: a wrong secret reference then fails before anything is created.
                 let password = self.password(id, spec).await?;
-                let subnet_group = self.ensure_subnet_group(id).await?;
+                let subnet_group = self.ensure_subnet_group(id, outputs).await?;
                 self.create_instance(id, spec, &name, &subnet_group, password)
                     .await?;
                 let db =
@@ -538,108 +542,6 @@ impl RdsDriver {
             id,
         )?;
         Ok(())
-    }
-}
-
-/// The subnets the stack's databases and caches go in, sorted: `networking.subnets` when listed,
-/// else every subnet of `networking.vpc` (absent or `default`: the account's default VPC, found
-/// with EC2 DescribeVpcs). Shared with the ElastiCache driver's cache subnet groups.
-pub(crate) async fn stack_subnets(
-    ec2: &aws_sdk_ec2::Client,
-    ctx: &Ctx,
-    id: &ComponentId,
-) -> Result<Vec<String>, DriverError> {
-    let networking = ctx.infra.networking.clone().unwrap_or_default();
-    if !networking.subnets.is_empty() {
-        // Sorted like the VPC's, so a subnet group listing them in another order still matches.
-        return Ok(sorted(networking.subnets));
-    }
-    let vpc = match networking.vpc.as_deref() {
-        Some(v) if v != "default" => v.to_string(),
-        _ => {
-            let out = ec2
-                .describe_vpcs()
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("isDefault")
-                        .values("true")
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("find the default VPC", id, &e))?;
-            out.vpcs()
-                .first()
-                .and_then(|v| v.vpc_id())
-                .map(str::to_string)
-                .ok_or_else(|| DriverError::Unexpected {
-                    component: id.clone(),
-                    message: "the account has no default VPC; set networking.vpc or networking.subnets in the stack's infra".into(),
-                })?
-        }
-    };
-    let mut subnets = Vec::new();
-    let mut pages = ec2
-        .describe_subnets()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("vpc-id")
-                .values(&vpc)
-                .build(),
-        )
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| DriverError::aws("list the VPC's subnets", id, &e))?;
-        subnets.extend(
-            page.subnets()
-                .iter()
-                .filter_map(|s| s.subnet_id().map(str::to_string)),
-        );
-    }
-    if subnets.is_empty() {
-        return Err(DriverError::Unexpected {
-            component: id.clone(),
-            message: format!("VPC {vpc} has no subnets to place {id} in; set networking.subnets in the stack's infra"),
-        });
-    }
-    Ok(sorted(subnets))
-}
-
-/// Reads a password-like secret (see [`secret::read_password`]); `what` names it in errors
-/// (`master password`, `AUTH token`). Shared with the ElastiCache driver.
-pub(crate) async fn read_secret(
-    secrets: &aws_sdk_secretsmanager::Client,
-    reference: &PasswordSecret,
-    id: &ComponentId,
-    what: &str,
-) -> Result<secret::SecretString, DriverError> {
-    secret::read_password(secrets, reference)
-        .await
-        .map_err(|e| match e.aws() {
-            Some(source) => DriverError::Aws {
-                action: format!("read the {what} secret {} for", reference.secret_ref),
-                component: id.clone(),
-                source: source.clone().into(),
-            },
-            None => DriverError::Unexpected {
-                component: id.clone(),
-                message: e.to_string(),
-            },
-        })
-}
-
-/// Sorted and without repeats.
-pub(crate) fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let set: std::collections::BTreeSet<String> = items.into_iter().collect();
-    set.into_iter().collect()
-}
-
-/// What observe reports of a component whose resource does not exist.
-pub(crate) fn missing() -> Observation {
-    Observation {
-        status: "missing".into(),
-        ..Observation::default()
     }
 }
 
@@ -890,10 +792,10 @@ impl Driver for RdsDriver {
     async fn converge(
         &self,
         component: &DesiredComponent,
-        _outputs: &Outputs,
+        outputs: &Outputs,
         _lookups: &Lookups,
     ) -> Result<Applied, DriverError> {
-        self.reconcile(component).await
+        self.reconcile(component, outputs).await
     }
 
     async fn delete(

@@ -21,7 +21,7 @@ use std::fmt;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use panka_core::model::ComponentId;
-use panka_core::plan::FieldValue;
+use panka_core::plan::{FieldValue, Observation};
 use panka_core::tags::IgnoreTags;
 
 use super::{Ctx, DriverError};
@@ -163,6 +163,20 @@ where
             }
         }
     }
+}
+
+/// What observe reports of a component whose resource does not exist.
+pub fn missing() -> Observation {
+    Observation {
+        status: "missing".into(),
+        ..Observation::default()
+    }
+}
+
+/// Sorted and without repeats (ids AWS lists in no set order).
+pub fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = items.into_iter().collect();
+    set.into_iter().collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ use panka_core::state::ReleaseOutcome;
 use panka_crds::Kind;
 
 use super::observe::{driver_of, Prepared};
-use super::record::{component_state, shared_state, Recorder};
+use super::record::{component_state, Recorder};
 use super::run::{ApplyReport, EngineError, Event, Progress, Run};
 use crate::driver::{Applied, Deletion, DriverError, Outputs};
 use crate::lock::{LeaseGuard, LockHandle};
@@ -65,8 +65,6 @@ struct Book<'a> {
     outputs: Outputs,
     /// Unchanged components whose record is missing or stale: recorded without a release.
     stale: BTreeSet<ComponentId>,
-    /// Whether the stack-shared resources need recording although unchanged.
-    unrecorded_shared: bool,
     phase: Phase,
     /// Components of the current wave that are done.
     done: BTreeSet<ComponentId>,
@@ -90,10 +88,9 @@ impl std::fmt::Debug for Applying<'_> {
     }
 }
 
-/// Where an apply is: the stack-shared resources, then each wave, then the deletions.
+/// Where an apply is: each wave, then the deletions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Shared,
     Wave(usize),
     Deletions,
     Finished,
@@ -128,15 +125,13 @@ impl<'a> Applying<'a> {
         handle: LockHandle,
         rec: Recorder<'a>,
         stale: BTreeSet<ComponentId>,
-        unrecorded_shared: bool,
     ) -> Applying<'a> {
         Applying {
             book: Book {
                 rec,
                 outputs: prepared.outputs.clone(),
                 stale,
-                unrecorded_shared,
-                phase: Phase::Shared,
+                phase: Phase::Wave(0),
                 done: BTreeSet::new(),
                 waiting: BTreeMap::new(),
                 deleting: BTreeMap::new(),
@@ -282,10 +277,6 @@ impl Book<'_> {
                 return Ok(None);
             }
             match self.phase {
-                Phase::Shared => {
-                    self.apply_shared(cx).await?;
-                    self.phase = Phase::Wave(0);
-                }
                 Phase::Wave(n) if n < cx.prepared.plan.waves.len() => {
                     if let Some(again) = self.wave(cx, n).await? {
                         return Ok(Some(again));
@@ -308,64 +299,6 @@ impl Book<'_> {
                 Phase::Finished => return Ok(None),
             }
         }
-    }
-
-    /// The stack-shared resources, in a wave of their own before the components.
-    async fn apply_shared(&mut self, cx: &Cx<'_>) -> Result<(), EngineError> {
-        let changes: Vec<&ComponentPlan> = cx
-            .prepared
-            .plan
-            .shared
-            .iter()
-            .filter(|p| p.action.is_change())
-            .collect();
-        if changes.is_empty() && !self.unrecorded_shared {
-            return Ok(());
-        }
-        cx.progress.event(Event::WaveStarted {
-            number: 0,
-            components: changes.len(),
-        });
-        for p in &changes {
-            cx.progress.event(Event::ComponentStarted(p));
-        }
-        let t = Instant::now();
-        let applied: BTreeMap<ComponentId, Applied> = if changes.is_empty() {
-            // Only unrecorded: take what observe saw.
-            cx.prepared
-                .shared
-                .iter()
-                .filter(|(_, o)| o.exists)
-                .map(|(id, o)| (id.clone(), applied_from(o)))
-                .collect()
-        } else {
-            cx.guard.check()?;
-            match cx.run.drivers.shared().ensure(cx.desired).await {
-                Ok(a) => a,
-                Err(e) => {
-                    // Blamed on the resource whose call failed, not on every shared one.
-                    let msg = e.to_string();
-                    if let Some(p) = changes.iter().find(|p| &p.id == e.component()) {
-                        cx.progress.event(Event::ComponentFailed(p, &msg));
-                    }
-                    return Err(e.into());
-                }
-            }
-        };
-        let network = crate::driver::shared::network_id();
-        for (id, a) in &applied {
-            self.outputs.insert(id.clone(), a.outputs.clone());
-            // A lookup (the network) owns nothing and is not recorded.
-            if *id != network {
-                self.rec.applied(id, shared_state(a), cx.progress).await?;
-            }
-        }
-        for p in &changes {
-            let empty = BTreeMap::new();
-            let out = applied.get(&p.id).map_or(&empty, |a| &a.outputs);
-            cx.progress.event(Event::ComponentDone(p, t.elapsed(), out));
-        }
-        Ok(())
     }
 
     /// One pass over wave `n`: starts what has not started, looks again at what is waited for,
@@ -698,16 +631,7 @@ impl Cx<'_> {
     /// Deletes what state records for a component.
     async fn delete(&self, p: &ComponentPlan) -> Result<Deletion, DriverError> {
         let recorded = self.prepared.recorded(&p.id).cloned().unwrap_or_default();
-        if plan::is_shared(&p.id) {
-            return self
-                .run
-                .drivers
-                .shared()
-                .delete(&p.id, &recorded.identifiers)
-                .await
-                .map(|()| Deletion::Done);
-        }
-        match Kind::from_name(&recorded.kind).and_then(|k| self.run.drivers.get(k)) {
+        match Kind::from_recorded(&recorded.kind).and_then(|k| self.run.drivers.get(k)) {
             Some(driver) => driver.delete(&p.id, &recorded.identifiers).await,
             None => Err(DriverError::Unexpected {
                 component: p.id.clone(),

@@ -162,11 +162,6 @@ impl Engine {
             }
         };
         let stale = stale_records(&prepared, desired);
-        let unrecorded_shared = prepared.plan.shared.iter().any(|p| {
-            p.action == Action::NoOp
-                && p.id != crate::driver::shared::network_id()
-                && prepared.recorded(&p.id).is_none()
-        });
         // Unchanged but not yet healthy (a rollout still going, or stuck): apply waits for it
         // like for a changed component, and fails if it is degraded.
         let unsettled = prepared.plan.waves.iter().flatten().any(|p| {
@@ -177,7 +172,7 @@ impl Engine {
                     .is_some_and(|o| o.health != Health::Healthy)
         });
         let changes = prepared.plan.has_changes();
-        if !changes && stale.is_empty() && !unrecorded_shared && !unsettled {
+        if !changes && stale.is_empty() && !unsettled {
             // Nothing to do; a failed release leaves a lease that expires on its own.
             let _ = handle.release().await;
             return Ok(Err(ApplyReport {
@@ -197,14 +192,7 @@ impl Engine {
             &options.actor,
         );
         Ok(Ok(Applying::new(
-            run,
-            desired,
-            prepared,
-            progress,
-            handle,
-            rec,
-            stale,
-            unrecorded_shared,
+            run, desired, prepared, progress, handle, rec, stale,
         )))
     }
 }

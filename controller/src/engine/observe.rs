@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use panka_core::graph::Graph;
 use panka_core::keys::StateKey;
 use panka_core::model::{ComponentId, DesiredComponent, DesiredStack};
-use panka_core::plan::{self, DesiredFields, Observation, Observed, Plan, PlanOptions};
+use panka_core::plan::{self, DesiredFields, Observation, Observed, Plan};
 use panka_crds::Kind;
 
 use super::run::{EngineError, Refusal, Run};
@@ -31,8 +31,6 @@ pub struct Prepared {
     pub outputs: Outputs,
     /// State as read.
     pub state: Option<Snapshot>,
-    /// What observe saw of the stack-shared resources.
-    pub shared: BTreeMap<ComponentId, Observation>,
     /// What the drivers looked up, per kind.
     pub(crate) lookups: BTreeMap<Kind, Lookups>,
 }
@@ -117,37 +115,16 @@ pub(crate) async fn observe_and_plan(
 
     // Outputs of components outside the scope come from state, as the last apply left them.
     let mut outputs: Outputs = BTreeMap::new();
-    for id in desired.components.keys().filter(|id| !run.in_scope(id)) {
-        if let Some(c) = recorded(id) {
-            outputs.insert(id.clone(), string_outputs(&c.outputs));
-        }
-    }
-
-    // Stack-shared resources first: their outputs (cluster, network, load balancer) feed the
-    // container components' desired fields.
-    let shared_driver = run.drivers.shared();
-    let shared_fields = shared_driver.desired(desired);
-    let shared_recorded: Vec<ComponentId> = state
-        .iter()
-        .flat_map(|s| s.document.components.keys())
-        .filter_map(|k| ComponentId::try_from(k.clone()).ok())
-        .filter(plan::is_shared)
-        .collect();
-    let shared = if shared_fields.is_empty() && shared_recorded.is_empty() {
-        BTreeMap::new()
-    } else {
-        shared_driver.observe().await?
-    };
-    for (id, o) in &shared {
-        if o.exists {
-            outputs.insert(id.clone(), o.outputs.clone());
+    for c in desired.components.values().filter(|c| !run.in_scope(c)) {
+        if let Some(r) = recorded(&c.id) {
+            outputs.insert(c.id.clone(), string_outputs(&r.outputs));
         }
     }
 
     let in_scope: Vec<&DesiredComponent> = desired
         .components
         .values()
-        .filter(|c| run.in_scope(&c.id))
+        .filter(|c| run.in_scope(c))
         .collect();
     let mut by_kind: BTreeMap<Kind, (&dyn Driver, Vec<Observe>)> = BTreeMap::new();
     for c in &in_scope {
@@ -194,7 +171,11 @@ pub(crate) async fn observe_and_plan(
     // this environment cannot be read, so say so now rather than fail mid-apply.
     for c in &in_scope {
         for r in &c.references {
-            if !run.in_scope(&r.target) && !outputs.contains_key(&r.target) {
+            let target_in_scope = desired
+                .components
+                .get(&r.target)
+                .is_some_and(|t| run.in_scope(t));
+            if !target_in_scope && !outputs.contains_key(&r.target) {
                 return Err(Refusal::MissingOutput {
                     component: c.id.clone(),
                     needs: r.target.clone(),
@@ -228,23 +209,13 @@ pub(crate) async fn observe_and_plan(
         }
     }
     let observed = Observed::new(observed);
-    let options = PlanOptions {
-        service: run.options.service.clone(),
-        adopt: run.options.adopt,
-    };
-    let mut plan = plan::plan(
+    let options = run.plan_options();
+    let plan = plan::plan(
         desired,
         graph,
         &fields,
         &observed,
         state.as_ref().map(|s| &s.document),
-        &options,
-    );
-    plan.add_shared(
-        &shared_fields,
-        &shared,
-        &shared_recorded,
-        &[crate::driver::shared::network_id()],
         &options,
     );
     Ok(Prepared {
@@ -253,7 +224,6 @@ pub(crate) async fn observe_and_plan(
         fields,
         outputs,
         state,
-        shared,
         lookups,
     })
 }

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use panka_core::model::{ComponentId, DesiredComponent, DesiredStack};
-use panka_core::plan::{self, Action};
+use panka_core::plan::Action;
 use panka_core::state::{
     new_history_id, redact_variables, ComponentState, HistoryEntry, Release, ReleaseOutcome,
     Snapshot, StateDocument,
@@ -161,18 +161,6 @@ pub(crate) fn component_state(component: &DesiredComponent, applied: &Applied) -
         outputs: json_outputs(applied),
         spec_hash: component.hash(),
         applied_spec: serde_json::to_value(component).unwrap_or_default(),
-        applied_at: Some(jiff::Timestamp::now().to_string()),
-    }
-}
-
-/// What state records for a stack-shared resource.
-pub(crate) fn shared_state(applied: &Applied) -> ComponentState {
-    ComponentState {
-        kind: plan::SHARED_KIND.to_string(),
-        identifiers: applied.identifiers.clone(),
-        outputs: json_outputs(applied),
-        applied_spec: serde_json::Value::Null,
-        spec_hash: String::new(),
         applied_at: Some(jiff::Timestamp::now().to_string()),
     }
 }

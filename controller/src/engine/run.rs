@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use panka_core::model::ComponentId;
+use panka_core::model::{ComponentId, DesiredComponent};
 use panka_core::plan::{ComponentPlan, Plan};
 use panka_core::state::{Release, ReleaseKind};
 use panka_crds::Kind;
@@ -94,11 +94,18 @@ impl Run {
         &self.cancel
     }
 
-    pub(crate) fn in_scope(&self, id: &ComponentId) -> bool {
-        self.options
-            .service
-            .as_ref()
-            .is_none_or(|s| &id.service == s)
+    /// What the planner needs of the options.
+    pub(crate) fn plan_options(&self) -> panka_core::plan::PlanOptions {
+        panka_core::plan::PlanOptions {
+            service: self.options.service.clone(),
+            adopt: self.options.adopt,
+        }
+    }
+
+    /// Whether this run observes and applies a desired component (see
+    /// [`panka_core::plan::in_scope`]).
+    pub(crate) fn in_scope(&self, component: &DesiredComponent) -> bool {
+        panka_core::plan::in_scope(component, &self.plan_options())
     }
 }
 
@@ -111,7 +118,7 @@ pub enum Event<'a> {
     LockAcquired(&'a LockInfo),
     /// A wave starts.
     WaveStarted {
-        /// 1-based wave number (0: the stack-shared resources).
+        /// 1-based wave number.
         number: usize,
         /// Components in it that change.
         components: usize,

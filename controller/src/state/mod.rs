@@ -359,10 +359,13 @@ impl StateStore {
     }
 
     fn parse_state(&self, path: &str, body: &[u8]) -> Result<StateDocument, StateError> {
-        serde_json::from_slice(body).map_err(|e| StateError::Corrupt {
-            location: format!("{}/{path}", self.store.location()),
-            detail: e.to_string(),
-        })
+        let mut doc: StateDocument =
+            serde_json::from_slice(body).map_err(|e| StateError::Corrupt {
+                location: format!("{}/{path}", self.store.location()),
+                detail: e.to_string(),
+            })?;
+        doc.upgrade();
+        Ok(doc)
     }
 
     fn parse_history(&self, path: &str, body: &[u8]) -> Result<HistoryEntry, StateError> {

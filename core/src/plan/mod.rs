@@ -259,9 +259,6 @@ pub struct Plan {
     /// Service the plan is limited to, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// Stack-shared resources (network, ECS cluster, load balancer), applied before the waves.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shared: Vec<ComponentPlan>,
     /// Components to apply, wave by wave.
     pub waves: Vec<Vec<ComponentPlan>>,
     /// Components to delete, after the waves, dependants first.
@@ -305,84 +302,9 @@ impl Plan {
         s.create + s.update + s.replace + s.delete + s.conflict > 0
     }
 
-    /// Every plan: shared resources, waves, then deletions.
+    /// Every plan: waves, then deletions.
     pub fn all(&self) -> impl Iterator<Item = &ComponentPlan> {
-        self.shared
-            .iter()
-            .chain(self.waves.iter().flatten())
-            .chain(self.deletions.iter())
-    }
-
-    /// Adds the plans of the stack-shared resources: what `fields` asks for, compared with
-    /// `observed`; a recorded shared resource no longer asked for (other than a lookup, which
-    /// is never deleted) is deleted after the components.
-    pub fn add_shared(
-        &mut self,
-        fields: &BTreeMap<ComponentId, DesiredFields>,
-        observed: &BTreeMap<ComponentId, Observation>,
-        recorded: &[ComponentId],
-        lookups: &[ComponentId],
-        options: &PlanOptions,
-    ) {
-        let none = Observation::default();
-        for (id, want) in fields {
-            let seen = observed.get(id).unwrap_or(&none);
-            let action = if !seen.exists {
-                Action::Create
-            } else if !seen.owned && !options.adopt {
-                Action::Conflict {
-                    reason: "exists without panka's tags; re-run with --adopt to take it over"
-                        .into(),
-                }
-            } else {
-                let diffs = diff(want, seen);
-                if diffs.is_empty() {
-                    Action::NoOp
-                } else {
-                    let plan = ComponentPlan {
-                        id: id.clone(),
-                        kind: SHARED_KIND.into(),
-                        action: Action::Update,
-                        diffs,
-                        dangerous: false,
-                        drift: false,
-                    };
-                    count(&mut self.summary, &plan.action);
-                    self.shared.push(plan);
-                    continue;
-                }
-            };
-            count(&mut self.summary, &action);
-            self.shared.push(ComponentPlan {
-                id: id.clone(),
-                kind: SHARED_KIND.into(),
-                action,
-                diffs: Vec::new(),
-                dangerous: false,
-                drift: false,
-            });
-        }
-        // Only a stack-wide run may remove what the whole stack shares.
-        if options.service.is_some() {
-            self.seal();
-            return;
-        }
-        for id in recorded {
-            if fields.contains_key(id) || lookups.contains(id) {
-                continue;
-            }
-            let p = ComponentPlan {
-                id: id.clone(),
-                kind: SHARED_KIND.into(),
-                action: Action::Delete,
-                diffs: Vec::new(),
-                dangerous: false,
-                drift: false,
-            };
-            count(&mut self.summary, &p.action);
-            self.deletions.push(p);
-        }
-        self.seal();
+        self.waves.iter().flatten().chain(self.deletions.iter())
     }
 
     /// Plans flagged dangerous.
@@ -398,14 +320,6 @@ pub struct PlanOptions {
     pub service: Option<String>,
     /// Take over same-named resources without panka's tags.
     pub adopt: bool,
-}
-
-/// The kind recorded for stack-shared resources.
-pub const SHARED_KIND: &str = "StackResource";
-
-/// Whether an id names a stack-shared resource (`_stack/…`); user names start with a letter.
-pub fn is_shared(id: &ComponentId) -> bool {
-    id.service.starts_with('_')
 }
 
 /// Compares a desired field set with an observation.
@@ -429,7 +343,16 @@ pub fn diff(desired: &DesiredFields, observed: &Observation) -> Vec<FieldDiff> {
     out
 }
 
-fn in_scope(id: &ComponentId, options: &PlanOptions) -> bool {
+/// Whether a service-scoped plan covers a desired component: the service's own, and the
+/// stack-wide resources they run on (which a first service-scoped apply must create).
+pub fn in_scope(component: &DesiredComponent, options: &PlanOptions) -> bool {
+    component.kind().is_stack_resource() || of_service(&component.id, options)
+}
+
+/// Whether a component belongs to the plan's service (any, for a stack-wide plan). Only a
+/// stack-wide plan deletes what no component asks for any more: stack-wide resources belong to
+/// no service.
+fn of_service(id: &ComponentId, options: &PlanOptions) -> bool {
     options.service.as_ref().is_none_or(|s| &id.service == s)
 }
 
@@ -447,10 +370,13 @@ pub fn plan(
     let mut waves = Vec::new();
     for wave in &graph.waves {
         let mut planned = Vec::new();
-        for id in wave.iter().filter(|id| in_scope(id, options)) {
+        for id in wave {
             let Some(component) = desired.components.get(id) else {
                 continue;
             };
+            if !in_scope(component, options) {
+                continue;
+            }
             let want = fields.get(id).unwrap_or(&empty);
             let seen = observed.get(id);
             let last_hash = state
@@ -471,11 +397,10 @@ pub fn plan(
             let Ok(id) = ComponentId::try_from(name.clone()) else {
                 continue;
             };
-            // Shared resources are planned by `Plan::add_shared`.
-            if is_shared(&id) || desired.components.contains_key(&id) || !in_scope(&id, options) {
+            if desired.components.contains_key(&id) || !of_service(&id, options) {
                 continue;
             }
-            let kind = Kind::from_name(&recorded.kind);
+            let kind = Kind::from_recorded(&recorded.kind);
             let p = ComponentPlan {
                 id,
                 kind: recorded.kind.clone(),
@@ -491,26 +416,17 @@ pub fn plan(
     order_deletions(&mut deletions, state);
 
     let previous_cost_usd = state.map(|s| {
-        let components: f64 = s
-            .components
+        s.components
             .values()
             .filter_map(|c| serde_json::from_value::<DesiredComponent>(c.applied_spec.clone()).ok())
             .filter_map(|c| cost::component(&c).monthly_usd)
-            .sum();
-        // The stack's load balancer, when one was applied, is part of what it costs today.
-        let shared = if s.components.contains_key("_stack/alb") {
-            cost::ALB_MONTHLY_USD
-        } else {
-            0.0
-        };
-        components + shared
+            .sum()
     });
 
     let mut plan = Plan {
         stack: desired.name.clone(),
         environment: desired.environment.clone(),
         service: options.service.clone(),
-        shared: Vec::new(),
         waves,
         deletions,
         summary,
@@ -550,9 +466,12 @@ fn order_deletions(deletions: &mut Vec<ComponentPlan>, state: Option<&StateDocum
             (id.clone(), refs)
         })
         .collect();
+    // Without recorded references to go by: containers first, what everything runs on last.
     let rank_key = |p: &ComponentPlan| {
-        let container = Kind::from_name(&p.kind).is_some_and(Kind::is_container);
-        (!container, p.id.clone())
+        let kind = Kind::from_recorded(&p.kind);
+        let container = kind.is_some_and(Kind::is_container);
+        let stack_wide = kind.is_some_and(Kind::is_stack_resource);
+        (stack_wide, !container, p.id.clone())
     };
     let mut remaining: Vec<ComponentPlan> = std::mem::take(deletions);
     remaining.sort_by_key(rank_key);

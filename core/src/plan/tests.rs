@@ -80,10 +80,21 @@ fn nothing_observed_creates_everything_in_graph_order() {
         None,
         &PlanOptions::default(),
     );
-    assert_eq!(plan.summary.create, 3);
+    // Three components and what they run on: network, cluster, execution role, load balancer.
+    assert_eq!(plan.summary.create, 7);
     assert_eq!(plan.waves.len(), graph.waves.len());
     let first: Vec<_> = plan.waves[0].iter().map(|p| p.id.to_string()).collect();
-    assert_eq!(first, ["email-service/database", "email-service/queue"]);
+    assert_eq!(
+        first,
+        [
+            "_stack/cluster",
+            "_stack/execution-role",
+            "_stack/network",
+            "email-service/queue"
+        ]
+    );
+    let second: Vec<_> = plan.waves[1].iter().map(|p| p.id.to_string()).collect();
+    assert_eq!(second, ["_stack/alb", "email-service/database"]);
     assert!(plan
         .all()
         .all(|p| p.action == Action::Create && !p.dangerous));
@@ -104,7 +115,7 @@ fn matching_observations_plan_no_change() {
         None,
         &PlanOptions::default(),
     );
-    assert_eq!(plan.summary.unchanged, 3);
+    assert_eq!(plan.summary.unchanged, 7);
     assert!(!plan.has_changes());
 }
 
@@ -275,12 +286,17 @@ fn deletions_go_in_reverse_dependency_order() {
         &PlanOptions::default(),
     );
     let order: Vec<_> = plan.deletions.iter().map(|p| p.id.to_string()).collect();
+    // Dependants first; what everything runs on last (the load balancer before its network).
     assert_eq!(
         order,
         [
             "email-service/api",
             "email-service/database",
-            "email-service/queue"
+            "email-service/queue",
+            "_stack/alb",
+            "_stack/cluster",
+            "_stack/execution-role",
+            "_stack/network"
         ]
     );
 }
@@ -347,9 +363,20 @@ fn a_service_scope_limits_both_applies_and_deletions() {
         Some(&state),
         &options,
     );
-    assert!(plan.all().all(|p| p.id.service == "user-service"));
-    assert_eq!(plan.summary.create, 2);
+    // The service's components and the stack-wide resources they run on (a first scoped apply
+    // must create those); only the service's own recorded components are deleted.
+    let stack_wide = desired
+        .components
+        .values()
+        .filter(|c| c.kind().is_stack_resource())
+        .count();
+    assert_eq!(stack_wide, 4);
+    assert!(plan
+        .all()
+        .all(|p| p.id.service == "user-service" || p.id.service == "_stack"));
+    assert_eq!(plan.summary.create, 2 + stack_wide);
     assert_eq!(plan.summary.delete, 1);
+    assert_eq!(plan.deletions[0].id, id("user-service/old"));
 }
 
 #[test]

@@ -269,7 +269,7 @@ impl<'a> Resolver<'a> {
             environments: _,
         } = stack_spec;
         let Provider { .. } = &provider;
-        Some(DesiredStack {
+        let mut desired = DesiredStack {
             name: self.stack.name.clone(),
             environment: self.environment.to_string(),
             provider,
@@ -280,7 +280,15 @@ impl<'a> Resolver<'a> {
             services,
             components,
             variables: self.vars.clone(),
-        })
+        };
+        let source = self
+            .stack
+            .infra
+            .values()
+            .next()
+            .map_or(&self.stack.stack.path, |d| &d.path);
+        crate::stack::add_resources(&mut desired, source);
+        Some(desired)
     }
 
     /// Resolves a service document; returns its infrastructure defaults node, if any.
