@@ -23,7 +23,7 @@ use panka_crds::Kind;
 use serde_json::{json, Value};
 
 use super::support::{ensure_ours, or_missing};
-use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
+use super::{counted_client, Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
 use crate::aws::AwsError;
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_core::naming::NameRules;
@@ -52,11 +52,8 @@ struct Seen {
 impl DynamoDbDriver {
     /// A driver on the shared context.
     pub fn new(ctx: &Ctx) -> DynamoDbDriver {
-        let config = aws_sdk_dynamodb::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         DynamoDbDriver {
-            client: Client::from_conf(config),
+            client: counted_client!(ctx, aws_sdk_dynamodb),
             ctx: ctx.clone(),
         }
     }

@@ -57,7 +57,9 @@ use serde_json::{json, Value};
 
 use super::stack::network_subnets;
 use super::support::{ensure_ours, is_missing, missing, or_missing, sorted};
-use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
+use super::{
+    counted_client, Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs,
+};
 use crate::aws::{self, AwsError};
 use crate::secret::{self, SecretString};
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
@@ -117,15 +119,9 @@ struct Listing {
 impl ElastiCacheDriver {
     /// A driver on the shared context.
     pub fn new(ctx: &Ctx) -> ElastiCacheDriver {
-        let config = aws_sdk_elasticache::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
-        let secrets = aws_sdk_secretsmanager::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         ElastiCacheDriver {
-            client: Client::from_conf(config),
-            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
+            client: counted_client!(ctx, aws_sdk_elasticache),
+            secrets: counted_client!(ctx, aws_sdk_secretsmanager),
             ctx: ctx.clone(),
         }
     }

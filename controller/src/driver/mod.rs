@@ -40,6 +40,19 @@ use panka_core::model::{ComponentId, DesiredComponent};
 use panka_core::naming::Naming;
 use panka_core::plan::{DesiredFields, FieldDiff, Observation};
 
+/// A client of one AWS service (`counted_client!(ctx, aws_sdk_sqs)`) on the context's SDK
+/// configuration, its calls counted in `ctx.calls`: how every driver makes its clients.
+macro_rules! counted_client {
+    ($ctx:expr, $sdk:ident) => {
+        $sdk::Client::from_conf(
+            $sdk::config::Builder::from(&$ctx.sdk)
+                .interceptor($ctx.calls.clone())
+                .build(),
+        )
+    };
+}
+pub(crate) use counted_client;
+
 /// Outputs of the components already applied (or observed), for `valueFrom`.
 pub type Outputs = BTreeMap<ComponentId, BTreeMap<String, String>>;
 

@@ -31,7 +31,9 @@ use serde_json::{json, Value};
 
 use super::stack::network_subnets;
 use super::support::{ensure_ours, is_missing, missing, or_missing, sorted};
-use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
+use super::{
+    counted_client, Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs,
+};
 use crate::aws::{self, AwsError};
 use crate::secret;
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
@@ -59,15 +61,9 @@ pub struct RdsDriver {
 impl RdsDriver {
     /// A driver on the shared context.
     pub fn new(ctx: &Ctx) -> RdsDriver {
-        let rds = aws_sdk_rds::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
-        let secrets = aws_sdk_secretsmanager::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         RdsDriver {
-            rds: Client::from_conf(rds),
-            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
+            rds: counted_client!(ctx, aws_sdk_rds),
+            secrets: counted_client!(ctx, aws_sdk_secretsmanager),
             ctx: ctx.clone(),
         }
     }

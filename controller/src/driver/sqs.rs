@@ -11,7 +11,7 @@ use panka_crds::Kind;
 use serde_json::json;
 
 use super::support::{ensure_ours, is_missing, or_missing};
-use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
+use super::{counted_client, Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
 use crate::aws::AwsError;
 use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_core::naming::NameRules;
@@ -36,11 +36,8 @@ pub struct SqsDriver {
 impl SqsDriver {
     /// A driver on the shared context.
     pub fn new(ctx: &Ctx) -> SqsDriver {
-        let config = aws_sdk_sqs::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         SqsDriver {
-            client: Client::from_conf(config),
+            client: counted_client!(ctx, aws_sdk_sqs),
             ctx: ctx.clone(),
         }
     }

@@ -21,7 +21,9 @@ use super::{
 };
 use crate::aws::{self, AwsError};
 use crate::driver::support::{ensure_stack_ours, is_missing, missing, or_missing};
-use crate::driver::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
+use crate::driver::{
+    counted_client, Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs,
+};
 
 /// The load balancer as found.
 #[derive(Debug, Clone)]
@@ -86,12 +88,9 @@ fn spec_of(component: &DesiredComponent) -> Result<&LoadBalancerSpec, DriverErro
 impl AlbDriver {
     /// A driver on `ctx`; its client counts calls in `ctx.calls`.
     pub fn new(ctx: &Ctx) -> AlbDriver {
-        let config = aws_sdk_elasticloadbalancingv2::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         AlbDriver {
             ctx: ctx.clone(),
-            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(config),
+            elb: counted_client!(ctx, aws_sdk_elasticloadbalancingv2),
         }
     }
 

@@ -12,7 +12,9 @@ use panka_crds::Kind;
 use super::{cluster_id, cluster_name, ecs_tags, unexpected};
 use crate::aws;
 use crate::driver::support::{ensure_stack_ours, missing, or_missing};
-use crate::driver::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
+use crate::driver::{
+    counted_client, Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs,
+};
 
 /// Driver of the EcsCluster kind.
 #[derive(Debug)]
@@ -24,12 +26,9 @@ pub struct ClusterDriver {
 impl ClusterDriver {
     /// A driver on `ctx`; its client counts calls in `ctx.calls`.
     pub fn new(ctx: &Ctx) -> ClusterDriver {
-        let config = aws_sdk_ecs::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         ClusterDriver {
             ctx: ctx.clone(),
-            ecs: aws_sdk_ecs::Client::from_conf(config),
+            ecs: counted_client!(ctx, aws_sdk_ecs),
         }
     }
 

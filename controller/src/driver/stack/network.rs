@@ -11,7 +11,9 @@ use panka_core::stack::NetworkSpec;
 use panka_crds::Kind;
 
 use super::{ec2_error, filter, network_id, unexpected};
-use crate::driver::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
+use crate::driver::{
+    counted_client, Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs,
+};
 
 /// The network as looked up.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -48,12 +50,9 @@ pub struct NetworkDriver {
 impl NetworkDriver {
     /// A driver on `ctx`; its client counts calls in `ctx.calls`.
     pub fn new(ctx: &Ctx) -> NetworkDriver {
-        let config = aws_sdk_ec2::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         NetworkDriver {
             ctx: ctx.clone(),
-            ec2: aws_sdk_ec2::Client::from_conf(config),
+            ec2: counted_client!(ctx, aws_sdk_ec2),
         }
     }
 

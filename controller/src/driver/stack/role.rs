@@ -24,7 +24,9 @@ use serde_json::{json, Value};
 use super::{execution_role_id, unexpected};
 use crate::aws::{self, AwsError};
 use crate::driver::support::{ensure_stack_ours, is_missing, missing};
-use crate::driver::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs};
+use crate::driver::{
+    counted_client, Applied, Ctx, Deletion, Driver, DriverError, Lookups, Outputs,
+};
 
 /// Path of the roles panka creates.
 pub const ROLE_PATH: &str = "/panka/";
@@ -140,12 +142,9 @@ fn spec_of(component: &DesiredComponent) -> Result<&ExecutionRoleSpec, DriverErr
 impl RoleDriver {
     /// A driver on `ctx`; its client counts calls in `ctx.calls`.
     pub fn new(ctx: &Ctx) -> RoleDriver {
-        let config = aws_sdk_iam::config::Builder::from(&ctx.sdk)
-            .interceptor(ctx.calls.clone())
-            .build();
         RoleDriver {
             ctx: ctx.clone(),
-            iam: aws_sdk_iam::Client::from_conf(config),
+            iam: counted_client!(ctx, aws_sdk_iam),
         }
     }
 
