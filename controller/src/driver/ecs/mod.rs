@@ -41,8 +41,8 @@
 //! desired render differs from it ([`Driver::complete`]).
 //!
 //! The module is split by what it manages: [`render`] (the pure task definition and service
-//! shapes), [`fields`] (what a plan compares, and which part of the component each field belongs
-//! to), [`observe`] (batched reads), [`service`] (the ECS service and its task
+//! shapes), [`fields`] (what a plan compares, typed, and which part of the component each field
+//! belongs to), [`observe`] (batched reads), [`service`] (the ECS service and its task
 //! definitions), [`lb`] (target group and listener rule), [`scaling`] (Application Auto
 //! Scaling) and [`logs`] (the log group). This file holds the driver and orders its calls.
 
@@ -70,7 +70,7 @@ use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use panka_crds::Kind;
 
-use self::fields::{is_task_field, part_of, project, task_fields, Part};
+use self::fields::{part_of, task_fields, Part, Values};
 use self::observe::{Batch, Seen};
 use self::render::{workload, Render, TaskShape};
 use self::scaling::resource_label;
@@ -319,7 +319,7 @@ impl EcsDriver {
     ) -> Result<Applied, DriverError> {
         let id = &component.id;
         let r = self.known_render(component, outputs, lookups)?;
-        let touched = |part: Part| diffs.iter().any(|d| part_of(&d.field) == part);
+        let touched = |part: Part| diffs.iter().any(|d| part_of(&d.field) == Some(part));
         let want = &r.service;
         let mut now = seen;
         let cluster = now.shape.cluster.clone();
@@ -512,7 +512,7 @@ impl Driver for EcsDriver {
         let Some(r) = self.render(component, outputs, lookups) else {
             return f;
         };
-        f.fields = project(&r.task, &r.service);
+        f.fields = Values::of(&r.task, &r.service).into_fields();
         f.rules.insert(
             "cluster".into(),
             Change::Replace("an ECS service cannot move to another cluster".into()),
@@ -557,7 +557,9 @@ impl Driver for EcsDriver {
             _ => self.task_shape(&component.id, &unread.reference).await?,
         };
         self.remember(&unread.reference, &task);
-        observed.fields.retain(|k, _| !is_task_field(k));
+        observed
+            .fields
+            .retain(|k, _| part_of(k) != Some(Part::Task));
         observed.fields.extend(task_fields(&task));
         Ok(observed)
     }
@@ -601,7 +603,7 @@ impl Driver for EcsDriver {
                 ensure_ours(&self.ctx, id, &tags, what)?;
                 let desired = self.desired(component, outputs, lookups);
                 let observed = Observation {
-                    fields: project(&seen.task, &seen.shape),
+                    fields: Values::of(&seen.task, &seen.shape).into_fields(),
                     ..Default::default()
                 };
                 let diffs = panka_core::plan::diff(&desired, &observed);

@@ -10,7 +10,7 @@ use aws_sdk_ecs::types::{AssignPublicIp, ServiceField};
 use aws_sdk_elasticloadbalancingv2::types::{Rule, TargetGroup};
 use panka_crds::Kind;
 
-use super::fields::{is_task_field, project, unknown};
+use super::fields::{part_of, unknown, Part, Values};
 use super::lb::{elb_tag_maps, forwards_to};
 use super::render::{ServiceShape, TaskShape};
 use super::service::health_of;
@@ -288,12 +288,12 @@ impl EcsDriver {
         };
         o.exists = true;
         o.owned = self.ctx.naming.owns(Some(id), &tags);
-        o.fields = project(&seen.task, &seen.shape);
+        o.fields = Values::of(&seen.task, &seen.shape).into_fields();
         let applied = self.applied(id, &seen);
         if let Some(fingerprint) = &seen.deferred {
             // Fields of the task definition are filled in by `complete`.
             for (k, v) in &mut o.fields {
-                if is_task_field(k) {
+                if part_of(k) == Some(Part::Task) {
                     *v = unknown();
                 }
             }
