@@ -1,6 +1,7 @@
 //! Stages **observe** and **apply** of a MicroService's load balancer routing: an `ip` target
 //! group and a listener rule on the stack's load balancer (`_stack/alb`), with stable rule
-//! priorities, path and host conditions, and the tags of both.
+//! priorities, path and host conditions, and the tags of both (ELB tag calls go through
+//! [`EcsDriver::retag_elb`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -15,7 +16,7 @@ use super::observe::Batch;
 use super::stack_refs::{alb_id, elb_tags, network_id, LISTENER_PORT};
 use super::{is_code, required, EcsDriver, MISSING};
 use crate::aws::{self, AwsError};
-use crate::driver::support::{ensure_ours, is_missing, or_missing};
+use crate::driver::support::{ensure_ours, is_missing, or_missing, TagChanges};
 use crate::driver::{DriverError, Outputs};
 use panka_core::model::ComponentId;
 use panka_core::naming::NameRules;
@@ -259,15 +260,14 @@ impl EcsDriver {
             .find(|r| forwards_to(r, tg_arn)))
     }
 
-    /// Makes a target group or listener rule carry exactly panka's tags; `have` is what it
-    /// carries now.
-    async fn converge_elb_tags(
+    /// Sends `changes` (see [`crate::driver::support::TagPolicy::changes`]) to a target group or
+    /// listener rule: every ELB tag call of this driver goes through here.
+    pub(super) async fn retag_elb(
         &self,
         id: &ComponentId,
         arn: &str,
-        have: &BTreeMap<String, String>,
+        changes: TagChanges,
     ) -> Result<(), DriverError> {
-        let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), have);
         if !changes.set.is_empty() {
             self.elb
                 .add_tags()
@@ -327,7 +327,8 @@ impl EcsDriver {
                     .await
                     .map_err(|e| DriverError::aws("update target group", id, &e))?;
             }
-            self.converge_elb_tags(id, &arn, &tags).await?;
+            let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), &tags);
+            self.retag_elb(id, &arn, changes).await?;
             return Ok(arn);
         }
         let out = self
@@ -393,7 +394,8 @@ impl EcsDriver {
             }
             // It forwards to our target group, which is checked to be ours: so is the rule.
             let tags = self.elb_tags_of(id, &arn).await?;
-            self.converge_elb_tags(id, &arn, &tags).await?;
+            let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), &tags);
+            self.retag_elb(id, &arn, changes).await?;
             return Ok(arn);
         }
         let mut used: BTreeSet<u32> = rules

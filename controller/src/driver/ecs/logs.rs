@@ -1,12 +1,13 @@
 //! Stages **observe** and **apply** of a component's CloudWatch Logs group
-//! (`naming.log_group(id)`): its retention (the stack's `logging.retentionDays`) and its tags.
+//! (`naming.log_group(id)`): its retention (the stack's `logging.retentionDays`) and its tags
+//! (CloudWatch Logs tag calls go through [`EcsDriver::retag_log_group`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::observe::Batch;
 use super::{is_code, EcsDriver, MISSING};
 use crate::aws::AwsError;
-use crate::driver::support::{ensure_ours, is_missing, or_missing};
+use crate::driver::support::{ensure_ours, is_missing, or_missing, TagChanges};
 use crate::driver::DriverError;
 use panka_core::model::ComponentId;
 
@@ -133,10 +134,21 @@ impl EcsDriver {
             .unwrap_or_default();
         ensure_ours(&self.ctx, id, &have, format!("log group {name}"))?;
         let changes = self.ctx.tag_policy().changes(&self.ctx.tags(id), &have);
+        self.retag_log_group(id, &arn, changes).await
+    }
+
+    /// Sends `changes` (see [`crate::driver::support::TagPolicy::changes`]) to a log group: every
+    /// CloudWatch Logs tag call of this driver goes through here.
+    async fn retag_log_group(
+        &self,
+        id: &ComponentId,
+        arn: &str,
+        changes: TagChanges,
+    ) -> Result<(), DriverError> {
         if !changes.set.is_empty() {
             self.logs
                 .tag_resource()
-                .resource_arn(&arn)
+                .resource_arn(arn)
                 .set_tags(Some(changes.set.into_iter().collect()))
                 .send()
                 .await
@@ -145,7 +157,7 @@ impl EcsDriver {
         if !changes.remove.is_empty() {
             self.logs
                 .untag_resource()
-                .resource_arn(&arn)
+                .resource_arn(arn)
                 .set_tag_keys(Some(changes.remove))
                 .send()
                 .await

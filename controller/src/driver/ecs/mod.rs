@@ -75,7 +75,7 @@ use self::observe::{Batch, Seen};
 use self::render::{workload, Render, TaskShape};
 use self::scaling::resource_label;
 use self::service::deployment_configuration;
-use self::stack_refs::{cluster_id, cluster_name, ecs_tags, network_id};
+use self::stack_refs::{cluster_id, cluster_name, network_id};
 use super::support::{ensure_ours, is_missing};
 use super::{Applied, Ctx, Deletion, Driver, DriverError, Lookups, Observe, Outputs};
 use crate::aws::{self, AwsError};
@@ -413,24 +413,7 @@ impl EcsDriver {
         if touched(Part::Service) && now.shape.tags != want.tags {
             // Both are the tags panka manages: what differs is set, what it did not set goes.
             let changes = self.ctx.tag_policy().changes(&want.tags, &now.shape.tags);
-            if !changes.set.is_empty() {
-                self.ecs
-                    .tag_resource()
-                    .resource_arn(&now.arn)
-                    .set_tags(Some(ecs_tags(changes.set.iter())))
-                    .send()
-                    .await
-                    .map_err(|e| DriverError::aws("tag ECS service", id, &e))?;
-            }
-            if !changes.remove.is_empty() {
-                self.ecs
-                    .untag_resource()
-                    .resource_arn(&now.arn)
-                    .set_tag_keys(Some(changes.remove))
-                    .send()
-                    .await
-                    .map_err(|e| DriverError::aws("untag ECS service", id, &e))?;
-            }
+            self.retag_ecs(id, &now.arn, changes).await?;
             now.shape.tags = want.tags.clone();
         }
         if let Some((rule, tg)) = detach {

@@ -1,6 +1,7 @@
 //! Stages **observe** and **apply** of the ECS side of a component: the service (create, tags,
 //! delete, network and deployment configuration, health from its rollout) and its task
-//! definition revisions (register, describe once per revision, retire).
+//! definition revisions (register, describe once per revision, retire). ECS tag calls go
+//! through [`EcsDriver::retag_ecs`].
 
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, CpuArchitecture, DeploymentCircuitBreaker,
@@ -14,7 +15,7 @@ use super::render::{container_definition, task_shape_of, ServiceShape, TaskShape
 use super::stack_refs::ecs_tags;
 use super::{build_error, EcsDriver, MISSING};
 use crate::aws::AwsError;
-use crate::driver::support::is_missing;
+use crate::driver::support::{is_missing, TagChanges};
 use crate::driver::DriverError;
 use panka_core::model::ComponentId;
 use panka_core::plan::Health;
@@ -271,6 +272,35 @@ impl EcsDriver {
                 .map_err(|e| DriverError::aws("update ECS service", id, &e))?;
         }
         Ok(arn)
+    }
+
+    /// Sends `changes` (see [`crate::driver::support::TagPolicy::changes`]) to an ECS service:
+    /// every ECS tag call of this driver goes through here.
+    pub(super) async fn retag_ecs(
+        &self,
+        id: &ComponentId,
+        arn: &str,
+        changes: TagChanges,
+    ) -> Result<(), DriverError> {
+        if !changes.set.is_empty() {
+            self.ecs
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(ecs_tags(changes.set.iter())))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("tag ECS service", id, &e))?;
+        }
+        if !changes.remove.is_empty() {
+            self.ecs
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(changes.remove))
+                .send()
+                .await
+                .map_err(|e| DriverError::aws("untag ECS service", id, &e))?;
+        }
+        Ok(())
     }
 
     /// Scales a service being deleted to zero tasks, then deletes it; one already gone is done.
