@@ -221,29 +221,21 @@ impl EcsDriver {
             .map(str::to_string))
     }
 
-    /// Every rule of a listener.
+    /// Every rule of a listener, every page.
     pub(super) async fn rules(
         &self,
         id: &ComponentId,
         listener: &str,
     ) -> Result<Vec<Rule>, DriverError> {
-        let mut rules = Vec::new();
-        let mut marker = None;
-        loop {
-            let out = self
-                .elb
-                .describe_rules()
-                .listener_arn(listener)
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("read listener rules", id, &e))?;
-            rules.extend(out.rules().iter().cloned());
-            marker = out.next_marker().map(str::to_string);
-            if marker.is_none() {
-                return Ok(rules);
-            }
-        }
+        self.elb
+            .describe_rules()
+            .listener_arn(listener)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| DriverError::aws("read listener rules", id, &e))
     }
 
     /// The rule of `listener` forwarding to `tg_arn`: that is how panka recognises its own.

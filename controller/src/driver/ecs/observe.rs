@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ScalableTarget, ServiceNamespace};
+use aws_sdk_cloudwatchlogs::types::LogGroup;
 use aws_sdk_ecs::types::{AssignPublicIp, ServiceField};
 use aws_sdk_elasticloadbalancingv2::types::{Rule, TargetGroup};
 use panka_crds::Kind;
@@ -122,28 +123,23 @@ impl EcsDriver {
         }
 
         let prefix = self.ctx.naming.log_group_prefix();
-        let mut groups = HashMap::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .logs
-                .describe_log_groups()
-                .log_group_name_prefix(&prefix)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("read log groups", first, &e))?;
-            for g in out.log_groups() {
-                if let Some(name) = g.log_group_name() {
-                    let retention = g.retention_in_days().and_then(|d| u32::try_from(d).ok());
-                    groups.insert(name.to_string(), retention);
-                }
-            }
-            token = out.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        let read: Vec<LogGroup> = self
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(&prefix)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| DriverError::aws("read log groups", first, &e))?;
+        let groups = read
+            .iter()
+            .filter_map(|g| {
+                let retention = g.retention_in_days().and_then(|d| u32::try_from(d).ok());
+                Some((g.log_group_name()?.to_string(), retention))
+            })
+            .collect();
         b.log_groups = Some((prefix, groups));
 
         let running: Vec<&aws_sdk_ecs::types::Service> = b.services.values().flatten().collect();

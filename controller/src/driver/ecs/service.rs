@@ -152,34 +152,26 @@ impl EcsDriver {
         family: &str,
         status: TaskDefinitionStatus,
     ) -> Result<Vec<String>, DriverError> {
-        let mut arns = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .ecs
-                .list_task_definitions()
-                .family_prefix(family)
-                .status(status.clone())
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("list task definitions", id, &e))?;
-            // `familyPrefix` is documented as the full family; check anyway.
-            arns.extend(
-                out.task_definition_arns()
-                    .iter()
-                    .filter(|arn| {
-                        arn.rsplit_once('/')
-                            .and_then(|(_, fr)| fr.rsplit_once(':'))
-                            .is_some_and(|(f, _)| f == family)
-                    })
-                    .cloned(),
-            );
-            token = out.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(arns);
-            }
-        }
+        let arns: Vec<String> = self
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(status)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| DriverError::aws("list task definitions", id, &e))?;
+        // `familyPrefix` is documented as the full family; check anyway.
+        Ok(arns
+            .into_iter()
+            .filter(|arn| {
+                arn.rsplit_once('/')
+                    .and_then(|(_, fr)| fr.rsplit_once(':'))
+                    .is_some_and(|(f, _)| f == family)
+            })
+            .collect())
     }
 
     pub(super) fn network(
