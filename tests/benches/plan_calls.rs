@@ -912,7 +912,7 @@ fn floors(kind: Kind, c: &Census) -> Vec<Floor> {
     }
 }
 
-/// The stack-shared resources' floor: read once per stack, whatever its size.
+/// The stack-wide resources' floor: read once per stack, whatever its size.
 fn shared_floors() -> Vec<Floor> {
     vec![
         // The default VPC's id is needed to filter its subnets and its default security group.
@@ -945,6 +945,10 @@ fn shared_floors() -> Vec<Floor> {
             1.0,
             "one ALB",
         ),
+        // The execution role: the role with its tags, its managed and its inline policy.
+        ("IAM", "GetRole", 1.0, "tags inline"),
+        ("IAM", "ListAttachedRolePolicies", 1.0, "managed policies"),
+        ("IAM", "GetRolePolicy", 1.0, "the secrets policy"),
     ]
 }
 

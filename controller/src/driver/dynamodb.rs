@@ -84,6 +84,7 @@ impl DynamoDbDriver {
     ) -> Result<BTreeMap<String, String>, DriverError> {
         let mut tags = BTreeMap::new();
         let mut next: Option<String> = None;
+        // A loop by hand: aws-sdk-dynamodb has no paginator for ListTagsOfResource.
         loop {
             let out = self
                 .client

@@ -483,6 +483,8 @@ impl S3Driver {
     /// Deletes every object version and delete marker, a page at a time.
     async fn empty(&self, id: &ComponentId, bucket: &str) -> Result<(), DriverError> {
         let mut previous_first: Option<(String, Option<String>)> = None;
+        // Not a pagination loop (aws-sdk-s3 has no paginator for ListObjectVersions anyway): each
+        // round lists the first page again and deletes it, until nothing is left.
         loop {
             // Always from the start: what the last round deleted is gone from the listing.
             let page = self
