@@ -213,10 +213,12 @@ pub fn estimate(stack: &DesiredStack) -> CostEstimate {
         .iter()
         .map(|(id, c)| (id.clone(), component(c)))
         .collect();
+    // `+ 0.0`: the sum of nothing is -0.0, which would print as `$-0`.
     let monthly_usd = components
         .values()
         .filter_map(|c| c.monthly_usd)
-        .sum::<f64>();
+        .sum::<f64>()
+        + 0.0;
     CostEstimate {
         monthly_usd,
         components,
@@ -248,6 +250,21 @@ mod tests {
         // 0.25 vCPU and 0.5 GB for 730 h.
         assert!((one - (0.25 * 0.04048 + 0.5 * 0.004445) * 730.0).abs() < 1e-9);
         assert!(fargate(Some(&infra(256, 512, 1)), Some(Architecture::Arm64)) < one);
+    }
+
+    #[test]
+    fn an_empty_stack_costs_a_plain_zero() {
+        let stack = DesiredStack {
+            name: "s".into(),
+            environment: "e".into(),
+            provider: Default::default(),
+            infra: Default::default(),
+            services: BTreeMap::new(),
+            components: BTreeMap::new(),
+            variables: BTreeMap::new(),
+        };
+        let cost = estimate(&stack).monthly_usd;
+        assert!(cost == 0.0 && cost.is_sign_positive(), "{cost}");
     }
 
     #[test]

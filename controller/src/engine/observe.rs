@@ -115,7 +115,11 @@ pub(crate) async fn observe_and_plan(
 
     // Outputs of components outside the scope come from state, as the last apply left them.
     let mut outputs: Outputs = BTreeMap::new();
-    for c in desired.components.values().filter(|c| !run.in_scope(c)) {
+    for c in desired
+        .components
+        .values()
+        .filter(|c| !run.in_scope(c, desired))
+    {
         if let Some(r) = recorded(&c.id) {
             outputs.insert(c.id.clone(), string_outputs(&r.outputs));
         }
@@ -124,7 +128,7 @@ pub(crate) async fn observe_and_plan(
     let in_scope: Vec<&DesiredComponent> = desired
         .components
         .values()
-        .filter(|c| run.in_scope(c))
+        .filter(|c| run.in_scope(c, desired))
         .collect();
     let mut by_kind: BTreeMap<Kind, (&dyn Driver, Vec<Observe>)> = BTreeMap::new();
     for c in &in_scope {
@@ -174,7 +178,7 @@ pub(crate) async fn observe_and_plan(
             let target_in_scope = desired
                 .components
                 .get(&r.target)
-                .is_some_and(|t| run.in_scope(t));
+                .is_some_and(|t| run.in_scope(t, desired));
             if !target_in_scope && !outputs.contains_key(&r.target) {
                 return Err(Refusal::MissingOutput {
                     component: c.id.clone(),

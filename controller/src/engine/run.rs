@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use panka_core::model::{ComponentId, DesiredComponent};
+use panka_core::model::{ComponentId, DesiredComponent, DesiredStack};
 use panka_core::plan::{ComponentPlan, Plan};
 use panka_core::state::{Release, ReleaseKind};
 use panka_crds::Kind;
@@ -104,8 +104,8 @@ impl Run {
 
     /// Whether this run observes and applies a desired component (see
     /// [`panka_core::plan::in_scope`]).
-    pub(crate) fn in_scope(&self, component: &DesiredComponent) -> bool {
-        panka_core::plan::in_scope(component, &self.plan_options())
+    pub(crate) fn in_scope(&self, component: &DesiredComponent, desired: &DesiredStack) -> bool {
+        panka_core::plan::in_scope(component, desired, &self.plan_options())
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cost::{self, CostEstimate};
 use crate::graph::Graph;
-use crate::model::{ComponentId, DesiredComponent, DesiredStack};
+use crate::model::{ComponentId, DesiredComponent, DesiredStack, RefKind};
 use crate::state::StateDocument;
 
 /// Comparable fields of a resource, by dotted name (`queue.visibilityTimeout`).
@@ -343,10 +343,27 @@ pub fn diff(desired: &DesiredFields, observed: &Observation) -> Vec<FieldDiff> {
     out
 }
 
-/// Whether a service-scoped plan covers a desired component: the service's own, and the
-/// stack-wide resources they run on (which a first service-scoped apply must create).
-pub fn in_scope(component: &DesiredComponent, options: &PlanOptions) -> bool {
-    component.kind().is_stack_resource() || of_service(&component.id, options)
+/// Whether a plan covers a desired component of `desired`: every one for a stack-wide plan; for
+/// a service-scoped one the service's own and the stack-wide resources they run on (which a
+/// first service-scoped apply must create), not those only other services use.
+pub fn in_scope(
+    component: &DesiredComponent,
+    desired: &DesiredStack,
+    options: &PlanOptions,
+) -> bool {
+    let Some(service) = &options.service else {
+        return true;
+    };
+    if component.id.service == *service {
+        return true;
+    }
+    component.kind().is_stack_resource()
+        && desired.components.values().any(|c| {
+            c.id.service == *service
+                && c.references
+                    .iter()
+                    .any(|r| r.kind == RefKind::Stack && r.target == component.id)
+        })
 }
 
 /// Whether a component belongs to the plan's service (any, for a stack-wide plan). Only a
@@ -374,7 +391,7 @@ pub fn plan(
             let Some(component) = desired.components.get(id) else {
                 continue;
             };
-            if !in_scope(component, options) {
+            if !in_scope(component, desired, options) {
                 continue;
             }
             let want = fields.get(id).unwrap_or(&empty);

@@ -415,3 +415,27 @@ fn unknown_values_render_as_known_after_apply() {
     assert_eq!(FieldValue::known("x").display(), "x");
     assert_eq!(FieldValue::known(3).display(), "3");
 }
+
+#[test]
+fn a_service_scope_takes_only_the_stack_wide_resources_its_components_run_on() {
+    let (mut desired, _) = example("user-platform");
+    // A service with a database alone runs on the network, not on the cluster or load balancer.
+    let mut lone = desired.components[&id("user-service/database")].clone();
+    lone.id = id("reports/database");
+    desired.components.insert(lone.id.clone(), lone);
+    let graph = crate::graph::build(&desired).expect("no cycle");
+    let options = PlanOptions {
+        service: Some("reports".into()),
+        adopt: false,
+    };
+    let plan = plan(
+        &desired,
+        &graph,
+        &fields(&desired),
+        &Observed::default(),
+        None,
+        &options,
+    );
+    let ids: Vec<String> = plan.all().map(|p| p.id.to_string()).collect();
+    assert_eq!(ids, ["_stack/network", "reports/database"]);
+}

@@ -287,7 +287,7 @@ impl EcsDriver {
             return Err(DriverError::Unexpected {
                 component: id.clone(),
                 message: format!(
-                    "the outputs of {} are not known; apply the whole stack once (not one service)",
+                    "the outputs of {} are not known; the stack-wide resources it runs on were not applied before it",
                     network_id()
                 ),
             });
@@ -437,7 +437,7 @@ fn required(
         .ok_or_else(|| DriverError::Unexpected {
             component: id.clone(),
             message: format!(
-                "output {key} of {from} is not known; apply the whole stack once (not one service)"
+                "output {key} of {from} is not known; the stack-wide resources it runs on were not applied before it"
             ),
         })
 }

@@ -110,7 +110,7 @@ pub(crate) fn network_subnets(
         unexpected(
             id,
             format!(
-                "the outputs of {} are not known; apply the whole stack once (not one service)",
+                "the outputs of {} are not known: the network lookup did not run before it",
                 network_id()
             ),
         )

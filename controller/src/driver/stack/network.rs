@@ -208,8 +208,8 @@ impl Driver for NetworkDriver {
         f
     }
 
-    /// Looks the network up as the stack's infra selects it; one that cannot be found is
-    /// reported as missing, with why, and applying it fails with that reason.
+    /// Looks the network up as the stack's infra selects it; one that cannot be found fails the
+    /// plan, saying why (an unknown id, no default VPC, a VPC without subnets).
     async fn observe(
         &self,
         _: &ComponentId,
@@ -245,8 +245,8 @@ impl Driver for NetworkDriver {
                     net.security_groups.len()
                 );
             }
-            Err(DriverError::Unexpected { message, .. }) => o.status = message,
-            Err(e) if e.is_not_found() => o.status = e.to_string(),
+            // A network that cannot be found is a configuration problem: say so at plan time,
+            // before anything is changed, rather than plan to "create" a lookup.
             Err(e) => return Err(e),
         }
         Ok(o)
