@@ -260,25 +260,7 @@ impl EcsDriver {
         arn: &str,
         changes: TagChanges,
     ) -> Result<(), DriverError> {
-        if !changes.set.is_empty() {
-            self.elb
-                .add_tags()
-                .resource_arns(arn)
-                .set_tags(Some(elb_tags(changes.set.iter())))
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("tag load balancer resource", id, &e))?;
-        }
-        if !changes.remove.is_empty() {
-            self.elb
-                .remove_tags()
-                .resource_arns(arn)
-                .set_tag_keys(Some(changes.remove))
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("untag load balancer resource", id, &e))?;
-        }
-        Ok(())
+        super::stack_refs::retag_elb(&self.elb, id, arn, changes, "load balancer resource").await
     }
 
     /// Creates or converges the target group; returns its ARN.

@@ -59,7 +59,7 @@ mod service;
 mod stack_refs {
     pub(super) use super::super::stack::{
         alb_id, cluster_id, cluster_name, ecs_tags, elb_tags, execution_role_id, network_id,
-        stack_assigns_public_ip, LISTENER_PORT,
+        retag_ecs, retag_elb, stack_assigns_public_ip, LISTENER_PORT,
     };
 }
 

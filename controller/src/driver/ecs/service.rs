@@ -274,25 +274,7 @@ impl EcsDriver {
         arn: &str,
         changes: TagChanges,
     ) -> Result<(), DriverError> {
-        if !changes.set.is_empty() {
-            self.ecs
-                .tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(ecs_tags(changes.set.iter())))
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("tag ECS service", id, &e))?;
-        }
-        if !changes.remove.is_empty() {
-            self.ecs
-                .untag_resource()
-                .resource_arn(arn)
-                .set_tag_keys(Some(changes.remove))
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("untag ECS service", id, &e))?;
-        }
-        Ok(())
+        super::stack_refs::retag_ecs(&self.ecs, id, arn, changes, "ECS service").await
     }
 
     /// Scales a service being deleted to zero tasks, then deletes it; one already gone is done.

@@ -17,7 +17,8 @@ use panka_core::stack::{alb_name, LoadBalancerSpec};
 use panka_crds::Kind;
 
 use super::{
-    alb_id, elb_tags, listener_label, network_id, split_output, unexpected, LISTENER_PORT,
+    alb_id, elb_tags, listener_label, network_id, retag_elb, split_output, unexpected,
+    LISTENER_PORT,
 };
 use crate::aws::{self, AwsError};
 use crate::driver::support::{ensure_stack_ours, is_missing, missing, or_missing};
@@ -250,25 +251,7 @@ impl AlbDriver {
             .ctx
             .tag_policy()
             .changes(&self.ctx.stack_tags(), &alb.tags);
-        if !changes.set.is_empty() {
-            self.elb
-                .add_tags()
-                .resource_arns(&alb.arn)
-                .set_tags(Some(elb_tags(changes.set.iter())))
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("tag load balancer", &id, &e))?;
-        }
-        if !changes.remove.is_empty() {
-            self.elb
-                .remove_tags()
-                .resource_arns(&alb.arn)
-                .set_tag_keys(Some(changes.remove))
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("untag load balancer", &id, &e))?;
-        }
-        Ok(())
+        retag_elb(&self.elb, &id, &alb.arn, changes, "load balancer").await
     }
 }
 

@@ -9,7 +9,7 @@ use panka_core::model::{ComponentId, ComponentSpec, DesiredComponent};
 use panka_core::plan::{DesiredFields, FieldValue, Health, Observation};
 use panka_crds::Kind;
 
-use super::{cluster_id, cluster_name, ecs_tags, unexpected};
+use super::{cluster_id, cluster_name, ecs_tags, retag_ecs, unexpected};
 use crate::aws;
 use crate::driver::support::{ensure_stack_ours, missing, or_missing};
 use crate::driver::{
@@ -61,27 +61,8 @@ impl ClusterDriver {
         arn: &str,
         have: &BTreeMap<String, String>,
     ) -> Result<(), DriverError> {
-        let id = cluster_id();
         let changes = self.ctx.tag_policy().changes(&self.ctx.stack_tags(), have);
-        if !changes.set.is_empty() {
-            self.ecs
-                .tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(ecs_tags(changes.set.iter())))
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("tag ECS cluster", &id, &e))?;
-        }
-        if !changes.remove.is_empty() {
-            self.ecs
-                .untag_resource()
-                .resource_arn(arn)
-                .set_tag_keys(Some(changes.remove))
-                .send()
-                .await
-                .map_err(|e| DriverError::aws("untag ECS cluster", &id, &e))?;
-        }
-        Ok(())
+        retag_ecs(&self.ecs, &cluster_id(), arn, changes, "ECS cluster").await
     }
 }
 

@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::Filter;
 
+use super::support::TagChanges;
 use super::{DriverError, Outputs};
 use crate::aws::AwsError;
 use panka_core::model::ComponentId;
@@ -144,4 +145,60 @@ pub(crate) fn elb_tags<'a>(
             .build()
     })
     .collect()
+}
+
+/// Sends `changes` (see [`super::support::TagPolicy::changes`]) to an ECS resource (a cluster, a
+/// service): the one place the ECS tag calls are made. `what` names it in errors.
+pub(crate) async fn retag_ecs(
+    ecs: &aws_sdk_ecs::Client,
+    id: &ComponentId,
+    arn: &str,
+    changes: TagChanges,
+    what: &str,
+) -> Result<(), DriverError> {
+    if !changes.set.is_empty() {
+        ecs.tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(ecs_tags(changes.set.iter())))
+            .send()
+            .await
+            .map_err(|e| DriverError::aws(&format!("tag {what}"), id, &e))?;
+    }
+    if !changes.remove.is_empty() {
+        ecs.untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(changes.remove))
+            .send()
+            .await
+            .map_err(|e| DriverError::aws(&format!("untag {what}"), id, &e))?;
+    }
+    Ok(())
+}
+
+/// Sends `changes` to an ELB resource (the load balancer, a target group, a listener rule): the
+/// one place the ELB tag calls are made. `what` names it in errors.
+pub(crate) async fn retag_elb(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    id: &ComponentId,
+    arn: &str,
+    changes: TagChanges,
+    what: &str,
+) -> Result<(), DriverError> {
+    if !changes.set.is_empty() {
+        elb.add_tags()
+            .resource_arns(arn)
+            .set_tags(Some(elb_tags(changes.set.iter())))
+            .send()
+            .await
+            .map_err(|e| DriverError::aws(&format!("tag {what}"), id, &e))?;
+    }
+    if !changes.remove.is_empty() {
+        elb.remove_tags()
+            .resource_arns(arn)
+            .set_tag_keys(Some(changes.remove))
+            .send()
+            .await
+            .map_err(|e| DriverError::aws(&format!("untag {what}"), id, &e))?;
+    }
+    Ok(())
 }
