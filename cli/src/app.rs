@@ -91,6 +91,13 @@ pub enum Command {
     Unlock(commands::unlock::UnlockArgs),
     /// Show the release history of a stack/environment.
     History(commands::history::HistoryArgs),
+    /// Detect, remediate or acknowledge drift: AWS changed outside panka.
+    #[command(subcommand)]
+    Drift(commands::drift::DriftCommand),
+    /// Re-apply an earlier release and pin the stack (or service) to it.
+    Rollback(commands::rollback::RollbackArgs),
+    /// Clear a rollback's pin: apply and the controller roll forward again.
+    Resume(commands::rollback::ResumeArgs),
 }
 
 impl Cli {
@@ -121,6 +128,9 @@ impl Cli {
             Command::State(cmd) => commands::state::run(&cli.global, cmd),
             Command::Unlock(args) => commands::unlock::run(&cli.global, args),
             Command::History(args) => commands::history::run(&cli.global, args),
+            Command::Drift(cmd) => commands::drift::run(&cli.global, cmd),
+            Command::Rollback(args) => commands::rollback::rollback(&cli.global, args),
+            Command::Resume(args) => commands::rollback::resume(&cli.global, args),
         };
         match result {
             Ok(code) => code,

@@ -44,6 +44,12 @@ impl StateKey {
         format!("{}/state.json", self.prefix())
     }
 
+    /// `stacks/{stack}/{env}/drift.json`: the last drift check (see
+    /// [`crate::drift::DriftReport`]), beside the state and never part of it.
+    pub fn drift_path(&self) -> String {
+        format!("{}/drift.json", self.prefix())
+    }
+
     /// `stacks/{stack}/{env}/history/`.
     pub fn history_prefix(&self) -> String {
         format!("{}/history/", self.prefix())

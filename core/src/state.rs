@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use panka_crds::spec::{Provider, StackInfraSpec};
 use panka_crds::Kind;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::keys::StateKey;
+use crate::model::{DesiredComponent, DesiredService, DesiredStack};
 
 /// Version of the state document format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -47,6 +49,71 @@ pub struct StateDocument {
     /// Per component (`{service}/{component}`), what exists and what was applied.
     #[serde(default)]
     pub components: BTreeMap<String, ComponentState>,
+    /// The stack-wide settings the components were last applied with (absent in documents
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_stack: Option<AppliedStack>,
+    /// Releases the stack (`stack`) or a service (`service:{name}`) is pinned to by `panka
+    /// rollback`, until `panka resume`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, Pin>,
+}
+
+/// The stack-wide part of a [`DesiredStack`] last applied: with the components' recorded specs
+/// it makes the applied stack again ([`StateDocument::applied_stack`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedStack {
+    /// Provider and region.
+    pub provider: Provider,
+    /// Stack infrastructure.
+    pub infra: StackInfraSpec,
+    /// Services.
+    #[serde(default)]
+    pub services: BTreeMap<String, DesiredService>,
+    /// Variables in effect, secret-looking ones redacted ([`redact_variables`]).
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+impl AppliedStack {
+    /// What a state records of `desired`'s stack-wide settings.
+    pub fn of(desired: &DesiredStack) -> AppliedStack {
+        AppliedStack {
+            provider: desired.provider.clone(),
+            infra: desired.infra.clone(),
+            services: desired.services.clone(),
+            variables: redact_variables(&desired.variables),
+        }
+    }
+}
+
+/// A stack or service held at a release by `panka rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pin {
+    /// The release rolled back to.
+    pub release: String,
+    /// Its version, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Who pinned it.
+    pub by: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// Whether a pin of `scope` holds back a run of `service` (the whole stack when `None`).
+pub fn pin_holds(scope: &str, service: Option<&str>) -> bool {
+    match service {
+        None => true,
+        Some(s) => scope == "stack" || scope == pin_scope(Some(s)),
+    }
+}
+
+/// The pin scope of a stack-wide run: `stack`; of a service-scoped one: `service:{name}`.
+pub fn pin_scope(service: Option<&str>) -> String {
+    service.map_or_else(|| "stack".to_owned(), |s| format!("service:{s}"))
 }
 
 /// What the state records about one component.
@@ -95,6 +162,42 @@ impl StateDocument {
         }
     }
 
+    /// The pin that holds back a run of `service` (the whole stack when `None`): a stack pin
+    /// holds every run; a service pin holds that service's runs and every stack-wide one.
+    pub fn pin_holding(&self, service: Option<&str>) -> Option<(&str, &Pin)> {
+        self.pins
+            .iter()
+            .find(|(scope, _)| pin_holds(scope, service))
+            .map(|(scope, pin)| (scope.as_str(), pin))
+    }
+
+    /// The stack as last applied: `fallback`'s name and environment, the recorded stack-wide
+    /// settings (or `fallback`'s, for a document written before they were recorded), and each
+    /// recorded component's applied spec. Errs naming a component whose record cannot be read.
+    pub fn applied_stack(&self, fallback: &DesiredStack) -> Result<DesiredStack, String> {
+        let mut components = BTreeMap::new();
+        for (name, c) in &self.components {
+            let component: DesiredComponent = serde_json::from_value(c.applied_spec.clone())
+                .map_err(|e| {
+                    format!("the applied spec state records for {name} cannot be read: {e}")
+                })?;
+            components.insert(component.id.clone(), component);
+        }
+        let meta = self
+            .applied_stack
+            .clone()
+            .unwrap_or_else(|| AppliedStack::of(fallback));
+        Ok(DesiredStack {
+            name: fallback.name.clone(),
+            environment: fallback.environment.clone(),
+            provider: meta.provider,
+            infra: meta.infra,
+            services: meta.services,
+            components,
+            variables: meta.variables,
+        })
+    }
+
     /// The first version of a state: a fresh lineage, serial 1.
     pub fn initial(key: &StateKey) -> StateDocument {
         StateDocument {
@@ -109,6 +212,8 @@ impl StateDocument {
             updated_by: String::new(),
             release: None,
             components: BTreeMap::new(),
+            applied_stack: None,
+            pins: BTreeMap::new(),
         }
     }
 }
@@ -169,7 +274,8 @@ pub enum ReleaseOutcome {
     /// Stopped on request (Ctrl-C, SIGTERM, a controller shutting down) before it finished;
     /// what was applied is in state, and the next run carries on.
     Interrupted,
-    /// Later rolled back.
+    /// Later rolled back (written by versions before rollbacks named what they undo; `history`
+    /// now derives "rolled back" from [`Release::supersedes`]).
     RolledBack,
 }
 
@@ -183,18 +289,22 @@ pub enum ReleaseKind {
     Apply,
     /// `panka destroy`: deleted the stack's (or a service's) resources.
     Destroy,
-    /// `panka rollback`: re-applied an earlier release's recorded spec. Reserved for the
-    /// rollback command; nothing records it yet.
+    /// `panka rollback`, or an automatic rollback of a failed release: re-applied an earlier
+    /// release's recorded spec ([`Release::target`]).
     Rollback,
+    /// `panka drift remediate` (or the controller's drift policy): made AWS match the applied
+    /// spec again, changing only what drifted.
+    Remediation,
 }
 
 impl ReleaseKind {
-    /// The word stored and shown: `apply`, `destroy`, `rollback`.
+    /// The word stored and shown: `apply`, `destroy`, `rollback`, `remediation`.
     pub fn as_str(self) -> &'static str {
         match self {
             ReleaseKind::Apply => "apply",
             ReleaseKind::Destroy => "destroy",
             ReleaseKind::Rollback => "rollback",
+            ReleaseKind::Remediation => "remediation",
         }
     }
 }
@@ -273,6 +383,33 @@ pub struct Release {
     /// The full resolved desired spec (secrets only as references).
     #[serde(default)]
     pub desired: serde_json::Value,
+    /// A rollback's target: the release whose spec it re-applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The releases a rollback undid (shown as rolled back by `history`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supersedes: Vec<String>,
+    /// Why it ran, when not by a person's command (an automatic rollback's failed health wait
+    /// or crossed threshold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The releases of `entries` that a later rollback undid ([`Release::supersedes`] of a
+/// rollback that succeeded): `history` shows them as rolled back.
+pub fn rolled_back(entries: &[HistoryEntry]) -> std::collections::BTreeSet<&str> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEntry::Release(r)
+                if r.kind == ReleaseKind::Rollback && r.outcome == ReleaseOutcome::Succeeded =>
+            {
+                Some(r.supersedes.iter().map(String::as_str))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }
 
 /// A lock removed by `panka unlock`.
@@ -369,6 +506,9 @@ mod tests {
             outcome: ReleaseOutcome::Succeeded,
             actions: BTreeMap::new(),
             desired: serde_json::Value::Null,
+            target: None,
+            supersedes: Vec::new(),
+            reason: None,
         })
     }
 
@@ -393,6 +533,7 @@ mod tests {
             ReleaseKind::Apply,
             ReleaseKind::Destroy,
             ReleaseKind::Rollback,
+            ReleaseKind::Remediation,
         ] {
             let entry = release(kind, &[("VERSION", "1.10")]);
             let json = serde_json::to_value(&entry).unwrap();

@@ -97,6 +97,9 @@ pub struct StackInfraSpec {
     /// Which environments need a typed approval before apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalPolicy>,
+    /// Automatic rollback: on a failed health wait, and after a bake period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackPolicy>,
     /// Component infrastructure every component of the stack inherits (lowest precedence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<ComponentInfraSpec>,
@@ -148,6 +151,44 @@ pub struct DriftPolicy {
     /// How often drift is checked, e.g. `5m`, `30s`, `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// Differences that are expected and never reported (nor remediated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<DriftIgnore>,
+}
+
+/// One expected difference: a field (as `panka drift detect` names it, e.g. `desiredCount`,
+/// `environment.LOG_LEVEL`, `queue.visibilityTimeout`), on every component or on those whose
+/// `service/component` matches a pattern where `*` stands for any run of characters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DriftIgnore {
+    /// `service/component` pattern, e.g. `notification-service/*`; every component when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// The field's exact name.
+    pub field: String,
+}
+
+/// Automatic rollback of a release whose health wait fails, and the bake period after it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RollbackPolicy {
+    /// Roll the components of a wave back to their previous spec when the wave fails its health
+    /// wait (timeout, or the ECS deployment circuit breaker). Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<bool>,
+    /// How long to watch the load balancer's metrics after the last wave, e.g. `10m`; no bake
+    /// period when absent or `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<String>,
+    /// Roll back when 5XX responses exceed this share of requests during the bake, in percent.
+    /// Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate_percent: Option<f64>,
+    /// Roll back when the p99 target response time exceeds this during the bake, in
+    /// milliseconds. Default 2000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_latency_ms: Option<u64>,
 }
 
 /// What the controller does when AWS differs from the last applied state.

@@ -706,6 +706,9 @@ async fn history_is_append_only(h: Harness) {
         outcome: ReleaseOutcome::Succeeded,
         actions: [("api/web".to_owned(), "create".to_owned())].into(),
         desired: serde_json::json!({"api/web": {"image": "nginx"}}),
+        target: None,
+        supersedes: Vec::new(),
+        reason: None,
     });
     let unlocked = HistoryEntry::Unlock(UnlockRecord {
         id: "20250102T000000Z-bbbbbbbb".into(),

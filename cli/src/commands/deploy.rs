@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use panka_controller::engine::{EngineError, Event, Progress, Step};
+use panka_controller::engine::{EngineError, Event, Progress, RollbackOf, Step};
 use panka_controller::lock::format_epoch;
-use panka_controller::session::{self, ApprovalGate, Limits, Operation};
+use panka_controller::session::{self, ApprovalGate, Limits, Operation, Target};
+use panka_core::graph::Graph;
 use panka_core::model::DesiredStack;
 use panka_core::plan::{Action, ComponentPlan, Plan};
 use serde_json::json;
@@ -36,6 +37,16 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub flags: ApplyFlags,
+    /// Apply although a rollback pinned the stack (or service), and clear the pin.
+    #[arg(long)]
+    pub unpin: bool,
+}
+
+/// What every changing command (apply, destroy, drift remediate, rollback) accepts.
+#[derive(Debug, Args)]
+pub struct ApplyFlags {
     /// Do not ask for approval.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -66,7 +77,7 @@ pub fn plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(session.plan(&target, &desired, &graph).await?)
     })?;
     match global.output {
-        OutputFormat::Table => print!("{}", render_plan(&prepared.plan, &desired, false)),
+        OutputFormat::Table => print!("{}", render_plan(&prepared.plan, &desired, "Deployment")),
         OutputFormat::Json | OutputFormat::Yaml => {
             print_data(global.output, &serde_json::to_value(&prepared.plan)?)?
         }
@@ -95,7 +106,10 @@ pub fn destroy(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<ExitCode>
             args.target.stack, args.target.environment
         ),
     };
-    anyhow::ensure!(args.yes, "destroy deletes {what}; pass --yes to confirm");
+    anyhow::ensure!(
+        args.flags.yes,
+        "destroy deletes {what}; pass --yes to confirm"
+    );
     run_apply(global, args, true)
 }
 
@@ -103,71 +117,88 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
     let Some(Resolved {
         desired,
         graph,
-        target,
+        mut target,
     }) = resolve_target(global, &args.target)?
     else {
         return Ok(ExitCode::FAILURE);
     };
-    let gate = session::approval_gate(&desired, args.yes, std::io::stdin().is_terminal());
+    target.unpin = args.unpin;
+    let limits = Limits {
+        allow_destroy: args.flags.allow_destroy,
+        health_timeout: args.flags.health_timeout,
+    };
+    let job = if destroy {
+        let (emptied, graph) =
+            session::desired_for_destroy(desired.clone(), target.service.as_deref());
+        Job {
+            desired: emptied,
+            graph,
+            operation: Operation::Destroy(limits),
+            rollback: None,
+            title: "Destroy",
+        }
+    } else {
+        Job {
+            desired: desired.clone(),
+            graph,
+            operation: Operation::Apply(limits),
+            rollback: None,
+            title: "Deployment",
+        }
+    };
+    execute(global, &args.flags, &target, &desired, job)
+}
+
+/// One changing run: what to apply, as what, and how the front-end names it.
+pub(crate) struct Job {
+    /// The desired stack to apply.
+    pub desired: DesiredStack,
+    /// Its waves.
+    pub graph: Graph,
+    /// What the release records.
+    pub operation: Operation,
+    /// For a rollback: its target and the pin.
+    pub rollback: Option<RollbackOf>,
+    /// `Deployment`, `Destroy`, `Remediation`, `Rollback`: the plan's title and the summary's.
+    pub title: &'static str,
+}
+
+/// Plans `job`, asks for approval where `repository`'s policy needs it, applies it wave by
+/// wave under the lock, and prints what happened. `repository` is the stack as the repository
+/// resolves it: its approval and rollback policies apply whatever the job re-applies.
+pub(crate) fn execute(
+    global: &GlobalArgs,
+    flags: &ApplyFlags,
+    target: &Target,
+    repository: &DesiredStack,
+    job: Job,
+) -> anyhow::Result<ExitCode> {
+    let gate = session::approval_gate(repository, flags.yes, std::io::stdin().is_terminal());
     if gate == ApprovalGate::Closed {
         anyhow::bail!(
             "{} needs approval and there is no terminal to ask on; re-run with --yes to approve",
-            desired.environment
+            repository.environment
         );
     }
     let table = global.output == OutputFormat::Table;
-    let limits = Limits {
-        allow_destroy: args.allow_destroy,
-        health_timeout: args.health_timeout,
-    };
-    let (desired, graph, operation) = if destroy {
-        let (desired, graph) = session::desired_for_destroy(desired, target.service.as_deref());
-        (desired, graph, Operation::Destroy(limits))
-    } else {
-        (desired, graph, Operation::Apply(limits))
-    };
-    // Bars only where a person watches; CI logs and pipes keep the line output.
-    let progress = if table && std::io::stderr().is_terminal() {
-        ApplyProgress::Bars(Bars::new(ProgressDrawTarget::stderr()))
-    } else {
-        ApplyProgress::Lines(Printer {
-            table,
-            waiting: std::sync::Mutex::new(BTreeMap::new()),
-        })
-    };
+    let progress = progress_for(table);
     let cancel = CancellationToken::new();
     let runtime = runtime()?;
     let result = runtime.block_on(async {
-        // Ctrl-C or SIGTERM: no new mutation starts, what is in flight finishes, state and the
-        // release are written and the lock is released; a re-run carries on.
-        let on_signal = cancel.clone();
-        tokio::spawn(async move {
-            interrupted().await;
-            on_signal.cancel();
-            eprintln!(
-                "\nInterrupted: finishing the change in flight, then recording state and releasing the lock (Ctrl-C again to quit at once)"
-            );
-            // A second signal is a person who will not wait: leave now. State holds every
-            // finished component and the lease runs out on its own.
-            interrupted().await;
-            eprintln!("quit: the lock is released when its lease runs out (2 min); run `panka unlock` to free it sooner");
-            std::process::exit(130);
-        });
-        let session = open_session(global, &desired).await?;
-        let engine = session.engine(args.lock_timeout)?;
-        let run = engine.run(
-            &desired,
-            session.options_for(&target, operation),
-            cancel.clone(),
-        );
+        watch_signals(&cancel);
+        let session = open_session(global, &job.desired).await?;
+        let engine = session.engine(flags.lock_timeout)?;
+        let mut options = session.options_for(target, job.operation);
+        options.rollback.clone_from(&job.rollback);
+        let run = engine.run(&job.desired, options, cancel.clone());
         // The plan is shown, and approved, before the lock is taken: nobody waits on a person.
-        let prepared = engine.plan(&run, &desired, &graph).await?;
+        let prepared = engine.plan(&run, &job.desired, &job.graph).await?;
         if cancel.is_cancelled() {
             return Ok(Outcome::Failed(EngineError::Interrupted));
         }
         progress.planned(&prepared.plan);
         if table {
-            print!("{}", render_plan(&prepared.plan, &desired, destroy));
+            print!("{}", render_plan(&prepared.plan, &job.desired, job.title));
         }
         // Refused plans are refused before anyone is asked to approve them.
         if let Err(e) = prepared.allowed(run.options()) {
@@ -175,7 +206,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         }
         if prepared.plan.has_changes()
             && gate == ApprovalGate::Ask
-            && !confirm(&desired.environment)
+            && !confirm(&repository.environment)
         {
             return anyhow::Ok(Outcome::Declined);
         }
@@ -184,7 +215,7 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         }
         let approval = prepared.approve();
         let applying = match engine
-            .apply(&run, &desired, &graph, &approval, &progress)
+            .apply(&run, &job.desired, &job.graph, &approval, &progress)
             .await
         {
             Ok(Ok(applying)) => applying,
@@ -194,13 +225,148 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
         let report = step_until_done(applying, &cancel).await;
         Ok(match report {
             Ok(report) => Outcome::Applied(Box::new(report), run.calls().clone()),
-            Err(e) => Outcome::Failed(e),
+            Err(e) => {
+                let back = match job.operation {
+                    Operation::Apply(limits) => {
+                        auto_rollback(
+                            &session, &engine, target, repository, &prepared, &e, limits, &cancel,
+                            &progress,
+                        )
+                        .await
+                    }
+                    _ => None,
+                };
+                Outcome::Failed(match back {
+                    Some(note) => EngineError::RolledBack {
+                        failure: Box::new(e),
+                        note,
+                    },
+                    None => e,
+                })
+            }
         })
     });
     progress.finish();
-    match result? {
+    report_outcome(global, result?, &job)
+}
+
+/// Bars where a person watches; CI logs and pipes keep the line output.
+fn progress_for(table: bool) -> ApplyProgress {
+    if table && std::io::stderr().is_terminal() {
+        ApplyProgress::Bars(Bars::new(ProgressDrawTarget::stderr()))
+    } else {
+        ApplyProgress::Lines(Printer {
+            table,
+            waiting: std::sync::Mutex::new(BTreeMap::new()),
+        })
+    }
+}
+
+/// Ctrl-C or SIGTERM: no new mutation starts, what is in flight finishes, state and the
+/// release are written and the lock is released; a re-run carries on.
+fn watch_signals(cancel: &CancellationToken) {
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        interrupted().await;
+        on_signal.cancel();
+        eprintln!(
+            "\nInterrupted: finishing the change in flight, then recording state and releasing the lock (Ctrl-C again to quit at once)"
+        );
+        // A second signal is a person who will not wait: leave now. State holds every
+        // finished component and the lease runs out on its own.
+        interrupted().await;
+        eprintln!("quit: the lock is released when its lease runs out (2 min); run `panka unlock` to free it sooner");
+        std::process::exit(130);
+    });
+}
+
+/// After a failed health wait: puts the components changed in the failed wave back to their
+/// previous spec (unless the stack's `rollback.onFailure` is `false`), as a `rollback` release
+/// that names the failed one. What was rolled back, for the error; `None` when nothing was.
+#[allow(clippy::too_many_arguments)]
+async fn auto_rollback(
+    session: &session::Session,
+    engine: &panka_controller::engine::Engine,
+    target: &Target,
+    repository: &DesiredStack,
+    prepared: &panka_controller::engine::Prepared,
+    failure: &EngineError,
+    limits: Limits,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Option<String> {
+    let on = repository
+        .infra
+        .rollback
+        .as_ref()
+        .and_then(|r| r.on_failure)
+        .unwrap_or(true);
+    let failed = failure.unhealthy_component()?;
+    if !on || cancel.is_cancelled() {
+        return None;
+    }
+    let wave: Vec<_> = prepared
+        .plan
+        .waves
+        .iter()
+        .find(|w| w.iter().any(|p| &p.id == failed))?
+        .iter()
+        .filter(|p| p.action.is_change())
+        .map(|p| p.id.clone())
+        .collect();
+    let before = prepared.state.as_ref()?;
+    let key =
+        panka_controller::state::StateKey::new(&repository.name, &repository.environment).ok()?;
+    let after = engine.state().read(&key).await.ok()??;
+    let back = match session::auto_rollback(&before.document, &after.document, &wave, repository) {
+        Ok(Some(back)) => back,
+        Ok(None) => return None,
+        Err(e) => return Some(format!("could not roll back: {e}")),
+    };
+    let names: Vec<String> = back.components.iter().map(ToString::to_string).collect();
+    eprintln!(
+        "\nRolling back {} to the previous release…",
+        names.join(", ")
+    );
+    let mut options = session.options_for(target, Operation::Rollback(limits));
+    options.rollback = Some(RollbackOf {
+        target: before.document.release.clone().unwrap_or_default(),
+        version: before
+            .document
+            .applied_stack
+            .as_ref()
+            .and_then(|a| a.variables.get("VERSION").cloned()),
+        supersedes: after.document.release.clone().into_iter().collect(),
+        reason: Some(failure.to_string()),
+        pin: false,
+    });
+    let run = engine.run(&back.desired, options, cancel.clone());
+    let result = async {
+        let prepared = engine.plan(&run, &back.desired, &back.graph).await?;
+        let approval = prepared.approve();
+        match engine
+            .apply(&run, &back.desired, &back.graph, &approval, progress)
+            .await?
+        {
+            Ok(applying) => step_until_done(applying, cancel).await.map(|_| ()),
+            Err(_) => Ok(()),
+        }
+    }
+    .await;
+    Some(match result {
+        Ok(()) => format!("rolled back {} to their previous spec", names.join(", ")),
+        Err(e) => format!("the rollback of {} failed too: {e}", names.join(", ")),
+    })
+}
+
+/// Prints how a run ended and gives the exit code.
+fn report_outcome(global: &GlobalArgs, outcome: Outcome, job: &Job) -> anyhow::Result<ExitCode> {
+    let table = global.output == OutputFormat::Table;
+    let desired = &job.desired;
+    let destroy = matches!(job.operation, Operation::Destroy(_));
+    match outcome {
         Outcome::Declined => {
-            println!("Apply cancelled; nothing changed.");
+            println!("{} cancelled; nothing changed.", job.title);
             Ok(ExitCode::FAILURE)
         }
         Outcome::Applied(report, calls) => {
@@ -219,17 +385,19 @@ fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Res
             }
             if report.release.is_none() {
                 println!(
-                    "No changes. {} ({}) matches the repository.",
-                    desired.name, desired.environment
+                    "No changes. {} ({}) matches {}.",
+                    desired.name,
+                    desired.environment,
+                    match job.operation {
+                        Operation::Remediate(_) => "the applied spec",
+                        Operation::Rollback(_) => "the release rolled back to",
+                        _ => "the repository",
+                    }
                 );
                 return Ok(ExitCode::SUCCESS);
             }
             println!("────────────────────────────────────────────────");
-            println!(
-                "✓ {} successful! ({:.1?})",
-                if destroy { "Destroy" } else { "Deployment" },
-                report.duration
-            );
+            println!("✓ {} successful! ({:.1?})", job.title, report.duration);
             if let Some(r) = &report.release {
                 println!("Release: {}", r.id);
                 if let Some(v) = &r.version {
@@ -619,17 +787,16 @@ fn component_lines(p: &ComponentPlan, out: &mut String) {
 }
 
 /// The plan as text, like the user guides show it.
-pub fn render_plan(plan: &Plan, desired: &DesiredStack, destroy: bool) -> String {
+pub fn render_plan(plan: &Plan, desired: &DesiredStack, title: &str) -> String {
+    let destroy = title == "Destroy";
     let scope = plan
         .service
         .as_ref()
         .map(|s| format!(" service {s}"))
         .unwrap_or_default();
     let mut out = format!(
-        "{} Plan: {} ({}){scope}\n",
-        if destroy { "Destroy" } else { "Deployment" },
-        plan.stack,
-        plan.environment
+        "{title} Plan: {} ({}){scope}\n",
+        plan.stack, plan.environment
     );
     if let Some(v) = desired.version().filter(|_| !destroy) {
         out.push_str(&format!("Version: {v}\n"));
@@ -710,6 +877,7 @@ mod tests {
             diffs: Vec::new(),
             dangerous: false,
             drift: false,
+            ignored: Vec::new(),
         }
     }
 

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use panka_controller::state::{HistoryEntry, ReleaseOutcome, StateKey};
+use std::collections::BTreeSet;
+
+use panka_controller::state::{rolled_back, HistoryEntry, ReleaseOutcome, StateKey};
 
 use super::{open_backends, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
@@ -42,11 +44,12 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("Deployment history: {} ({})", key.stack, key.environment);
+    let undone = rolled_back(&entries);
     print!(
         "{}",
         table(
             ["ID", "KIND", "VERSION", "BY", "STARTED", "DURATION", "OUTCOME", "VARS"],
-            entries.iter().map(row),
+            entries.iter().map(|e| row(e, &undone)),
         )
     );
     Ok(ExitCode::SUCCESS)
@@ -67,7 +70,7 @@ fn vars(overrides: &std::collections::BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
+fn row(entry: &HistoryEntry, undone: &BTreeSet<&str>) -> [String; COLUMNS] {
     match entry {
         HistoryEntry::Release(r) => {
             let duration = match (
@@ -77,16 +80,21 @@ fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
                 (Ok(s), Some(Ok(f))) => duration(f.duration_since(s)),
                 _ => "-".to_owned(),
             };
-            let outcome = match r.outcome {
-                ReleaseOutcome::Succeeded => "✓ Success",
-                ReleaseOutcome::Failed => "✗ Failed",
-                ReleaseOutcome::RolledBack => "⚠ Rolled back",
-                ReleaseOutcome::InProgress => "… In progress",
-                ReleaseOutcome::Interrupted => "⏸ Interrupted",
+            let outcome = match (r.outcome, undone.contains(r.id.as_str())) {
+                (ReleaseOutcome::Failed, true) => "✗ Failed, rolled back",
+                (ReleaseOutcome::RolledBack, _) | (_, true) => "⚠ Rolled back",
+                (ReleaseOutcome::Succeeded, false) => "✓ Success",
+                (ReleaseOutcome::Failed, false) => "✗ Failed",
+                (ReleaseOutcome::InProgress, false) => "… In progress",
+                (ReleaseOutcome::Interrupted, false) => "⏸ Interrupted",
+            };
+            let kind = match &r.target {
+                Some(target) => format!("{} → {}", r.kind, short_id(target)),
+                None => r.kind.to_string(),
             };
             [
                 r.id.clone(),
-                r.kind.to_string(),
+                kind,
                 r.version.clone().unwrap_or_else(|| "-".into()),
                 r.actor.clone(),
                 recorded_time(&r.started_at),
@@ -111,4 +119,10 @@ fn row(entry: &HistoryEntry) -> [String; COLUMNS] {
             "-".into(),
         ],
     }
+}
+
+/// A history id without its random suffix (`20250115T133000.123Z`): enough to tell releases
+/// apart in a table.
+fn short_id(id: &str) -> &str {
+    id.rsplit_once('-').map_or(id, |(stamp, _)| stamp)
 }

@@ -4,9 +4,11 @@
 
 pub mod backend;
 pub mod deploy;
+pub mod drift;
 pub mod graph;
 pub mod history;
 pub mod init;
+pub mod rollback;
 pub mod state;
 pub mod status;
 pub mod unlock;
@@ -144,6 +146,7 @@ pub fn resolve_target(global: &GlobalArgs, args: &TargetArgs) -> anyhow::Result<
         adopt: args.adopt,
         overrides: options.vars,
         commit: session::repo_commit(&root),
+        unpin: false,
     };
     Ok(Some(Resolved {
         desired,

@@ -81,6 +81,12 @@ fn status_json(s: &StatusSummary) -> serde_json::Value {
         "stack": s.stack,
         "environment": s.environment,
         "release": s.release.as_ref().map(release_summary),
+        "pins": s.pins,
+        "drift": s.drift.as_ref().map(|d| json!({
+            "checkedAt": d.checked_at,
+            "drifted": d.drifted.len(),
+            "severity": d.severity(),
+        })),
         "components": s.components.iter().map(|c| json!({
             "component": c.id.to_string(), "kind": c.kind, "status": c.observed.status,
             "health": health_word(&c.observed.health), "lastDeployed": c.last_deployed,
@@ -118,6 +124,39 @@ fn status_text(s: &StatusSummary, now: jiff::Timestamp) -> String {
             r.actor,
             r.outcome
         );
+    }
+    for (scope, pin) in &s.pins {
+        let _ = writeln!(
+            out,
+            "📌 {scope} pinned to release {}{} by {} ({}); `panka resume` to roll forward again",
+            pin.release,
+            pin.version
+                .as_ref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default(),
+            pin.by,
+            last_deployed(&pin.at, now)
+        );
+    }
+    match &s.drift {
+        Some(d) => {
+            let found = match d.severity() {
+                Some(worst) => format!(
+                    "{} component{} drifted (worst {worst}); `panka drift detect` for details",
+                    d.drifted.len(),
+                    if d.drifted.len() == 1 { "" } else { "s" }
+                ),
+                None => "no drift".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "Drift checked {}: {found}",
+                last_deployed(&d.checked_at, now)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Drift never checked; `panka drift detect` checks it");
+        }
     }
     out.push('\n');
     out.push_str(&table(
@@ -381,6 +420,9 @@ mod tests {
                 outcome: ReleaseOutcome::Succeeded,
                 actions: Default::default(),
                 desired: serde_json::json!({"spec": "not shown"}),
+                target: None,
+                supersedes: Vec::new(),
+                reason: None,
             }),
             unfinished_release: Some("20261123T155900.000Z-5e6f7a8b".into()),
             components: vec![
@@ -402,6 +444,17 @@ mod tests {
                     last_deployed: None,
                 },
             ],
+            pins: [(
+                "stack".to_owned(),
+                panka_controller::state::Pin {
+                    release: "20261123T140000.000Z-9a8b7c6d".into(),
+                    version: Some("1.9".into()),
+                    by: "tester@host".into(),
+                    at: "2026-11-23T15:00:00Z".into(),
+                },
+            )]
+            .into(),
+            drift: None,
         }
     }
 
@@ -419,17 +472,42 @@ mod tests {
             lines[2],
             "Last release: 20261123T150000.000Z-1a2b3c4d (destroy) · version 1.10 · by tester@host · Succeeded"
         );
-        assert_eq!(lines[3], "");
+        assert_eq!(
+            lines[3],
+            "📌 stack pinned to release 20261123T140000.000Z-9a8b7c6d (1.9) by tester@host (1 h ago); `panka resume` to roll forward again"
+        );
+        assert_eq!(
+            lines[4],
+            "Drift never checked; `panka drift detect` checks it"
+        );
+        assert_eq!(lines[5], "");
         assert!(
-            lines[4].contains("COMPONENT") && lines[4].contains("LAST DEPLOYED"),
+            lines[6].contains("COMPONENT") && lines[6].contains("LAST DEPLOYED"),
             "{text}"
         );
         assert!(
-            lines[5].starts_with("✓ orders/events") && lines[5].ends_with("12 min ago"),
+            lines[7].starts_with("✓ orders/events") && lines[7].ends_with("12 min ago"),
             "{text}"
         );
         assert!(
-            lines[6].contains("orders/jobs") && lines[6].ends_with("never"),
+            lines[8].contains("orders/jobs") && lines[8].ends_with("never"),
+            "{text}"
+        );
+        let mut checked = summary();
+        checked.drift = Some(panka_core::drift::DriftReport {
+            stack: "shop".into(),
+            environment: "development".into(),
+            service: None,
+            checked_at: "2026-11-23T15:57:00Z".into(),
+            checked_by: "tester@host".into(),
+            checked: 2,
+            drifted: Vec::new(),
+            ignored: Vec::new(),
+            pending: Vec::new(),
+        });
+        let text = status_text(&checked, now);
+        assert!(
+            text.contains("\nDrift checked 3 min ago: no drift\n"),
             "{text}"
         );
         let mut one = summary();

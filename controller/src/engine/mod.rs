@@ -24,13 +24,15 @@ use panka_core::graph::Graph;
 use panka_core::keys::StateKey;
 use panka_core::model::{ComponentId, DesiredStack};
 use panka_core::plan::{Action, Health};
+use panka_core::state::ReleaseKind;
 use tokio_util::sync::CancellationToken;
 
 pub use apply::{Applying, Step};
 pub use observe::{Approval, Prepared};
 pub use record::action_name;
 pub use run::{
-    ApplyReport, EngineError, EngineOptions, ErrorClass, Event, Progress, Quiet, Refusal, Run,
+    ApplyReport, EngineError, EngineOptions, ErrorClass, Event, PinnedBy, Progress, Quiet,
+    Refusal, RollbackOf, Run,
 };
 
 use crate::backend::Backends;
@@ -77,6 +79,11 @@ impl Engine {
             locker,
             drivers: factory,
         }
+    }
+
+    /// The lock backend with this engine's options.
+    pub fn locker(&self) -> &Locker {
+        &self.locker
     }
 
     /// The state store.
@@ -172,6 +179,23 @@ impl Engine {
                     .is_some_and(|o| o.health != Health::Healthy)
         });
         let changes = prepared.plan.has_changes();
+        let mut rec = Recorder::new(
+            &self.backends.state,
+            key,
+            prepared.state.clone(),
+            token,
+            handle.guard(),
+            changes,
+            desired,
+            options,
+        );
+        if rec.pins_change() {
+            // Before any change: a run that stops half-way still leaves the pin (or unpin).
+            if let Err(e) = rec.write_now(progress).await {
+                let _ = handle.release().await;
+                return Err(e);
+            }
+        }
         if !changes && stale.is_empty() && !unsettled {
             // Nothing to do; a failed release leaves a lease that expires on its own.
             let _ = handle.release().await;
@@ -182,15 +206,6 @@ impl Engine {
                 duration: started.elapsed(),
             }));
         }
-        let rec = Recorder::new(
-            &self.backends.state,
-            key,
-            prepared.state.clone(),
-            token,
-            handle.guard(),
-            changes,
-            &options.actor,
-        );
         Ok(Ok(Applying::new(
             run, desired, prepared, progress, handle, rec, stale,
         )))
@@ -207,6 +222,24 @@ impl Prepared {
 }
 
 fn check_allowed(prepared: &Prepared, options: &EngineOptions) -> Result<(), EngineError> {
+    let held = prepared.state.as_ref().and_then(|s| {
+        s.document
+            .pin_holding(options.service.as_deref())
+            .map(|(scope, pin)| (&s.document, scope, pin))
+    });
+    if let Some((doc, scope, pin)) = held {
+        // Only rolling forward is held back: a remediation goes toward the pinned release
+        // (what state records), a rollback moves the pin, a destroy is explicit.
+        if options.kind == ReleaseKind::Apply && !options.unpin {
+            return Err(Refusal::Pinned(Box::new(PinnedBy {
+                stack: doc.stack.clone(),
+                environment: doc.environment.clone(),
+                scope: scope.to_owned(),
+                pin: pin.clone(),
+            }))
+            .into());
+        }
+    }
     let not_ours: Vec<(ComponentId, String)> = prepared
         .plan
         .all()

@@ -9,9 +9,11 @@ use std::time::Instant;
 
 use panka_core::model::{ComponentId, DesiredComponent, DesiredStack};
 use panka_core::plan::Action;
+use std::collections::BTreeMap;
+
 use panka_core::state::{
-    new_history_id, redact_variables, ComponentState, HistoryEntry, Release, ReleaseOutcome,
-    Snapshot, StateDocument,
+    new_history_id, pin_holds, pin_scope, redact_variables, AppliedStack, ComponentState,
+    HistoryEntry, Pin, Release, ReleaseOutcome, Snapshot, StateDocument,
 };
 
 use super::run::{EngineError, EngineOptions, Event, Progress};
@@ -36,7 +38,9 @@ pub(crate) struct Recorder<'a> {
 
 impl<'a> Recorder<'a> {
     /// Starts recording on top of the state as read; `changes` says whether this run is a
-    /// release (it changes something) or only refreshes records.
+    /// release (it changes something) or only refreshes records. The stack-wide settings of
+    /// `desired` and the pins `options` ask for go into the next write.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         store: &'a StateStore,
         key: StateKey,
@@ -44,7 +48,8 @@ impl<'a> Recorder<'a> {
         token: FenceToken,
         guard: LeaseGuard,
         changes: bool,
-        actor: &str,
+        desired: &DesiredStack,
+        options: &EngineOptions,
     ) -> Recorder<'a> {
         let mut doc = match &base {
             Some(s) => s.next(),
@@ -54,7 +59,9 @@ impl<'a> Recorder<'a> {
         if release_id.is_some() {
             doc.release.clone_from(&release_id);
         }
-        actor.clone_into(&mut doc.updated_by);
+        options.actor.clone_into(&mut doc.updated_by);
+        doc.applied_stack = Some(AppliedStack::of(desired));
+        doc.pins = next_pins(&doc, options);
         Recorder {
             store,
             key,
@@ -66,6 +73,18 @@ impl<'a> Recorder<'a> {
             started_at: jiff::Timestamp::now().to_string(),
             started: Instant::now(),
         }
+    }
+
+    /// Whether the next write changes the pins.
+    pub(crate) fn pins_change(&self) -> bool {
+        self.base.as_ref().map_or(!self.doc.pins.is_empty(), |b| {
+            b.document.pins != self.doc.pins
+        })
+    }
+
+    /// Writes the state now (a pin before any change, so a crash mid-rollback leaves it set).
+    pub(crate) async fn write_now(&mut self, progress: &dyn Progress) -> Result<(), EngineError> {
+        self.write(progress).await
     }
 
     /// Records a component as applied and writes the state.
@@ -145,12 +164,41 @@ impl<'a> Recorder<'a> {
                 .map(|p| (p.id.to_string(), action_name(&p.action).to_string()))
                 .collect(),
             desired: spec,
+            target: options.rollback.as_ref().map(|r| r.target.clone()),
+            supersedes: options
+                .rollback
+                .as_ref()
+                .map(|r| r.supersedes.clone())
+                .unwrap_or_default(),
+            reason: options.rollback.as_ref().and_then(|r| r.reason.clone()),
         };
         self.store
             .record(&self.key, &HistoryEntry::Release(release.clone()))
             .await?;
         Ok(Some(release))
     }
+}
+
+/// The pins after a run with `options`: `--unpin` clears the pins holding the run; a rollback
+/// that pins sets its scope's pin to its target.
+pub(crate) fn next_pins(doc: &StateDocument, options: &EngineOptions) -> BTreeMap<String, Pin> {
+    let mut pins = doc.pins.clone();
+    let service = options.service.as_deref();
+    if options.unpin {
+        pins.retain(|scope, _| !pin_holds(scope, service));
+    }
+    if let Some(rollback) = options.rollback.as_ref().filter(|r| r.pin) {
+        pins.insert(
+            pin_scope(service),
+            Pin {
+                release: rollback.target.clone(),
+                version: rollback.version.clone(),
+                by: options.actor.clone(),
+                at: jiff::Timestamp::now().to_string(),
+            },
+        );
+    }
+    pins
 }
 
 /// What state records for a component just applied.

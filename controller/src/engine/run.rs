@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use panka_core::model::{ComponentId, DesiredComponent, DesiredStack};
 use panka_core::plan::{ComponentPlan, Plan};
-use panka_core::state::{Release, ReleaseKind};
+use panka_core::state::{Pin, Release, ReleaseKind};
 use panka_crds::Kind;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +17,39 @@ use crate::aws::ErrorClass as AwsClass;
 use crate::driver::{CallCounter, DriverError, Outputs};
 use crate::lock::{LockError, LockInfo};
 use crate::state::StateError;
+
+/// The pin that refuses an apply ([`Refusal::Pinned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedBy {
+    /// Stack.
+    pub stack: String,
+    /// Environment.
+    pub environment: String,
+    /// `stack` or `service:{name}`.
+    pub scope: String,
+    /// The pin.
+    pub pin: Pin,
+}
+
+impl std::fmt::Display for PinnedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pin = &self.pin;
+        write!(
+            f,
+            "{} of {}/{} is pinned to release {}{} by {} at {} (a rollback); run `panka resume` when the repository has the fix, or apply with --unpin",
+            self.scope,
+            self.stack,
+            self.environment,
+            pin.release,
+            pin.version
+                .as_ref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default(),
+            pin.by,
+            pin.at
+        )
+    }
+}
 
 /// What the caller asks for.
 #[derive(Debug, Clone)]
@@ -45,6 +78,27 @@ pub struct EngineOptions {
     /// Variables given on the command line, recorded in the release (secret-looking names
     /// redacted).
     pub overrides: BTreeMap<String, String>,
+    /// For a rollback: what it goes back to and undoes (recorded in the release), and whether
+    /// it pins the scope to its target.
+    pub rollback: Option<RollbackOf>,
+    /// Clear the pin that would refuse this apply (`panka apply --unpin`).
+    pub unpin: bool,
+}
+
+/// What a rollback run goes back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackOf {
+    /// The release whose spec is re-applied.
+    pub target: String,
+    /// Its version.
+    pub version: Option<String>,
+    /// The releases it undoes.
+    pub supersedes: Vec<String>,
+    /// Why, when no person asked (an automatic rollback).
+    pub reason: Option<String>,
+    /// Pin the run's scope to `target` until `panka resume` (a person's rollback does; an
+    /// automatic one does not: the next commit is the fix).
+    pub pin: bool,
 }
 
 /// [`EngineOptions::deletion_timeout`] unless set otherwise.
@@ -63,6 +117,8 @@ impl Default for EngineOptions {
             commit: None,
             kind: ReleaseKind::Apply,
             overrides: BTreeMap::new(),
+            rollback: None,
+            unpin: false,
         }
     }
 }
@@ -189,6 +245,21 @@ pub enum Refusal {
         /// The environment.
         environment: String,
     },
+    /// A rollback pinned the stack (or the service) to a release: applying the repository
+    /// would roll it forward.
+    #[error("{0}")]
+    Pinned(Box<PinnedBy>),
+    /// Drift, a remediation or a rollback needs something applied before.
+    #[error("nothing has been applied to {stack}/{environment} yet, so nothing can drift or be rolled back; run `panka apply` first")]
+    NeverApplied {
+        /// Stack.
+        stack: String,
+        /// Environment.
+        environment: String,
+    },
+    /// The release a rollback was asked to go back to cannot be used.
+    #[error("{0}")]
+    NoRollbackTarget(String),
     /// A resource with a component's name exists without panka's tags.
     #[error("{}", .0.iter().map(|(id, reason)| format!("{id}: {reason}")).collect::<Vec<_>>().join("\n"))]
     NotOurs(
@@ -247,6 +318,14 @@ pub enum EngineError {
     /// Apply stopped on request before it finished; state and the release say how far it got.
     #[error("apply interrupted: state records what was applied; run it again to carry on")]
     Interrupted,
+    /// A release failed and was rolled back: the failure, and what the rollback did.
+    #[error("{failure}; {note}")]
+    RolledBack {
+        /// Why the release failed.
+        failure: Box<EngineError>,
+        /// What the automatic rollback did.
+        note: String,
+    },
     /// Apply stopped after errors; state holds what was done.
     #[error("apply failed: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Failed(Vec<EngineError>),
@@ -289,6 +368,7 @@ impl EngineError {
                 }
             }
             EngineError::Interrupted => ErrorClass::Transient,
+            EngineError::RolledBack { failure, .. } => failure.class(),
             EngineError::NoDriver { .. } | EngineError::Refused(_) => ErrorClass::Permanent,
             EngineError::Failed(all) => {
                 let classes: Vec<ErrorClass> = all.iter().map(EngineError::class).collect();
@@ -297,6 +377,15 @@ impl EngineError {
                     .find(|c| classes.contains(c))
                     .unwrap_or(ErrorClass::Transient)
             }
+        }
+    }
+
+    /// The component whose health wait failed, when that is what stopped the run.
+    pub fn unhealthy_component(&self) -> Option<&ComponentId> {
+        match self {
+            EngineError::Unhealthy { component, .. } => Some(component),
+            EngineError::Failed(all) => all.iter().find_map(EngineError::unhealthy_component),
+            _ => None,
         }
     }
 

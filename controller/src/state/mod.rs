@@ -29,11 +29,12 @@ use thiserror::Error;
 
 use crate::aws::AwsError;
 use crate::lock::{FenceToken, LockScope};
+use panka_core::drift::DriftReport;
 pub use panka_core::keys::{check_name, scope_name, NameError, StateKey};
 pub use panka_core::state::{
-    content_hash, looks_secret, new_history_id, redact_variables, ComponentState, HistoryEntry,
-    Release, ReleaseKind, ReleaseOutcome, Snapshot, StateDocument, UnlockRecord, FORMAT_VERSION,
-    REDACTED,
+    content_hash, looks_secret, new_history_id, redact_variables, rolled_back, ComponentState,
+    HistoryEntry, Pin, Release, ReleaseKind, ReleaseOutcome, Snapshot, StateDocument, UnlockRecord,
+    FORMAT_VERSION, REDACTED,
 };
 
 /// Errors of the state stage.
@@ -313,6 +314,45 @@ impl StateStore {
                 key: key.clone(),
                 id: entry.id().to_owned(),
             }),
+        }
+    }
+
+    /// Stores the report of a drift check beside the state. Takes no lock and never touches
+    /// the state: the report is a freshness record (last checked, what was found), written on
+    /// top of the version read; when another check wrote in between, the later of the two is
+    /// kept.
+    pub async fn record_drift(
+        &self,
+        key: &StateKey,
+        report: &DriftReport,
+    ) -> Result<(), StateError> {
+        let path = key.drift_path();
+        let body = serde_json::to_vec_pretty(report).map_err(|e| StateError::Corrupt {
+            location: path.clone(),
+            detail: e.to_string(),
+        })?;
+        let condition = match self.store.get(&path).await? {
+            Some(current) => PutCondition::IfMatch(current.etag),
+            None => PutCondition::IfAbsent,
+        };
+        // Lost to a concurrent check: its report is as fresh as this one.
+        self.store.put(&path, body, condition).await?;
+        Ok(())
+    }
+
+    /// The last drift check's report, if any was stored.
+    pub async fn drift(&self, key: &StateKey) -> Result<Option<DriftReport>, StateError> {
+        let path = key.drift_path();
+        match self.store.get(&path).await? {
+            None => Ok(None),
+            Some(obj) => {
+                serde_json::from_slice(&obj.body)
+                    .map(Some)
+                    .map_err(|e| StateError::Corrupt {
+                        location: format!("{}/{path}", self.store.location()),
+                        detail: e.to_string(),
+                    })
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use panka_crds::spec::DriftIgnore;
 use panka_crds::Kind;
 use serde::{Deserialize, Serialize};
 
@@ -229,6 +230,10 @@ pub struct ComponentPlan {
     pub dangerous: bool,
     /// AWS differs from the last applied spec although the repository did not change.
     pub drift: bool,
+    /// Fields that differ but that a `drift.ignore` rule of the stack expects to (only for a
+    /// component the repository did not change): neither shown as a change nor applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
 }
 
 /// Counts by action.
@@ -399,7 +404,12 @@ pub fn plan(
             let last_hash = state
                 .and_then(|s| s.components.get(&id.to_string()))
                 .map(|c| c.spec_hash.as_str());
-            let p = component_plan(component, want, seen, last_hash, options);
+            let ignore = desired
+                .infra
+                .drift
+                .as_ref()
+                .map_or(&[][..], |d| &d.ignore[..]);
+            let p = component_plan(component, want, seen, last_hash, ignore, options);
             count(&mut summary, &p.action);
             planned.push(p);
         }
@@ -425,6 +435,7 @@ pub fn plan(
                 diffs: Vec::new(),
                 dangerous: kind.is_some_and(Kind::is_stateful),
                 drift: false,
+                ignored: Vec::new(),
             };
             count(&mut summary, &p.action);
             deletions.push(p);
@@ -523,6 +534,7 @@ fn component_plan(
     want: &DesiredFields,
     seen: Option<&Observation>,
     last_hash: Option<&str>,
+    ignore: &[DriftIgnore],
     options: &PlanOptions,
 ) -> ComponentPlan {
     let kind = component.kind();
@@ -533,7 +545,9 @@ fn component_plan(
         diffs: Vec::new(),
         dangerous: false,
         drift: false,
+        ignored: Vec::new(),
     };
+    let unchanged = last_hash == Some(component.hash().as_str());
     let Some(seen) = seen.filter(|o| o.exists) else {
         p.action = Action::Create;
         return p;
@@ -547,6 +561,15 @@ fn component_plan(
         return p;
     }
     p.diffs = diff(want, seen);
+    if unchanged {
+        // Only what AWS changed by itself can be expected: a repository change is applied.
+        let id = component.id.to_string();
+        let (ignored, kept) = std::mem::take(&mut p.diffs)
+            .into_iter()
+            .partition(|d| ignores(ignore, &id, &d.field));
+        p.diffs = kept;
+        p.ignored = ignored.into_iter().map(|d: FieldDiff| d.field).collect();
+    }
     let replace_reason: Vec<String> = p
         .diffs
         .iter()
@@ -568,8 +591,19 @@ fn component_plan(
     };
     p.dangerous = matches!(p.action, Action::Replace { .. }) && kind.is_stateful();
     // The repository asks for what was last applied, yet AWS differs: someone changed AWS.
-    p.drift = p.action.is_change() && last_hash == Some(component.hash().as_str());
+    p.drift = p.action.is_change() && unchanged;
     p
+}
+
+/// Whether a `drift.ignore` rule expects `field` of component `id` (`service/component`) to
+/// differ.
+pub fn ignores(rules: &[DriftIgnore], id: &str, field: &str) -> bool {
+    rules.iter().any(|r| {
+        r.field == field
+            && r.component
+                .as_deref()
+                .is_none_or(|pattern| crate::tags::glob_match(pattern, id))
+    })
 }
 
 #[cfg(test)]

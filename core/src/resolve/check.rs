@@ -120,6 +120,8 @@ pub fn stack_infra(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
         }
     }
     out.extend(ignore_tags(infra, node));
+    out.extend(drift_ignore(infra, node));
+    out.extend(rollback(infra, node));
     if let Some(net) = &infra.networking {
         if let Some(vpc) = &net.vpc {
             if vpc != "default" && !vpc.starts_with("vpc-") {
@@ -194,6 +196,81 @@ fn ignore_tags(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
                 .help("a tag is either panka's (set in `tags`) or another system's (listed in `ignoreTags`); remove it from one of them"),
             );
         }
+    }
+    out
+}
+
+/// Checks `drift.ignore`: every rule names a field, and a component pattern has the
+/// `service/component` shape.
+fn drift_ignore(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let rules = infra.drift.as_ref().map_or(&[][..], |d| &d.ignore[..]);
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.field.trim().is_empty() {
+            out.push(
+                Diagnostic::at(
+                    item_span(node, &["drift", "ignore"], i, Some("field")),
+                    "a `drift.ignore` rule needs the field it ignores",
+                )
+                .help(
+                    "write the field as `panka drift detect` names it, e.g. `field: desiredCount`",
+                ),
+            );
+        }
+        if let Some(pattern) = &rule.component {
+            let shaped = pattern
+                .split_once('/')
+                .is_some_and(|(s, c)| !s.is_empty() && !c.is_empty() && !c.contains('/'));
+            if !shaped {
+                out.push(
+                    Diagnostic::at(
+                        item_span(node, &["drift", "ignore"], i, Some("component")),
+                        format!("`{pattern}` is not a `service/component` pattern"),
+                    )
+                    .help("write e.g. `notification-service/api` or `notification-service/*`"),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Checks `rollback`: a bake period that is a duration, thresholds in range.
+fn rollback(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let Some(policy) = &infra.rollback else {
+        return out;
+    };
+    if let Some(bake) = &policy.bake {
+        if parse_duration(bake).is_none() {
+            out.push(
+                Diagnostic::at(
+                    span_at(node, &["rollback", "bake"]),
+                    format!("`{bake}` is not a duration"),
+                )
+                .help("write e.g. `10m`, or `0s` for no bake period"),
+            );
+        }
+    }
+    if let Some(rate) = policy.error_rate_percent {
+        if !(rate > 0.0 && rate <= 100.0) {
+            out.push(
+                Diagnostic::at(
+                    span_at(node, &["rollback", "errorRatePercent"]),
+                    format!("an error rate of {rate}% cannot be crossed"),
+                )
+                .help("write a percentage above 0 and at most 100, e.g. `5`"),
+            );
+        }
+    }
+    if policy.p99_latency_ms == Some(0) {
+        out.push(
+            Diagnostic::at(
+                span_at(node, &["rollback", "p99LatencyMs"]),
+                "a p99 latency threshold of 0 ms rolls back every release",
+            )
+            .help("write the slowest acceptable p99 in milliseconds, e.g. `2000`"),
+        );
     }
     out
 }

@@ -17,12 +17,19 @@ use panka_core::model::{ComponentId, DesiredStack};
 use panka_core::plan::{Health, Observation, Observed};
 use tokio_util::sync::CancellationToken;
 
+mod drift;
+mod rollback;
+
+pub use drift::{pending_changes, DriftCheck};
+pub use rollback::{auto_rollback, AutoRollback, RollbackInput, RollbackTo};
+
 use crate::aws::{load_sdk_config, AwsSettings};
 use crate::backend::{self, Backends};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, EngineOptions, Prepared};
 use crate::lock::{LockError, LockOptions, Locker};
-use crate::state::{HistoryEntry, Release, ReleaseKind, StateDocument, StateError, StateKey};
+use crate::state::{HistoryEntry, Pin, Release, ReleaseKind, StateDocument, StateError, StateKey};
+use panka_core::drift::DriftReport;
 
 /// What a front-end asks of one stack/environment, before it is turned into [`EngineOptions`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +43,8 @@ pub struct Target {
     /// The repository commit the desired stack was read from: [`repo_commit`] of a working
     /// directory, or the commit a git source fetched.
     pub commit: Option<String>,
+    /// Clear a rollback's pin that would refuse the apply (`--unpin`).
+    pub unpin: bool,
 }
 
 /// What a run does with its plan.
@@ -48,6 +57,11 @@ pub enum Operation {
     /// Delete what the target holds: the desired stack emptied by [`desired_for_destroy`],
     /// recorded as a `destroy` release.
     Destroy(Limits),
+    /// Make AWS match the applied stack again ([`DriftCheck::applied`]), recorded as a
+    /// `remediation` release.
+    Remediate(Limits),
+    /// Re-apply an earlier release ([`RollbackInput`]), recorded as a `rollback` release.
+    Rollback(Limits),
 }
 
 /// What an apply or destroy is allowed and how long it waits.
@@ -238,6 +252,8 @@ impl Session {
             Operation::Plan => (ReleaseKind::Apply, Limits::default()),
             Operation::Apply(limits) => (ReleaseKind::Apply, limits),
             Operation::Destroy(limits) => (ReleaseKind::Destroy, limits),
+            Operation::Remediate(limits) => (ReleaseKind::Remediation, limits),
+            Operation::Rollback(limits) => (ReleaseKind::Rollback, limits),
         };
         EngineOptions {
             service: target.service.clone(),
@@ -248,6 +264,7 @@ impl Session {
             kind,
             allow_destroy: limits.allow_destroy,
             health_timeout: limits.health_timeout,
+            unpin: target.unpin,
             ..EngineOptions::default()
         }
     }
@@ -287,13 +304,18 @@ impl Session {
             }
             None => None,
         };
-        Ok(StatusSummary::new(
+        let key = StateKey::new(&desired.name, &desired.environment).map_err(StateError::from)?;
+        // A drift report that cannot be read is shown as never checked.
+        let drift = self.backends.state.drift(&key).await.ok().flatten();
+        let mut summary = StatusSummary::new(
             desired,
             target.service.as_deref(),
             &prepared.observed,
             document,
             entry,
-        ))
+        );
+        summary.drift = drift;
+        Ok(summary)
     }
 }
 
@@ -313,6 +335,10 @@ pub struct StatusSummary {
     pub unfinished_release: Option<String>,
     /// Every desired component in scope, in id order.
     pub components: Vec<ComponentStatus>,
+    /// Pins a rollback set (`stack`, `service:{name}`), with the release each holds.
+    pub pins: BTreeMap<String, Pin>,
+    /// The last drift check, if any ran.
+    pub drift: Option<DriftReport>,
 }
 
 /// One component in a [`StatusSummary`].
@@ -364,6 +390,8 @@ impl StatusSummary {
             release,
             unfinished_release,
             components,
+            pins: state.map(|d| d.pins.clone()).unwrap_or_default(),
+            drift: None,
         }
     }
 
@@ -422,6 +450,7 @@ mod tests {
             adopt: true,
             overrides: [("VERSION".to_owned(), "1.2.3".to_owned())].into(),
             commit: Some("0123abc+dirty".into()),
+            unpin: false,
         }
     }
 
@@ -554,6 +583,9 @@ mod tests {
             outcome: ReleaseOutcome::Succeeded,
             actions: BTreeMap::new(),
             desired: serde_json::Value::Null,
+            target: None,
+            supersedes: Vec::new(),
+            reason: None,
         }
     }
 

@@ -1,0 +1,223 @@
+//! `panka drift detect|remediate|acknowledge`: compare AWS with what was last applied, put it
+//! back, or take what AWS holds into the repository.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use panka_controller::session::{DriftCheck, Limits, Operation};
+use panka_core::drift::DriftReport;
+use panka_core::plan::FieldValue;
+
+use super::deploy::{execute, ApplyFlags, Job};
+use super::{open_session, resolve_target, runtime, Resolved, TargetArgs};
+use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::{print_data, recorded_time};
+
+/// `panka drift …`.
+#[derive(Debug, Subcommand)]
+pub enum DriftCommand {
+    /// List what differs in AWS from what was last applied, with severity and likely cause.
+    Detect(DetectArgs),
+    /// Put back what drifted (only that), as a `remediation` release.
+    Remediate(RemediateArgs),
+}
+
+/// Arguments of `panka drift detect`.
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Exit 2 when something drifted (0: nothing, 1: error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// Arguments of `panka drift remediate`.
+#[derive(Debug, Args)]
+pub struct RemediateArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub flags: ApplyFlags,
+    /// Also apply the repository's changes not applied yet (otherwise a remediation refuses
+    /// when there are some: it puts back what was applied, nothing newer).
+    #[arg(long)]
+    pub include_pending: bool,
+}
+
+/// Runs `panka drift …`.
+pub fn run(global: &GlobalArgs, command: DriftCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DriftCommand::Detect(args) => detect(global, args),
+        DriftCommand::Remediate(args) => remediate(global, args),
+    }
+}
+
+fn check(
+    global: &GlobalArgs,
+    target: &TargetArgs,
+) -> anyhow::Result<Option<(Resolved, DriftCheck)>> {
+    let Some(resolved) = resolve_target(global, target)? else {
+        return Ok(None);
+    };
+    let check = runtime()?.block_on(async {
+        let session = open_session(global, &resolved.desired).await?;
+        anyhow::Ok(
+            session
+                .check_drift(&resolved.target, &resolved.desired)
+                .await?,
+        )
+    })?;
+    Ok(Some((resolved, check)))
+}
+
+fn detect(global: &GlobalArgs, args: DetectArgs) -> anyhow::Result<ExitCode> {
+    let Some((_, check)) = check(global, &args.target)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    match global.output {
+        OutputFormat::Table => print!("{}", report_text(&check.report)),
+        OutputFormat::Json | OutputFormat::Yaml => {
+            print_data(global.output, &serde_json::to_value(&check.report)?)?
+        }
+    }
+    Ok(if args.detailed_exitcode && check.report.has_drift() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn remediate(global: &GlobalArgs, args: RemediateArgs) -> anyhow::Result<ExitCode> {
+    let Some((resolved, check)) = check(global, &args.target)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let limits = Limits {
+        allow_destroy: args.flags.allow_destroy,
+        health_timeout: args.flags.health_timeout,
+    };
+    let pending = &check.report.pending;
+    let job = if pending.is_empty() || !args.include_pending {
+        anyhow::ensure!(
+            pending.is_empty(),
+            "the repository has changes not applied yet ({}): a remediation puts back what was applied, nothing newer; `panka plan` shows them — apply them with `panka apply`, or re-run with --include-pending to apply them with the remediation",
+            pending.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        );
+        if !check.report.has_drift() && global.output == OutputFormat::Table {
+            println!(
+                "No drift: {} ({}) matches what was last applied.",
+                resolved.desired.name, resolved.desired.environment
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Job {
+            desired: check.applied,
+            graph: check.graph,
+            operation: Operation::Remediate(limits),
+            rollback: None,
+            title: "Remediation",
+        }
+    } else {
+        Job {
+            desired: resolved.desired.clone(),
+            graph: resolved.graph,
+            operation: Operation::Remediate(limits),
+            rollback: None,
+            title: "Remediation",
+        }
+    };
+    execute(
+        global,
+        &args.flags,
+        &resolved.target,
+        &resolved.desired,
+        job,
+    )
+}
+
+/// The report as the user guides show it.
+pub fn report_text(report: &DriftReport) -> String {
+    let scope = report
+        .service
+        .as_ref()
+        .map_or_else(|| report.stack.clone(), |s| format!("{}/{s}", report.stack));
+    let mut out = format!("Drift Detection: {scope} ({})\n", report.environment);
+    out.push_str(&format!(
+        "Checked {} components at {}\n",
+        report.checked,
+        recorded_time(&report.checked_at)
+    ));
+    for c in &report.drifted {
+        out.push_str(&format!(
+            "\n⚠ {}: {} ({})\n",
+            c.severity, c.component, c.kind
+        ));
+        out.push_str("  Desired state (last applied):\n");
+        for f in &c.findings {
+            out.push_str(&format!("    {}: {}\n", f.field, value(f.desired.as_ref())));
+        }
+        out.push_str("  Actual state:\n");
+        for f in &c.findings {
+            out.push_str(&format!(
+                "    {}: {}   ← drift ({})\n",
+                f.field,
+                value(f.actual.as_ref()),
+                f.severity
+            ));
+        }
+        let causes: Vec<&str> = unique(c.findings.iter().map(|f| f.likely_cause.as_str()));
+        out.push_str(&format!("  Likely cause: {}\n", causes.join("; ")));
+        let first = c
+            .findings
+            .iter()
+            .map(|f| f.detected_at.as_str())
+            .min()
+            .unwrap_or("");
+        out.push_str(&format!("  Detected: {}\n", recorded_time(first)));
+    }
+    out.push('\n');
+    if report.drifted.is_empty() {
+        out.push_str("✓ All components match desired state\n");
+    } else {
+        out.push_str("✓ All other components match desired state\n");
+    }
+    if !report.ignored.is_empty() {
+        out.push_str(&format!(
+            "  ({} expected difference{} ignored by drift.ignore: {})\n",
+            report.ignored.len(),
+            if report.ignored.len() == 1 { "" } else { "s" },
+            report.ignored.join(", ")
+        ));
+    }
+    if !report.pending.is_empty() {
+        out.push_str(&format!(
+            "\nNot drift — repository changes not applied yet (see `panka plan`): {}\n",
+            report
+                .pending
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if report.has_drift() {
+        out.push_str(
+            "\nActions:\n  panka drift remediate …     restore what was last applied\n  panka drift acknowledge …   keep what AWS holds: change the repository to it\n  drift.ignore in StackInfra  expect this difference from now on\n",
+        );
+    }
+    out
+}
+
+fn value(v: Option<&FieldValue>) -> String {
+    v.map_or_else(|| "(none)".to_owned(), FieldValue::display)
+}
+
+fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}

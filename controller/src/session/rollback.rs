@@ -1,0 +1,318 @@
+//! Rollbacks (setup, before observe): which release to go back to, and the desired stack that
+//! re-applies it. Reads history and state; changes nothing. The rollback itself is an ordinary
+//! engine run (plan, approval, waves) recorded as a `rollback` release.
+
+use std::collections::BTreeSet;
+
+use panka_core::graph::{self, Graph};
+use panka_core::model::{ComponentId, DesiredStack};
+use panka_core::state::{
+    pin_scope, HistoryEntry, Pin, Release, ReleaseKind, ReleaseOutcome, Snapshot, StateDocument,
+};
+
+use super::{Session, Target};
+use crate::engine::{EngineError, Refusal, RollbackOf};
+use crate::lock::{LockError, LockInfo, LockTarget};
+use crate::state::{StateError, StateKey};
+
+/// Which release a rollback goes back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackTo {
+    /// The last successful release before the current one.
+    Previous,
+    /// The newest successful release of this version (`1.2.0` and `v1.2.0` are the same).
+    Version(String),
+    /// This release.
+    Release(String),
+}
+
+/// What a rollback applies.
+#[derive(Debug, Clone)]
+pub struct RollbackInput {
+    /// The desired stack: the target release's specs for the scope, what is applied now for
+    /// the rest.
+    pub desired: DesiredStack,
+    /// Its waves.
+    pub graph: Graph,
+    /// What the release records (target, what it undoes) and the pin.
+    pub of: RollbackOf,
+    /// The target release.
+    pub target: Release,
+}
+
+impl Session {
+    /// The rollback of `target`'s scope to `to`. Components that did not exist in the target
+    /// release are kept unless `prune`. `repository` gives the stack's name, environment and
+    /// (for states written before they were recorded) its stack-wide settings.
+    pub async fn rollback_input(
+        &self,
+        target: &Target,
+        repository: &DesiredStack,
+        to: &RollbackTo,
+        prune: bool,
+    ) -> Result<RollbackInput, EngineError> {
+        let key =
+            StateKey::new(&repository.name, &repository.environment).map_err(StateError::from)?;
+        let store = &self.backends.state;
+        let never = || Refusal::NeverApplied {
+            stack: repository.name.clone(),
+            environment: repository.environment.clone(),
+        };
+        let snapshot = store.read(&key).await?.ok_or_else(never)?;
+        let releases: Vec<Release> = store
+            .history(&key, None)
+            .await?
+            .into_iter()
+            .filter_map(|e| match e {
+                HistoryEntry::Release(r) => Some(r),
+                HistoryEntry::Unlock(_) => None,
+            })
+            .collect();
+        let service = target.service.as_deref();
+        let chosen = choose(&releases, service, to).map_err(Refusal::NoRollbackTarget)?;
+        let corrupt = |detail: String| StateError::Corrupt {
+            location: format!("{}/{}", store.location(), key.history_path(&chosen.id)),
+            detail,
+        };
+        let then: DesiredStack =
+            serde_json::from_value(chosen.desired.clone()).map_err(|e| corrupt(e.to_string()))?;
+        let now = snapshot
+            .document
+            .applied_stack(repository)
+            .map_err(&corrupt)?;
+        let desired = rollback_desired(&now, &then, service, prune);
+        let graph = graph::build(&desired).map_err(|d| corrupt(d.message))?;
+        let supersedes = newer_than(&releases, &chosen, service);
+        Ok(RollbackInput {
+            desired,
+            graph,
+            of: RollbackOf {
+                target: chosen.id.clone(),
+                version: chosen.version.clone(),
+                supersedes,
+                reason: None,
+                pin: true,
+            },
+            target: chosen,
+        })
+    }
+}
+
+impl Session {
+    /// Clears the pin of `service`'s scope (the stack's when `None`) under the lock: the
+    /// controller and `apply` roll forward again. Returns the pin removed; `None` when there
+    /// was none (nothing is written then).
+    pub async fn resume(
+        &self,
+        stack: &str,
+        environment: &str,
+        service: Option<&str>,
+    ) -> Result<Option<Pin>, EngineError> {
+        let key = StateKey::new(stack, environment).map_err(StateError::from)?;
+        let store = &self.backends.state;
+        let scope = pin_scope(service);
+        let unpinned = |s: &Option<Snapshot>| {
+            s.as_ref()
+                .and_then(|s| s.document.pins.get(&scope).cloned())
+        };
+        if unpinned(&store.read(&key).await?).is_none() {
+            return Ok(None);
+        }
+        let lock = LockTarget::new(stack, environment, service).map_err(LockError::from)?;
+        let locker = self.engine(std::time::Duration::ZERO)?.locker().clone();
+        let handle = locker
+            .acquire(lock, &self.actor, "resume", &mut |_: &LockInfo| {})
+            .await?;
+        let written = async {
+            // Read again under the lock: what is written follows the latest version.
+            let snapshot = store.read(&key).await?;
+            let Some(pin) = unpinned(&snapshot) else {
+                return Ok(None);
+            };
+            let Some(snapshot) = snapshot else {
+                return Ok(None);
+            };
+            let mut doc = snapshot.next();
+            doc.pins.remove(&scope);
+            self.actor.clone_into(&mut doc.updated_by);
+            doc.updated_at = jiff::Timestamp::now().to_string();
+            let token = handle.token()?;
+            store.write(&key, Some(&snapshot), doc, &token).await?;
+            Ok::<_, EngineError>(Some(pin))
+        }
+        .await;
+        let _ = handle.release().await;
+        written
+    }
+}
+
+/// Whether a release of `scope` holds the specs a rollback of `service` re-applies: a
+/// stack-wide rollback needs a stack-wide release (a service's release applied only that
+/// service); a service's needs one that applied it.
+fn covers(release: &Release, service: Option<&str>) -> bool {
+    release.scope == "stack" || release.scope == pin_scope(service)
+}
+
+/// Releases a rollback may go back to: applies and rollbacks that succeeded.
+fn usable(release: &Release) -> bool {
+    matches!(release.kind, ReleaseKind::Apply | ReleaseKind::Rollback)
+        && matches!(
+            release.outcome,
+            ReleaseOutcome::Succeeded | ReleaseOutcome::RolledBack
+        )
+}
+
+/// The release to go back to. `releases` are newest first.
+fn choose(releases: &[Release], service: Option<&str>, to: &RollbackTo) -> Result<Release, String> {
+    let in_scope: Vec<&Release> = releases.iter().filter(|r| covers(r, service)).collect();
+    let scope = pin_scope(service);
+    match to {
+        RollbackTo::Release(id) => {
+            let r = releases.iter().find(|r| &r.id == id).ok_or_else(|| {
+                format!("no release `{id}` in the history; `panka history` lists them")
+            })?;
+            if !covers(r, service) {
+                return Err(format!(
+                    "release {id} applied {}, not {scope}: a rollback of {scope} needs a release that applied it",
+                    r.scope
+                ));
+            }
+            if r.kind == ReleaseKind::Destroy {
+                return Err(format!(
+                    "release {id} is a destroy; there is nothing to re-apply"
+                ));
+            }
+            Ok(r.clone())
+        }
+        RollbackTo::Version(v) => {
+            let bare = |s: &str| s.trim_start_matches(['v', 'V']).to_owned();
+            in_scope
+                .iter()
+                .find(|r| usable(r) && r.version.as_deref().map(bare) == Some(bare(v)))
+                .map(|r| (*r).clone())
+                .ok_or_else(|| {
+                    format!("no successful release of version {v} covers {scope}; `panka history` lists the releases")
+                })
+        }
+        RollbackTo::Previous => {
+            let undone: BTreeSet<&str> = releases
+                .iter()
+                .flat_map(|r| r.supersedes.iter().map(String::as_str))
+                .collect();
+            let live: Vec<&&Release> = in_scope
+                .iter()
+                .filter(|r| usable(r) && !undone.contains(r.id.as_str()))
+                .collect();
+            // The newest release did not succeed (it failed or was interrupted): what it left
+            // goes back to the last good one; otherwise the last good one is the current one.
+            let newest_failed = in_scope
+                .first()
+                .is_some_and(|r| r.kind != ReleaseKind::Destroy && !usable(r));
+            let index = usize::from(!newest_failed);
+            live.get(index).map(|r| (**r).clone()).ok_or_else(|| {
+                format!("no successful release of {scope} before the current one to roll back to")
+            })
+        }
+    }
+}
+
+/// The releases newer than `target` of the scope that a rollback to it undoes.
+fn newer_than(releases: &[Release], target: &Release, service: Option<&str>) -> Vec<String> {
+    releases
+        .iter()
+        .take_while(|r| r.id != target.id)
+        .filter(|r| r.kind != ReleaseKind::Destroy)
+        .filter(|r| r.scope == pin_scope(service) || r.scope == "stack" || service.is_none())
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+/// The desired stack of a rollback: `then`'s specs for the scope (every component for a
+/// stack-wide rollback, `service`'s otherwise), `now`'s for the rest. Components of the scope
+/// that `then` lacks stay as they are unless `prune`.
+pub(crate) fn rollback_desired(
+    now: &DesiredStack,
+    then: &DesiredStack,
+    service: Option<&str>,
+    prune: bool,
+) -> DesiredStack {
+    let of_scope = |id: &ComponentId| service.is_none_or(|s| id.service == s);
+    let mut desired = match service {
+        None => DesiredStack {
+            name: now.name.clone(),
+            environment: now.environment.clone(),
+            components: Default::default(),
+            ..then.clone()
+        },
+        Some(_) => DesiredStack {
+            components: Default::default(),
+            ..now.clone()
+        },
+    };
+    for (id, c) in &now.components {
+        if !of_scope(id) || (!prune && !then.components.contains_key(id)) {
+            desired.components.insert(id.clone(), c.clone());
+        }
+    }
+    for (id, c) in &then.components {
+        if of_scope(id) {
+            desired.components.insert(id.clone(), c.clone());
+        }
+    }
+    if service.is_some() {
+        // The version a service goes back to is its release's.
+        if let Some(v) = then.version() {
+            desired.variables.insert("VERSION".into(), v.to_owned());
+        }
+    }
+    desired
+}
+
+/// What an automatic rollback of a failed wave re-applies.
+#[derive(Debug, Clone)]
+pub struct AutoRollback {
+    /// The applied stack with the failed wave's changed components back at their previous
+    /// specs.
+    pub desired: DesiredStack,
+    /// Its waves.
+    pub graph: Graph,
+    /// The components going back.
+    pub components: Vec<ComponentId>,
+}
+
+/// The rollback of the components of a failed wave: `before` is the state as the failed run
+/// read it, `after` as it left it. Components the wave created had no previous spec and stay.
+/// `None` when nothing has a previous spec to go back to.
+pub fn auto_rollback(
+    before: &StateDocument,
+    after: &StateDocument,
+    wave: &[ComponentId],
+    repository: &DesiredStack,
+) -> Result<Option<AutoRollback>, String> {
+    let mut desired = after.applied_stack(repository)?;
+    let previous = before.applied_stack(repository)?;
+    let mut components = Vec::new();
+    for id in wave {
+        if let Some(old) = previous.components.get(id) {
+            if desired.components.get(id) != Some(old) {
+                desired.components.insert(id.clone(), old.clone());
+                components.push(id.clone());
+            }
+        }
+    }
+    if components.is_empty() {
+        return Ok(None);
+    }
+    if let Some(v) = previous.version() {
+        desired.variables.insert("VERSION".into(), v.to_owned());
+    }
+    let graph = graph::build(&desired).map_err(|d| d.message)?;
+    Ok(Some(AutoRollback {
+        desired,
+        graph,
+        components,
+    }))
+}
+
+#[cfg(test)]
+mod tests;
