@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use panka_controller::engine::{EngineError, Event, Progress, RollbackOf, Step};
+use panka_controller::engine::{EngineError, Event, Progress, RollbackOf};
 use panka_controller::lock::format_epoch;
 use panka_controller::session::{self, ApprovalGate, Limits, Operation, Target};
 use panka_core::graph::Graph;
@@ -222,17 +222,23 @@ pub(crate) fn execute(
             Ok(Err(report)) => return Ok(Outcome::Applied(Box::new(report), run.calls().clone())),
             Err(e) => return Ok(Outcome::Failed(e)),
         };
-        let report = step_until_done(applying, &cancel).await;
+        let report = session::step_until_done(applying, &cancel).await;
         Ok(match report {
             Ok(report) => Outcome::Applied(Box::new(report), run.calls().clone()),
             Err(e) => {
                 let back = match job.operation {
                     Operation::Apply(limits) => {
-                        auto_rollback(
-                            &session, &engine, target, repository, &prepared, &e, limits, &cancel,
-                            &progress,
-                        )
-                        .await
+                        let failed = session::FailedApply {
+                            engine: &engine,
+                            target,
+                            repository,
+                            prepared: &prepared,
+                            failure: &e,
+                            limits,
+                        };
+                        session
+                            .roll_back_failed_wave(failed, &cancel, &progress)
+                            .await
                     }
                     _ => None,
                 };
@@ -280,90 +286,10 @@ fn watch_signals(cancel: &CancellationToken) {
     });
 }
 
-/// After a failed health wait: puts the components changed in the failed wave back to their
-/// previous spec (unless the stack's `rollback.onFailure` is `false`), as a `rollback` release
-/// that names the failed one. What was rolled back, for the error; `None` when nothing was.
-#[allow(clippy::too_many_arguments)]
-async fn auto_rollback(
-    session: &session::Session,
-    engine: &panka_controller::engine::Engine,
-    target: &Target,
-    repository: &DesiredStack,
-    prepared: &panka_controller::engine::Prepared,
-    failure: &EngineError,
-    limits: Limits,
-    cancel: &CancellationToken,
-    progress: &dyn Progress,
-) -> Option<String> {
-    let on = repository
-        .infra
-        .rollback
-        .as_ref()
-        .and_then(|r| r.on_failure)
-        .unwrap_or(true);
-    let failed = failure.unhealthy_component()?;
-    if !on || cancel.is_cancelled() {
-        return None;
-    }
-    let wave: Vec<_> = prepared
-        .plan
-        .waves
-        .iter()
-        .find(|w| w.iter().any(|p| &p.id == failed))?
-        .iter()
-        .filter(|p| p.action.is_change())
-        .map(|p| p.id.clone())
-        .collect();
-    let before = prepared.state.as_ref()?;
-    let key =
-        panka_controller::state::StateKey::new(&repository.name, &repository.environment).ok()?;
-    let after = engine.state().read(&key).await.ok()??;
-    let back = match session::auto_rollback(&before.document, &after.document, &wave, repository) {
-        Ok(Some(back)) => back,
-        Ok(None) => return None,
-        Err(e) => return Some(format!("could not roll back: {e}")),
-    };
-    let names: Vec<String> = back.components.iter().map(ToString::to_string).collect();
-    eprintln!(
-        "\nRolling back {} to the previous release…",
-        names.join(", ")
-    );
-    let mut options = session.options_for(target, Operation::Rollback(limits));
-    options.rollback = Some(RollbackOf {
-        target: before.document.release.clone().unwrap_or_default(),
-        version: before
-            .document
-            .applied_stack
-            .as_ref()
-            .and_then(|a| a.variables.get("VERSION").cloned()),
-        supersedes: after.document.release.clone().into_iter().collect(),
-        reason: Some(failure.to_string()),
-        pin: false,
-    });
-    let run = engine.run(&back.desired, options, cancel.clone());
-    let result = async {
-        let prepared = engine.plan(&run, &back.desired, &back.graph).await?;
-        let approval = prepared.approve();
-        match engine
-            .apply(&run, &back.desired, &back.graph, &approval, progress)
-            .await?
-        {
-            Ok(applying) => step_until_done(applying, cancel).await.map(|_| ()),
-            Err(_) => Ok(()),
-        }
-    }
-    .await;
-    Some(match result {
-        Ok(()) => format!("rolled back {} to their previous spec", names.join(", ")),
-        Err(e) => format!("the rollback of {} failed too: {e}", names.join(", ")),
-    })
-}
-
 /// Prints how a run ended and gives the exit code.
 fn report_outcome(global: &GlobalArgs, outcome: Outcome, job: &Job) -> anyhow::Result<ExitCode> {
     let table = global.output == OutputFormat::Table;
     let desired = &job.desired;
-    let destroy = matches!(job.operation, Operation::Destroy(_));
     match outcome {
         Outcome::Declined => {
             println!("{} cancelled; nothing changed.", job.title);
@@ -410,7 +336,9 @@ fn report_outcome(global: &GlobalArgs, outcome: Outcome, job: &Job) -> anyhow::R
                 .iter()
                 .filter(|(id, o)| !o.is_empty() && !id.service.starts_with('_'))
                 .collect();
-            if !destroy && !outputs.is_empty() {
+            // Outputs are news after an apply; a remediation or rollback changes none of them.
+            let applied = matches!(job.operation, Operation::Apply(_));
+            if applied && !outputs.is_empty() {
                 println!("\nOutputs:");
                 for (id, o) in outputs {
                     for (k, v) in o {
@@ -459,31 +387,6 @@ fn confirm(environment: &str) -> bool {
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
     answer.trim() == "yes"
-}
-
-/// Steps an apply until it is done, sleeping between steps while AWS works (a rollout, a
-/// deletion). The engine never sleeps; this loop is the CLI's way of waiting, and a cancel wakes
-/// it at once (the next step then stops without starting anything new).
-async fn step_until_done(
-    mut applying: panka_controller::engine::Applying<'_>,
-    cancel: &CancellationToken,
-) -> Result<panka_controller::engine::ApplyReport, EngineError> {
-    loop {
-        match applying.step().await? {
-            Step::Done(report) => return Ok(*report),
-            Step::Progressing {
-                applying: next,
-                requeue_after,
-                ..
-            } => {
-                tokio::select! {
-                    () = tokio::time::sleep(requeue_after) => {}
-                    () = cancel.cancelled() => {}
-                }
-                applying = *next;
-            }
-        }
-    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

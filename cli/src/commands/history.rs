@@ -88,9 +88,11 @@ fn row(entry: &HistoryEntry, undone: &BTreeSet<&str>) -> [String; COLUMNS] {
                 (ReleaseOutcome::InProgress, false) => "… In progress",
                 (ReleaseOutcome::Interrupted, false) => "⏸ Interrupted",
             };
-            let kind = match &r.target {
-                Some(target) => format!("{} → {}", r.kind, short_id(target)),
-                None => r.kind.to_string(),
+            // A rollback names where it went: the version when there is one, else the release.
+            let kind = match (&r.target, &r.version) {
+                (Some(_), Some(version)) => format!("{} → {version}", r.kind),
+                (Some(target), None) => format!("{} → {}", r.kind, short_id(target)),
+                (None, _) => r.kind.to_string(),
             };
             [
                 r.id.clone(),

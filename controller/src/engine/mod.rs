@@ -31,8 +31,8 @@ pub use apply::{Applying, Step};
 pub use observe::{Approval, Prepared};
 pub use record::action_name;
 pub use run::{
-    ApplyReport, EngineError, EngineOptions, ErrorClass, Event, PinnedBy, Progress, Quiet,
-    Refusal, RollbackOf, Run,
+    ApplyReport, EngineError, EngineOptions, ErrorClass, Event, PinnedBy, Progress, Quiet, Refusal,
+    RollbackOf, Run,
 };
 
 use crate::backend::Backends;

@@ -34,12 +34,13 @@ pub struct PinnedBy {
 impl std::fmt::Display for PinnedBy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pin = &self.pin;
+        let what = match self.scope.strip_prefix("service:") {
+            Some(service) => format!("service {service} of {}/{}", self.stack, self.environment),
+            None => format!("{}/{}", self.stack, self.environment),
+        };
         write!(
             f,
-            "{} of {}/{} is pinned to release {}{} by {} at {} (a rollback); run `panka resume` when the repository has the fix, or apply with --unpin",
-            self.scope,
-            self.stack,
-            self.environment,
+            "{what} is pinned to release {}{} by {} at {} (a rollback); run `panka resume` when the repository has the fix, or apply with --unpin",
             pin.release,
             pin.version
                 .as_ref()

@@ -21,7 +21,9 @@ mod drift;
 mod rollback;
 
 pub use drift::{pending_changes, DriftCheck};
-pub use rollback::{auto_rollback, AutoRollback, RollbackInput, RollbackTo};
+pub use rollback::{
+    auto_rollback, step_until_done, AutoRollback, FailedApply, RollbackInput, RollbackTo,
+};
 
 use crate::aws::{load_sdk_config, AwsSettings};
 use crate::backend::{self, Backends};

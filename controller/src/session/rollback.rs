@@ -10,8 +10,12 @@ use panka_core::state::{
     pin_scope, HistoryEntry, Pin, Release, ReleaseKind, ReleaseOutcome, Snapshot, StateDocument,
 };
 
-use super::{Session, Target};
-use crate::engine::{EngineError, Refusal, RollbackOf};
+use tokio_util::sync::CancellationToken;
+
+use super::{Limits, Operation, Session, Target};
+use crate::engine::{
+    ApplyReport, Applying, Engine, EngineError, Prepared, Progress, Refusal, RollbackOf, Step,
+};
 use crate::lock::{LockError, LockInfo, LockTarget};
 use crate::state::{StateError, StateKey};
 
@@ -221,7 +225,8 @@ fn newer_than(releases: &[Release], target: &Release, service: Option<&str>) -> 
     releases
         .iter()
         .take_while(|r| r.id != target.id)
-        .filter(|r| r.kind != ReleaseKind::Destroy)
+        // A remediation put back what was applied then: nothing of it is undone.
+        .filter(|r| matches!(r.kind, ReleaseKind::Apply | ReleaseKind::Rollback))
         .filter(|r| r.scope == pin_scope(service) || r.scope == "stack" || service.is_none())
         .map(|r| r.id.clone())
         .collect()
@@ -266,6 +271,133 @@ pub(crate) fn rollback_desired(
         }
     }
     desired
+}
+
+/// An apply that failed, as [`Session::roll_back_failed_wave`] needs it.
+pub struct FailedApply<'a> {
+    /// The engine it ran on.
+    pub engine: &'a Engine,
+    /// What was asked.
+    pub target: &'a Target,
+    /// The repository's stack: its `rollback.onFailure` policy decides.
+    pub repository: &'a DesiredStack,
+    /// The plan it applied (with the state it started from).
+    pub prepared: &'a Prepared,
+    /// How it failed.
+    pub failure: &'a EngineError,
+    /// The limits it ran with (the rollback runs with the same).
+    pub limits: Limits,
+}
+
+impl Session {
+    /// After a failed health wait (a timeout, or the ECS deployment circuit breaker): puts the
+    /// components the failed wave changed back to their previous specs, unless the stack's
+    /// `rollback.onFailure` is `false`, as a `rollback` release that names the failed one
+    /// (which `history` then shows as failed, rolled back). Later waves never ran. Says what
+    /// it did; `None` when the failure was not a health wait or there was nothing to put back.
+    pub async fn roll_back_failed_wave(
+        &self,
+        failed: FailedApply<'_>,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Option<String> {
+        let FailedApply {
+            engine,
+            target,
+            repository,
+            prepared,
+            failure,
+            limits,
+        } = failed;
+        let on = repository
+            .infra
+            .rollback
+            .as_ref()
+            .and_then(|r| r.on_failure)
+            .unwrap_or(true);
+        let unhealthy = failure.unhealthy_component()?;
+        if !on || cancel.is_cancelled() {
+            return None;
+        }
+        let wave: Vec<ComponentId> = prepared
+            .plan
+            .waves
+            .iter()
+            .find(|w| w.iter().any(|p| &p.id == unhealthy))?
+            .iter()
+            .filter(|p| p.action.is_change())
+            .map(|p| p.id.clone())
+            .collect();
+        let before = prepared.state.as_ref()?;
+        let key = StateKey::new(&repository.name, &repository.environment).ok()?;
+        let after = match engine.state().read(&key).await {
+            Ok(Some(after)) => after,
+            Ok(None) => return None,
+            Err(e) => return Some(format!("could not roll back: {e}")),
+        };
+        let back = match auto_rollback(&before.document, &after.document, &wave, repository) {
+            Ok(Some(back)) => back,
+            Ok(None) => return None,
+            Err(e) => return Some(format!("could not roll back: {e}")),
+        };
+        let names = back
+            .components
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut options = self.options_for(target, Operation::Rollback(limits));
+        options.rollback = Some(RollbackOf {
+            target: before.document.release.clone().unwrap_or_default(),
+            version: back.desired.version().map(str::to_owned),
+            supersedes: after.document.release.clone().into_iter().collect(),
+            reason: Some(failure.to_string()),
+            pin: false,
+        });
+        let run = engine.run(&back.desired, options, cancel.clone());
+        let result = async {
+            let prepared = engine.plan(&run, &back.desired, &back.graph).await?;
+            let approval = prepared.approve();
+            match engine
+                .apply(&run, &back.desired, &back.graph, &approval, progress)
+                .await?
+            {
+                Ok(applying) => step_until_done(applying, cancel).await.map(|_| ()),
+                Err(_) => Ok(()),
+            }
+        }
+        .await;
+        Some(match result {
+            Ok(()) => format!("rolled back {names} to their previous spec"),
+            Err(e) => format!("the rollback of {names} failed too: {e}"),
+        })
+    }
+}
+
+/// Steps an apply until it is done, sleeping between steps while AWS works (a rollout, a
+/// deletion): how a front-end that waits (the CLI, a test) drives an [`Applying`]. The engine
+/// never sleeps; a controller suspends and requeues instead. A cancel wakes the sleep at once
+/// (the next step then starts nothing new).
+pub async fn step_until_done(
+    mut applying: Applying<'_>,
+    cancel: &CancellationToken,
+) -> Result<ApplyReport, EngineError> {
+    loop {
+        match applying.step().await? {
+            Step::Done(report) => return Ok(*report),
+            Step::Progressing {
+                applying: next,
+                requeue_after,
+                ..
+            } => {
+                tokio::select! {
+                    () = tokio::time::sleep(requeue_after) => {}
+                    () = cancel.cancelled() => {}
+                }
+                applying = *next;
+            }
+        }
+    }
 }
 
 /// What an automatic rollback of a failed wave re-applies.
