@@ -17,6 +17,8 @@
 //! [`FileEdit::after`] when asked to `--write`.
 
 mod render;
+#[cfg(test)]
+mod tests;
 mod text;
 
 use std::sync::Arc;
