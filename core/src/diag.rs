@@ -252,6 +252,11 @@ impl Sources {
         self.0.insert(path, SourceText { text, line_starts });
     }
 
+    /// The whole text of `file`, if known (for edits that must keep every other byte).
+    pub fn text(&self, file: &str) -> Option<&Arc<str>> {
+        self.0.get(file).map(|source| &source.text)
+    }
+
     /// Line `line` (1-based) of `file`, if known.
     pub fn line(&self, file: &str, line: u32) -> Option<&str> {
         let source = self.0.get(file)?;
