@@ -9,9 +9,14 @@ use panka_core::drift::DriftReport;
 use panka_core::plan::FieldValue;
 
 use super::deploy::{execute, ApplyFlags, Job};
-use super::{open_session, resolve_target, runtime, Resolved, TargetArgs};
+use super::{open_session, repo_root, resolve_target, runtime, Resolved, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{print_data, recorded_time};
+use anyhow::Context;
+use panka_controller::source::dir::read_stack;
+use panka_core::acknowledge::{acknowledge as acknowledge_edits, target};
+use panka_core::model::ComponentId;
+use panka_crds::Kind;
 
 /// `panka drift …`.
 #[derive(Debug, Subcommand)]
@@ -20,6 +25,25 @@ pub enum DriftCommand {
     Detect(DetectArgs),
     /// Put back what drifted (only that), as a `remediation` release.
     Remediate(RemediateArgs),
+    /// Keep what AWS holds: print (or `--write`) the change to the repository's YAML that makes
+    /// it the desired state.
+    Acknowledge(AcknowledgeArgs),
+}
+
+/// Arguments of `panka drift acknowledge`.
+#[derive(Debug, Args)]
+pub struct AcknowledgeArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The drifted component, `service/component`.
+    #[arg(long, short = 'c')]
+    pub component: String,
+    /// Only this field (as `drift detect` names it); default every field panka can write back.
+    #[arg(long)]
+    pub field: Option<String>,
+    /// Write the change into the repository's files (default: print it as a diff).
+    #[arg(long)]
+    pub write: bool,
 }
 
 /// Arguments of `panka drift detect`.
@@ -50,6 +74,7 @@ pub fn run(global: &GlobalArgs, command: DriftCommand) -> anyhow::Result<ExitCod
     match command {
         DriftCommand::Detect(args) => detect(global, args),
         DriftCommand::Remediate(args) => remediate(global, args),
+        DriftCommand::Acknowledge(args) => acknowledge(global, args),
     }
 }
 
@@ -133,6 +158,80 @@ fn remediate(global: &GlobalArgs, args: RemediateArgs) -> anyhow::Result<ExitCod
         &resolved.desired,
         job,
     )
+}
+
+fn acknowledge(global: &GlobalArgs, args: AcknowledgeArgs) -> anyhow::Result<ExitCode> {
+    let id = ComponentId::try_from(args.component.clone())
+        .map_err(|e| anyhow::anyhow!("--component: {e}"))?;
+    let Some((resolved, check)) = check(global, &args.target)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let Some(drifted) = check.report.drifted.iter().find(|c| c.component == id) else {
+        println!("{id} has not drifted: nothing to acknowledge.");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let kind = Kind::from_recorded(&drifted.kind).ok_or_else(|| {
+        anyhow::anyhow!("{id} is a {}, which panka cannot write back", drifted.kind)
+    })?;
+    let mut chosen: Vec<(&str, &serde_json::Value)> = Vec::new();
+    let mut by_hand: Vec<&str> = Vec::new();
+    for f in &drifted.findings {
+        if args.field.as_ref().is_some_and(|want| *want != f.field) {
+            continue;
+        }
+        match &f.actual {
+            Some(FieldValue::Known(v)) if target(kind, &f.field, v).is_some() => {
+                chosen.push((&f.field, v));
+            }
+            _ => by_hand.push(&f.field),
+        }
+    }
+    if let Some(field) = &args.field {
+        anyhow::ensure!(
+            !by_hand.is_empty() || !chosen.is_empty(),
+            "{id} has no drift in `{field}`; `panka drift detect` lists what drifted"
+        );
+        anyhow::ensure!(
+            by_hand.is_empty(),
+            "panka cannot write `{field}` of {id} ({kind}) back to the repository; edit its YAML by hand"
+        );
+    }
+    let root = repo_root(global)?;
+    let tree = read_stack(&root, &resolved.desired.name)
+        .map_err(|ds| anyhow::anyhow!("{}", ds.first()))?;
+    let edits = acknowledge_edits(
+        &tree,
+        &resolved.desired.name,
+        &resolved.desired.environment,
+        &id,
+        kind,
+        &chosen,
+    )
+    .map_err(|d| anyhow::anyhow!("{d}"))?;
+    for e in &edits {
+        print!("{}", e.unified_diff());
+    }
+    if !by_hand.is_empty() {
+        eprintln!(
+            "Not written back (edit the YAML by hand if they should stay): {}",
+            by_hand.join(", ")
+        );
+    }
+    if edits.is_empty() {
+        println!("The repository already says what AWS holds for {id}.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.write {
+        for e in &edits {
+            std::fs::write(root.join(&*e.path), &e.after)
+                .with_context(|| format!("failed to write {}", e.path))?;
+            println!("Wrote {}", e.path);
+        }
+        println!("Commit the change, then `panka apply`: AWS already matches, so it only records the new spec as applied, and the drift is gone.");
+    } else {
+        println!("\nRe-run with --write to change these files.");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The report as the user guides show it.

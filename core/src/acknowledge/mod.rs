@@ -16,12 +16,15 @@
 //! define is refused. This module reads and writes nothing itself: the CLI applies
 //! [`FileEdit::after`] when asked to `--write`.
 
+mod fields;
 mod render;
 #[cfg(test)]
 mod tests;
 mod text;
 
 use std::sync::Arc;
+
+pub use fields::{acknowledge, target, Target};
 
 use serde_json::Value as Json;
 

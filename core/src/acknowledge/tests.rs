@@ -573,3 +573,44 @@ fn unusual_but_valid_layouts_are_edited_in_place() {
         edit.after
     );
 }
+
+mod fields {
+    use panka_crds::Kind;
+    use serde_json::json;
+
+    use crate::acknowledge::{target, ComponentFile};
+
+    #[test]
+    fn drifted_fields_map_to_the_settings_that_make_them() {
+        let t = target(Kind::MicroService, "desiredCount", &json!(3)).expect("mapped");
+        assert_eq!(
+            (t.file, t.path, t.value),
+            (ComponentFile::Infra, vec!["scaling", "replicas"], json!(3))
+        );
+        let t = target(
+            Kind::Worker,
+            "image",
+            &json!("registry:5000/team/api:v1.2-hotfix"),
+        )
+        .expect("mapped");
+        assert_eq!(
+            (t.file, t.path, t.value),
+            (
+                ComponentFile::Spec,
+                vec!["image", "tag"],
+                json!("v1.2-hotfix")
+            )
+        );
+        assert_eq!(
+            target(Kind::Worker, "image", &json!("api@sha256:abc")),
+            None
+        );
+        assert_eq!(
+            target(Kind::Worker, "image", &json!("registry:5000/api")),
+            None
+        );
+        let t = target(Kind::Rds, "backup.retentionDays", &json!(14)).expect("mapped");
+        assert_eq!(t.path, ["backup", "retentionDays"]);
+        assert_eq!(target(Kind::Sqs, "tags", &json!({})), None);
+    }
+}
