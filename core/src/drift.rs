@@ -234,9 +234,12 @@ fn component_findings(p: &ComponentPlan, previous: &[Finding], now: &str) -> Vec
             f.likely_cause = format!("panka's {} is gone, and {reason}", p.kind);
             vec![f]
         }
+        // A value known only once a dependency is applied (the endpoint of a database deleted
+        // by hand) is that dependency's drift, reported there, not this component's.
         Action::Update | Action::Replace { .. } => p
             .diffs
             .iter()
+            .filter(|d| !matches!(d.new, Some(FieldValue::Unknown(_))))
             .map(|d| finding(&d.field, d.new.clone(), d.old.clone()))
             .collect(),
     }

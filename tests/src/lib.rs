@@ -1,6 +1,8 @@
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod emulator;
 pub mod engine;
 pub mod output;
+pub mod repo;
 pub mod stack;

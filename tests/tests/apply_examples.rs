@@ -14,41 +14,9 @@ use panka_core::graph::Graph;
 use panka_core::model::{ComponentId, DesiredStack};
 use panka_core::plan::Action;
 use panka_core::resolve::Options;
-use panka_tests::emulator::{emulator, repo_root, unique_name, AwsBackends};
+use panka_tests::emulator::{emulator, unique_name, AwsBackends};
 use panka_tests::engine::TestEngine;
-
-/// A copy of the example repository with stack `from` renamed to `to` everywhere (folder,
-/// metadata, secret paths), so parallel tests never share AWS names.
-fn renamed_copy(from: &str, to: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = repo_root()
-        .join("examples/deployment-repo/stacks")
-        .join(from);
-    let dst = dir.path().join("stacks").join(to);
-    copy(&src, &dst, from, to);
-    dir
-}
-
-fn copy(src: &Path, dst: &Path, from: &str, to: &str) {
-    std::fs::create_dir_all(dst).expect("mkdir");
-    for entry in std::fs::read_dir(src).expect("readable") {
-        let entry = entry.expect("entry");
-        let target = dst.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy(&entry.path(), &target, from, to);
-        } else {
-            let text = std::fs::read_to_string(entry.path()).expect("text");
-            std::fs::write(target, text.replace(from, to)).expect("write");
-        }
-    }
-}
-
-fn edit(root: &Path, rel: &str, from: &str, to: &str) {
-    let path = root.join(rel);
-    let text = std::fs::read_to_string(&path).expect("readable");
-    assert!(text.contains(from), "{rel} has no `{from}`");
-    std::fs::write(path, text.replacen(from, to, 1)).expect("write");
-}
+use panka_tests::repo::{edit, renamed_example};
 
 fn resolve(root: &Path, stack: &str, vars: &[(&str, &str)]) -> (DesiredStack, Graph) {
     let loaded = load_stack(root, stack).expect("loads");
@@ -146,7 +114,7 @@ async fn task_definition_of(service_arn: &str, cluster: &str) -> String {
 #[tokio::test]
 async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_destroys_cleanly() {
     let stack = unique_name("up");
-    let repo = renamed_copy("user-platform", &stack);
+    let repo = renamed_example("user-platform", &stack);
     let root: PathBuf = repo.path().to_path_buf();
     create_secrets(&stack).await;
     let run = Run::new().await;
@@ -510,7 +478,7 @@ async fn tagged_with_stack(stack: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_rollout_that_never_settles_fails_the_apply_and_the_next_apply_waits_for_it_again() {
     let stack = unique_name("us");
-    let repo = renamed_copy("user-platform", &stack);
+    let repo = renamed_example("user-platform", &stack);
     let root: PathBuf = repo.path().to_path_buf();
     create_secrets(&stack).await;
     let run = Run::new().await;
@@ -558,7 +526,7 @@ async fn a_rollout_that_never_settles_fails_the_apply_and_the_next_apply_waits_f
 #[tokio::test]
 async fn the_second_example_stack_applies_in_development_and_converges() {
     let stack = unique_name("np");
-    let repo = renamed_copy("notification-platform", &stack);
+    let repo = renamed_example("notification-platform", &stack);
     let root: PathBuf = repo.path().to_path_buf();
     create_secrets(&stack).await;
     let run = Run::new().await;

@@ -265,6 +265,24 @@ fn a_repository_change_is_applied_even_where_a_rule_ignores_drift() {
 }
 
 #[test]
+fn a_value_waiting_on_a_missing_dependency_is_not_the_dependants_drift() {
+    let (desired, graph) = example();
+    let mut f = fields(&desired);
+    let api = id("email-service/api");
+    let seen = observed(&f, |_, _| {});
+    // The database the api reads its host from is gone: the host is known after apply.
+    f.get_mut(&api).expect("api").set(
+        "environment.DATABASE_HOST",
+        FieldValue::Unknown(crate::plan::KnownAfterApply::KnownAfterApply),
+    );
+    let state = applied(&desired);
+    let p = plan(&desired, &graph, &f, &seen, Some(&state), &PlanOptions::default());
+    assert!(p.all().any(|c| c.id == api && c.action.is_change()));
+    let (drifted, _) = findings(&p, &[], "t");
+    assert!(drifted.is_empty(), "{drifted:?}");
+}
+
+#[test]
 fn likely_causes_read_as_sentences() {
     let k = |v: serde_json::Value| FieldValue::Known(v);
     let cause = |kind: &str, field: &str, d: serde_json::Value, a: serde_json::Value| {

@@ -1,0 +1,226 @@
+//! Drift and rollback end to end, as the README tells a new user to try them: the example's
+//! `user-platform` stack (under a name of its own) applied to the emulator with S3 state and
+//! DynamoDB locks, changed by hand through the SDK as a person in the console would, then
+//! `drift detect`, `drift remediate`, `drift acknowledge`, `rollback --to-version`, `history`,
+//! the pin refusing `apply`, and `resume`.
+
+use std::path::Path;
+use std::process::Output;
+
+use panka_tests::console;
+use panka_tests::emulator::{emulator, ensure_secrets, panka_command, unique_name, REGION};
+use panka_tests::output::text;
+use panka_tests::repo::{edit, renamed_example};
+use serde_json::Value;
+
+struct Cli<'a> {
+    home: &'a Path,
+    root: &'a Path,
+    stack: &'a str,
+}
+
+impl Cli<'_> {
+    /// `panka --repo ROOT ARGS… -s STACK -e development`.
+    fn run(&self, args: &[&str]) -> Output {
+        panka_command(env!("CARGO_BIN_EXE_panka"), self.home)
+            .arg("--repo")
+            .arg(self.root)
+            .args(args)
+            .args(["-s", self.stack, "-e", "development"])
+            .output()
+            .expect("failed to run panka")
+    }
+
+    /// As [`Cli::run`], asserting the exit code; stdout.
+    fn expect(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "panka {args:?}:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, code: i32, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.expect(code, &all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    }
+}
+
+/// `(component, field) -> severity` of a `drift detect --output json` report.
+fn findings(report: &Value) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = report["drifted"]
+        .as_array()
+        .expect("drifted")
+        .iter()
+        .flat_map(|c| c["findings"].as_array().expect("findings").iter())
+        .map(|f| {
+            (
+                f["component"].as_str().expect("component").to_owned(),
+                f["field"].as_str().expect("field").to_owned(),
+                f["severity"].as_str().expect("severity").to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until_resume() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let stack = unique_name("dr");
+    let repo = renamed_example("user-platform", &stack);
+    let root = repo.path();
+    let sdk = emulator().sdk_config().await;
+    let loaded = panka_controller::validate::load_stack(root, &stack).expect("loads");
+    let (desired, _) = panka_controller::validate::plan_input(
+        &loaded,
+        "development",
+        &panka_core::resolve::Options::default(),
+    )
+    .expect("resolves");
+    ensure_secrets(&sdk, &desired).await;
+    let cli = Cli {
+        home: home.path(),
+        root,
+        stack: &stack,
+    };
+    let (bucket, table) = (unique_name("drift"), unique_name("drift"));
+    for args in [
+        vec!["init", "--region", REGION, "--bucket", &bucket, "--table", &table, "--non-interactive"],
+        vec!["backend", "create", "--bucket", &bucket, "--table", &table],
+    ] {
+        let out = panka_command(env!("CARGO_BIN_EXE_panka"), home.path())
+            .args(&args)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let apply = ["apply", "--yes", "--health-timeout", "60"];
+    cli.expect(0, &apply);
+
+    // No false drift right after an apply, nor after an apply that changes nothing.
+    let report = cli.json(0, &["drift", "detect", "--detailed-exitcode"]);
+    assert_eq!(findings(&report), Vec::<(String, String, String)>::new());
+    assert_eq!(report["checked"], 13);
+    cli.expect(0, &apply);
+    cli.expect(0, &["drift", "detect", "--detailed-exitcode"]);
+
+    // Someone changes things in the console.
+    let env = format!("{stack}-development");
+    let name = |c: &str| format!("{env}-{c}");
+    console::scale(&sdk, &env, &name("user-service-api"), 1).await;
+    let worker = name("notification-service-worker");
+    let v120 = console::image(&sdk, &env, &worker).await;
+    assert!(v120.ends_with(":v1.2.0"), "{v120}");
+    console::swap_task_definition(
+        &sdk,
+        &env,
+        &worker,
+        &format!("{v120}-hotfix"),
+        ("PREFERENCES_TABLE", "someone-elses-table"),
+    )
+    .await;
+    console::open_bucket(&sdk, &name("notification-service-templates")).await;
+    console::set_visibility_timeout(&sdk, &name("notification-service-queue"), 99).await;
+    console::disable_pitr(&sdk, &name("notification-service-preferences")).await;
+    console::set_backup_retention(&sdk, &name("notification-service-database"), 9).await;
+    console::delete_db(&sdk, &name("user-service-database")).await;
+
+    let report = cli.json(2, &["drift", "detect", "--detailed-exitcode"]);
+    let s = |c: &str, f: &str, sev: &str| (c.to_owned(), f.to_owned(), sev.to_owned());
+    assert_eq!(
+        findings(&report),
+        [
+            s("notification-service/database", "backup.retentionDays", "MEDIUM"),
+            s("notification-service/preferences", "pointInTimeRecovery", "MEDIUM"),
+            s("notification-service/queue", "visibilityTimeout", "MEDIUM"),
+            s("notification-service/templates", "publicAccessBlock", "CRITICAL"),
+            s("notification-service/templates", "versioning", "MEDIUM"),
+            s("notification-service/worker", "configHash", "HIGH"),
+            s("notification-service/worker", "environment.PREFERENCES_TABLE", "HIGH"),
+            s("notification-service/worker", "image", "HIGH"),
+            s("user-service/api", "desiredCount", "MEDIUM"),
+            s("user-service/database", "exists", "CRITICAL"),
+        ]
+    );
+    // The table for people: severity, the drifted field marked, the cause in words.
+    let table_out = cli.expect(2, &["drift", "detect", "--detailed-exitcode"]);
+    for line in [
+        "⚠ MEDIUM: user-service/api (MicroService)",
+        "    desiredCount: 1   ← drift (MEDIUM)",
+        "  Likely cause: someone scaled the service down by hand",
+        "⚠ CRITICAL: user-service/database (RDS)",
+        "  Likely cause: the RDS was deleted outside panka",
+        "✓ All other components match desired state",
+    ] {
+        assert!(table_out.contains(line), "no {line:?} in\n{table_out}");
+    }
+    // `status` tells how fresh the check is.
+    let status = cli.expect(1, &["status"]);
+    assert!(status.contains("Drift checked "), "{status}");
+
+    // A remediation refuses to carry pending repository changes along unless asked.
+    let vars = format!("stacks/{stack}/environments/development/variables.yaml");
+    edit(root, &vars, "VERSION: v1.2.0", "VERSION: v1.2.1");
+    let refused = cli.run(&["drift", "remediate", "--yes"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("the repository has changes not applied yet"),
+        "{}",
+        text(&refused)
+    );
+    edit(root, &vars, "VERSION: v1.2.1", "VERSION: v1.2.0");
+
+    cli.expect(0, &["drift", "remediate", "--yes", "--health-timeout", "60"]);
+    cli.expect(0, &["drift", "detect", "--detailed-exitcode"]);
+    assert_eq!(console::image(&sdk, &env, &worker).await, v120);
+    assert_eq!(console::desired_count(&sdk, &env, &name("user-service-api")).await, 2);
+
+    // Acknowledge: keep a hand-made change by writing it into the repository.
+    console::set_visibility_timeout(&sdk, &name("notification-service-queue"), 120).await;
+    let sqs = format!("stacks/{stack}/services/notification-service/components/queue/sqs.yaml");
+    let before = std::fs::read_to_string(root.join(&sqs)).expect("readable");
+    let diff = cli.expect(
+        0,
+        &["drift", "acknowledge", "-c", "notification-service/queue", "--write"],
+    );
+    assert!(diff.contains("-  visibilityTimeout: 300\n+  visibilityTimeout: 120\n"), "{diff}");
+    let after = std::fs::read_to_string(root.join(&sqs)).expect("readable");
+    assert_eq!(after, before.replace("visibilityTimeout: 300", "visibilityTimeout: 120"));
+    let plan = cli.expect(0, &["plan"]);
+    assert!(plan.contains("notification-service/queue (SQS)  no change"), "{plan}");
+    cli.expect(0, &apply);
+    cli.expect(0, &["drift", "detect", "--detailed-exitcode"]);
+
+    // Roll forward to v1.3.0, then back to v1.2.0 by version.
+    cli.expect(0, &["apply", "--yes", "--health-timeout", "60", "--var", "VERSION=v1.3.0"]);
+    assert!(console::image(&sdk, &env, &worker).await.ends_with(":v1.3.0"));
+    let back = cli.expect(0, &["rollback", "--to-version", "v1.2.0", "--yes", "--health-timeout", "60"]);
+    assert!(back.contains("✓ Rollback successful!"), "{back}");
+    assert!(back.contains("is pinned to release"), "{back}");
+    assert_eq!(console::image(&sdk, &env, &worker).await, v120);
+    let history = cli.expect(0, &["history"]);
+    let row = |version: &str, kind: &str| {
+        history
+            .lines()
+            .find(|l| l.contains(&format!(" {kind} ")) && l.contains(version))
+            .unwrap_or_else(|| panic!("no {kind} {version} row in\n{history}"))
+            .to_owned()
+    };
+    assert!(row("v1.3.0", "apply").contains("⚠ Rolled back"), "{history}");
+    assert!(row("v1.2.0", "rollback → v1.2.0").contains("✓ Success"), "{history}");
+    assert!(row("v1.2.0", "remediation").contains("✓ Success"), "{history}");
+
+    // Pinned: apply refuses, status shows the pin, resume unpins, apply rolls forward.
+    let refused = cli.run(&["apply", "--yes", "--var", "VERSION=v1.3.0"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("is pinned to release"), "{}", text(&refused));
+    assert!(text(&refused).contains("panka resume"), "{}", text(&refused));
+    assert_eq!(console::image(&sdk, &env, &worker).await, v120);
+    assert!(cli.expect(0, &["status"]).contains("📌 stack pinned to release"));
+    let resumed = cli.expect(0, &["resume"]);
+    assert!(resumed.contains("Unpinned the stack"), "{resumed}");
+    cli.expect(0, &["apply", "--yes", "--health-timeout", "60", "--var", "VERSION=v1.3.0"]);
+    assert!(console::image(&sdk, &env, &worker).await.ends_with(":v1.3.0"));
+}

@@ -1,0 +1,193 @@
+//! Changes a person makes in the AWS console, made with the SDK straight to the emulator: the
+//! drift tests' way of changing AWS behind panka's back. Each panics when the emulator refuses.
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::PointInTimeRecoverySpecification;
+use aws_sdk_ecs::types::KeyValuePair;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+/// Sets a service's task count.
+pub async fn scale(sdk: &SdkConfig, cluster: &str, service: &str, count: i32) {
+    aws_sdk_ecs::Client::new(sdk)
+        .update_service()
+        .cluster(cluster)
+        .service(service)
+        .desired_count(count)
+        .send()
+        .await
+        .expect("service scaled");
+}
+
+/// A service's task count.
+pub async fn desired_count(sdk: &SdkConfig, cluster: &str, service: &str) -> i32 {
+    running_service(sdk, cluster, service).await.desired_count()
+}
+
+async fn running_service(
+    sdk: &SdkConfig,
+    cluster: &str,
+    service: &str,
+) -> aws_sdk_ecs::types::Service {
+    aws_sdk_ecs::Client::new(sdk)
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .expect("services described")
+        .services()
+        .iter()
+        .find(|s| s.status() == Some("ACTIVE"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no active service {service} in {cluster}"))
+}
+
+/// Registers a new revision of a service's task definition with `image` and the plain variable
+/// `name` set to `value`, and points the service at it.
+pub async fn swap_task_definition(
+    sdk: &SdkConfig,
+    cluster: &str,
+    service: &str,
+    image: &str,
+    (name, value): (&str, &str),
+) {
+    let ecs = aws_sdk_ecs::Client::new(sdk);
+    let svc = running_service(sdk, cluster, service).await;
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(svc.task_definition().expect("a task definition"))
+        .send()
+        .await
+        .expect("task definition described")
+        .task_definition
+        .expect("a task definition");
+    let mut containers = td.container_definitions().to_vec();
+    let first = containers.first_mut().expect("a container");
+    first.image = Some(image.to_owned());
+    let mut env: Vec<KeyValuePair> = first
+        .environment()
+        .iter()
+        .filter(|e| e.name() != Some(name))
+        .cloned()
+        .collect();
+    env.push(KeyValuePair::builder().name(name).value(value).build());
+    first.environment = Some(env);
+    let registered = ecs
+        .register_task_definition()
+        .family(td.family().expect("a family"))
+        .set_container_definitions(Some(containers))
+        .set_requires_compatibilities(Some(td.requires_compatibilities().to_vec()))
+        .set_network_mode(td.network_mode().cloned())
+        .set_cpu(td.cpu().map(str::to_owned))
+        .set_memory(td.memory().map(str::to_owned))
+        .set_execution_role_arn(td.execution_role_arn().map(str::to_owned))
+        .send()
+        .await
+        .expect("task definition registered");
+    let arn = registered
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .expect("an arn");
+    ecs.update_service()
+        .cluster(cluster)
+        .service(service)
+        .task_definition(arn)
+        .send()
+        .await
+        .expect("service updated");
+}
+
+/// The image of a service's running task definition.
+pub async fn image(sdk: &SdkConfig, cluster: &str, service: &str) -> String {
+    let svc = running_service(sdk, cluster, service).await;
+    aws_sdk_ecs::Client::new(sdk)
+        .describe_task_definition()
+        .task_definition(svc.task_definition().expect("a task definition"))
+        .send()
+        .await
+        .expect("task definition described")
+        .task_definition()
+        .and_then(|t| t.container_definitions().first())
+        .and_then(|c| c.image())
+        .expect("an image")
+        .to_owned()
+}
+
+/// Suspends a bucket's versioning and removes its public access block.
+pub async fn open_bucket(sdk: &SdkConfig, bucket: &str) {
+    let s3 = aws_sdk_s3::Client::new(sdk);
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Suspended)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning suspended");
+    s3.delete_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("public access block removed");
+}
+
+/// Sets a queue's visibility timeout.
+pub async fn set_visibility_timeout(sdk: &SdkConfig, queue: &str, seconds: u32) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .expect("queue found")
+        .queue_url
+        .expect("a url");
+    sqs.set_queue_attributes()
+        .queue_url(url)
+        .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
+        .send()
+        .await
+        .expect("attributes set");
+}
+
+/// Turns a table's point-in-time recovery off.
+pub async fn disable_pitr(sdk: &SdkConfig, table: &str) {
+    aws_sdk_dynamodb::Client::new(sdk)
+        .update_continuous_backups()
+        .table_name(table)
+        .point_in_time_recovery_specification(
+            PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(false)
+                .build()
+                .expect("a specification"),
+        )
+        .send()
+        .await
+        .expect("PITR off");
+}
+
+/// Sets a DB instance's backup retention, at once.
+pub async fn set_backup_retention(sdk: &SdkConfig, instance: &str, days: i32) {
+    aws_sdk_rds::Client::new(sdk)
+        .modify_db_instance()
+        .db_instance_identifier(instance)
+        .backup_retention_period(days)
+        .apply_immediately(true)
+        .send()
+        .await
+        .expect("instance modified");
+}
+
+/// Deletes a DB instance without a final snapshot.
+pub async fn delete_db(sdk: &SdkConfig, instance: &str) {
+    aws_sdk_rds::Client::new(sdk)
+        .delete_db_instance()
+        .db_instance_identifier(instance)
+        .skip_final_snapshot(true)
+        .send()
+        .await
+        .expect("instance deleted");
+}

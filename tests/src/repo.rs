@@ -1,0 +1,40 @@
+//! Deployment repositories for tests: copies of the example stacks under names of their own
+//! (so parallel tests never share AWS names), edited in place.
+
+use std::path::Path;
+
+use crate::emulator::repo_root;
+
+/// A copy of the example repository's stack `from`, renamed `to` everywhere (folder, metadata,
+/// secret paths), in a fresh temporary repository root.
+pub fn renamed_example(from: &str, to: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = repo_root()
+        .join("examples/deployment-repo/stacks")
+        .join(from);
+    let dst = dir.path().join("stacks").join(to);
+    copy(&src, &dst, from, to);
+    dir
+}
+
+fn copy(src: &Path, dst: &Path, from: &str, to: &str) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for entry in std::fs::read_dir(src).expect("readable") {
+        let entry = entry.expect("entry");
+        let target = dst.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy(&entry.path(), &target, from, to);
+        } else {
+            let text = std::fs::read_to_string(entry.path()).expect("text");
+            std::fs::write(target, text.replace(from, to)).expect("write");
+        }
+    }
+}
+
+/// Replaces the first `from` in the file `rel` of the repository at `root` by `to`.
+pub fn edit(root: &Path, rel: &str, from: &str, to: &str) {
+    let path = root.join(rel);
+    let text = std::fs::read_to_string(&path).expect("readable");
+    assert!(text.contains(from), "{rel} has no `{from}`");
+    std::fs::write(path, text.replacen(from, to, 1)).expect("write");
+}
