@@ -34,7 +34,12 @@ impl Cli<'_> {
     /// As [`Cli::run`], asserting the exit code; stdout.
     fn expect(&self, code: i32, args: &[&str]) -> String {
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(code), "panka {args:?}:\n{}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "panka {args:?}:\n{}",
+            text(&out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -87,7 +92,16 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     };
     let (bucket, table) = (unique_name("drift"), unique_name("drift"));
     for args in [
-        vec!["init", "--region", REGION, "--bucket", &bucket, "--table", &table, "--non-interactive"],
+        vec![
+            "init",
+            "--region",
+            REGION,
+            "--bucket",
+            &bucket,
+            "--table",
+            &table,
+            "--non-interactive",
+        ],
         vec!["backend", "create", "--bucket", &bucket, "--table", &table],
     ] {
         let out = panka_command(env!("CARGO_BIN_EXE_panka"), home.path())
@@ -126,19 +140,37 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     console::disable_pitr(&sdk, &name("notification-service-preferences")).await;
     console::set_backup_retention(&sdk, &name("notification-service-database"), 9).await;
     console::delete_db(&sdk, &name("user-service-database")).await;
+    // The autoscaler moves the api of notification-service within 2..10: not drift.
+    console::scale(&sdk, &env, &name("notification-service-api"), 5).await;
 
     let report = cli.json(2, &["drift", "detect", "--detailed-exitcode"]);
     let s = |c: &str, f: &str, sev: &str| (c.to_owned(), f.to_owned(), sev.to_owned());
     assert_eq!(
         findings(&report),
         [
-            s("notification-service/database", "backup.retentionDays", "MEDIUM"),
-            s("notification-service/preferences", "pointInTimeRecovery", "MEDIUM"),
+            s(
+                "notification-service/database",
+                "backup.retentionDays",
+                "MEDIUM"
+            ),
+            s(
+                "notification-service/preferences",
+                "pointInTimeRecovery",
+                "MEDIUM"
+            ),
             s("notification-service/queue", "visibilityTimeout", "MEDIUM"),
-            s("notification-service/templates", "publicAccessBlock", "CRITICAL"),
+            s(
+                "notification-service/templates",
+                "publicAccessBlock",
+                "CRITICAL"
+            ),
             s("notification-service/templates", "versioning", "MEDIUM"),
             s("notification-service/worker", "configHash", "HIGH"),
-            s("notification-service/worker", "environment.PREFERENCES_TABLE", "HIGH"),
+            s(
+                "notification-service/worker",
+                "environment.PREFERENCES_TABLE",
+                "HIGH"
+            ),
             s("notification-service/worker", "image", "HIGH"),
             s("user-service/api", "desiredCount", "MEDIUM"),
             s("user-service/database", "exists", "CRITICAL"),
@@ -172,10 +204,54 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     );
     edit(root, &vars, "VERSION: v1.2.1", "VERSION: v1.2.0");
 
-    cli.expect(0, &["drift", "remediate", "--yes", "--health-timeout", "60"]);
+    cli.expect(
+        0,
+        &["drift", "remediate", "--yes", "--health-timeout", "60"],
+    );
     cli.expect(0, &["drift", "detect", "--detailed-exitcode"]);
     assert_eq!(console::image(&sdk, &env, &worker).await, v120);
-    assert_eq!(console::desired_count(&sdk, &env, &name("user-service-api")).await, 2);
+    assert_eq!(
+        console::desired_count(&sdk, &env, &name("user-service-api")).await,
+        2
+    );
+
+    // An ignore rule hides its field, on the components it names, and nothing else; a
+    // remediation leaves what it ignores alone.
+    let infra = format!("stacks/{stack}/infra/defaults.yaml");
+    edit(
+        root,
+        &infra,
+        "    mode: remediate\n",
+        "    mode: remediate\n    ignore:\n      - {component: \"user-service/*\", field: desiredCount}\n",
+    );
+    console::scale(&sdk, &env, &name("user-service-api"), 3).await;
+    console::scale(&sdk, &env, &name("notification-service-worker"), 3).await;
+    let report = cli.json(2, &["drift", "detect", "--detailed-exitcode"]);
+    assert_eq!(
+        findings(&report),
+        [s("notification-service/worker", "desiredCount", "MEDIUM")]
+    );
+    assert_eq!(
+        report["ignored"],
+        serde_json::json!(["user-service/api desiredCount"])
+    );
+    cli.expect(
+        0,
+        &["drift", "remediate", "--yes", "--health-timeout", "60"],
+    );
+    assert_eq!(console::desired_count(&sdk, &env, &worker).await, 1);
+    assert_eq!(
+        console::desired_count(&sdk, &env, &name("user-service-api")).await,
+        3
+    );
+    edit(
+        root,
+        &infra,
+        "    ignore:\n      - {component: \"user-service/*\", field: desiredCount}\n",
+        "",
+    );
+    console::scale(&sdk, &env, &name("user-service-api"), 2).await;
+    cli.expect(0, &["drift", "detect", "--detailed-exitcode"]);
 
     // Acknowledge: keep a hand-made change by writing it into the repository.
     console::set_visibility_timeout(&sdk, &name("notification-service-queue"), 120).await;
@@ -183,20 +259,57 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     let before = std::fs::read_to_string(root.join(&sqs)).expect("readable");
     let diff = cli.expect(
         0,
-        &["drift", "acknowledge", "-c", "notification-service/queue", "--write"],
+        &[
+            "drift",
+            "acknowledge",
+            "-c",
+            "notification-service/queue",
+            "--write",
+        ],
     );
-    assert!(diff.contains("-  visibilityTimeout: 300\n+  visibilityTimeout: 120\n"), "{diff}");
+    assert!(
+        diff.contains("-  visibilityTimeout: 300\n+  visibilityTimeout: 120\n"),
+        "{diff}"
+    );
     let after = std::fs::read_to_string(root.join(&sqs)).expect("readable");
-    assert_eq!(after, before.replace("visibilityTimeout: 300", "visibilityTimeout: 120"));
+    assert_eq!(
+        after,
+        before.replace("visibilityTimeout: 300", "visibilityTimeout: 120")
+    );
     let plan = cli.expect(0, &["plan"]);
-    assert!(plan.contains("notification-service/queue (SQS)  no change"), "{plan}");
+    assert!(
+        plan.contains("notification-service/queue (SQS)  no change"),
+        "{plan}"
+    );
     cli.expect(0, &apply);
     cli.expect(0, &["drift", "detect", "--detailed-exitcode"]);
 
     // Roll forward to v1.3.0, then back to v1.2.0 by version.
-    cli.expect(0, &["apply", "--yes", "--health-timeout", "60", "--var", "VERSION=v1.3.0"]);
-    assert!(console::image(&sdk, &env, &worker).await.ends_with(":v1.3.0"));
-    let back = cli.expect(0, &["rollback", "--to-version", "v1.2.0", "--yes", "--health-timeout", "60"]);
+    cli.expect(
+        0,
+        &[
+            "apply",
+            "--yes",
+            "--health-timeout",
+            "60",
+            "--var",
+            "VERSION=v1.3.0",
+        ],
+    );
+    assert!(console::image(&sdk, &env, &worker)
+        .await
+        .ends_with(":v1.3.0"));
+    let back = cli.expect(
+        0,
+        &[
+            "rollback",
+            "--to-version",
+            "v1.2.0",
+            "--yes",
+            "--health-timeout",
+            "60",
+        ],
+    );
     assert!(back.contains("✓ Rollback successful!"), "{back}");
     assert!(back.contains("is pinned to release"), "{back}");
     assert_eq!(console::image(&sdk, &env, &worker).await, v120);
@@ -208,19 +321,50 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
             .unwrap_or_else(|| panic!("no {kind} {version} row in\n{history}"))
             .to_owned()
     };
-    assert!(row("v1.3.0", "apply").contains("⚠ Rolled back"), "{history}");
-    assert!(row("v1.2.0", "rollback → v1.2.0").contains("✓ Success"), "{history}");
-    assert!(row("v1.2.0", "remediation").contains("✓ Success"), "{history}");
+    assert!(
+        row("v1.3.0", "apply").contains("⚠ Rolled back"),
+        "{history}"
+    );
+    assert!(
+        row("v1.2.0", "rollback → v1.2.0").contains("✓ Success"),
+        "{history}"
+    );
+    assert!(
+        row("v1.2.0", "remediation").contains("✓ Success"),
+        "{history}"
+    );
 
     // Pinned: apply refuses, status shows the pin, resume unpins, apply rolls forward.
     let refused = cli.run(&["apply", "--yes", "--var", "VERSION=v1.3.0"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(text(&refused).contains("is pinned to release"), "{}", text(&refused));
-    assert!(text(&refused).contains("panka resume"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("is pinned to release"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        text(&refused).contains("panka resume"),
+        "{}",
+        text(&refused)
+    );
     assert_eq!(console::image(&sdk, &env, &worker).await, v120);
-    assert!(cli.expect(0, &["status"]).contains("📌 stack pinned to release"));
+    assert!(cli
+        .expect(0, &["status"])
+        .contains("📌 stack pinned to release"));
     let resumed = cli.expect(0, &["resume"]);
     assert!(resumed.contains("Unpinned the stack"), "{resumed}");
-    cli.expect(0, &["apply", "--yes", "--health-timeout", "60", "--var", "VERSION=v1.3.0"]);
-    assert!(console::image(&sdk, &env, &worker).await.ends_with(":v1.3.0"));
+    cli.expect(
+        0,
+        &[
+            "apply",
+            "--yes",
+            "--health-timeout",
+            "60",
+            "--var",
+            "VERSION=v1.3.0",
+        ],
+    );
+    assert!(console::image(&sdk, &env, &worker)
+        .await
+        .ends_with(":v1.3.0"));
 }

@@ -413,8 +413,9 @@ pub struct AutoRollback {
 }
 
 /// The rollback of the components of a failed wave: `before` is the state as the failed run
-/// read it, `after` as it left it. Components the wave created had no previous spec and stay.
-/// `None` when nothing has a previous spec to go back to.
+/// read it, `after` as it left it, `wave` the components the wave changed. Components the wave
+/// created had no previous spec and stay. `None` when nothing has a previous spec to go back
+/// to.
 pub fn auto_rollback(
     before: &StateDocument,
     after: &StateDocument,
@@ -424,12 +425,13 @@ pub fn auto_rollback(
     let mut desired = after.applied_stack(repository)?;
     let previous = before.applied_stack(repository)?;
     let mut components = Vec::new();
+    // Every changed component with a previous spec goes back, recorded as changed or not: the
+    // one that failed its health wait was changed in AWS but never recorded (state records a
+    // component once it is healthy), and the plan of the rollback finds what really differs.
     for id in wave {
         if let Some(old) = previous.components.get(id) {
-            if desired.components.get(id) != Some(old) {
-                desired.components.insert(id.clone(), old.clone());
-                components.push(id.clone());
-            }
+            desired.components.insert(id.clone(), old.clone());
+            components.push(id.clone());
         }
     }
     if components.is_empty() {

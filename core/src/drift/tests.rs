@@ -276,7 +276,14 @@ fn a_value_waiting_on_a_missing_dependency_is_not_the_dependants_drift() {
         FieldValue::Unknown(crate::plan::KnownAfterApply::KnownAfterApply),
     );
     let state = applied(&desired);
-    let p = plan(&desired, &graph, &f, &seen, Some(&state), &PlanOptions::default());
+    let p = plan(
+        &desired,
+        &graph,
+        &f,
+        &seen,
+        Some(&state),
+        &PlanOptions::default(),
+    );
     assert!(p.all().any(|c| c.id == api && c.action.is_change()));
     let (drifted, _) = findings(&p, &[], "t");
     assert!(drifted.is_empty(), "{drifted:?}");

@@ -1,0 +1,284 @@
+//! Automatic rollback of a wave that fails its health wait, against the emulator with S3 state
+//! and DynamoDB locks. The emulator has no workload that can fail a health check, so one
+//! driver is wrapped: the real SQS driver does every AWS call, and the wrapper reports a queue
+//! whose visibility timeout is 666 as degraded (as the ECS circuit breaker reports a failed
+//! rollout). Everything else — the plan, the waves, state, history, the rollback — is the
+//! product's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use panka_controller::driver::sqs::SqsDriver;
+use panka_controller::driver::{Applied, Deletion, Driver, DriverError, Drivers, Lookups, Outputs};
+use panka_controller::engine::{Engine, EngineOptions, Quiet};
+use panka_controller::lock::{LockOptions, Locker};
+use panka_controller::session::{step_until_done, FailedApply, Limits, Session, Target};
+use panka_controller::state::{rolled_back, HistoryEntry, ReleaseKind, ReleaseOutcome, StateKey};
+use panka_core::graph::Graph;
+use panka_core::model::{ComponentId, DesiredComponent, DesiredStack};
+use panka_core::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
+use panka_crds::Kind;
+use panka_tests::emulator::{emulator, unique_name, REGION};
+use tokio_util::sync::CancellationToken;
+
+/// The real SQS driver; a queue with a visibility timeout of 666 never becomes healthy.
+struct FailsAt666(SqsDriver);
+
+#[async_trait]
+impl Driver for FailsAt666 {
+    fn kind(&self) -> Kind {
+        Kind::Sqs
+    }
+    fn desired(&self, c: &DesiredComponent, o: &Outputs, l: &Lookups) -> DesiredFields {
+        self.0.desired(c, o, l)
+    }
+    async fn observe(
+        &self,
+        id: &ComponentId,
+        recorded: Option<&BTreeMap<String, String>>,
+    ) -> Result<Observation, DriverError> {
+        let mut o = self.0.observe(id, recorded).await?;
+        if o.fields.get("visibilityTimeout") == Some(&FieldValue::known(666)) {
+            o.health = Health::Degraded("consumers crash on every message".into());
+        }
+        Ok(o)
+    }
+    async fn converge(
+        &self,
+        c: &DesiredComponent,
+        o: &Outputs,
+        l: &Lookups,
+    ) -> Result<Applied, DriverError> {
+        self.0.converge(c, o, l).await
+    }
+    async fn update(
+        &self,
+        c: &DesiredComponent,
+        o: &Outputs,
+        l: &Lookups,
+        diffs: &[FieldDiff],
+        observed: &Observation,
+    ) -> Result<Applied, DriverError> {
+        self.0.update(c, o, l, diffs, observed).await
+    }
+    async fn delete(
+        &self,
+        id: &ComponentId,
+        recorded: &BTreeMap<String, String>,
+    ) -> Result<Deletion, DriverError> {
+        self.0.delete(id, recorded).await
+    }
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// Stack `name`: queues `jobs` and `events` (wave 1) and `audit`, which depends on `jobs`
+/// (wave 2), each with its visibility timeout from a variable; `on_failure` is the stack's
+/// `rollback.onFailure`.
+fn repo(root: &Path, name: &str, on_failure: bool) {
+    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
+        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"));
+    write(root, &format!("stacks/{name}/infra/defaults.yaml"), &format!(
+        "apiVersion: infra.panka.io/v1\nkind: StackInfra\nmetadata: {{name: defaults, stack: {name}}}\nspec:\n  rollback: {{onFailure: {on_failure}}}\n"));
+    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
+        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1, JOBS: \"30\", EVENTS: \"30\", AUDIT: \"30\"}}\n"));
+    write(
+        root,
+        &format!("stacks/{name}/services/orders/service.yaml"),
+        &format!(
+        "apiVersion: core.panka.io/v1\nkind: Service\nmetadata: {{name: orders, stack: {name}}}\n"),
+    );
+    for (queue, var, extra) in [
+        ("jobs", "JOBS", ""),
+        ("events", "EVENTS", ""),
+        ("audit", "AUDIT", "  dependsOn: [jobs]\n"),
+    ] {
+        write(root, &format!("stacks/{name}/services/orders/components/{queue}/sqs.yaml"), &format!(
+            "apiVersion: components.panka.io/v1\nkind: SQS\nmetadata: {{name: {queue}, service: orders, stack: {name}}}\nspec:\n  visibilityTimeout: ${{{var}}}\n{extra}"));
+    }
+}
+
+fn resolve(root: &Path, name: &str, vars: &[(&str, &str)]) -> (DesiredStack, Graph) {
+    let loaded = panka_controller::validate::load_stack(root, name).expect("loads");
+    let options = panka_core::resolve::Options {
+        vars: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    panka_controller::validate::plan_input(&loaded, "development", &options).expect("resolves")
+}
+
+async fn visibility(name: &str, queue: &str) -> String {
+    let sqs = aws_sdk_sqs::Client::new(&emulator().sdk_config().await);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(format!("{name}-development-orders-{queue}"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout))
+        .cloned()
+        .expect("a visibility timeout")
+}
+
+/// Applies v1 (30 s everywhere), then v2 (`jobs` 666: degraded, `events` 45, `audit` 50) and,
+/// when that fails, lets the session roll the failed wave back. What the rollback said.
+async fn fail_v2(root: &Path, name: &str) -> (Session, StateKey, Option<String>) {
+    let sdk = emulator().sdk_config().await;
+    let backends = emulator().fresh_backends().await.backends;
+    let session = Session::with(backends.clone(), sdk.clone()).with_actor("tester@ci");
+    let locker = Locker::new(backends.locks.clone(), LockOptions::default()).expect("locker");
+    let factory = Arc::new(|ctx: &panka_controller::driver::Ctx| {
+        Drivers::with(vec![Box::new(FailsAt666(SqsDriver::new(ctx)))])
+    });
+    let engine = Engine::with_drivers(sdk, backends, locker, factory);
+    let limits = Limits {
+        allow_destroy: false,
+        health_timeout: Duration::from_secs(30),
+    };
+    let target = Target::default();
+    let cancel = CancellationToken::new();
+    let run_apply = |desired: DesiredStack, graph: Graph| {
+        let options = EngineOptions {
+            ..session.options_for(&target, panka_controller::session::Operation::Apply(limits))
+        };
+        let engine = &engine;
+        let cancel = cancel.clone();
+        async move {
+            let run = engine.run(&desired, options, cancel.clone());
+            let prepared = engine.plan(&run, &desired, &graph).await.expect("plans");
+            let applying = engine
+                .apply(&run, &desired, &graph, &prepared.approve(), &Quiet)
+                .await
+                .expect("applies")
+                .expect("has changes");
+            let result = step_until_done(applying, &cancel).await;
+            (prepared, result)
+        }
+    };
+    let (desired, graph) = resolve(root, name, &[]);
+    let (_, first) = run_apply(desired, graph).await;
+    first.expect("v1 applies");
+    let v2 = [
+        ("VERSION", "v2"),
+        ("JOBS", "666"),
+        ("EVENTS", "45"),
+        ("AUDIT", "50"),
+    ];
+    let (desired, graph) = resolve(root, name, &v2);
+    let (prepared, second) = run_apply(desired.clone(), graph).await;
+    let failure = second.expect_err("v2 fails its health wait");
+    assert_eq!(
+        failure.unhealthy_component(),
+        Some(&ComponentId::new("orders", "jobs")),
+        "{failure}"
+    );
+    let note = session
+        .roll_back_failed_wave(
+            FailedApply {
+                engine: &engine,
+                target: &target,
+                repository: &desired,
+                prepared: &prepared,
+                failure: &failure,
+                limits,
+            },
+            &cancel,
+            &Quiet,
+        )
+        .await;
+    let key = StateKey::new(name, "development").expect("key");
+    (session, key, note)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wave_that_fails_its_health_wait_goes_back_and_later_waves_do_not_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("ar");
+    repo(dir.path(), &name, true);
+    let (session, key, note) = fail_v2(dir.path(), &name).await;
+    assert_eq!(
+        note.as_deref(),
+        Some("rolled back orders/events, orders/jobs to their previous spec")
+    );
+    // The failed wave is back at v1; the wave after it never ran.
+    for queue in ["jobs", "events", "audit"] {
+        assert_eq!(visibility(&name, queue).await, "30", "{queue}");
+    }
+    let history = session
+        .backends()
+        .state
+        .history(&key, None)
+        .await
+        .expect("history");
+    let releases: Vec<_> = history
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEntry::Release(r) => Some(r),
+            HistoryEntry::Unlock(_) => None,
+        })
+        .collect();
+    let [rollback, failed, first] = releases[..] else {
+        panic!("three releases expected: {releases:#?}")
+    };
+    assert_eq!(
+        (first.kind, first.outcome),
+        (ReleaseKind::Apply, ReleaseOutcome::Succeeded)
+    );
+    assert_eq!(
+        (failed.kind, failed.outcome),
+        (ReleaseKind::Apply, ReleaseOutcome::Failed)
+    );
+    assert_eq!(failed.version.as_deref(), Some("v2"));
+    assert_eq!(
+        (rollback.kind, rollback.outcome),
+        (ReleaseKind::Rollback, ReleaseOutcome::Succeeded)
+    );
+    assert_eq!(rollback.target.as_deref(), Some(first.id.as_str()));
+    assert_eq!(rollback.supersedes, std::slice::from_ref(&failed.id));
+    assert_eq!(rollback.version.as_deref(), Some("v1"));
+    let reason = rollback.reason.as_deref().expect("a reason");
+    assert!(
+        reason.contains("consumers crash on every message"),
+        "{reason}"
+    );
+    assert!(rolled_back(&history).contains(failed.id.as_str()));
+    // An automatic rollback does not pin: the next commit is the fix.
+    let state = session
+        .backends()
+        .state
+        .read(&key)
+        .await
+        .expect("reads")
+        .expect("a state");
+    assert!(state.document.pins.is_empty(), "{:?}", state.document.pins);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_on_failure_off_the_failed_wave_stays_as_it_failed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("ar");
+    repo(dir.path(), &name, false);
+    let (_, _, note) = fail_v2(dir.path(), &name).await;
+    assert_eq!(note, None);
+    assert_eq!(visibility(&name, "jobs").await, "666");
+    assert_eq!(visibility(&name, "events").await, "45");
+    assert_eq!(visibility(&name, "audit").await, "30");
+}
