@@ -9,6 +9,7 @@
 //! the compiler keeps these stages pure; the controller crate does the I/O around them.
 
 pub mod acknowledge;
+pub mod bake;
 pub mod cost;
 pub mod diag;
 pub mod drift;

@@ -6,9 +6,10 @@ of the real API, as AWS shapes it). `apply()` installs them all; scripts/moto_se
 before the app is created. See docs/operations.md, "The local emulator".
 """
 
-from . import elasticache
+from . import cloudwatch, elasticache
 
 
 def apply() -> None:
     """Install every patch (idempotent)."""
+    cloudwatch.apply()
     elasticache.apply()

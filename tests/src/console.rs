@@ -191,3 +191,39 @@ pub async fn delete_db(sdk: &SdkConfig, instance: &str) {
         .await
         .expect("instance deleted");
 }
+
+/// Publishes what a load balancer reports for one target group over the last minute:
+/// `requests` requests, `errors` of them 5XX, each taking `seconds`.
+pub async fn feed_load_balancer_metrics(
+    sdk: &SdkConfig,
+    (target_group, load_balancer): (&str, &str),
+    requests: u32,
+    errors: u32,
+    seconds: f64,
+) {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let dimensions = [
+        ("TargetGroup", target_group),
+        ("LoadBalancer", load_balancer),
+    ]
+    .map(|(n, v)| Dimension::builder().name(n).value(v).build());
+    let datum = |name: &str, value: f64| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .set_dimensions(Some(dimensions.to_vec()))
+            .value(value)
+            .build()
+    };
+    let mut data = vec![
+        datum("RequestCount", f64::from(requests)),
+        datum("HTTPCode_Target_5XX_Count", f64::from(errors)),
+    ];
+    data.extend((0..requests.min(100)).map(|_| datum("TargetResponseTime", seconds)));
+    aws_sdk_cloudwatch::Client::new(sdk)
+        .put_metric_data()
+        .namespace("AWS/ApplicationELB")
+        .set_metric_data(Some(data))
+        .send()
+        .await
+        .expect("metrics published");
+}

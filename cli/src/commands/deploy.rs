@@ -224,7 +224,36 @@ pub(crate) fn execute(
         };
         let report = session::step_until_done(applying, &cancel).await;
         Ok(match report {
-            Ok(report) => Outcome::Applied(Box::new(report), run.calls().clone()),
+            Ok(report) => match job.operation {
+                Operation::Apply(limits) if report.release.is_some() => {
+                    let failed = |failure| session::FailedApply {
+                        engine: &engine,
+                        target,
+                        repository,
+                        prepared: &prepared,
+                        failure,
+                        limits,
+                    };
+                    match bake(&session, &engine, repository, &report, &cancel, table).await {
+                        Ok(None) => Outcome::Applied(Box::new(report), run.calls().clone()),
+                        Ok(Some(reason)) => {
+                            let e = EngineError::BakeFailed(reason);
+                            let note = session
+                                .roll_back_release(failed(&e), &cancel, &progress)
+                                .await;
+                            Outcome::Failed(match note {
+                                Some(note) => EngineError::RolledBack {
+                                    failure: Box::new(e),
+                                    note,
+                                },
+                                None => e,
+                            })
+                        }
+                        Err(e) => Outcome::Failed(e),
+                    }
+                }
+                _ => Outcome::Applied(Box::new(report), run.calls().clone()),
+            },
             Err(e) => {
                 let back = match job.operation {
                     Operation::Apply(limits) => {
@@ -254,6 +283,64 @@ pub(crate) fn execute(
     });
     progress.finish();
     report_outcome(global, result?, &job)
+}
+
+/// The bake period of a release that changed something, when the stack asks for one: watches
+/// the load balancer's metrics of the services it changed. The crossed threshold's reason, if
+/// one was.
+async fn bake(
+    session: &session::Session,
+    engine: &panka_controller::engine::Engine,
+    repository: &DesiredStack,
+    report: &panka_controller::engine::ApplyReport,
+    cancel: &CancellationToken,
+    table: bool,
+) -> Result<Option<String>, EngineError> {
+    let policy = repository.infra.rollback.as_ref();
+    let Some(period) = panka_core::bake::bake_period(policy) else {
+        return Ok(None);
+    };
+    let key = panka_controller::state::StateKey::new(&repository.name, &repository.environment)
+        .map_err(panka_controller::state::StateError::from)?;
+    let Some(state) = engine.state().read(&key).await? else {
+        return Ok(None);
+    };
+    let changed: Vec<_> = report
+        .plan
+        .waves
+        .iter()
+        .flatten()
+        .filter(|p| p.action.is_change())
+        .map(|p| p.id.clone())
+        .collect();
+    let targets = session::bake_targets(&state.document, &changed);
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    let thresholds = panka_core::bake::Thresholds::of(policy);
+    if table {
+        println!(
+            "\nBaking for {}: watching {} behind the load balancer (roll back above {}% 5XX or {} ms p99)…",
+            panka_controller::engine::run::human(period),
+            targets
+                .iter()
+                .map(|t| t.component.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            thresholds.error_rate_percent,
+            thresholds.p99_latency_ms
+        );
+    }
+    let since = std::time::SystemTime::now()
+        .checked_sub(report.duration)
+        .unwrap_or_else(std::time::SystemTime::now);
+    let crossed = session
+        .bake(&targets, since, period, &thresholds, cancel, &|_| {})
+        .await?;
+    if table && crossed.is_none() {
+        println!("✓ Bake period passed");
+    }
+    Ok(crossed)
 }
 
 /// Bars where a person watches; CI logs and pipes keep the line output.

@@ -319,6 +319,9 @@ pub enum EngineError {
     /// Apply stopped on request before it finished; state and the release say how far it got.
     #[error("apply interrupted: state records what was applied; run it again to carry on")]
     Interrupted,
+    /// The bake period after the last wave crossed a threshold (error rate, p99 latency).
+    #[error("{0}")]
+    BakeFailed(String),
     /// A release failed and was rolled back: the failure, and what the rollback did.
     #[error("{failure}; {note}")]
     RolledBack {
@@ -370,7 +373,9 @@ impl EngineError {
             }
             EngineError::Interrupted => ErrorClass::Transient,
             EngineError::RolledBack { failure, .. } => failure.class(),
-            EngineError::NoDriver { .. } | EngineError::Refused(_) => ErrorClass::Permanent,
+            EngineError::NoDriver { .. } | EngineError::Refused(_) | EngineError::BakeFailed(_) => {
+                ErrorClass::Permanent
+            }
             EngineError::Failed(all) => {
                 let classes: Vec<ErrorClass> = all.iter().map(EngineError::class).collect();
                 [ErrorClass::Conflict, ErrorClass::Permanent]

@@ -17,9 +17,11 @@ use panka_core::model::{ComponentId, DesiredStack};
 use panka_core::plan::{Health, Observation, Observed};
 use tokio_util::sync::CancellationToken;
 
+mod bake;
 mod drift;
 mod rollback;
 
+pub use bake::{bake_targets, BakeLook, BakeTarget};
 pub use drift::{pending_changes, DriftCheck};
 pub use rollback::{
     auto_rollback, step_until_done, AutoRollback, FailedApply, RollbackInput, RollbackTo,

@@ -328,6 +328,60 @@ impl Session {
             .filter(|p| p.action.is_change())
             .map(|p| p.id.clone())
             .collect();
+        self.roll_back(
+            FailedApply {
+                engine,
+                target,
+                repository,
+                prepared,
+                failure,
+                limits,
+            },
+            &wave,
+            cancel,
+            progress,
+        )
+        .await
+    }
+
+    /// After a release whose bake period crossed a threshold (`failure` says which): puts every
+    /// component the release changed back to its previous spec, as a `rollback` release that
+    /// names it. Says what it did; `None` when nothing had a previous spec.
+    pub async fn roll_back_release(
+        &self,
+        failed: FailedApply<'_>,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Option<String> {
+        let changed: Vec<ComponentId> = failed
+            .prepared
+            .plan
+            .waves
+            .iter()
+            .flatten()
+            .filter(|p| p.action.is_change())
+            .map(|p| p.id.clone())
+            .collect();
+        self.roll_back(failed, &changed, cancel, progress).await
+    }
+
+    /// Re-applies the previous specs of `components` (what `failed` changed) as an automatic
+    /// `rollback` release.
+    async fn roll_back(
+        &self,
+        failed: FailedApply<'_>,
+        wave: &[ComponentId],
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Option<String> {
+        let FailedApply {
+            engine,
+            target,
+            repository,
+            prepared,
+            failure,
+            limits,
+        } = failed;
         let before = prepared.state.as_ref()?;
         let key = StateKey::new(&repository.name, &repository.environment).ok()?;
         let after = match engine.state().read(&key).await {
@@ -335,7 +389,7 @@ impl Session {
             Ok(None) => return None,
             Err(e) => return Some(format!("could not roll back: {e}")),
         };
-        let back = match auto_rollback(&before.document, &after.document, &wave, repository) {
+        let back = match auto_rollback(&before.document, &after.document, wave, repository) {
             Ok(Some(back)) => back,
             Ok(None) => return None,
             Err(e) => return Some(format!("could not roll back: {e}")),
