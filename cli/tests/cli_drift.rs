@@ -284,7 +284,15 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     cli.expect(0, &apply);
     cli.expect(0, &["drift", "detect", "--detailed-exitcode"]);
 
-    // Roll forward to v1.3.0, then back to v1.2.0 by version.
+    // Roll forward to v1.3.0 (a new image and a new variable), then back to v1.2.0 by version.
+    let worker_yaml =
+        format!("stacks/{stack}/services/notification-service/components/worker/worker.yaml");
+    edit(
+        root,
+        &worker_yaml,
+        "  dependsOn:\n",
+        "    - name: BATCH_SIZE\n      value: \"50\"\n\n  dependsOn:\n",
+    );
     cli.expect(
         0,
         &[
@@ -299,6 +307,8 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     assert!(console::image(&sdk, &env, &worker)
         .await
         .ends_with(":v1.3.0"));
+    let batch = || console::variable(&sdk, &env, &worker, "BATCH_SIZE");
+    assert_eq!(batch().await.as_deref(), Some("50"));
     let back = cli.expect(
         0,
         &[
@@ -313,6 +323,7 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     assert!(back.contains("✓ Rollback successful!"), "{back}");
     assert!(back.contains("is pinned to release"), "{back}");
     assert_eq!(console::image(&sdk, &env, &worker).await, v120);
+    assert_eq!(batch().await, None);
     let history = cli.expect(0, &["history"]);
     let row = |version: &str, kind: &str| {
         history
@@ -367,4 +378,5 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     assert!(console::image(&sdk, &env, &worker)
         .await
         .ends_with(":v1.3.0"));
+    assert_eq!(batch().await.as_deref(), Some("50"));
 }

@@ -227,3 +227,19 @@ pub async fn feed_load_balancer_metrics(
         .await
         .expect("metrics published");
 }
+
+/// The value of plain variable `name` in a service's running task definition, if it is set.
+pub async fn variable(sdk: &SdkConfig, cluster: &str, service: &str, name: &str) -> Option<String> {
+    let svc = running_service(sdk, cluster, service).await;
+    aws_sdk_ecs::Client::new(sdk)
+        .describe_task_definition()
+        .task_definition(svc.task_definition().expect("a task definition"))
+        .send()
+        .await
+        .expect("task definition described")
+        .task_definition()
+        .and_then(|t| t.container_definitions().first())
+        .and_then(|c| c.environment().iter().find(|e| e.name() == Some(name)))
+        .and_then(|e| e.value())
+        .map(str::to_owned)
+}
