@@ -389,6 +389,7 @@ pub fn plan(
 ) -> Plan {
     let empty = DesiredFields::default();
     let mut summary = Summary::default();
+    let mut changed = BTreeMap::new();
     let mut waves = Vec::new();
     for wave in &graph.waves {
         let mut planned = Vec::new();
@@ -401,15 +402,13 @@ pub fn plan(
             }
             let want = fields.get(id).unwrap_or(&empty);
             let seen = observed.get(id);
-            let last_hash = state
-                .and_then(|s| s.components.get(&id.to_string()))
-                .map(|c| c.spec_hash.as_str());
+            let unchanged = !changed_since_applied(id, desired, state, &mut changed);
             let ignore = desired
                 .infra
                 .drift
                 .as_ref()
                 .map_or(&[][..], |d| &d.ignore[..]);
-            let p = component_plan(component, want, seen, last_hash, ignore, options);
+            let p = component_plan(component, want, seen, unchanged, ignore, options);
             count(&mut summary, &p.action);
             planned.push(p);
         }
@@ -533,7 +532,7 @@ fn component_plan(
     component: &DesiredComponent,
     want: &DesiredFields,
     seen: Option<&Observation>,
-    last_hash: Option<&str>,
+    unchanged: bool,
     ignore: &[DriftIgnore],
     options: &PlanOptions,
 ) -> ComponentPlan {
@@ -547,7 +546,6 @@ fn component_plan(
         drift: false,
         ignored: Vec::new(),
     };
-    let unchanged = last_hash == Some(component.hash().as_str());
     let Some(seen) = seen.filter(|o| o.exists) else {
         p.action = Action::Create;
         return p;
@@ -593,6 +591,38 @@ fn component_plan(
     // The repository asks for what was last applied, yet AWS differs: someone changed AWS.
     p.drift = p.action.is_change() && unchanged;
     p
+}
+
+/// Whether the repository changed `id` since it was last applied: its own spec, or that of
+/// anything it references (directly or not), whose outputs or settings its desired fields are
+/// made of (a new subnet of the network reaches the load balancer; a renamed queue, the
+/// environment of the service reading its URL). A component never applied counts as changed.
+/// Only an unchanged component's differences are drift. `memo` keeps the answers.
+fn changed_since_applied(
+    id: &ComponentId,
+    desired: &DesiredStack,
+    state: Option<&StateDocument>,
+    memo: &mut BTreeMap<ComponentId, bool>,
+) -> bool {
+    if let Some(known) = memo.get(id) {
+        return *known;
+    }
+    // Provisionally unchanged: a reference cycle (refused by graph, so never planned) ends here.
+    memo.insert(id.clone(), false);
+    let changed = match desired.components.get(id) {
+        None => true,
+        Some(c) => {
+            let recorded = state
+                .and_then(|s| s.components.get(&id.to_string()))
+                .map(|r| r.spec_hash.as_str());
+            recorded != Some(c.hash().as_str())
+                || c.references
+                    .iter()
+                    .any(|r| changed_since_applied(&r.target, desired, state, memo))
+        }
+    };
+    memo.insert(id.clone(), changed);
+    changed
 }
 
 /// Whether a `drift.ignore` rule expects `field` of component `id` (`service/component`) to

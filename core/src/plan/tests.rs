@@ -405,6 +405,54 @@ fn a_difference_without_a_repository_change_is_drift() {
 }
 
 #[test]
+fn a_difference_that_a_changed_dependency_explains_is_not_drift() {
+    let (desired, graph) = example("notification-platform");
+    let f = fields(&desired);
+    // Everything recorded as applied with its current spec, but the network: the repository
+    // changed it (a new subnet, say). What runs on it differs because of that, not by hand.
+    let recorded: Vec<(String, String, String)> = desired
+        .components
+        .values()
+        .map(|c| {
+            let hash = if c.id.to_string() == "_stack/network" {
+                "older".to_owned()
+            } else {
+                c.hash()
+            };
+            (c.id.to_string(), c.kind().name().to_owned(), hash)
+        })
+        .collect();
+    let refs: Vec<(&str, &str, String)> = recorded
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.clone()))
+        .collect();
+    let state = state_with(&refs);
+    let mut seen = observed_as(&f);
+    for id in [id("_stack/alb"), id("email-service/queue")] {
+        seen.get_mut(&id)
+            .unwrap()
+            .fields
+            .insert("size".into(), FieldValue::known(9));
+    }
+    let plan = plan(
+        &desired,
+        &graph,
+        &f,
+        &Observed::new(seen),
+        Some(&state),
+        &PlanOptions::default(),
+    );
+    let alb = plan.all().find(|p| p.id == id("_stack/alb")).unwrap();
+    assert_eq!(alb.action, Action::Update);
+    assert!(!alb.drift, "the load balancer runs on the changed network");
+    let queue = plan
+        .all()
+        .find(|p| p.id == id("email-service/queue"))
+        .unwrap();
+    assert!(queue.drift, "the queue references nothing that changed");
+}
+
+#[test]
 fn unknown_values_render_as_known_after_apply() {
     let v = FieldValue::Unknown(KnownAfterApply::KnownAfterApply);
     assert_eq!(v.display(), "(known after apply)");
