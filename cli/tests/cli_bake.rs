@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use panka_tests::console;
-use panka_tests::emulator::{emulator, ensure_secrets, panka_command, unique_name, REGION};
+use panka_tests::emulator::{emulator, ensure_secrets, panka_backend, panka_command, unique_name};
 use panka_tests::output::text;
 use panka_tests::repo::{edit, renamed_example};
 use serde_json::Value;
@@ -65,26 +65,7 @@ async fn a_release_is_rolled_back_when_its_bake_crosses_a_threshold() {
     )
     .expect("resolves");
     ensure_secrets(&sdk, &desired).await;
-    let (bucket, table) = (unique_name("bake"), unique_name("bake"));
-    for args in [
-        vec![
-            "init",
-            "--region",
-            REGION,
-            "--bucket",
-            &bucket,
-            "--table",
-            &table,
-            "--non-interactive",
-        ],
-        vec!["backend", "create", "--bucket", &bucket, "--table", &table],
-    ] {
-        let out = panka_command(env!("CARGO_BIN_EXE_panka"), home)
-            .args(&args)
-            .output()
-            .expect("runs");
-        assert!(out.status.success(), "{}", text(&out));
-    }
+    panka_backend(env!("CARGO_BIN_EXE_panka"), home, "bake");
     let apply = |vars: &[&str]| {
         let mut args = vec!["apply", "--yes", "--health-timeout", "60"];
         for v in vars {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use panka_tests::console;
-use panka_tests::emulator::{emulator, ensure_secrets, panka_command, unique_name, REGION};
+use panka_tests::emulator::{emulator, ensure_secrets, panka_backend, panka_command, unique_name};
 use panka_tests::output::text;
 use panka_tests::repo::{edit, renamed_example};
 use serde_json::Value;
@@ -90,27 +90,9 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
         root,
         stack: &stack,
     };
-    let (bucket, table) = (unique_name("drift"), unique_name("drift"));
-    for args in [
-        vec![
-            "init",
-            "--region",
-            REGION,
-            "--bucket",
-            &bucket,
-            "--table",
-            &table,
-            "--non-interactive",
-        ],
-        vec!["backend", "create", "--bucket", &bucket, "--table", &table],
-    ] {
-        let out = panka_command(env!("CARGO_BIN_EXE_panka"), home.path())
-            .args(&args)
-            .output()
-            .expect("runs");
-        assert!(out.status.success(), "{}", text(&out));
-    }
+    panka_backend(env!("CARGO_BIN_EXE_panka"), home.path(), "drift");
     let apply = ["apply", "--yes", "--health-timeout", "60"];
+    let v130 = [&apply[..], &["--var", "VERSION=v1.3.0"]].concat();
     cli.expect(0, &apply);
 
     // No false drift right after an apply, nor after an apply that changes nothing.
@@ -293,17 +275,7 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
         "  dependsOn:\n",
         "    - name: BATCH_SIZE\n      value: \"50\"\n\n  dependsOn:\n",
     );
-    cli.expect(
-        0,
-        &[
-            "apply",
-            "--yes",
-            "--health-timeout",
-            "60",
-            "--var",
-            "VERSION=v1.3.0",
-        ],
-    );
+    cli.expect(0, &v130);
     assert!(console::image(&sdk, &env, &worker)
         .await
         .ends_with(":v1.3.0"));
@@ -364,17 +336,7 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
         .contains("📌 stack pinned to release"));
     let resumed = cli.expect(0, &["resume"]);
     assert!(resumed.contains("Unpinned the stack"), "{resumed}");
-    cli.expect(
-        0,
-        &[
-            "apply",
-            "--yes",
-            "--health-timeout",
-            "60",
-            "--var",
-            "VERSION=v1.3.0",
-        ],
-    );
+    cli.expect(0, &v130);
     assert!(console::image(&sdk, &env, &worker)
         .await
         .ends_with(":v1.3.0"));

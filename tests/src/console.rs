@@ -43,6 +43,23 @@ async fn running_service(
         .unwrap_or_else(|| panic!("no active service {service} in {cluster}"))
 }
 
+/// The task definition a service runs.
+async fn running_task_definition(
+    sdk: &SdkConfig,
+    cluster: &str,
+    service: &str,
+) -> aws_sdk_ecs::types::TaskDefinition {
+    let svc = running_service(sdk, cluster, service).await;
+    aws_sdk_ecs::Client::new(sdk)
+        .describe_task_definition()
+        .task_definition(svc.task_definition().expect("a task definition"))
+        .send()
+        .await
+        .expect("task definition described")
+        .task_definition
+        .expect("a task definition")
+}
+
 /// Registers a new revision of a service's task definition with `image` and the plain variable
 /// `name` set to `value`, and points the service at it.
 pub async fn swap_task_definition(
@@ -53,15 +70,7 @@ pub async fn swap_task_definition(
     (name, value): (&str, &str),
 ) {
     let ecs = aws_sdk_ecs::Client::new(sdk);
-    let svc = running_service(sdk, cluster, service).await;
-    let td = ecs
-        .describe_task_definition()
-        .task_definition(svc.task_definition().expect("a task definition"))
-        .send()
-        .await
-        .expect("task definition described")
-        .task_definition
-        .expect("a task definition");
+    let td = running_task_definition(sdk, cluster, service).await;
     let mut containers = td.container_definitions().to_vec();
     let first = containers.first_mut().expect("a container");
     first.image = Some(image.to_owned());
@@ -100,15 +109,10 @@ pub async fn swap_task_definition(
 
 /// The image of a service's running task definition.
 pub async fn image(sdk: &SdkConfig, cluster: &str, service: &str) -> String {
-    let svc = running_service(sdk, cluster, service).await;
-    aws_sdk_ecs::Client::new(sdk)
-        .describe_task_definition()
-        .task_definition(svc.task_definition().expect("a task definition"))
-        .send()
+    running_task_definition(sdk, cluster, service)
         .await
-        .expect("task definition described")
-        .task_definition()
-        .and_then(|t| t.container_definitions().first())
+        .container_definitions()
+        .first()
         .and_then(|c| c.image())
         .expect("an image")
         .to_owned()
@@ -230,15 +234,10 @@ pub async fn feed_load_balancer_metrics(
 
 /// The value of plain variable `name` in a service's running task definition, if it is set.
 pub async fn variable(sdk: &SdkConfig, cluster: &str, service: &str, name: &str) -> Option<String> {
-    let svc = running_service(sdk, cluster, service).await;
-    aws_sdk_ecs::Client::new(sdk)
-        .describe_task_definition()
-        .task_definition(svc.task_definition().expect("a task definition"))
-        .send()
+    running_task_definition(sdk, cluster, service)
         .await
-        .expect("task definition described")
-        .task_definition()
-        .and_then(|t| t.container_definitions().first())
+        .container_definitions()
+        .first()
         .and_then(|c| c.environment().iter().find(|e| e.name() == Some(name)))
         .and_then(|e| e.value())
         .map(str::to_owned)

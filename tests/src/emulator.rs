@@ -328,3 +328,31 @@ pub fn panka_command(bin: &str, home: &std::path::Path) -> std::process::Command
     }
     cmd
 }
+
+/// `panka init` and `panka backend create` (the binary at `bin`, run as [`panka_command`] in
+/// `home`) on a fresh bucket and lock table of the emulator, named after `prefix`.
+///
+/// # Panics
+/// When either command fails.
+pub fn panka_backend(bin: &str, home: &std::path::Path, prefix: &str) {
+    let (bucket, table) = (unique_name(prefix), unique_name(prefix));
+    for args in [
+        vec![
+            "init",
+            "--region",
+            REGION,
+            "--bucket",
+            &bucket,
+            "--table",
+            &table,
+            "--non-interactive",
+        ],
+        vec!["backend", "create", "--bucket", &bucket, "--table", &table],
+    ] {
+        let out = panka_command(bin, home)
+            .args(&args)
+            .output()
+            .expect("panka runs");
+        assert!(out.status.success(), "{}", crate::output::text(&out));
+    }
+}

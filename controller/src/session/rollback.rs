@@ -301,25 +301,19 @@ impl Session {
         cancel: &CancellationToken,
         progress: &dyn Progress,
     ) -> Option<String> {
-        let FailedApply {
-            engine,
-            target,
-            repository,
-            prepared,
-            failure,
-            limits,
-        } = failed;
-        let on = repository
+        let on = failed
+            .repository
             .infra
             .rollback
             .as_ref()
             .and_then(|r| r.on_failure)
             .unwrap_or(true);
-        let unhealthy = failure.unhealthy_component()?;
+        let unhealthy = failed.failure.unhealthy_component()?;
         if !on || cancel.is_cancelled() {
             return None;
         }
-        let wave: Vec<ComponentId> = prepared
+        let wave: Vec<ComponentId> = failed
+            .prepared
             .plan
             .waves
             .iter()
@@ -328,20 +322,7 @@ impl Session {
             .filter(|p| p.action.is_change())
             .map(|p| p.id.clone())
             .collect();
-        self.roll_back(
-            FailedApply {
-                engine,
-                target,
-                repository,
-                prepared,
-                failure,
-                limits,
-            },
-            &wave,
-            cancel,
-            progress,
-        )
-        .await
+        self.roll_back(failed, &wave, cancel, progress).await
     }
 
     /// After a release whose bake period crossed a threshold (`failure` says which): puts every
