@@ -1,11 +1,12 @@
 //! The bake period after a release, end to end: the example's `user-platform` stack (under a
-//! name of its own) with `rollback.bake: 2s`, and load balancer metrics published to the
-//! emulator's CloudWatch as the load balancer would. Under the thresholds the release stands;
+//! name of its own) with `rollback.bake: 4s`, and load balancer metrics published to the
+//! emulator's CloudWatch during the bake, as the load balancer would. Under the thresholds the release stands;
 //! an error rate over 5 % or a p99 over 2000 ms rolls it back and the command fails saying why.
 
 use std::path::Path;
 use std::process::Output;
 
+use panka_controller::session::next_minute;
 use panka_tests::console;
 use panka_tests::emulator::{emulator, ensure_secrets, panka_backend, panka_command, unique_name};
 use panka_tests::output::text;
@@ -23,7 +24,7 @@ fn panka(home: &Path, root: &Path, stack: &str, args: &[&str]) -> Output {
 }
 
 /// The CloudWatch dimensions (`targetgroup/…`, `app/…`) of a service, from `state show`.
-fn dimensions(home: &Path, root: &Path, stack: &str, component: &str) -> (String, String) {
+fn dimensions(home: &Path, root: &Path, stack: &str, component: &str) -> Dimensions {
     let out = panka(home, root, stack, &["state", "show", "--output", "json"]);
     assert!(out.status.success(), "{}", text(&out));
     let state: Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -34,7 +35,7 @@ fn dimensions(home: &Path, root: &Path, stack: &str, component: &str) -> (String
     let alb = components["_stack/alb"]["identifiers"]["arn"]
         .as_str()
         .expect("a load balancer");
-    (
+    Dimensions(
         tg.rsplit_once(':').expect("an ARN").1.to_owned(),
         alb.split_once(":loadbalancer/")
             .expect("an ARN")
@@ -54,7 +55,7 @@ async fn a_release_is_rolled_back_when_its_bake_crosses_a_threshold() {
         root,
         &format!("stacks/{stack}/infra/defaults.yaml"),
         "  approval:\n",
-        "  rollback:\n    bake: 2s\n  approval:\n",
+        "  rollback:\n    bake: 4s\n  approval:\n",
     );
     let sdk = emulator().sdk_config().await;
     let loaded = panka_controller::validate::load_stack(root, &stack).expect("loads");
@@ -87,10 +88,18 @@ async fn a_release_is_rolled_back_when_its_bake_crosses_a_threshold() {
     let env = format!("{stack}-development");
     let api = format!("{env}-notification-service-api");
 
-    // Under the thresholds (2 % errors, 300 ms): the release stands.
-    console::feed_load_balancer_metrics(&sdk, (&notification.0, &notification.1), 100, 2, 0.3)
-        .await;
-    let fine = apply(&["VERSION=v1.3.0"]);
+    // Errors served before a release are not the release's: v1.3.0 bakes clean, then serves
+    // 2 % errors at 300 ms, under the thresholds.
+    let now = std::time::SystemTime::now;
+    // What the load balancer serves in the first whole minute after a release finished: the
+    // bake's window (the minute it finished in is the previous release's too).
+    let during = || next_minute(now()) + std::time::Duration::from_secs(1);
+    console::feed_load_balancer_metrics(&sdk, notification.as_pair(), now(), (100, 50, 0.3)).await;
+    let fine = apply_baking(home, root, &stack, &["VERSION=v1.3.0"], async {
+        console::feed_load_balancer_metrics(&sdk, notification.as_pair(), during(), (100, 2, 0.3))
+            .await;
+    })
+    .await;
     assert!(fine.status.success(), "{}", text(&fine));
     assert!(
         text(&fine).contains("✓ Bake period passed"),
@@ -99,19 +108,35 @@ async fn a_release_is_rolled_back_when_its_bake_crosses_a_threshold() {
     );
     assert!(console::image(&sdk, &env, &api).await.ends_with(":v1.3.0"));
 
-    // Over the error rate: 12 more 5XX of 100 more requests (7 % over the window).
-    console::feed_load_balancer_metrics(&sdk, (&notification.0, &notification.1), 100, 12, 0.3)
-        .await;
-    let bad = apply(&["VERSION=v1.4.0"]);
+    // v1.4.0 serves 30 % errors during its bake: rolled back.
+    let bad = apply_baking(home, root, &stack, &["VERSION=v1.4.0"], async {
+        console::feed_load_balancer_metrics(&sdk, notification.as_pair(), during(), (100, 30, 0.3))
+            .await;
+    })
+    .await;
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     let said = text(&bad);
-    assert!(said.contains("notification-service/api: 7.0% of requests failed with 5XX during the bake (threshold 5%)"), "{said}");
+    // 30 % of its own requests, or 16 % with v1.3.0's when both fall in one minute.
+    assert!(said.contains("notification-service/api: "), "{said}");
+    assert!(
+        said.contains("% of requests failed with 5XX during the bake (threshold 5%)"),
+        "{said}"
+    );
     assert!(said.contains("rolled back notification-service/worker, notification-service/api to their previous spec"), "{said}");
     assert!(console::image(&sdk, &env, &api).await.ends_with(":v1.3.0"));
 
     // Over the p99 latency, on the one service a release changes.
-    console::feed_load_balancer_metrics(&sdk, (&users.0, &users.1), 50, 0, 2.5).await;
-    let slow = apply(&["VERSION=v1.3.0", "USER_API_VERSION=v3.5.0"]);
+    let slow = apply_baking(
+        home,
+        root,
+        &stack,
+        &["VERSION=v1.3.0", "USER_API_VERSION=v3.5.0"],
+        async {
+            console::feed_load_balancer_metrics(&sdk, users.as_pair(), during(), (50, 0, 2.5))
+                .await;
+        },
+    )
+    .await;
     assert_eq!(slow.status.code(), Some(1), "{}", text(&slow));
     let said = text(&slow);
     assert!(
@@ -138,4 +163,72 @@ async fn a_release_is_rolled_back_when_its_bake_crosses_a_threshold() {
         v140.is_some_and(|l| l.contains("⚠ Rolled back")),
         "{history}"
     );
+}
+
+/// `(target group, load balancer)` dimensions.
+struct Dimensions(String, String);
+
+impl Dimensions {
+    fn as_pair(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+/// Runs `apply --var VARS…` and, once its bake starts (its output says `Baking for`), `feed`:
+/// what the load balancer serves while the release bakes.
+async fn apply_baking(
+    home: &Path,
+    root: &Path,
+    stack: &str,
+    vars: &[&str],
+    feed: impl std::future::Future<Output = ()>,
+) -> Output {
+    use std::io::{BufRead, BufReader, Read};
+    let mut cmd = panka_command(env!("CARGO_BIN_EXE_panka"), home);
+    cmd.arg("--repo")
+        .arg(root)
+        .args(["apply", "--yes", "--health-timeout", "60"])
+        .args(["-s", stack, "-e", "development"]);
+    for v in vars {
+        cmd.args(["--var", v]);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("panka starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, baking) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("a line");
+            if line.starts_with("Baking for") {
+                let _ = lines.send(());
+            }
+            all.extend_from_slice(line.as_bytes());
+            all.push(b'\n');
+        }
+        all
+    });
+    let started = tokio::task::spawn_blocking(move || baking.recv().is_ok())
+        .await
+        .expect("joins");
+    if started {
+        feed.await;
+    }
+    let mut stderr = Vec::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_end(&mut stderr)
+        .expect("stderr read");
+    let status = child.wait().expect("panka ends");
+    let stdout = reader.join().expect("reader joins");
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }

@@ -147,7 +147,6 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
                 "CRITICAL"
             ),
             s("notification-service/templates", "versioning", "MEDIUM"),
-            s("notification-service/worker", "configHash", "HIGH"),
             s(
                 "notification-service/worker",
                 "environment.PREFERENCES_TABLE",
@@ -165,7 +164,7 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
         "    desiredCount: 1   ← drift (MEDIUM)",
         "  Likely cause: someone scaled the service down by hand",
         "⚠ CRITICAL: user-service/database (RDS)",
-        "  Likely cause: the RDS was deleted outside panka",
+        "  Likely cause: the DB instance was deleted outside panka",
         "✓ All other components match desired state",
     ] {
         assert!(table_out.contains(line), "no {line:?} in\n{table_out}");
@@ -204,10 +203,12 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
         root,
         &infra,
         "    mode: remediate\n",
-        "    mode: remediate\n    ignore:\n      - {component: \"user-service/*\", field: desiredCount}\n",
+        "    mode: remediate\n    ignore:\n      - {component: \"user-service/*\", field: desiredCount}\n      - {field: environment.PREFERENCES_TABLE}\n",
     );
     console::scale(&sdk, &env, &name("user-service-api"), 3).await;
     console::scale(&sdk, &env, &name("notification-service-worker"), 3).await;
+    let table_of = ("PREFERENCES_TABLE", "a-table-we-expect");
+    console::swap_task_definition(&sdk, &env, &worker, &v120, table_of).await;
     let report = cli.json(2, &["drift", "detect", "--detailed-exitcode"]);
     assert_eq!(
         findings(&report),
@@ -215,7 +216,10 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     );
     assert_eq!(
         report["ignored"],
-        serde_json::json!(["user-service/api desiredCount"])
+        serde_json::json!([
+            "notification-service/worker environment.PREFERENCES_TABLE",
+            "user-service/api desiredCount"
+        ])
     );
     cli.expect(
         0,
@@ -226,14 +230,23 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
         console::desired_count(&sdk, &env, &name("user-service-api")).await,
         3
     );
+    let table = console::variable(&sdk, &env, &worker, "PREFERENCES_TABLE").await;
+    assert_eq!(table.as_deref(), Some("a-table-we-expect"));
     edit(
         root,
         &infra,
-        "    ignore:\n      - {component: \"user-service/*\", field: desiredCount}\n",
+        "    ignore:\n      - {component: \"user-service/*\", field: desiredCount}\n      - {field: environment.PREFERENCES_TABLE}\n",
         "",
     );
-    console::scale(&sdk, &env, &name("user-service-api"), 2).await;
+    cli.expect(
+        0,
+        &["drift", "remediate", "--yes", "--health-timeout", "60"],
+    );
     cli.expect(0, &["drift", "detect", "--detailed-exitcode"]);
+    assert_eq!(
+        console::desired_count(&sdk, &env, &name("user-service-api")).await,
+        2
+    );
 
     // Acknowledge: keep a hand-made change by writing it into the repository.
     console::set_visibility_timeout(&sdk, &name("notification-service-queue"), 120).await;
@@ -315,6 +328,38 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     assert!(
         row("v1.2.0", "remediation").contains("✓ Success"),
         "{history}"
+    );
+
+    // Pinned, the repository is ahead on purpose (it has BATCH_SIZE): a remediation goes
+    // toward the pinned release, and refuses to carry the repository along.
+    console::scale(&sdk, &env, &worker, 2).await;
+    let refused = cli.run(&["drift", "remediate", "--yes", "--include-pending"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("--include-pending would roll it forward"),
+        "{}",
+        text(&refused)
+    );
+    cli.expect(
+        0,
+        &["drift", "remediate", "--yes", "--health-timeout", "60"],
+    );
+    assert_eq!(console::desired_count(&sdk, &env, &worker).await, 1);
+    assert_eq!(console::image(&sdk, &env, &worker).await, v120);
+    assert_eq!(batch().await, None);
+    // A service's --unpin does not lift the stack's pin.
+    let refused = cli.run(&[
+        "apply",
+        "--yes",
+        "--service",
+        "notification-service",
+        "--unpin",
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("is pinned to release"),
+        "{}",
+        text(&refused)
     );
 
     // Pinned: apply refuses, status shows the pin, resume unpins, apply rolls forward.

@@ -17,6 +17,10 @@ pub const DEFAULT_ERROR_RATE_PERCENT: f64 = 5.0;
 /// p99 target response time (ms) above which a bake fails, unless StackInfra says otherwise.
 pub const DEFAULT_P99_LATENCY_MS: f64 = 2000.0;
 
+/// Fewer requests than this say nothing about an error rate (one failed request of one is not
+/// a 100 % error rate worth a rollback).
+pub const MIN_REQUESTS: f64 = 10.0;
+
 /// When a bake fails.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
@@ -86,7 +90,7 @@ pub fn verdict(component: &ComponentId, sample: &Sample, thresholds: &Thresholds
     // measured, a missing error count is zero errors.
     let error_rate = sample
         .requests
-        .filter(|r| *r > 0.0)
+        .filter(|r| *r >= MIN_REQUESTS)
         .map(|r| 100.0 * sample.errors_5xx.unwrap_or(0.0) / r);
     let p99_ms = sample.p99_seconds.map(|s| s * 1000.0);
     if let Some(rate) = error_rate.filter(|r| *r > thresholds.error_rate_percent) {
@@ -225,5 +229,12 @@ mod tests {
             ..Sample::default()
         };
         assert_eq!(verdict(&api(), &idle, &defaults()), Verdict::NoData);
+        // Too few requests to judge a rate by: one failure of three is not a 33 % error rate.
+        let few = Sample {
+            requests: Some(3.0),
+            errors_5xx: Some(1.0),
+            p99_seconds: None,
+        };
+        assert_eq!(verdict(&api(), &few, &defaults()), Verdict::NoData);
     }
 }

@@ -257,6 +257,11 @@ impl Sources {
         self.0.get(file).map(|source| &source.text)
     }
 
+    /// Every file and its text.
+    pub fn files(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> {
+        self.0.iter().map(|(path, source)| (path, &source.text))
+    }
+
     /// Line `line` (1-based) of `file`, if known.
     pub fn line(&self, file: &str, line: u32) -> Option<&str> {
         let source = self.0.get(file)?;

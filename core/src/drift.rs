@@ -245,6 +245,23 @@ fn component_findings(p: &ComponentPlan, previous: &[Finding], now: &str) -> Vec
     }
 }
 
+/// What a person calls a kind's AWS resource.
+fn resource_word(kind: &str) -> &str {
+    match kind {
+        "MicroService" | "Worker" => "ECS service",
+        "SQS" => "queue",
+        "S3" => "bucket",
+        "DynamoDB" => "table",
+        "RDS" => "DB instance",
+        "ElastiCacheRedis" => "replication group",
+        "EcsCluster" => "ECS cluster",
+        "LoadBalancer" => "load balancer",
+        "ExecutionRole" => "execution role",
+        "Network" => "network",
+        other => other,
+    }
+}
+
 /// Fields of an ECS task definition (lower case): a difference in one means a revision panka
 /// did not register is running.
 const TASK_FIELDS: &[&str] = &[
@@ -284,7 +301,7 @@ pub fn likely_cause(
     let ecs = matches!(kind, "MicroService" | "Worker");
     let lower = field.to_ascii_lowercase();
     if field == EXISTS {
-        return format!("the {kind} was deleted outside panka");
+        return format!("the {} was deleted outside panka", resource_word(kind));
     }
     if lower == "desiredcount" {
         return match (number(desired), number(actual)) {

@@ -44,10 +44,14 @@ impl StateKey {
         format!("{}/state.json", self.prefix())
     }
 
-    /// `stacks/{stack}/{env}/drift.json`: the last drift check (see
-    /// [`crate::drift::DriftReport`]), beside the state and never part of it.
-    pub fn drift_path(&self) -> String {
-        format!("{}/drift.json", self.prefix())
+    /// `stacks/{stack}/{env}/drift.json` (a stack-wide check) or
+    /// `stacks/{stack}/{env}/drift/{service}.json` (one service's): the last drift check of
+    /// that scope (see [`crate::drift::DriftReport`]), beside the state and never part of it.
+    pub fn drift_path(&self, service: Option<&str>) -> String {
+        match service {
+            None => format!("{}/drift.json", self.prefix()),
+            Some(s) => format!("{}/drift/{s}.json", self.prefix()),
+        }
     }
 
     /// `stacks/{stack}/{env}/history/`.

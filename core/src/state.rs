@@ -395,21 +395,30 @@ pub struct Release {
     pub reason: Option<String>,
 }
 
-/// The releases of `entries` that a later rollback undid ([`Release::supersedes`] of a
-/// rollback that succeeded): `history` shows them as rolled back.
+/// The releases of `entries` (any order) that a rollback undid ([`Release::supersedes`] of a
+/// rollback that succeeded) and no later rollback went back to: `history` shows them as
+/// rolled back.
 pub fn rolled_back(entries: &[HistoryEntry]) -> std::collections::BTreeSet<&str> {
-    entries
+    let mut rollbacks: Vec<&Release> = entries
         .iter()
         .filter_map(|e| match e {
             HistoryEntry::Release(r)
                 if r.kind == ReleaseKind::Rollback && r.outcome == ReleaseOutcome::Succeeded =>
             {
-                Some(r.supersedes.iter().map(String::as_str))
+                Some(r)
             }
             _ => None,
         })
-        .flatten()
-        .collect()
+        .collect();
+    rollbacks.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut undone = std::collections::BTreeSet::new();
+    for r in rollbacks {
+        undone.extend(r.supersedes.iter().map(String::as_str));
+        if let Some(target) = &r.target {
+            undone.remove(target.as_str());
+        }
+    }
+    undone
 }
 
 /// A lock removed by `panka unlock`.
@@ -560,6 +569,34 @@ mod tests {
             crate::keys::check_name("history id", id).unwrap();
             assert_eq!(id.len(), "20250115T133000.123Z-1a2b3c4d".len(), "{id}");
         }
+    }
+
+    #[test]
+    fn a_release_rolled_back_to_again_is_live_again() {
+        let entry = |id: &str, kind, target: Option<&str>, supersedes: &[&str]| {
+            let HistoryEntry::Release(mut r) = release(kind, &[]) else {
+                unreachable!()
+            };
+            r.id = id.into();
+            r.target = target.map(str::to_owned);
+            r.supersedes = supersedes.iter().map(|s| s.to_string()).collect();
+            HistoryEntry::Release(r)
+        };
+        let mut entries = vec![
+            entry("a1", ReleaseKind::Apply, None, &[]),
+            entry("a2", ReleaseKind::Apply, None, &[]),
+            entry("a3", ReleaseKind::Rollback, Some("a1"), &["a2"]),
+        ];
+        assert_eq!(
+            rolled_back(&entries).into_iter().collect::<Vec<_>>(),
+            ["a2"]
+        );
+        // Rolled back to a2 (undoing a3): a2 is live again, a3 is rolled back.
+        entries.push(entry("a4", ReleaseKind::Rollback, Some("a2"), &["a3"]));
+        assert_eq!(
+            rolled_back(&entries).into_iter().collect::<Vec<_>>(),
+            ["a3"]
+        );
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub struct DriftPolicy {
 }
 
 /// One expected difference: a field (as `panka drift detect` names it, e.g. `desiredCount`,
-/// `environment.LOG_LEVEL`, `queue.visibilityTimeout`), on every component or on those whose
+/// `environment.LOG_LEVEL`, `visibilityTimeout`), on every component or on those whose
 /// `service/component` matches a pattern where `*` stands for any run of characters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

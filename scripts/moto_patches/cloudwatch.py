@@ -5,8 +5,9 @@ write, so a request asking `p99` fails as a whole.
 
 Real CloudWatch computes a percentile from the values published in the period. This patch does
 the same for values published one by one (`Value`), with the nearest-rank method; values
-published only as `StatisticValues` carry no distribution, so their percentile is absent, as it
-is in CloudWatch for such data. Every other statistic is left to moto.
+published only as `StatisticValues` carry no distribution, so a period holding only those has no
+percentile datapoint (dropped from the answer, where moto would fail the request). Every other
+statistic is left to moto.
 """
 
 import math
@@ -34,3 +35,18 @@ def apply() -> None:
 
     get_statistics_for_type._panka_percentiles = True  # type: ignore[attr-defined]
     models.Statistics.get_statistics_for_type = get_statistics_for_type
+
+    original_query = models.CloudWatchBackend.get_metric_data
+
+    def get_metric_data(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        results = original_query(self, *args, **kwargs)
+        for result in results:
+            values, timestamps = result.get("values"), result.get("timestamps")
+            if values is None or timestamps is None:
+                continue
+            kept = [(v, t) for v, t in zip(values, timestamps) if v is not None]
+            result["values"] = [v for v, _ in kept]
+            result["timestamps"] = [t for _, t in kept]
+        return results
+
+    models.CloudWatchBackend.get_metric_data = get_metric_data

@@ -196,14 +196,13 @@ pub async fn delete_db(sdk: &SdkConfig, instance: &str) {
         .expect("instance deleted");
 }
 
-/// Publishes what a load balancer reports for one target group over the last minute:
+/// Publishes what a load balancer reports for one target group for the minute of `at`:
 /// `requests` requests, `errors` of them 5XX, each taking `seconds`.
 pub async fn feed_load_balancer_metrics(
     sdk: &SdkConfig,
     (target_group, load_balancer): (&str, &str),
-    requests: u32,
-    errors: u32,
-    seconds: f64,
+    at: std::time::SystemTime,
+    (requests, errors, seconds): (u32, u32, f64),
 ) {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
     let dimensions = [
@@ -216,6 +215,7 @@ pub async fn feed_load_balancer_metrics(
             .metric_name(name)
             .set_dimensions(Some(dimensions.to_vec()))
             .value(value)
+            .timestamp(at.into())
             .build()
     };
     let mut data = vec![

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use panka_controller::engine::{EngineError, Event, Progress, RollbackOf};
+use panka_controller::engine::{EngineError, Event, Progress, Refusal, RollbackOf};
 use panka_controller::lock::format_epoch;
 use panka_controller::session::{self, ApprovalGate, Limits, Operation, Target};
 use panka_core::graph::Graph;
@@ -196,12 +196,17 @@ pub(crate) fn execute(
         if cancel.is_cancelled() {
             return Ok(Outcome::Failed(EngineError::Interrupted));
         }
+        // Refused plans are refused before anyone is asked to approve them; a pinned stack
+        // before its plan is even shown (nothing of it would be applied).
+        let allowed = prepared.allowed(run.options());
+        if let Err(e @ EngineError::Refused(Refusal::Pinned(_))) = allowed {
+            return Ok(Outcome::Failed(e));
+        }
         progress.planned(&prepared.plan);
         if table {
             print!("{}", render_plan(&prepared.plan, &job.desired, job.title));
         }
-        // Refused plans are refused before anyone is asked to approve them.
-        if let Err(e) = prepared.allowed(run.options()) {
+        if let Err(e) = allowed {
             return Ok(Outcome::Failed(e));
         }
         if prepared.plan.has_changes()
@@ -234,12 +239,13 @@ pub(crate) fn execute(
                         failure,
                         limits,
                     };
-                    match bake(&session, &engine, repository, &report, &cancel, table).await {
+                    match bake(&session, repository, &report, &cancel, table).await {
                         Ok(None) => Outcome::Applied(Box::new(report), run.calls().clone()),
                         Ok(Some(reason)) => {
                             let e = EngineError::BakeFailed(reason);
+                            let baked = report.release.as_ref().map_or("", |r| r.id.as_str());
                             let note = session
-                                .roll_back_release(failed(&e), &cancel, &progress)
+                                .roll_back_release(failed(&e), baked, &cancel, &progress)
                                 .await;
                             Outcome::Failed(match note {
                                 Some(note) => EngineError::RolledBack {
@@ -286,56 +292,41 @@ pub(crate) fn execute(
 }
 
 /// The bake period of a release that changed something, when the stack asks for one: watches
-/// the load balancer's metrics of the services it changed. The crossed threshold's reason, if
-/// one was.
+/// the load balancer's metrics of the services it changed, from now (the end of the last
+/// wave). The crossed threshold's reason, if one was.
 async fn bake(
     session: &session::Session,
-    engine: &panka_controller::engine::Engine,
     repository: &DesiredStack,
     report: &panka_controller::engine::ApplyReport,
     cancel: &CancellationToken,
     table: bool,
 ) -> Result<Option<String>, EngineError> {
-    let policy = repository.infra.rollback.as_ref();
-    let Some(period) = panka_core::bake::bake_period(policy) else {
+    let Some(plan) = session.bake_plan(repository, report).await? else {
         return Ok(None);
     };
-    let key = panka_controller::state::StateKey::new(&repository.name, &repository.environment)
-        .map_err(panka_controller::state::StateError::from)?;
-    let Some(state) = engine.state().read(&key).await? else {
-        return Ok(None);
-    };
-    let changed: Vec<_> = report
-        .plan
-        .waves
-        .iter()
-        .flatten()
-        .filter(|p| p.action.is_change())
-        .map(|p| p.id.clone())
-        .collect();
-    let targets = session::bake_targets(&state.document, &changed);
-    if targets.is_empty() {
-        return Ok(None);
-    }
-    let thresholds = panka_core::bake::Thresholds::of(policy);
     if table {
         println!(
             "\nBaking for {}: watching {} behind the load balancer (roll back above {}% 5XX or {} ms p99)…",
-            panka_controller::engine::run::human(period),
-            targets
+            panka_controller::engine::run::human(plan.period),
+            plan.targets
                 .iter()
                 .map(|t| t.component.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            thresholds.error_rate_percent,
-            thresholds.p99_latency_ms
+            plan.thresholds.error_rate_percent,
+            plan.thresholds.p99_latency_ms
         );
     }
-    let since = std::time::SystemTime::now()
-        .checked_sub(report.duration)
-        .unwrap_or_else(std::time::SystemTime::now);
+    let since = std::time::SystemTime::now();
     let crossed = session
-        .bake(&targets, since, period, &thresholds, cancel, &|_| {})
+        .bake(
+            &plan.targets,
+            since,
+            plan.period,
+            &plan.thresholds,
+            cancel,
+            &|_| {},
+        )
         .await?;
     if table && crossed.is_none() {
         println!("✓ Bake period passed");

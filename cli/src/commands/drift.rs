@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use panka_controller::session::{DriftCheck, Limits, Operation};
+use panka_controller::session::{remediation, DriftCheck, Limits, Operation};
 use panka_core::drift::DriftReport;
 use panka_core::plan::FieldValue;
 
@@ -15,6 +15,7 @@ use crate::render::{print_data, recorded_time};
 use anyhow::Context;
 use panka_controller::source::dir::read_stack;
 use panka_core::acknowledge::{acknowledge as acknowledge_edits, target};
+use panka_core::diag::suggest;
 use panka_core::model::ComponentId;
 use panka_crds::Kind;
 
@@ -121,35 +122,28 @@ fn remediate(global: &GlobalArgs, args: RemediateArgs) -> anyhow::Result<ExitCod
         allow_destroy: args.flags.allow_destroy,
         health_timeout: args.flags.health_timeout,
     };
-    let pending = &check.report.pending;
-    let job = if pending.is_empty() || !args.include_pending {
-        anyhow::ensure!(
-            pending.is_empty(),
-            "the repository has changes not applied yet ({}): a remediation puts back what was applied, nothing newer; `panka plan` shows them — apply them with `panka apply`, or re-run with --include-pending to apply them with the remediation",
-            pending.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    if !check.report.has_drift()
+        && (check.report.pending.is_empty() || !args.include_pending)
+        && global.output == OutputFormat::Table
+    {
+        println!(
+            "No drift: {} ({}) matches what was last applied.",
+            resolved.desired.name, resolved.desired.environment
         );
-        if !check.report.has_drift() && global.output == OutputFormat::Table {
-            println!(
-                "No drift: {} ({}) matches what was last applied.",
-                resolved.desired.name, resolved.desired.environment
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        Job {
-            desired: check.applied,
-            graph: check.graph,
-            operation: Operation::Remediate(limits),
-            rollback: None,
-            title: "Remediation",
-        }
-    } else {
-        Job {
-            desired: resolved.desired.clone(),
-            graph: resolved.graph,
-            operation: Operation::Remediate(limits),
-            rollback: None,
-            title: "Remediation",
-        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (desired, graph) = remediation(
+        &resolved.target,
+        (&resolved.desired, &resolved.graph),
+        check,
+        args.include_pending,
+    )?;
+    let job = Job {
+        desired,
+        graph,
+        operation: Operation::Remediate(limits),
+        rollback: None,
+        title: "Remediation",
     };
     execute(
         global,
@@ -166,6 +160,22 @@ fn acknowledge(global: &GlobalArgs, args: AcknowledgeArgs) -> anyhow::Result<Exi
     let Some((resolved, check)) = check(global, &args.target)? else {
         return Ok(ExitCode::FAILURE);
     };
+    let known = check.applied.components.contains_key(&id);
+    if !known {
+        let ids: Vec<String> = check
+            .applied
+            .components
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        let hint = suggest(&args.component, ids.iter().map(String::as_str))
+            .map_or_else(String::new, |s| format!("; did you mean `{s}`?"));
+        anyhow::bail!(
+            "{} ({}) has no applied component `{id}`{hint}",
+            resolved.desired.name,
+            resolved.desired.environment
+        );
+    }
     let Some(drifted) = check.report.drifted.iter().find(|c| c.component == id) else {
         println!("{id} has not drifted: nothing to acknowledge.");
         return Ok(ExitCode::SUCCESS);
@@ -218,8 +228,18 @@ fn acknowledge(global: &GlobalArgs, args: AcknowledgeArgs) -> anyhow::Result<Exi
         );
     }
     if edits.is_empty() {
-        println!("The repository already says what AWS holds for {id}.");
+        if chosen.is_empty() {
+            println!("Nothing of {id}'s drift can be written back by panka.");
+        } else {
+            println!("The repository already says what AWS holds for {id}.");
+        }
         return Ok(ExitCode::SUCCESS);
+    }
+    for e in edits.iter().filter(|e| !e.path.contains("/environments/")) {
+        println!(
+            "Note: {} is the base of every environment; those that do not override the setting change too.",
+            e.path
+        );
     }
     if args.write {
         for e in &edits {
@@ -227,7 +247,13 @@ fn acknowledge(global: &GlobalArgs, args: AcknowledgeArgs) -> anyhow::Result<Exi
                 .with_context(|| format!("failed to write {}", e.path))?;
             println!("Wrote {}", e.path);
         }
-        println!("Commit the change, then `panka apply`: AWS already matches, so it only records the new spec as applied, and the drift is gone.");
+        if by_hand.is_empty() {
+            println!("Commit the change, then `panka apply`: AWS already matches, so it only records the new spec as applied, and the drift is gone.");
+        } else {
+            println!(
+                "Commit the change; the fields not written back still differ from the repository."
+            );
+        }
     } else {
         println!("\nRe-run with --write to change these files.");
     }

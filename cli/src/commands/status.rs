@@ -148,10 +148,23 @@ fn status_text(s: &StatusSummary, now: jiff::Timestamp) -> String {
                 ),
                 None => "no drift".to_owned(),
             };
+            let at = |t: &str| t.parse::<jiff::Timestamp>().ok();
+            let stale = s
+                .release
+                .as_ref()
+                .and_then(|r| r.finished_at.as_deref())
+                .and_then(at)
+                .zip(at(&d.checked_at))
+                .is_some_and(|(released, checked)| checked < released);
             let _ = writeln!(
                 out,
-                "Drift checked {}: {found}",
-                last_deployed(&d.checked_at, now)
+                "Drift checked {}: {found}{}",
+                last_deployed(&d.checked_at, now),
+                if stale {
+                    " (before the last release: run `panka drift detect` again)"
+                } else {
+                    ""
+                }
             );
         }
         None => {
@@ -508,6 +521,14 @@ mod tests {
         let text = status_text(&checked, now);
         assert!(
             text.contains("\nDrift checked 3 min ago: no drift\n"),
+            "{text}"
+        );
+        if let Some(d) = checked.drift.as_mut() {
+            d.checked_at = "2026-11-23T14:00:00Z".into();
+        }
+        let text = status_text(&checked, now);
+        assert!(
+            text.contains("no drift (before the last release: run `panka drift detect` again)"),
             "{text}"
         );
         let mut one = summary();

@@ -229,8 +229,10 @@ fn check_allowed(prepared: &Prepared, options: &EngineOptions) -> Result<(), Eng
     });
     if let Some((doc, scope, pin)) = held {
         // Only rolling forward is held back: a remediation goes toward the pinned release
-        // (what state records), a rollback moves the pin, a destroy is explicit.
-        if options.kind == ReleaseKind::Apply && !options.unpin {
+        // (what state records), a rollback moves the pin, a destroy is explicit. `--unpin`
+        // lifts a pin of the run's own scope; a service's run stays held by the stack's pin.
+        let lifted = options.unpin && (options.service.is_none() || scope != "stack");
+        if options.kind == ReleaseKind::Apply && !lifted {
             return Err(Refusal::Pinned(Box::new(PinnedBy {
                 stack: doc.stack.clone(),
                 environment: doc.environment.clone(),

@@ -12,8 +12,8 @@ use panka_core::plan::Action;
 use std::collections::BTreeMap;
 
 use panka_core::state::{
-    new_history_id, pin_holds, pin_scope, redact_variables, AppliedStack, ComponentState,
-    HistoryEntry, Pin, Release, ReleaseOutcome, Snapshot, StateDocument,
+    new_history_id, pin_scope, redact_variables, AppliedStack, ComponentState, HistoryEntry, Pin,
+    Release, ReleaseOutcome, Snapshot, StateDocument,
 };
 
 use super::run::{EngineError, EngineOptions, Event, Progress};
@@ -185,7 +185,14 @@ pub(crate) fn next_pins(doc: &StateDocument, options: &EngineOptions) -> BTreeMa
     let mut pins = doc.pins.clone();
     let service = options.service.as_deref();
     if options.unpin {
-        pins.retain(|scope, _| !pin_holds(scope, service));
+        // A service's run clears its own pin only: the stack's pin holds the other services
+        // too, and only a stack-wide run (or `panka resume`) lifts it.
+        match service {
+            None => pins.clear(),
+            Some(_) => {
+                pins.remove(&pin_scope(service));
+            }
+        }
     }
     if let Some(rollback) = options.rollback.as_ref().filter(|r| r.pin) {
         pins.insert(

@@ -48,6 +48,8 @@ impl std::fmt::Display for PinnedBy {
                 .unwrap_or_default(),
             pin.by,
             pin.at
+                .parse::<jiff::Timestamp>()
+                .map_or_else(|_| pin.at.clone(), |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         )
     }
 }
@@ -250,6 +252,12 @@ pub enum Refusal {
     /// would roll it forward.
     #[error("{0}")]
     Pinned(Box<PinnedBy>),
+    /// A remediation would carry repository changes that were never applied.
+    #[error("the repository has changes not applied yet ({}): a remediation puts back what was applied, nothing newer; `panka plan` shows them — apply them with `panka apply`, or remediate with --include-pending to apply them too (if the last apply was given --var values, give the same ones here)", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    PendingChanges(Vec<ComponentId>),
+    /// `--include-pending` while a rollback pins the scope: it would roll forward.
+    #[error("{0}; a remediation with --include-pending would roll it forward: remediate without it (toward the pinned release), or `panka resume` first")]
+    PinnedRemediation(Box<PinnedBy>),
     /// Drift, a remediation or a rollback needs something applied before.
     #[error("nothing has been applied to {stack}/{environment} yet, so nothing can drift or be rolled back; run `panka apply` first")]
     NeverApplied {

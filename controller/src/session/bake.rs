@@ -6,14 +6,15 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
-use panka_core::bake::{verdict, Sample, Thresholds, Verdict};
-use panka_core::model::ComponentId;
+use panka_core::bake::{bake_period, verdict, Sample, Thresholds, Verdict};
+use panka_core::model::{ComponentId, DesiredStack};
 use panka_core::state::StateDocument;
 use panka_crds::Kind;
 
 use super::Session;
 use crate::driver::DriverError;
-use crate::engine::EngineError;
+use crate::engine::{ApplyReport, EngineError};
+use crate::state::{StateError, StateKey};
 
 /// A service behind the load balancer, as CloudWatch names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +86,12 @@ impl Session {
             return Ok(Vec::new());
         };
         let cloudwatch = aws_sdk_cloudwatch::Client::new(&self.sdk);
-        // Whole minutes around the bake: CloudWatch keeps these metrics by the minute.
-        let minute = Duration::from_secs(60);
-        let start = since.checked_sub(minute).unwrap_or(since);
-        let end = SystemTime::now() + minute;
+        // CloudWatch keeps these metrics by the minute and rounds a start down to one: the
+        // minute the release finished in also holds what the previous release served, which
+        // is not this release's doing. So the window starts at the first whole minute after
+        // `since` (a bake shorter than that sees no data), and ends well past now.
+        let start = next_minute(since);
+        let end = start.max(SystemTime::now()) + Duration::from_secs(300);
         let mut request = cloudwatch
             .get_metric_data()
             .start_time(start.into())
@@ -129,7 +132,54 @@ impl Session {
     }
 }
 
+/// What a release's bake period watches, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BakePlan {
+    /// The release baked.
+    pub release: String,
+    /// The services it changed that serve behind the load balancer.
+    pub targets: Vec<BakeTarget>,
+    /// How long.
+    pub period: Duration,
+    /// When it fails.
+    pub thresholds: Thresholds,
+}
+
 impl Session {
+    /// The bake period `report`'s release needs under `repository`'s `rollback` policy: none
+    /// when the policy asks for none, the release changed nothing, or nothing it changed serves
+    /// behind the load balancer.
+    pub async fn bake_plan(
+        &self,
+        repository: &DesiredStack,
+        report: &ApplyReport,
+    ) -> Result<Option<BakePlan>, EngineError> {
+        let policy = repository.infra.rollback.as_ref();
+        let (Some(period), Some(release)) = (bake_period(policy), &report.release) else {
+            return Ok(None);
+        };
+        let key =
+            StateKey::new(&repository.name, &repository.environment).map_err(StateError::from)?;
+        let Some(state) = self.backends.state.read(&key).await? else {
+            return Ok(None);
+        };
+        let changed: Vec<ComponentId> = report
+            .plan
+            .waves
+            .iter()
+            .flatten()
+            .filter(|p| p.action.is_change())
+            .map(|p| p.id.clone())
+            .collect();
+        let targets = bake_targets(&state.document, &changed);
+        Ok((!targets.is_empty()).then(|| BakePlan {
+            release: release.id.clone(),
+            targets,
+            period,
+            thresholds: Thresholds::of(policy),
+        }))
+    }
+
     /// Watches `targets` for `period` from `since`, looking at once and then every sixth of the
     /// period (between 1 s and 30 s): the first crossed threshold's reason, or `None` when the
     /// period passed without one. `on_look` sees every look. A front-end helper that sleeps,
@@ -164,6 +214,14 @@ impl Session {
             }
         }
     }
+}
+
+/// The first whole minute at or after `t`.
+pub fn next_minute(t: SystemTime) -> SystemTime {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs.div_ceil(60) * 60)
 }
 
 fn query(i: usize, t: &BakeTarget, id: &str, name: &str, stat: &str) -> MetricDataQuery {

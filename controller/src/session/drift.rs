@@ -10,7 +10,7 @@ use panka_core::state::StateDocument;
 use tokio_util::sync::CancellationToken;
 
 use super::{Operation, Session, Target};
-use crate::engine::{EngineError, Prepared, Refusal};
+use crate::engine::{EngineError, PinnedBy, Prepared, Refusal};
 use crate::state::{StateError, StateKey};
 
 /// What a drift check found, and what remediating it applies.
@@ -66,7 +66,7 @@ impl Session {
         let prepared = engine.plan(&run, &applied, &graph).await?;
         // A report that cannot be read only loses the first-seen times.
         let previous = store
-            .drift(&key)
+            .drift(&key, target.service.as_deref())
             .await
             .ok()
             .flatten()
@@ -96,6 +96,38 @@ impl Session {
             graph,
             prepared,
         })
+    }
+}
+
+/// What `drift remediate` applies after `check`: the applied stack (toward the pinned
+/// release when a rollback pinned the scope, since that is what state records). When the
+/// repository has changes not applied yet it refuses, unless `include_pending`, which
+/// applies the repository as it is (`repository`, `graph`) — refused too while pinned.
+pub fn remediation(
+    target: &Target,
+    repository: (&DesiredStack, &Graph),
+    check: DriftCheck,
+    include_pending: bool,
+) -> Result<(DesiredStack, Graph), EngineError> {
+    let doc = check.prepared.state.as_ref().map(|s| &s.document);
+    let pin = doc.and_then(|d| d.pin_holding(target.service.as_deref()));
+    match (include_pending, pin, doc) {
+        (true, Some((scope, pin)), Some(d)) => {
+            Err(Refusal::PinnedRemediation(Box::new(PinnedBy {
+                stack: d.stack.clone(),
+                environment: d.environment.clone(),
+                scope: scope.to_owned(),
+                pin: pin.clone(),
+            }))
+            .into())
+        }
+        (true, _, _) => Ok((repository.0.clone(), repository.1.clone())),
+        // Pinned: the repository is ahead on purpose; what state records is the target.
+        (false, Some(_), _) => Ok((check.applied, check.graph)),
+        (false, None, _) if !check.report.pending.is_empty() => {
+            Err(Refusal::PendingChanges(check.report.pending).into())
+        }
+        (false, None, _) => Ok((check.applied, check.graph)),
     }
 }
 

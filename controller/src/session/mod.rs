@@ -21,8 +21,8 @@ mod bake;
 mod drift;
 mod rollback;
 
-pub use bake::{bake_targets, BakeLook, BakeTarget};
-pub use drift::{pending_changes, DriftCheck};
+pub use bake::{bake_targets, next_minute, BakeLook, BakePlan, BakeTarget};
+pub use drift::{pending_changes, remediation, DriftCheck};
 pub use rollback::{
     auto_rollback, step_until_done, AutoRollback, FailedApply, RollbackInput, RollbackTo,
 };
@@ -310,7 +310,13 @@ impl Session {
         };
         let key = StateKey::new(&desired.name, &desired.environment).map_err(StateError::from)?;
         // A drift report that cannot be read is shown as never checked.
-        let drift = self.backends.state.drift(&key).await.ok().flatten();
+        let drift = self
+            .backends
+            .state
+            .drift(&key, target.service.as_deref())
+            .await
+            .ok()
+            .flatten();
         let mut summary = StatusSummary::new(
             desired,
             target.service.as_deref(),

@@ -181,9 +181,10 @@ fn choose(releases: &[Release], service: Option<&str>, to: &RollbackTo) -> Resul
                     r.scope
                 ));
             }
-            if r.kind == ReleaseKind::Destroy {
+            if !usable(r) {
                 return Err(format!(
-                    "release {id} is a destroy; there is nothing to re-apply"
+                    "release {id} ({}, {:?}) is not one to go back to: a rollback goes back to an apply or rollback that succeeded (`panka history` lists them)",
+                    r.kind, r.outcome
                 ));
             }
             Ok(r.clone())
@@ -207,11 +208,13 @@ fn choose(releases: &[Release], service: Option<&str>, to: &RollbackTo) -> Resul
                 .iter()
                 .filter(|r| usable(r) && !undone.contains(r.id.as_str()))
                 .collect();
-            // The newest release did not succeed (it failed or was interrupted): what it left
-            // goes back to the last good one; otherwise the last good one is the current one.
+            // The newest apply or rollback did not succeed (it failed or was interrupted): what
+            // it left goes back to the last good one; otherwise the last good one is the
+            // current one. Remediations and destroys put nothing new in place: skipped.
             let newest_failed = in_scope
-                .first()
-                .is_some_and(|r| r.kind != ReleaseKind::Destroy && !usable(r));
+                .iter()
+                .find(|r| matches!(r.kind, ReleaseKind::Apply | ReleaseKind::Rollback))
+                .is_some_and(|r| !usable(r));
             let index = usize::from(!newest_failed);
             live.get(index).map(|r| (**r).clone()).ok_or_else(|| {
                 format!("no successful release of {scope} before the current one to roll back to")
@@ -322,15 +325,18 @@ impl Session {
             .filter(|p| p.action.is_change())
             .map(|p| p.id.clone())
             .collect();
-        self.roll_back(failed, &wave, cancel, progress).await
+        self.roll_back(failed, &wave, None, cancel, progress).await
     }
 
-    /// After a release whose bake period crossed a threshold (`failure` says which): puts every
-    /// component the release changed back to its previous spec, as a `rollback` release that
-    /// names it. Says what it did; `None` when nothing had a previous spec.
+    /// After release `release` baked and crossed a threshold (`failure` says which): puts
+    /// every component it changed back to its previous spec, as a `rollback` release that
+    /// names it — unless another release was applied meanwhile (the bake runs without the
+    /// lock), which is then left alone. Says what it did; `None` when nothing had a previous
+    /// spec.
     pub async fn roll_back_release(
         &self,
         failed: FailedApply<'_>,
+        release: &str,
         cancel: &CancellationToken,
         progress: &dyn Progress,
     ) -> Option<String> {
@@ -343,7 +349,8 @@ impl Session {
             .filter(|p| p.action.is_change())
             .map(|p| p.id.clone())
             .collect();
-        self.roll_back(failed, &changed, cancel, progress).await
+        self.roll_back(failed, &changed, Some(release), cancel, progress)
+            .await
     }
 
     /// Re-applies the previous specs of `components` (what `failed` changed) as an automatic
@@ -352,6 +359,7 @@ impl Session {
         &self,
         failed: FailedApply<'_>,
         wave: &[ComponentId],
+        expected: Option<&str>,
         cancel: &CancellationToken,
         progress: &dyn Progress,
     ) -> Option<String> {
@@ -370,6 +378,14 @@ impl Session {
             Ok(None) => return None,
             Err(e) => return Some(format!("could not roll back: {e}")),
         };
+        if let Some(expected) = expected {
+            let now = after.document.release.as_deref().unwrap_or("none");
+            if now != expected {
+                return Some(format!(
+                    "not rolled back: release {now} was applied since {expected} (the newer release stands)"
+                ));
+            }
+        }
         let back = match auto_rollback(&before.document, &after.document, wave, repository) {
             Ok(Some(back)) => back,
             Ok(None) => return None,

@@ -326,7 +326,8 @@ impl StateStore {
         key: &StateKey,
         report: &DriftReport,
     ) -> Result<(), StateError> {
-        let path = key.drift_path();
+        check_name_opt(report.service.as_deref())?;
+        let path = key.drift_path(report.service.as_deref());
         let body = serde_json::to_vec_pretty(report).map_err(|e| StateError::Corrupt {
             location: path.clone(),
             detail: e.to_string(),
@@ -340,9 +341,15 @@ impl StateStore {
         Ok(())
     }
 
-    /// The last drift check's report, if any was stored.
-    pub async fn drift(&self, key: &StateKey) -> Result<Option<DriftReport>, StateError> {
-        let path = key.drift_path();
+    /// The last drift check's report of `service` (the stack's when `None`), if any was
+    /// stored.
+    pub async fn drift(
+        &self,
+        key: &StateKey,
+        service: Option<&str>,
+    ) -> Result<Option<DriftReport>, StateError> {
+        check_name_opt(service)?;
+        let path = key.drift_path(service);
         match self.store.get(&path).await? {
             None => Ok(None),
             Some(obj) => {
@@ -414,6 +421,14 @@ impl StateStore {
             detail: e.to_string(),
         })
     }
+}
+
+/// A service name used in a path is a valid name.
+fn check_name_opt(service: Option<&str>) -> Result<(), StateError> {
+    if let Some(s) = service {
+        check_name("service", s)?;
+    }
+    Ok(())
 }
 
 /// Whether `next`, written by `token`, may replace `stored`.

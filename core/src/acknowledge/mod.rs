@@ -323,6 +323,32 @@ impl Edit<'_> {
                 self.by_hand(file)
             )));
         };
+        // A variable other settings use too (`VERSION` for every image) would change them all:
+        // the acknowledged difference is this setting's only.
+        let reference = format!("${{{var}}}");
+        let others: Vec<&str> = self
+            .loaded
+            .sources
+            .files()
+            .filter(|(path, _)| path.as_ref() != doc.path.as_ref())
+            .flat_map(|(path, text)| {
+                std::iter::repeat_n(&**path, text.matches(reference.as_str()).count())
+            })
+            .collect();
+        if others.len() > 1 {
+            let mut files: Vec<&str> = others.clone();
+            files.dedup();
+            return Err(Diagnostic::at(
+                here(),
+                format!(
+                    "`{}` is set by `${{{var}}}`, which {} other settings use too ({}): changing the variable would change them as well",
+                    self.name,
+                    others.len() - 1,
+                    files.join(", ")
+                ),
+            )
+            .help(self.by_hand(file)));
+        }
         let text = match self.setting.value {
             Json::String(s) => s.clone(),
             Json::Number(n) => n.to_string(),

@@ -152,6 +152,29 @@ fn a_variable_reference_edits_the_variable() {
 }
 
 #[test]
+fn a_variable_other_settings_use_too_is_not_changed() {
+    let tree = stack_tree(&[
+        (INFRA, &infra("  scaling:\n    replicas: ${REPLICAS}\n")),
+        (
+            WORKER,
+            &worker("  image:\n    repository: registry/app\n    tag: v${REPLICAS}\n"),
+        ),
+        (VARIABLES, "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {name: production, stack: s}\nspec:\n  REPLICAS: 2\n"),
+    ]);
+    let err = replicas(&tree, json!(3)).expect_err("refused");
+    assert!(
+        err.message.starts_with(
+            "`scaling.replicas` is set by `${REPLICAS}`, which 1 other settings use too"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.help.as_deref().is_some_and(|h| h.contains("by hand")),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn a_quoted_string_keeps_its_quotes() {
     for (written, expected) in [("\"v1\"", "\"v2\""), ("'v1'", "'v2'"), ("v1", "v2")] {
         let tree = stack_tree(&[(

@@ -160,7 +160,7 @@ fn each_difference_is_a_finding_with_severity_and_cause_most_severe_first() {
     assert_eq!(drifted[0].findings[0].field, EXISTS);
     assert_eq!(
         drifted[0].findings[0].likely_cause,
-        "the SQS was deleted outside panka"
+        "the queue was deleted outside panka"
     );
     let count = &drifted[1].findings[0];
     assert_eq!(count.field, "desiredCount");

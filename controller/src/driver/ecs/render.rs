@@ -92,11 +92,15 @@ impl TaskShape {
         Some(hex::encode(Sha256::digest(json)))
     }
 
-    /// SHA-256 of the whole resolved environment (config contents included), if known.
+    /// SHA-256 of the config files as the container receives them (the `PANKA_CONFIG_*`
+    /// variables), if known. Plain variables are compared one by one (`environment.NAME`), so a
+    /// variable changed by hand is one difference, and a `drift.ignore` rule on it hides it
+    /// whole.
     pub(super) fn config_hash(&self) -> Option<String> {
         let known: Option<BTreeMap<&String, &String>> = self
             .environment
             .iter()
+            .filter(|(k, _)| k.starts_with(CONFIG_PREFIX))
             .map(|(k, v)| v.as_ref().map(|v| (k, v)))
             .collect();
         let json = serde_json::to_vec(&known?).unwrap_or_default();

@@ -101,11 +101,16 @@ fn versions_and_ids_are_found_or_refused_with_a_reason() {
     );
     let err = choose(&history, None, &RollbackTo::Release("nope".into())).unwrap_err();
     assert!(err.contains("no release `nope`"), "{err}");
+    let err = choose(&history, None, &RollbackTo::Release("r1".into())).unwrap_err();
+    assert!(
+        err.contains("(apply, Failed) is not one to go back to"),
+        "{err}"
+    );
     assert_eq!(
-        choose(&history, None, &RollbackTo::Release("r1".into()))
+        choose(&history, None, &RollbackTo::Release("r2".into()))
             .unwrap()
             .id,
-        "r1"
+        "r2"
     );
     let err = choose(&[], None, &RollbackTo::Previous).unwrap_err();
     assert!(err.contains("no successful release of stack"), "{err}");
@@ -165,4 +170,23 @@ fn a_service_rollback_touches_only_that_service() {
     assert_eq!(back.version(), Some("1.0"));
     let pruned = rollback_desired(&now, &then, Some("a"), true);
     assert_eq!(described(&pruned), ["a/x=old", "b/y=new"]);
+}
+
+#[test]
+fn a_remediation_after_the_current_release_does_not_make_it_the_target() {
+    let history = [
+        release("r3", ReleaseKind::Remediation, "stack", "1.1", Succeeded),
+        release("r2", Apply, "stack", "1.1", Succeeded),
+        release("r1", Apply, "stack", "1.0", Succeeded),
+    ];
+    assert_eq!(
+        choose(&history, None, &RollbackTo::Previous).unwrap().id,
+        "r1"
+    );
+    // Nor does a destroy or a remediation count as a target.
+    let err = choose(&history, None, &RollbackTo::Release("r3".into())).unwrap_err();
+    assert!(
+        err.contains("a rollback goes back to an apply or rollback that succeeded"),
+        "{err}"
+    );
 }
