@@ -8,6 +8,30 @@ use serde_json::json;
 
 use crate::app::OutputFormat;
 
+/// `println!` that never panics: a closed stdout (`panka apply … | head -1`) must not stop a
+/// command half-way through a change, leaving its lock behind. What cannot be written is
+/// dropped; the command goes on, records its release and releases its lock.
+macro_rules! say {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see [`say!`]).
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+pub(crate) use {say, say_raw};
+
 /// Renders a top-level error (not a problem in user input) for stderr.
 pub fn error(err: &anyhow::Error) -> String {
     format!("error: {err:#}")

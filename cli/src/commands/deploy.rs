@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{open_session, resolve_target, runtime, Resolved, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::print_data;
+use crate::render::{say, say_raw};
 
 /// Arguments of `panka plan`.
 #[derive(Debug, Args)]
@@ -77,7 +78,7 @@ pub fn plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(session.plan(&target, &desired, &graph).await?)
     })?;
     match global.output {
-        OutputFormat::Table => print!("{}", render_plan(&prepared.plan, &desired, "Deployment")),
+        OutputFormat::Table => say_raw!("{}", render_plan(&prepared.plan, &desired, "Deployment")),
         OutputFormat::Json | OutputFormat::Yaml => {
             print_data(global.output, &serde_json::to_value(&prepared.plan)?)?
         }
@@ -204,7 +205,7 @@ pub(crate) fn execute(
         }
         progress.planned(&prepared.plan);
         if table {
-            print!("{}", render_plan(&prepared.plan, &job.desired, job.title));
+            say_raw!("{}", render_plan(&prepared.plan, &job.desired, job.title));
         }
         if let Err(e) = allowed {
             return Ok(Outcome::Failed(e));
@@ -305,7 +306,7 @@ async fn bake(
         return Ok(None);
     };
     if table {
-        println!(
+        say!(
             "\nBaking for {}: watching {} behind the load balancer (roll back above {}% 5XX or {} ms p99)…",
             panka_controller::engine::run::human(plan.period),
             plan.targets
@@ -329,7 +330,7 @@ async fn bake(
         )
         .await?;
     if table && crossed.is_none() {
-        println!("✓ Bake period passed");
+        say!("✓ Bake period passed");
     }
     Ok(crossed)
 }
@@ -370,7 +371,7 @@ fn report_outcome(global: &GlobalArgs, outcome: Outcome, job: &Job) -> anyhow::R
     let desired = &job.desired;
     match outcome {
         Outcome::Declined => {
-            println!("{} cancelled; nothing changed.", job.title);
+            say!("{} cancelled; nothing changed.", job.title);
             Ok(ExitCode::FAILURE)
         }
         Outcome::Applied(report, calls) => {
@@ -388,7 +389,7 @@ fn report_outcome(global: &GlobalArgs, outcome: Outcome, job: &Job) -> anyhow::R
                 return Ok(ExitCode::SUCCESS);
             }
             if report.release.is_none() {
-                println!(
+                say!(
                     "No changes. {} ({}) matches {}.",
                     desired.name,
                     desired.environment,
@@ -400,14 +401,14 @@ fn report_outcome(global: &GlobalArgs, outcome: Outcome, job: &Job) -> anyhow::R
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("────────────────────────────────────────────────");
-            println!("✓ {} successful! ({:.1?})", job.title, report.duration);
+            say!("────────────────────────────────────────────────");
+            say!("✓ {} successful! ({:.1?})", job.title, report.duration);
             if let Some(r) = &report.release {
-                println!("Release: {}", r.id);
+                say!("Release: {}", r.id);
                 if let Some(v) = &r.version {
-                    println!("Version: {v}");
+                    say!("Version: {v}");
                 }
-                println!("Deployed by: {}", r.actor);
+                say!("Deployed by: {}", r.actor);
             }
             let outputs: Vec<_> = report
                 .outputs
@@ -417,10 +418,10 @@ fn report_outcome(global: &GlobalArgs, outcome: Outcome, job: &Job) -> anyhow::R
             // Outputs are news after an apply; a remediation or rollback changes none of them.
             let applied = matches!(job.operation, Operation::Apply(_));
             if applied && !outputs.is_empty() {
-                println!("\nOutputs:");
+                say!("\nOutputs:");
                 for (id, o) in outputs {
                     for (k, v) in o {
-                        println!("  {id}.{k}: {v}");
+                        say!("  {id}.{k}: {v}");
                     }
                 }
             }
@@ -460,7 +461,7 @@ enum Outcome {
 
 /// Asks on the terminal; only a typed `yes` approves.
 fn confirm(environment: &str) -> bool {
-    print!("\nApply these changes to {environment}? Only `yes` is accepted: ");
+    say_raw!("\nApply these changes to {environment}? Only `yes` is accepted: ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -672,32 +673,32 @@ impl Progress for Printer {
             return;
         }
         match event {
-            Event::LockWaiting(h) => println!(
+            Event::LockWaiting(h) => say!(
                 "Waiting for lock held by {} ({} since {})…",
                 h.locked_by,
                 h.operation,
                 format_epoch(h.locked_at)
             ),
-            Event::LockAcquired(h) => println!("Lock acquired: {} (fence {})", h.key(), h.fence),
+            Event::LockAcquired(h) => say!("Lock acquired: {} (fence {})", h.key(), h.fence),
             Event::WaveStarted { number, components } if components > 0 => {
-                println!("\nWave {number} ({components} changing)")
+                say!("\nWave {number} ({components} changing)")
             }
             Event::WaveStarted { .. } => {}
             Event::ComponentStarted(p) => {
-                println!("├── {} {} ({})…", verb(&p.action), p.id, p.kind)
+                say!("├── {} {} ({})…", verb(&p.action), p.id, p.kind)
             }
             Event::Waiting(id, status) => {
                 let changed = self.waiting.lock().map_or(true, |mut seen| {
                     seen.insert(id.to_string(), status.to_string()).as_deref() != Some(status)
                 });
                 if changed {
-                    println!("│   {id}: waiting ({status})");
+                    say!("│   {id}: waiting ({status})");
                 }
             }
             Event::ComponentDone(p, took, _) => {
-                println!("│   ✓ {} {} ({:.1?})", p.id, done(&p.action), took)
+                say!("│   ✓ {} {} ({:.1?})", p.id, done(&p.action), took)
             }
-            Event::ComponentFailed(p, why) => println!("│   ✗ {} failed: {why}", p.id),
+            Event::ComponentFailed(p, why) => say!("│   ✗ {} failed: {why}", p.id),
             Event::StateSaved(_) => {}
         }
     }

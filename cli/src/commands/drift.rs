@@ -12,6 +12,7 @@ use super::deploy::{execute, ApplyFlags, Job};
 use super::{open_session, repo_root, resolve_target, runtime, Resolved, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{print_data, recorded_time};
+use crate::render::{say, say_raw};
 use anyhow::Context;
 use panka_controller::source::dir::read_stack;
 use panka_core::acknowledge::{acknowledge as acknowledge_edits, target};
@@ -102,7 +103,7 @@ fn detect(global: &GlobalArgs, args: DetectArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     match global.output {
-        OutputFormat::Table => print!("{}", report_text(&check.report)),
+        OutputFormat::Table => say_raw!("{}", report_text(&check.report)),
         OutputFormat::Json | OutputFormat::Yaml => {
             print_data(global.output, &serde_json::to_value(&check.report)?)?
         }
@@ -126,9 +127,10 @@ fn remediate(global: &GlobalArgs, args: RemediateArgs) -> anyhow::Result<ExitCod
         && (check.report.pending.is_empty() || !args.include_pending)
         && global.output == OutputFormat::Table
     {
-        println!(
+        say!(
             "No drift: {} ({}) matches what was last applied.",
-            resolved.desired.name, resolved.desired.environment
+            resolved.desired.name,
+            resolved.desired.environment
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -177,7 +179,7 @@ fn acknowledge(global: &GlobalArgs, args: AcknowledgeArgs) -> anyhow::Result<Exi
         );
     }
     let Some(drifted) = check.report.drifted.iter().find(|c| c.component == id) else {
-        println!("{id} has not drifted: nothing to acknowledge.");
+        say!("{id} has not drifted: nothing to acknowledge.");
         return Ok(ExitCode::SUCCESS);
     };
     let kind = Kind::from_recorded(&drifted.kind).ok_or_else(|| {
@@ -219,7 +221,7 @@ fn acknowledge(global: &GlobalArgs, args: AcknowledgeArgs) -> anyhow::Result<Exi
     )
     .map_err(|d| anyhow::anyhow!("{d}"))?;
     for e in &edits {
-        print!("{}", e.unified_diff());
+        say_raw!("{}", e.unified_diff());
     }
     if !by_hand.is_empty() {
         eprintln!(
@@ -229,14 +231,14 @@ fn acknowledge(global: &GlobalArgs, args: AcknowledgeArgs) -> anyhow::Result<Exi
     }
     if edits.is_empty() {
         if chosen.is_empty() {
-            println!("Nothing of {id}'s drift can be written back by panka.");
+            say!("Nothing of {id}'s drift can be written back by panka.");
         } else {
-            println!("The repository already says what AWS holds for {id}.");
+            say!("The repository already says what AWS holds for {id}.");
         }
         return Ok(ExitCode::SUCCESS);
     }
     for e in edits.iter().filter(|e| !e.path.contains("/environments/")) {
-        println!(
+        say!(
             "Note: {} is the base of every environment; those that do not override the setting change too.",
             e.path
         );
@@ -245,17 +247,17 @@ fn acknowledge(global: &GlobalArgs, args: AcknowledgeArgs) -> anyhow::Result<Exi
         for e in &edits {
             std::fs::write(root.join(&*e.path), &e.after)
                 .with_context(|| format!("failed to write {}", e.path))?;
-            println!("Wrote {}", e.path);
+            say!("Wrote {}", e.path);
         }
         if by_hand.is_empty() {
-            println!("Commit the change, then `panka apply`: AWS already matches, so it only records the new spec as applied, and the drift is gone.");
+            say!("Commit the change, then `panka apply`: AWS already matches, so it only records the new spec as applied, and the drift is gone.");
         } else {
-            println!(
+            say!(
                 "Commit the change; the fields not written back still differ from the repository."
             );
         }
     } else {
-        println!("\nRe-run with --write to change these files.");
+        say!("\nRe-run with --write to change these files.");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ use panka_controller::session::{Limits, Operation, RollbackTo};
 use super::deploy::{execute, ApplyFlags, Job};
 use super::{open_session, resolve_target, runtime, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::say;
 use crate::render::{print_data, recorded_time};
 
 /// Arguments of `panka rollback`.
@@ -56,7 +57,7 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> anyhow::Result<ExitC
         )
     })?;
     if global.output == OutputFormat::Table {
-        println!(
+        say!(
             "Rolling back to release {}{} of {} (deployed by {}, {})\n",
             input.target.id,
             input
@@ -94,7 +95,7 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> anyhow::Result<ExitC
             .service
             .as_ref()
             .map_or_else(|| "The stack".to_owned(), |s| format!("Service {s}"));
-        println!(
+        say!(
             "\n📌 {scope} is pinned to release {}: `panka apply` refuses until `panka resume`, and the controller keeps this release.",
             input.target.id
         );
@@ -126,7 +127,7 @@ pub fn resume(global: &GlobalArgs, args: ResumeArgs) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     match removed {
-        Some(pin) => println!(
+        Some(pin) => say!(
             "Unpinned {scope} of {} ({}): it was pinned to release {} by {} at {}. The next apply rolls forward.",
             resolved.desired.name,
             resolved.desired.environment,
@@ -134,7 +135,7 @@ pub fn resume(global: &GlobalArgs, args: ResumeArgs) -> anyhow::Result<ExitCode>
             pin.by,
             recorded_time(&pin.at)
         ),
-        None => println!(
+        None => say!(
             "{scope} of {} ({}) is not pinned; nothing to do.",
             resolved.desired.name, resolved.desired.environment
         ),
