@@ -3,6 +3,7 @@
 
 mod app;
 mod commands;
+mod progress;
 mod render;
 
 fn main() -> std::process::ExitCode {
