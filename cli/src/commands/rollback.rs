@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use panka_controller::session::{Limits, Operation, RollbackTo};
+use panka_controller::state::StateKey;
 
 use super::deploy::{execute, ApplyFlags, Job};
 use super::{open_session, resolve_target, runtime, TargetArgs};
@@ -109,17 +110,27 @@ pub fn resume(global: &GlobalArgs, args: ResumeArgs) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::FAILURE);
     };
     let service = resolved.target.service.as_deref();
-    let removed = runtime()?.block_on(async {
+    let (removed, stack_pin) = runtime()?.block_on(async {
         let session = open_session(global, &resolved.desired).await?;
-        anyhow::Ok(
-            session
-                .resume(
-                    &resolved.desired.name,
-                    &resolved.desired.environment,
-                    service,
-                )
-                .await?,
-        )
+        let removed = session
+            .resume(
+                &resolved.desired.name,
+                &resolved.desired.environment,
+                service,
+            )
+            .await?;
+        // A service that is not pinned itself may still be held by the stack's pin.
+        let key = StateKey::new(&resolved.desired.name, &resolved.desired.environment)?;
+        let stack_pin = match (&removed, service) {
+            (None, Some(_)) => session
+                .backends()
+                .state
+                .read(&key)
+                .await?
+                .and_then(|s| s.document.pins.get("stack").cloned()),
+            _ => None,
+        };
+        anyhow::Ok((removed, stack_pin))
     })?;
     let scope = service.map_or_else(|| "the stack".to_owned(), |s| format!("service {s}"));
     if global.output != OutputFormat::Table {
@@ -135,10 +146,19 @@ pub fn resume(global: &GlobalArgs, args: ResumeArgs) -> anyhow::Result<ExitCode>
             pin.by,
             recorded_time(&pin.at)
         ),
-        None => say!(
-            "{scope} of {} ({}) is not pinned; nothing to do.",
-            resolved.desired.name, resolved.desired.environment
-        ),
+        None => match stack_pin {
+            Some(pin) => say!(
+                "{scope} of {} ({}) has no pin of its own, but the stack is pinned to release {} by {}: `panka resume` without --service lifts it.",
+                resolved.desired.name,
+                resolved.desired.environment,
+                pin.release,
+                pin.by
+            ),
+            None => say!(
+                "{scope} of {} ({}) is not pinned; nothing to do.",
+                resolved.desired.name, resolved.desired.environment
+            ),
+        },
     }
     Ok(ExitCode::SUCCESS)
 }
