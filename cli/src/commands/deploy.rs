@@ -319,7 +319,7 @@ async fn bake(
         );
     }
     let since = std::time::SystemTime::now();
-    let crossed = session
+    let looked = session
         .bake(
             &plan.targets,
             since,
@@ -328,7 +328,15 @@ async fn bake(
             cancel,
             &|_| {},
         )
-        .await?;
+        .await;
+    let crossed = match looked {
+        // The release is applied and recorded; only the watching stopped.
+        Err(EngineError::Interrupted) => {
+            eprintln!("Bake interrupted: the release stands, not watched to the end");
+            return Ok(None);
+        }
+        other => other?,
+    };
     if table && crossed.is_none() {
         say!("✓ Bake period passed");
     }
