@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use panka_tests::emulator::{panka_command, unique_name, REGION};
+use panka_tests::emulator::{panka_backend, panka_command, unique_name, REGION};
 use panka_tests::output::{text, yaml_to_json};
 use serde_json::Value;
 use yaml_rust2::YamlLoader;
@@ -59,31 +59,6 @@ fn parse_yaml(text: &str) -> Value {
     yaml_to_json(&docs[0])
 }
 
-/// `panka init` and `panka backend create` with a fresh bucket and table on the emulator.
-fn backend(home: &Path, root: &Path) {
-    let bucket = unique_name("cli-apply");
-    let table = unique_name("cli-apply");
-    ok(panka(
-        home,
-        root,
-        &[
-            "init",
-            "--region",
-            REGION,
-            "--bucket",
-            &bucket,
-            "--table",
-            &table,
-            "--non-interactive",
-        ],
-    ));
-    ok(panka(
-        home,
-        root,
-        &["backend", "create", "--bucket", &bucket, "--table", &table],
-    ));
-}
-
 #[test]
 fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yaml() {
     let home = tempfile::tempdir().expect("tempdir");
@@ -92,7 +67,7 @@ fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yam
     repo(repo_dir.path(), &name);
     let root = repo_dir.path();
     let home = home.path();
-    backend(home, root);
+    panka_backend(env!("CARGO_BIN_EXE_panka"), home, "cli-apply");
     let target = ["-s", name.as_str(), "-e", "development"];
     let with = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -273,7 +248,7 @@ fn plan_apply_and_status_go_through_the_session_and_record_the_repositorys_commi
     let home = home.path();
     repo(root, &name);
     let head = commit_all(root);
-    backend(home, root);
+    panka_backend(env!("CARGO_BIN_EXE_panka"), home, "cli-apply");
     let run = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend(["-s", name.as_str(), "-e", "development"]);
