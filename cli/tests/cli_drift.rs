@@ -208,11 +208,15 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     console::scale(&sdk, &env, &name("user-service-api"), 3).await;
     console::scale(&sdk, &env, &name("notification-service-worker"), 3).await;
     let table_of = ("PREFERENCES_TABLE", "a-table-we-expect");
-    console::swap_task_definition(&sdk, &env, &worker, &v120, table_of).await;
+    let hotfix = format!("{v120}-hotfix");
+    console::swap_task_definition(&sdk, &env, &worker, &hotfix, table_of).await;
     let report = cli.json(2, &["drift", "detect", "--detailed-exitcode"]);
     assert_eq!(
         findings(&report),
-        [s("notification-service/worker", "desiredCount", "MEDIUM")]
+        [
+            s("notification-service/worker", "desiredCount", "MEDIUM"),
+            s("notification-service/worker", "image", "HIGH")
+        ]
     );
     assert_eq!(
         report["ignored"],
@@ -230,8 +234,33 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
         console::desired_count(&sdk, &env, &name("user-service-api")).await,
         3
     );
+    // The image went back in a new task definition, which kept the variable the rule expects.
+    assert_eq!(console::image(&sdk, &env, &worker).await, v120);
     let table = console::variable(&sdk, &env, &worker, "PREFERENCES_TABLE").await;
     assert_eq!(table.as_deref(), Some("a-table-we-expect"));
+    // A repository change to something the worker references does not void the rules.
+    let queue_yaml =
+        format!("stacks/{stack}/services/notification-service/components/queue/sqs.yaml");
+    edit(
+        root,
+        &queue_yaml,
+        "messageRetentionPeriod: 345600",
+        "messageRetentionPeriod: 345601",
+    );
+    let plan = cli.expect(0, &["plan"]);
+    for line in [
+        "notification-service/worker (Worker)  no change",
+        "user-service/api (MicroService)  no change",
+        "~ notification-service/queue (SQS)  UPDATE",
+    ] {
+        assert!(plan.contains(line), "no {line:?} in\n{plan}");
+    }
+    edit(
+        root,
+        &queue_yaml,
+        "messageRetentionPeriod: 345601",
+        "messageRetentionPeriod: 345600",
+    );
     edit(
         root,
         &infra,

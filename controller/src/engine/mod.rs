@@ -24,7 +24,7 @@ use panka_core::graph::Graph;
 use panka_core::keys::StateKey;
 use panka_core::model::{ComponentId, DesiredStack};
 use panka_core::plan::{Action, Health};
-use panka_core::state::ReleaseKind;
+use panka_core::state::{pin_holds, ReleaseKind};
 use tokio_util::sync::CancellationToken;
 
 pub use apply::{Applying, Step};
@@ -222,21 +222,22 @@ impl Prepared {
 }
 
 fn check_allowed(prepared: &Prepared, options: &EngineOptions) -> Result<(), EngineError> {
-    let held = prepared.state.as_ref().and_then(|s| {
-        s.document
-            .pin_holding(options.service.as_deref())
-            .map(|(scope, pin)| (&s.document, scope, pin))
-    });
-    if let Some((doc, scope, pin)) = held {
-        // Only rolling forward is held back: a remediation goes toward the pinned release
-        // (what state records), a rollback moves the pin, a destroy is explicit. `--unpin`
-        // lifts a pin of the run's own scope; a service's run stays held by the stack's pin.
-        let lifted = options.unpin && (options.service.is_none() || scope != "stack");
-        if options.kind == ReleaseKind::Apply && !lifted {
+    // Only rolling forward is held back: a remediation goes toward the pinned release (what
+    // state records), a rollback moves the pin, a destroy is explicit. `--unpin` lifts a pin of
+    // the run's own scope; a service's run stays held by the stack's pin. Every pin that holds
+    // the run is looked at: a service pin lifted does not lift the stack's.
+    if let (Some(s), ReleaseKind::Apply) = (&prepared.state, options.kind) {
+        let doc = &s.document;
+        let service = options.service.as_deref();
+        let held = doc.pins.iter().find(|(scope, _)| {
+            pin_holds(scope, service)
+                && !(options.unpin && (service.is_none() || scope.as_str() != "stack"))
+        });
+        if let Some((scope, pin)) = held {
             return Err(Refusal::Pinned(Box::new(PinnedBy {
                 stack: doc.stack.clone(),
                 environment: doc.environment.clone(),
-                scope: scope.to_owned(),
+                scope: scope.clone(),
                 pin: pin.clone(),
             }))
             .into());

@@ -212,12 +212,14 @@ pub(crate) async fn observe_and_plan(
             observed.insert(c.id.clone(), o);
         }
     }
+    let applied = applied_fields(run, state.as_ref(), &in_scope, &lookups)?;
     let observed = Observed::new(observed);
     let options = run.plan_options();
-    let plan = plan::plan(
+    let plan = plan::plan_with(
         desired,
         graph,
         &fields,
+        &applied,
         &observed,
         state.as_ref().map(|s| &s.document),
         &options,
@@ -230,6 +232,45 @@ pub(crate) async fn observe_and_plan(
         state,
         lookups,
     })
+}
+
+/// The fields each component's last applied spec gives with the outputs recorded then (what
+/// AWS held right after that apply): the plan compares them with the repository's, field by
+/// field, to tell drift from repository changes (direct, or through what a component
+/// references). Components with no readable record have none.
+fn applied_fields(
+    run: &Run,
+    state: Option<&Snapshot>,
+    in_scope: &[&DesiredComponent],
+    lookups: &BTreeMap<Kind, Lookups>,
+) -> Result<BTreeMap<ComponentId, DesiredFields>, EngineError> {
+    let Some(doc) = state.map(|s| &s.document) else {
+        return Ok(BTreeMap::new());
+    };
+    let recorded_outputs: Outputs = doc
+        .components
+        .iter()
+        .filter_map(|(name, c)| {
+            let id = ComponentId::try_from(name.clone()).ok()?;
+            Some((id, string_outputs(&c.outputs)))
+        })
+        .collect();
+    let none = Lookups::default();
+    let mut out = BTreeMap::new();
+    for c in in_scope {
+        let Some(then) = doc
+            .components
+            .get(&c.id.to_string())
+            .and_then(|r| serde_json::from_value::<DesiredComponent>(r.applied_spec.clone()).ok())
+            .filter(|then| then.kind() == c.kind())
+        else {
+            continue;
+        };
+        let found = lookups.get(&c.kind()).unwrap_or(&none);
+        let fields = driver_of(run, c)?.desired(&then, &recorded_outputs, found);
+        out.insert(c.id.clone(), fields);
+    }
+    Ok(out)
 }
 
 /// The driver of a component's kind.

@@ -378,7 +378,9 @@ fn of_service(id: &ComponentId, options: &PlanOptions) -> bool {
     options.service.as_ref().is_none_or(|s| &id.service == s)
 }
 
-/// Builds the plan.
+/// Builds the plan, telling drift apart per component only (a component whose spec state
+/// records unchanged has drifted in every field that differs). [`plan_with`] tells it apart per
+/// field.
 pub fn plan(
     desired: &DesiredStack,
     graph: &Graph,
@@ -387,9 +389,32 @@ pub fn plan(
     state: Option<&StateDocument>,
     options: &PlanOptions,
 ) -> Plan {
+    plan_with(
+        desired,
+        graph,
+        fields,
+        &BTreeMap::new(),
+        observed,
+        state,
+        options,
+    )
+}
+
+/// Builds the plan. `applied` holds, per component, the fields its last applied spec gives
+/// with the outputs recorded then (see [`Applied`]): a field whose value there equals the
+/// repository's was not changed by the repository — directly, or through what it references —
+/// so a difference in it is drift (which a `drift.ignore` rule may expect).
+pub fn plan_with(
+    desired: &DesiredStack,
+    graph: &Graph,
+    fields: &BTreeMap<ComponentId, DesiredFields>,
+    applied: &BTreeMap<ComponentId, DesiredFields>,
+    observed: &Observed,
+    state: Option<&StateDocument>,
+    options: &PlanOptions,
+) -> Plan {
     let empty = DesiredFields::default();
     let mut summary = Summary::default();
-    let mut changed = BTreeMap::new();
     let mut waves = Vec::new();
     for wave in &graph.waves {
         let mut planned = Vec::new();
@@ -402,13 +427,19 @@ pub fn plan(
             }
             let want = fields.get(id).unwrap_or(&empty);
             let seen = observed.get(id);
-            let unchanged = !changed_since_applied(id, desired, state, &mut changed);
+            let recorded = state
+                .and_then(|s| s.components.get(&id.to_string()))
+                .map(|c| c.spec_hash.as_str());
+            let last = Applied {
+                unchanged: recorded == Some(component.hash().as_str()),
+                fields: applied.get(id),
+            };
             let ignore = desired
                 .infra
                 .drift
                 .as_ref()
                 .map_or(&[][..], |d| &d.ignore[..]);
-            let p = component_plan(component, want, seen, unchanged, ignore, options);
+            let p = component_plan(component, want, seen, &last, ignore, options);
             count(&mut summary, &p.action);
             planned.push(p);
         }
@@ -532,7 +563,7 @@ fn component_plan(
     component: &DesiredComponent,
     want: &DesiredFields,
     seen: Option<&Observation>,
-    unchanged: bool,
+    last: &Applied<'_>,
     ignore: &[DriftIgnore],
     options: &PlanOptions,
 ) -> ComponentPlan {
@@ -559,14 +590,18 @@ fn component_plan(
         return p;
     }
     p.diffs = diff(want, seen);
-    if unchanged {
-        // Only what AWS changed by itself can be expected: a repository change is applied.
-        let id = component.id.to_string();
-        let (ignored, kept) = std::mem::take(&mut p.diffs)
-            .into_iter()
-            .partition(|d| ignores(ignore, &id, &d.field));
+    // Only what AWS changed by itself can be expected: a repository change is applied.
+    let id = component.id.to_string();
+    let (ignored, kept): (Vec<FieldDiff>, Vec<FieldDiff>) = std::mem::take(&mut p.diffs)
+        .into_iter()
+        .partition(|d| last.drifted(&d.field, want) && ignores(ignore, &id, &d.field));
+    if !kept.is_empty() && !updates_listed_fields_only(kind) {
+        // This kind's update makes the whole resource match its spec: an ignored difference
+        // is reset along with the others, so the plan says so.
+        p.diffs = kept.into_iter().chain(ignored).collect();
+    } else {
         p.diffs = kept;
-        p.ignored = ignored.into_iter().map(|d: FieldDiff| d.field).collect();
+        p.ignored = ignored.into_iter().map(|d| d.field).collect();
     }
     let replace_reason: Vec<String> = p
         .diffs
@@ -589,40 +624,38 @@ fn component_plan(
     };
     p.dangerous = matches!(p.action, Action::Replace { .. }) && kind.is_stateful();
     // The repository asks for what was last applied, yet AWS differs: someone changed AWS.
-    p.drift = p.action.is_change() && unchanged;
+    p.drift = match &p.action {
+        Action::Create => last.unchanged,
+        _ => p.diffs.iter().any(|d| last.drifted(&d.field, want)),
+    };
     p
 }
 
-/// Whether the repository changed `id` since it was last applied: its own spec, or that of
-/// anything it references (directly or not), whose outputs or settings its desired fields are
-/// made of (a new subnet of the network reaches the load balancer; a renamed queue, the
-/// environment of the service reading its URL). A component never applied counts as changed.
-/// Only an unchanged component's differences are drift. `memo` keeps the answers.
-fn changed_since_applied(
-    id: &ComponentId,
-    desired: &DesiredStack,
-    state: Option<&StateDocument>,
-    memo: &mut BTreeMap<ComponentId, bool>,
-) -> bool {
-    if let Some(known) = memo.get(id) {
-        return *known;
-    }
-    // Provisionally unchanged: a reference cycle (refused by graph, so never planned) ends here.
-    memo.insert(id.clone(), false);
-    let changed = match desired.components.get(id) {
-        None => true,
-        Some(c) => {
-            let recorded = state
-                .and_then(|s| s.components.get(&id.to_string()))
-                .map(|r| r.spec_hash.as_str());
-            recorded != Some(c.hash().as_str())
-                || c.references
-                    .iter()
-                    .any(|r| changed_since_applied(&r.target, desired, state, memo))
+/// Whether panka's driver of `kind` changes, in an update, only the fields the plan lists and
+/// keeps what AWS holds for the others (ECS: the task count, each plain variable). Every other
+/// driver makes the whole resource match its spec.
+fn updates_listed_fields_only(kind: Kind) -> bool {
+    matches!(kind, Kind::MicroService | Kind::Worker)
+}
+
+/// What a plan knows of a component's last apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied<'a> {
+    /// State records its current spec as applied.
+    pub unchanged: bool,
+    /// The fields its last applied spec gives with the outputs recorded then, when known.
+    pub fields: Option<&'a DesiredFields>,
+}
+
+impl Applied<'_> {
+    /// Whether a difference in `field` is AWS's doing: the repository (`want`) asks for what
+    /// was applied. Without the applied fields, whether the component's spec is unchanged.
+    pub fn drifted(&self, field: &str, want: &DesiredFields) -> bool {
+        match self.fields {
+            Some(then) => then.fields.get(field) == want.fields.get(field),
+            None => self.unchanged,
         }
-    };
-    memo.insert(id.clone(), changed);
-    changed
+    }
 }
 
 /// Whether a `drift.ignore` rule expects `field` of component `id` (`service/component`) to

@@ -351,16 +351,19 @@ impl EcsDriver {
         }
 
         let mut new_task = None;
-        if touched(Part::Task) && now.task != r.task {
-            let arn = self.register(id, &r.task).await?;
+        let task = keep_unlisted_variables(&r.task, &now.task, diffs);
+        if touched(Part::Task) && now.task != task {
+            let arn = self.register(id, &task).await?;
             now.task_arn = arn.clone();
-            now.task = r.task.clone();
+            now.task = task;
             new_task = Some(arn);
         }
 
+        // Only a count the plan lists changes: one a `drift.ignore` rule expects stays.
         let autoscaled = want.autoscaling.is_some();
+        let count_listed = diffs.iter().any(|d| d.field == "desiredCount");
         let count_changed =
-            !autoscaled && touched(Part::Service) && now.shape.desired_count != want.desired_count;
+            !autoscaled && count_listed && now.shape.desired_count != want.desired_count;
         let network_changed = now.shape.subnets != want.subnets
             || now.shape.security_groups != want.security_groups
             || now.shape.assign_public_ip != want.assign_public_ip;
@@ -662,4 +665,27 @@ impl Driver for EcsDriver {
         self.delete_log_group(id, &log_group).await?;
         Ok(Deletion::Done)
     }
+}
+
+/// The task definition to register: `desired`, but every plain variable whose difference the
+/// plan does not list (a `drift.ignore` rule expects it) keeps the value AWS holds (`seen`), so
+/// a new revision registered for another change does not reset it.
+fn keep_unlisted_variables(
+    desired: &render::TaskShape,
+    seen: &render::TaskShape,
+    diffs: &[FieldDiff],
+) -> render::TaskShape {
+    let mut task = desired.clone();
+    for (name, value) in &mut task.environment {
+        let listed = diffs
+            .iter()
+            .any(|d| d.field.strip_prefix("environment.") == Some(name.as_str()));
+        if name.starts_with(render::CONFIG_PREFIX) || listed {
+            continue;
+        }
+        if let Some(Some(kept)) = seen.environment.get(name) {
+            *value = Some(kept.clone());
+        }
+    }
+    task
 }
