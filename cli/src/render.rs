@@ -201,9 +201,9 @@ pub fn lock_json(l: &LockInfo, now: i64) -> serde_json::Value {
 /// command's own rendering and prints JSON if it ever reaches this.
 pub fn print_data(format: OutputFormat, value: &serde_json::Value) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Yaml => print!("{}", to_yaml(value)?),
+        OutputFormat::Yaml => say_raw!("{}", to_yaml(value)?),
         OutputFormat::Json | OutputFormat::Table => {
-            println!("{}", serde_json::to_string_pretty(value)?)
+            say!("{}", serde_json::to_string_pretty(value)?)
         }
     }
     Ok(())

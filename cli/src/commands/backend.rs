@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{load_config, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{indent, print_data};
+use crate::render::{say, say_raw};
 
 /// `panka backend …`.
 #[derive(Debug, Subcommand)]
@@ -83,7 +84,7 @@ fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<ExitCode> {
     })?;
     match global.output {
         OutputFormat::Table => {
-            println!("Backend: state s3://{bucket}, locks dynamodb://{table}");
+            say!("Backend: state s3://{bucket}, locks dynamodb://{table}");
             let rows = steps.iter().map(|s| {
                 let mark = match s.action {
                     StepAction::Warning => "!",
@@ -97,12 +98,12 @@ fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<ExitCode> {
                 ]
             });
             // No header: each line reads as a sentence (`✓ s3://b  versioning  configured`).
-            print!(
+            say_raw!(
                 "{}",
                 indent(&crate::render::table(["", "", "", ""], rows), 2)
             );
             if steps.iter().all(|s| s.action == StepAction::Verified) {
-                println!("Nothing to change: the backend was already set up.");
+                say!("Nothing to change: the backend was already set up.");
             }
         }
         OutputFormat::Json | OutputFormat::Yaml => print_data(

@@ -10,6 +10,7 @@ use panka_core::resolve;
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::say_raw;
 use crate::render::{print_data, problems};
 
 /// Arguments of `panka graph`.
@@ -88,7 +89,7 @@ pub fn run(global: &GlobalArgs, args: GraphArgs) -> anyhow::Result<ExitCode> {
         GraphFormat::Dot => dot(&desired, &graph),
         GraphFormat::Mermaid => mermaid(&desired, &graph),
     };
-    print!("{text}");
+    say_raw!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,7 @@ use panka_controller::state::{rolled_back, HistoryEntry, ReleaseOutcome, StateKe
 use super::{open_backends, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{duration, print_data, recorded_time, table};
+use crate::render::{say, say_raw};
 
 /// Arguments of `panka history`.
 #[derive(Debug, Args)]
@@ -40,12 +41,12 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Table => {}
     }
     if entries.is_empty() {
-        println!("No releases recorded for {key} yet.");
+        say!("No releases recorded for {key} yet.");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Deployment history: {} ({})", key.stack, key.environment);
+    say!("Deployment history: {} ({})", key.stack, key.environment);
     let undone = rolled_back(&entries);
-    print!(
+    say_raw!(
         "{}",
         table(
             ["ID", "KIND", "VERSION", "BY", "STARTED", "DURATION", "OUTCOME", "VARS"],

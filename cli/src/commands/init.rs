@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::print_data;
+use crate::render::{say, say_raw};
 
 /// Arguments of `panka init`.
 #[derive(Debug, Args)]
@@ -57,7 +58,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
     };
 
     if interactive {
-        println!("Welcome to Panka!\n");
+        say!("Welcome to Panka!\n");
     }
     if path.exists() && !args.force {
         anyhow::ensure!(
@@ -67,7 +68,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
         );
         let answer = prompt.ask(&format!("{} exists. Overwrite? (y/N)", path.display()))?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("Left {} unchanged.", path.display());
+            say!("Left {} unchanged.", path.display());
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -149,15 +150,15 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
     match global.output {
         OutputFormat::Table => {
             if interactive {
-                println!();
+                say!();
             }
-            println!("✓ Configuration saved to {}", path.display());
+            say!("✓ Configuration saved to {}", path.display());
             if let (
                 Some(StateConfig::S3 { bucket, region }),
                 Some(LocksConfig::DynamoDb { table, .. }),
             ) = (&file.state, &file.locks)
             {
-                println!(
+                say!(
                     "  If the bucket and table do not exist yet (once per organisation):\n    panka backend create --bucket {bucket} --table {table}{}",
                     region.as_ref().map(|r| format!(" --region {r}")).unwrap_or_default()
                 );
@@ -181,7 +182,7 @@ struct Prompt<'a, R: BufRead> {
 
 impl<R: BufRead> Prompt<'_, R> {
     fn ask(&mut self, question: &str) -> anyhow::Result<String> {
-        print!("? {question} ");
+        say_raw!("? {question} ");
         std::io::stdout().flush()?;
         let mut line = String::new();
         let n = self.input.read_line(&mut line)?;
@@ -214,7 +215,7 @@ impl<R: BufRead> Prompt<'_, R> {
             match (answer.is_empty(), &default) {
                 (false, _) => return Ok(answer),
                 (true, Some(d)) => return Ok(d.clone()),
-                (true, None) => println!("  a value is required"),
+                (true, None) => say!("  a value is required"),
             }
         }
     }

@@ -12,6 +12,7 @@ use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{
     ago, epoch, indent, lock_json, lock_status, print_data, recorded_time, table, timestamp,
 };
+use crate::render::{say, say_raw};
 
 /// `panka state …`.
 #[derive(Debug, Subcommand)]
@@ -61,7 +62,7 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let Some(snap) = snapshot else {
         match global.output {
             OutputFormat::Table => {
-                println!("No state for {key} in {location}: nothing has been applied yet.")
+                say!("No state for {key} in {location}: nothing has been applied yet.")
             }
             OutputFormat::Json | OutputFormat::Yaml => {
                 print_data(global.output, &serde_json::Value::Null)?
@@ -72,24 +73,24 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let doc = &snap.document;
     match global.output {
         OutputFormat::Table => {
-            println!("State: {key}  ({location}/{})", key.state_path());
-            println!("  Serial:   {}", doc.serial);
-            println!("  Lineage:  {}", doc.lineage);
-            println!("  Fence:    {}", doc.fence);
+            say!("State: {key}  ({location}/{})", key.state_path());
+            say!("  Serial:   {}", doc.serial);
+            say!("  Lineage:  {}", doc.lineage);
+            say!("  Fence:    {}", doc.fence);
             if !doc.updated_at.is_empty() || !doc.updated_by.is_empty() {
-                println!(
+                say!(
                     "  Updated:  {} by {}",
                     recorded_time(&doc.updated_at),
                     doc.updated_by
                 );
             }
             if let Some(r) = &doc.release {
-                println!("  Release:  {r}");
+                say!("  Release:  {r}");
             }
             if doc.components.is_empty() {
-                println!("  Components: none");
+                say!("  Components: none");
             } else {
-                println!("  Components ({}):", doc.components.len());
+                say!("  Components ({}):", doc.components.len());
                 let rows = doc.components.iter().map(|(name, c)| {
                     let ids = c
                         .identifiers
@@ -100,7 +101,7 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
                     let hash: String = c.spec_hash.chars().take(12).collect();
                     [name.clone(), c.kind.clone(), hash, ids]
                 });
-                print!(
+                say_raw!(
                     "{}",
                     indent(
                         &table(["COMPONENT", "KIND", "SPEC HASH", "IDENTIFIERS"], rows),
@@ -130,7 +131,7 @@ fn locks(global: &GlobalArgs, args: LocksArgs) -> anyhow::Result<ExitCode> {
     match global.output {
         OutputFormat::Table => {
             if list.is_empty() {
-                println!("No locks held in {location}.");
+                say!("No locks held in {location}.");
                 return Ok(ExitCode::SUCCESS);
             }
             print_table(&list, now);
@@ -159,7 +160,7 @@ fn print_table(list: &[LockInfo], now: i64) {
             lock_status(l, now),
         ]
     });
-    print!(
+    say_raw!(
         "{}",
         table(
             ["KEY", "HOLDER", "OPERATION", "SINCE", "HEARTBEAT", "STATUS"],

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::{open_session, repo_root, resolve_target, runtime, Resolved, TargetArgs};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{ago, indent, mark, print_data, recorded_time, table};
+use crate::render::{say, say_raw};
 
 /// Arguments of `panka status`.
 #[derive(Debug, Args)]
@@ -67,7 +68,7 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
         print_data(global.output, &status_json(&summary))?;
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", status_text(&summary, jiff::Timestamp::now()));
+    say_raw!("{}", status_text(&summary, jiff::Timestamp::now()));
     Ok(if summary.healthy() {
         ExitCode::SUCCESS
     } else {
@@ -260,7 +261,7 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    print!(
+    say_raw!(
         "{}",
         show_text(
             &id,
@@ -391,13 +392,13 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for (stack, envs, services) in out {
-        println!("{stack}  (environments: {})", envs.join(", "));
+        say!("{stack}  (environments: {})", envs.join(", "));
         let rows = services.into_iter().flat_map(|(svc, comps)| {
             comps
                 .into_iter()
                 .map(move |(c, k)| [svc.clone(), c, k.to_owned()])
         });
-        print!(
+        say_raw!(
             "{}",
             indent(&table(["SERVICE", "COMPONENT", "KIND"], rows), 2)
         );

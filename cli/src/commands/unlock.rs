@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{open_backends, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::say;
 use crate::render::{ago, epoch, epoch_rfc3339, lock_json, lock_status, print_data, timestamp};
 
 /// Arguments of `panka unlock`.
@@ -70,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: UnlockArgs) -> anyhow::Result<ExitCode> {
                         } else {
                             "it was yours"
                         };
-                        println!("✓ Removed lock {} ({why})", info.key());
+                        say!("✓ Removed lock {} ({why})", info.key());
                         describe(&info, now);
                     }
                     OutputFormat::Json | OutputFormat::Yaml => print_data(global.output, &json!({
@@ -95,13 +96,13 @@ pub fn run(global: &GlobalArgs, args: UnlockArgs) -> anyhow::Result<ExitCode> {
                 };
                 match global.output {
                     OutputFormat::Table => {
-                        println!("No lock held on {}.", target.key());
+                        say!("No lock held on {}.", target.key());
                         if !others.is_empty() {
-                            println!("Service-scoped locks of {}/{}:", target.stack, target.environment);
+                            say!("Service-scoped locks of {}/{}:", target.stack, target.environment);
                             for o in &others {
-                                println!("  {} held by {} ({})", o.key(), o.locked_by, lock_status(o, now));
+                                say!("  {} held by {} ({})", o.key(), o.locked_by, lock_status(o, now));
                             }
-                            println!("Pass --service NAME to remove one.");
+                            say!("Pass --service NAME to remove one.");
                         }
                     }
                     OutputFormat::Json | OutputFormat::Yaml => print_data(global.output, &json!({
@@ -131,17 +132,17 @@ pub fn run(global: &GlobalArgs, args: UnlockArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn describe(info: &LockInfo, now: i64) {
-    println!("  Locked by:      {}", info.locked_by);
-    println!("  Operation:      {}", info.operation);
-    println!(
+    say!("  Locked by:      {}", info.locked_by);
+    say!("  Operation:      {}", info.operation);
+    say!(
         "  Locked at:      {} ({})",
         timestamp(epoch(info.locked_at)),
         ago(epoch(info.locked_at), epoch(now))
     );
-    println!(
+    say!(
         "  Last heartbeat: {}",
         ago(epoch(info.last_heartbeat), epoch(now))
     );
-    println!("  Lock id:        {} (fence {})", info.lock_id, info.fence);
-    println!("  Recorded in history.");
+    say!("  Lock id:        {} (fence {})", info.lock_id, info.fence);
+    say!("  Recorded in history.");
 }

@@ -9,6 +9,7 @@ use panka_core::model::ComponentId;
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::say;
 use crate::render::{branch, mark, print_data, problem_json, problems};
 
 /// Arguments of `panka validate`.
@@ -66,7 +67,7 @@ pub fn run(global: &GlobalArgs, args: ValidateArgs) -> anyhow::Result<ExitCode> 
         OutputFormat::Table => {
             for (i, v) in results.iter().enumerate() {
                 if i > 0 {
-                    println!();
+                    say!();
                 }
                 print_tree(v, args.service.as_deref());
             }
@@ -104,41 +105,41 @@ fn relevant<'a>(v: &'a Validation, service: Option<&str>) -> Vec<&'a Diagnostic>
 }
 
 fn print_tree(v: &Validation, service: Option<&str>) {
-    println!("Validating stack: {}", v.stack);
+    say!("Validating stack: {}", v.stack);
     let inv = match &v.inventory {
         Err(_) => {
-            println!("└── Parsing files... ✗");
-            println!();
+            say!("└── Parsing files... ✗");
+            say!();
             eprintln!("{}", problems(&relevant(v, service), &v.sources));
             let n = relevant(v, service).len();
-            println!("\n✗ {n} problem{} found in stack {}", plural(n), v.stack);
+            say!("\n✗ {n} problem{} found in stack {}", plural(n), v.stack);
             return;
         }
         Ok(inv) => inv,
     };
-    println!("├── Parsing stack.yaml... ✓");
+    say!("├── Parsing stack.yaml... ✓");
     let services: Vec<&String> = inv
         .services
         .iter()
         .filter(|s| service.is_none_or(|x| x == s.as_str()))
         .collect();
-    println!("├── Parsing services... ✓");
+    say!("├── Parsing services... ✓");
     for (i, s) in services.iter().enumerate() {
-        println!("│   {} {s} ✓", branch(i, services.len()));
+        say!("│   {} {s} ✓", branch(i, services.len()));
     }
     let comps: Vec<_> = inv
         .components
         .iter()
         .filter(|(id, _)| in_service(id, service))
         .collect();
-    println!("├── Parsing components... ✓");
+    say!("├── Parsing components... ✓");
     for (i, (id, kind)) in comps.iter().enumerate() {
-        println!("│   {} {id} ({kind}) ✓", branch(i, comps.len()));
+        say!("│   {} {id} ({kind}) ✓", branch(i, comps.len()));
     }
     let envs_ok = v.environments.iter().all(|e| e.result.is_ok());
-    println!("├── Resolving environments... {}", mark(envs_ok));
+    say!("├── Resolving environments... {}", mark(envs_ok));
     for (i, e) in v.environments.iter().enumerate() {
-        println!(
+        say!(
             "│   {} {} {}",
             branch(i, v.environments.len()),
             e.name,
@@ -151,11 +152,11 @@ fn print_tree(v: &Validation, service: Option<&str>) {
         .filter_map(|e| e.result.as_ref().ok().map(|(_, g)| (&e.name, g)))
         .collect();
     if envs_ok {
-        println!("├── Building dependency graph... ✓");
+        say!("├── Building dependency graph... ✓");
         let same = graphs.windows(2).all(|w| w[0].1.waves == w[1].1.waves);
         for (env, graph) in &graphs {
             if !same {
-                println!("│   {env}:");
+                say!("│   {env}:");
             }
             for (n, wave) in graph.waves.iter().enumerate() {
                 let names: Vec<String> = wave
@@ -170,24 +171,24 @@ fn print_tree(v: &Validation, service: Option<&str>) {
                     })
                     .collect();
                 if !names.is_empty() {
-                    println!("│   Wave {}: {}", n + 1, names.join(", "));
+                    say!("│   Wave {}: {}", n + 1, names.join(", "));
                 }
             }
             if same {
                 break;
             }
         }
-        println!("├── Validating references... ✓");
+        say!("├── Validating references... ✓");
         // No policy check line: nothing evaluates policies yet, and the tree must not claim it.
-        println!("└── Checking for cycles... ✓");
-        println!();
-        println!("✓ Stack configuration is valid!");
+        say!("└── Checking for cycles... ✓");
+        say!();
+        say!("✓ Stack configuration is valid!");
     } else {
-        println!("└── Stopped: fix the problems below");
-        println!();
+        say!("└── Stopped: fix the problems below");
+        say!();
         let list = relevant(v, service);
         eprintln!("{}", problems(&list, &v.sources));
-        println!(
+        say!(
             "\n✗ {} problem{} found in stack {}",
             list.len(),
             plural(list.len()),

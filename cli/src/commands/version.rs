@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
+use crate::render::say;
 
 /// Prints the version.
 pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let version = env!("CARGO_PKG_VERSION");
     match global.output {
-        OutputFormat::Table => println!("panka {version}"),
+        OutputFormat::Table => say!("panka {version}"),
         OutputFormat::Json | OutputFormat::Yaml => crate::render::print_data(
             global.output,
             &json!({
