@@ -242,6 +242,9 @@ pub(crate) fn execute(
                     };
                     match bake(&session, repository, &report, &cancel, table).await {
                         Ok(None) => Outcome::Applied(Box::new(report), run.calls().clone()),
+                        Err(EngineError::Interrupted) => {
+                            Outcome::BakeInterrupted(Box::new(report), run.calls().clone())
+                        }
                         Ok(Some(reason)) => {
                             let e = EngineError::BakeFailed(reason);
                             let baked = report.release.as_ref().map_or("", |r| r.id.as_str());
@@ -319,26 +322,31 @@ async fn bake(
         );
     }
     let since = std::time::SystemTime::now();
-    let looked = session
+    let measured = std::sync::atomic::AtomicBool::new(false);
+    let on_look = |looks: &[session::BakeLook]| {
+        if looks
+            .iter()
+            .any(|l| l.verdict != panka_core::bake::Verdict::NoData)
+        {
+            measured.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    let crossed = session
         .bake(
             &plan.targets,
             since,
             plan.period,
             &plan.thresholds,
             cancel,
-            &|_| {},
+            &on_look,
         )
-        .await;
-    let crossed = match looked {
-        // The release is applied and recorded; only the watching stopped.
-        Err(EngineError::Interrupted) => {
-            eprintln!("Bake interrupted: the release stands, not watched to the end");
-            return Ok(None);
-        }
-        other => other?,
-    };
+        .await?;
     if table && crossed.is_none() {
-        say!("✓ Bake period passed");
+        if measured.load(std::sync::atomic::Ordering::Relaxed) {
+            say!("✓ Bake period passed");
+        } else {
+            say!("✓ Bake period passed with no traffic seen: nothing was judged");
+        }
     }
     Ok(crossed)
 }
@@ -366,6 +374,11 @@ fn report_outcome(global: &GlobalArgs, outcome: Outcome, job: &Job) -> anyhow::R
     let table = global.output == OutputFormat::Table;
     let desired = &job.desired;
     match outcome {
+        Outcome::BakeInterrupted(report, calls) => {
+            report_outcome(global, Outcome::Applied(report, calls), job)?;
+            eprintln!("Bake interrupted: the release stands, not watched to the end");
+            Ok(ExitCode::from(130))
+        }
         Outcome::Declined => {
             say!("{} cancelled; nothing changed.", job.title);
             Ok(ExitCode::FAILURE)
@@ -447,6 +460,11 @@ fn report_outcome(global: &GlobalArgs, outcome: Outcome, job: &Job) -> anyhow::R
 
 /// How an apply command ended.
 enum Outcome {
+    /// Applied and recorded, but Ctrl-C stopped the bake period before its end.
+    BakeInterrupted(
+        Box<panka_controller::engine::ApplyReport>,
+        panka_controller::driver::CallCounter,
+    ),
     Declined,
     Applied(
         Box<panka_controller::engine::ApplyReport>,

@@ -24,7 +24,7 @@ use panka_core::graph::Graph;
 use panka_core::keys::StateKey;
 use panka_core::model::{ComponentId, DesiredStack};
 use panka_core::plan::{Action, Health};
-use panka_core::state::{pin_holds, ReleaseKind};
+use panka_core::state::{pin_holds, ReleaseKind, ReleaseOutcome};
 use tokio_util::sync::CancellationToken;
 
 pub use apply::{Applying, Step};
@@ -179,13 +179,16 @@ impl Engine {
                     .is_some_and(|o| o.health != Health::Healthy)
         });
         let changes = prepared.plan.has_changes();
+        // A rollback that pins is a release even when AWS already matches its target: history
+        // says who pinned, when, and to what.
+        let pins = options.rollback.as_ref().is_some_and(|r| r.pin);
         let mut rec = Recorder::new(
             &self.backends.state,
             key,
             prepared.state.clone(),
             token,
             handle.guard(),
-            changes,
+            changes || pins,
             desired,
             options,
         );
@@ -197,12 +200,15 @@ impl Engine {
             }
         }
         if !changes && stale.is_empty() && !unsettled {
-            // Nothing to do; a failed release leaves a lease that expires on its own.
+            // Nothing to do in AWS; a failed release leaves a lease that expires on its own.
+            let release = rec
+                .release(desired, options, &prepared.plan, ReleaseOutcome::Succeeded)
+                .await;
             let _ = handle.release().await;
             return Ok(Err(ApplyReport {
                 outputs: prepared.outputs.clone(),
                 plan: prepared.plan,
-                release: None,
+                release: release?,
                 duration: started.elapsed(),
             }));
         }

@@ -34,13 +34,24 @@ pub struct PinnedBy {
 impl std::fmt::Display for PinnedBy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pin = &self.pin;
-        let what = match self.scope.strip_prefix("service:") {
-            Some(service) => format!("service {service} of {}/{}", self.stack, self.environment),
-            None => format!("{}/{}", self.stack, self.environment),
+        let (what, resume) = match self.scope.strip_prefix("service:") {
+            Some(service) => (
+                format!("service {service} of {}/{}", self.stack, self.environment),
+                format!("`panka resume --service {service}`"),
+            ),
+            None => (
+                format!("{}/{}", self.stack, self.environment),
+                "`panka resume` (stack-wide)".to_owned(),
+            ),
+        };
+        let unpin = if self.scope == "stack" {
+            "or apply the whole stack with --unpin"
+        } else {
+            "or apply with --unpin"
         };
         write!(
             f,
-            "{what} is pinned to release {}{} by {} at {} (a rollback); run `panka resume` when the repository has the fix, or apply with --unpin",
+            "{what} is pinned to release {}{} by {} at {} (a rollback); run {resume} when the repository has the fix, {unpin}",
             pin.release,
             pin.version
                 .as_ref()
@@ -256,7 +267,7 @@ pub enum Refusal {
     #[error("the repository has changes not applied yet ({}): a remediation puts back what was applied, nothing newer; `panka plan` shows them — apply them with `panka apply`, or remediate with --include-pending to apply them too (if the last apply was given --var values, give the same ones here)", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     PendingChanges(Vec<ComponentId>),
     /// `--include-pending` while a rollback pins the scope: it would roll forward.
-    #[error("{0}; a remediation with --include-pending would roll it forward: remediate without it (toward the pinned release), or `panka resume` first")]
+    #[error("{0}. A remediation with --include-pending would roll it forward: remediate without it to go back toward the pinned release")]
     PinnedRemediation(Box<PinnedBy>),
     /// Drift, a remediation or a rollback needs something applied before.
     #[error("nothing has been applied to {stack}/{environment} yet, so nothing can drift or be rolled back; run `panka apply` first")]

@@ -183,8 +183,9 @@ fn choose(releases: &[Release], service: Option<&str>, to: &RollbackTo) -> Resul
             }
             if !usable(r) {
                 return Err(format!(
-                    "release {id} ({}, {:?}) is not one to go back to: a rollback goes back to an apply or rollback that succeeded (`panka history` lists them)",
-                    r.kind, r.outcome
+                    "release {id} ({}, {}) is not one to go back to: a rollback goes back to an apply or rollback that succeeded (`panka history` lists them)",
+                    r.kind,
+                    format!("{:?}", r.outcome).to_lowercase()
                 ));
             }
             Ok(r.clone())
@@ -230,7 +231,9 @@ fn newer_than(releases: &[Release], target: &Release, service: Option<&str>) -> 
         .take_while(|r| r.id != target.id)
         // A remediation put back what was applied then: nothing of it is undone.
         .filter(|r| matches!(r.kind, ReleaseKind::Apply | ReleaseKind::Rollback))
-        .filter(|r| r.scope == pin_scope(service) || r.scope == "stack" || service.is_none())
+        // A service's rollback undoes that service's releases; a stack-wide release it only
+        // partly undoes (the other services keep what it applied) stays as it was.
+        .filter(|r| service.is_none() || r.scope == pin_scope(service))
         .map(|r| r.id.clone())
         .collect()
 }

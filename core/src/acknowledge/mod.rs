@@ -325,26 +325,48 @@ impl Edit<'_> {
         };
         // A variable other settings use too (`VERSION` for every image) would change them all:
         // the acknowledged difference is this setting's only.
+        // Counted in the documents this environment resolves (base files and its own
+        // overlays), outside comments; config files and other environments do not count.
         let reference = format!("${{{var}}}");
-        let others: Vec<&str> = self
+        let stack_dir = format!("stacks/{}/", self.loaded.name);
+        let this_env = format!("{stack_dir}environments/{}/", self.environment);
+        let counts = |path: &str| {
+            path.ends_with(".yaml")
+                && !path.contains("/configs/")
+                && (!path.starts_with(&format!("{stack_dir}environments/"))
+                    || path.starts_with(&this_env))
+                && path != &*doc.path
+        };
+        let uses: Vec<&str> = self
             .loaded
             .sources
             .files()
-            .filter(|(path, _)| path.as_ref() != doc.path.as_ref())
+            .filter(|(path, _)| counts(path))
             .flat_map(|(path, text)| {
-                std::iter::repeat_n(&**path, text.matches(reference.as_str()).count())
+                let used = text
+                    .lines()
+                    .map(|l| l.split_once(" #").map_or(l, |(code, _)| code))
+                    .filter(|l| !l.trim_start().starts_with('#'))
+                    .map(|l| l.matches(reference.as_str()).count())
+                    .sum::<usize>();
+                std::iter::repeat_n(&**path, used)
             })
             .collect();
-        if others.len() > 1 {
-            let mut files: Vec<&str> = others.clone();
-            files.dedup();
+        // One use is this setting's own.
+        if uses.len() > 1 {
+            let mut elsewhere: Vec<&str> = uses.clone();
+            elsewhere.dedup();
+            let n = uses.len() - 1;
             return Err(Diagnostic::at(
                 here(),
                 format!(
-                    "`{}` is set by `${{{var}}}`, which {} other settings use too ({}): changing the variable would change them as well",
+                    "`{}` is set by `${{{var}}}`, which {n} other setting{} of {} use{} too (in {}): changing the variable would change {} as well",
                     self.name,
-                    others.len() - 1,
-                    files.join(", ")
+                    if n == 1 { "" } else { "s" },
+                    self.environment,
+                    if n == 1 { "s" } else { "" },
+                    elsewhere.join(", "),
+                    if n == 1 { "it" } else { "them" },
                 ),
             )
             .help(self.by_hand(file)));

@@ -164,7 +164,7 @@ fn a_variable_other_settings_use_too_is_not_changed() {
     let err = replicas(&tree, json!(3)).expect_err("refused");
     assert!(
         err.message.starts_with(
-            "`scaling.replicas` is set by `${REPLICAS}`, which 1 other settings use too"
+            "`scaling.replicas` is set by `${REPLICAS}`, which 1 other setting of production uses too"
         ),
         "{err}"
     );

@@ -49,6 +49,15 @@ fn previous_is_the_last_good_release_before_the_current_one() {
     let api = choose(&history, Some("api"), &RollbackTo::Previous).unwrap();
     assert_eq!(api.id, "r2");
     assert_eq!(newer_than(&history, &stack, None), ["r3", "r2"]);
+    // A service's rollback undoes that service's releases only.
+    assert_eq!(
+        newer_than(
+            &history,
+            &release("r0", Apply, "stack", "0.9", Succeeded),
+            Some("api")
+        ),
+        ["r2"]
+    );
 }
 
 #[test]
@@ -103,7 +112,7 @@ fn versions_and_ids_are_found_or_refused_with_a_reason() {
     assert!(err.contains("no release `nope`"), "{err}");
     let err = choose(&history, None, &RollbackTo::Release("r1".into())).unwrap_err();
     assert!(
-        err.contains("(apply, Failed) is not one to go back to"),
+        err.contains("(apply, failed) is not one to go back to"),
         "{err}"
     );
     assert_eq!(
