@@ -160,6 +160,16 @@ impl DriftReport {
         self.drifted.iter().flat_map(|c| c.findings.iter())
     }
 
+    /// The report as it concerns `service` alone (a stack-wide check read for one service).
+    pub fn narrowed_to(mut self, service: &str) -> DriftReport {
+        self.drifted.retain(|c| c.component.service == service);
+        self.pending.retain(|c| c.service == service);
+        let prefix = format!("{service}/");
+        self.ignored.retain(|i| i.starts_with(&prefix));
+        self.service = Some(service.to_owned());
+        self
+    }
+
     /// Every finding, owned (to carry first-seen times into the next check).
     pub fn findings_vec(&self) -> Vec<Finding> {
         self.findings().cloned().collect()

@@ -87,6 +87,7 @@ fn status_json(s: &StatusSummary) -> serde_json::Value {
             "checkedAt": d.checked_at,
             "drifted": d.drifted.len(),
             "severity": d.severity(),
+            "staleSinceRelease": s.drift_is_stale(),
         })),
         "components": s.components.iter().map(|c| json!({
             "component": c.id.to_string(), "kind": c.kind, "status": c.observed.status,
@@ -149,14 +150,7 @@ fn status_text(s: &StatusSummary, now: jiff::Timestamp) -> String {
                 ),
                 None => "no drift".to_owned(),
             };
-            let at = |t: &str| t.parse::<jiff::Timestamp>().ok();
-            let stale = s
-                .release
-                .as_ref()
-                .and_then(|r| r.finished_at.as_deref())
-                .and_then(at)
-                .zip(at(&d.checked_at))
-                .is_some_and(|(released, checked)| checked < released);
+            let stale = s.drift_is_stale();
             let _ = writeln!(
                 out,
                 "Drift checked {}: {found}{}",

@@ -310,13 +310,21 @@ impl Session {
         };
         let key = StateKey::new(&desired.name, &desired.environment).map_err(StateError::from)?;
         // A drift report that cannot be read is shown as never checked.
-        let drift = self
-            .backends
-            .state
-            .drift(&key, target.service.as_deref())
-            .await
-            .ok()
-            .flatten();
+        // A report that cannot be read counts as never checked. For a service, the newer of its
+        // own check and the stack-wide one (narrowed to the service) is the freshest word.
+        let store = &self.backends.state;
+        let stack_report = store.drift(&key, None).await.ok().flatten();
+        let drift = match target.service.as_deref() {
+            None => stack_report,
+            Some(service) => {
+                let own = store.drift(&key, Some(service)).await.ok().flatten();
+                let wide = stack_report.map(|r| r.narrowed_to(service));
+                [own, wide]
+                    .into_iter()
+                    .flatten()
+                    .max_by_key(|r| r.checked_at.parse::<jiff::Timestamp>().ok())
+            }
+        };
         let mut summary = StatusSummary::new(
             desired,
             target.service.as_deref(),
@@ -403,6 +411,19 @@ impl StatusSummary {
             pins: state.map(|d| d.pins.clone()).unwrap_or_default(),
             drift: None,
         }
+    }
+
+    /// Whether the last drift check is older than the last release (what it found may be
+    /// gone, or new drift may have come).
+    pub fn drift_is_stale(&self) -> bool {
+        let at = |t: &str| t.parse::<jiff::Timestamp>().ok();
+        let released = self
+            .release
+            .as_ref()
+            .and_then(|r| r.finished_at.as_deref())
+            .and_then(at);
+        let checked = self.drift.as_ref().and_then(|d| at(&d.checked_at));
+        matches!((released, checked), (Some(r), Some(c)) if c < r)
     }
 
     /// Whether every component in scope is healthy.
