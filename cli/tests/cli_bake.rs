@@ -8,9 +8,9 @@ use std::process::Output;
 
 use panka_controller::session::next_minute;
 use panka_tests::console;
-use panka_tests::emulator::{emulator, ensure_secrets, panka_backend, panka_command, unique_name};
+use panka_tests::emulator::{emulator, panka_backend, panka_command, unique_name};
 use panka_tests::output::text;
-use panka_tests::repo::{edit, renamed_example};
+use panka_tests::repo::{create_example_secrets, edit, renamed_example};
 use serde_json::Value;
 
 fn panka(home: &Path, root: &Path, stack: &str, args: &[&str]) -> Output {
@@ -58,14 +58,7 @@ async fn a_release_is_rolled_back_when_its_bake_crosses_a_threshold() {
         "  rollback:\n    bake: 4s\n  approval:\n",
     );
     let sdk = emulator().sdk_config().await;
-    let loaded = panka_controller::validate::load_stack(root, &stack).expect("loads");
-    let (desired, _) = panka_controller::validate::plan_input(
-        &loaded,
-        "development",
-        &panka_core::resolve::Options::default(),
-    )
-    .expect("resolves");
-    ensure_secrets(&sdk, &desired).await;
+    create_example_secrets(root, &stack).await;
     panka_backend(env!("CARGO_BIN_EXE_panka"), home, "bake");
     let apply = |vars: &[&str]| {
         let mut args = vec!["apply", "--yes", "--health-timeout", "60"];

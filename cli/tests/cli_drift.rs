@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Output;
 
 use panka_tests::console;
-use panka_tests::emulator::{emulator, ensure_secrets, panka_backend, panka_command, unique_name};
+use panka_tests::emulator::{emulator, panka_backend, panka_command, unique_name};
 use panka_tests::output::text;
-use panka_tests::repo::{edit, renamed_example};
+use panka_tests::repo::{create_example_secrets, edit, renamed_example};
 use serde_json::Value;
 
 struct Cli<'a> {
@@ -77,14 +77,7 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     let repo = renamed_example("user-platform", &stack);
     let root = repo.path();
     let sdk = emulator().sdk_config().await;
-    let loaded = panka_controller::validate::load_stack(root, &stack).expect("loads");
-    let (desired, _) = panka_controller::validate::plan_input(
-        &loaded,
-        "development",
-        &panka_core::resolve::Options::default(),
-    )
-    .expect("resolves");
-    ensure_secrets(&sdk, &desired).await;
+    create_example_secrets(root, &stack).await;
     let cli = Cli {
         home: home.path(),
         root,

@@ -38,3 +38,20 @@ pub fn edit(root: &Path, rel: &str, from: &str, to: &str) {
     assert!(text.contains(from), "{rel} has no `{from}`");
     std::fs::write(path, text.replacen(from, to, 1)).expect("write");
 }
+
+/// Creates, in the emulator, the Secrets Manager secrets stack `stack` of the repository at
+/// `root` references in `development` (a platform team's job before panka's first apply).
+///
+/// # Panics
+/// When the stack does not load or resolve, or the emulator refuses a secret.
+pub async fn create_example_secrets(root: &Path, stack: &str) {
+    let loaded = panka_controller::validate::load_stack(root, stack).expect("loads");
+    let (desired, _) = panka_controller::validate::plan_input(
+        &loaded,
+        "development",
+        &panka_core::resolve::Options::default(),
+    )
+    .expect("resolves");
+    let sdk = crate::emulator::emulator().sdk_config().await;
+    crate::emulator::ensure_secrets(&sdk, &desired).await;
+}
