@@ -9,6 +9,7 @@ use std::process::Output;
 
 use panka_tests::emulator::{panka_backend, panka_command, unique_name, REGION};
 use panka_tests::output::{text, yaml_to_json};
+use panka_tests::repo::commit_all;
 use serde_json::Value;
 use yaml_rust2::YamlLoader;
 
@@ -219,26 +220,6 @@ fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yam
 }
 
 /// Commits everything in `root` (a new repository the first time) and returns the commit id.
-fn commit_all(root: &Path) -> String {
-    let repo = git2::Repository::open(root)
-        .or_else(|_| git2::Repository::init(root))
-        .expect("git init");
-    let mut index = repo.index().expect("index");
-    index
-        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-        .expect("git add");
-    index.write().expect("write index");
-    let tree = repo
-        .find_tree(index.write_tree().expect("write tree"))
-        .expect("tree");
-    let who = git2::Signature::now("tester", "tester@example.invalid").expect("signature");
-    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-    repo.commit(Some("HEAD"), &who, &who, "stacks", &tree, &parents)
-        .expect("git commit")
-        .to_string()
-}
-
 #[test]
 fn plan_apply_and_status_go_through_the_session_and_record_the_repositorys_commit() {
     let home = tempfile::tempdir().expect("tempdir");

@@ -55,3 +55,29 @@ pub async fn create_example_secrets(root: &Path, stack: &str) {
     let sdk = crate::emulator::emulator().sdk_config().await;
     crate::emulator::ensure_secrets(&sdk, &desired).await;
 }
+
+/// Commits every file below `root` (a git working tree, created when it is not one yet) on
+/// HEAD's branch; the new commit's id.
+///
+/// # Panics
+/// When git refuses.
+pub fn commit_all(root: &Path) -> String {
+    let repo = git2::Repository::open(root)
+        .or_else(|_| git2::Repository::init(root))
+        .expect("git init");
+    let mut index = repo.index().expect("index");
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .expect("git add");
+    index.update_all(["*"], None).expect("git add (removals)");
+    index.write().expect("write index");
+    let tree = repo
+        .find_tree(index.write_tree().expect("write tree"))
+        .expect("tree");
+    let who = git2::Signature::now("tester", "tester@example.invalid").expect("signature");
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &who, &who, "stacks", &tree, &parents)
+        .expect("git commit")
+        .to_string()
+}

@@ -1,0 +1,327 @@
+//! Stage **source** from git: a deployment repository fetched with git2 into a cache, and the
+//! [`FileTree`] of one stack at one commit, read straight from the commit's objects (no
+//! checkout, so nothing on disk can be swapped under a reconcile).
+//!
+//! Which stacks a new commit touches is told by tree ids: a stack folder whose tree id is the
+//! same at two commits holds the same bytes, so it needs no plan. Fetching is the only network
+//! call; everything else reads the local object database. Supported URLs: `file://`, local
+//! paths and `git://` (libgit2 natively); `https://` and `ssh://` need git2's `https`/`ssh`
+//! features, which this build leaves out (see the README's build prerequisites). URLs that
+//! could smuggle a command or an option (`ext::`, a leading `-`) are refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use git2::{ObjectType, Oid, Repository, Tree};
+use panka_core::diag::{Collector, Diagnostic, Diagnostics, Span};
+use panka_core::source::is_valid_name;
+
+use super::{FileTree, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+
+/// Why the repository could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The URL is not one panka fetches from.
+    #[error("refusing repository URL `{url}`: {why}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// The fetch failed (network, credentials, a missing branch): retried with backoff.
+    #[error("failed to fetch branch `{branch}` of {url}: {message}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// The branch.
+        branch: String,
+        /// What libgit2 said.
+        message: String,
+    },
+    /// The local cache or a commit could not be read.
+    #[error("git: {0}")]
+    Local(String),
+}
+
+impl From<git2::Error> for GitError {
+    fn from(e: git2::Error) -> GitError {
+        GitError::Local(e.message().to_owned())
+    }
+}
+
+/// A deployment repository: where it comes from, which branch, and where it is cached.
+#[derive(Debug, Clone)]
+pub struct GitSource {
+    url: String,
+    branch: String,
+    /// Folder of the repository holding `stacks/` (`""` for its root).
+    path: String,
+    cache: PathBuf,
+}
+
+/// A fetched commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// Its id (hex).
+    pub commit: String,
+}
+
+impl GitSource {
+    /// A source for `branch` of `url`, cached in `cache`, with `stacks/` below `path` (`""` or
+    /// `deploy` …). Refuses a URL or branch that could pass for an option or a command.
+    pub fn new(url: &str, branch: &str, path: &str, cache: &Path) -> Result<GitSource, GitError> {
+        let bad = |why| GitError::BadUrl {
+            url: url.to_owned(),
+            why,
+        };
+        if url.starts_with('-') {
+            return Err(bad("it starts with `-` and could be read as an option"));
+        }
+        if url.contains("ext::") || url.starts_with("fd::") {
+            return Err(bad("`ext::` and `fd::` transports run commands"));
+        }
+        if url.trim().is_empty() {
+            return Err(bad("it is empty"));
+        }
+        let branch_ok = !branch.is_empty()
+            && !branch.starts_with('-')
+            && !branch.contains("..")
+            && branch
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !branch_ok {
+            return Err(GitError::BadUrl {
+                url: format!("{url} (branch `{branch}`)"),
+                why: "the branch name is not a plain ref name",
+            });
+        }
+        let path = path.trim_matches('/').to_owned();
+        if path.split('/').any(|p| p == ".." || p == ".") {
+            return Err(bad("the repository path leaves the repository"));
+        }
+        Ok(GitSource {
+            url: url.to_owned(),
+            branch: branch.to_owned(),
+            path,
+            cache: cache.to_path_buf(),
+        })
+    }
+
+    /// Fetches the branch into the cache (a bare repository, created at the first fetch) and
+    /// returns its commit. Only `refs/heads/{branch}` is fetched.
+    pub fn fetch(&self) -> Result<Fetched, GitError> {
+        let repo = match Repository::open_bare(&self.cache) {
+            Ok(r) => r,
+            Err(_) => {
+                std::fs::create_dir_all(&self.cache)
+                    .map_err(|e| GitError::Local(format!("cannot create the cache: {e}")))?;
+                Repository::init_bare(&self.cache)?
+            }
+        };
+        let fetch_err = |e: git2::Error| GitError::Fetch {
+            url: self.url.clone(),
+            branch: self.branch.clone(),
+            message: e.message().to_owned(),
+        };
+        let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
+        let tracking = format!("refs/panka/{}", self.branch);
+        let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
+        remote
+            .fetch(&[refspec.as_str()], None, None)
+            .map_err(fetch_err)?;
+        let commit = repo
+            .find_reference(&tracking)
+            .and_then(|r| r.peel_to_commit())
+            .map_err(fetch_err)?;
+        Ok(Fetched {
+            commit: commit.id().to_string(),
+        })
+    }
+
+    fn repo(&self) -> Result<Repository, GitError> {
+        Ok(Repository::open_bare(&self.cache)?)
+    }
+
+    /// The tree of `stacks/` at `commit`, if the commit has one.
+    fn stacks_tree<'r>(
+        &self,
+        repo: &'r Repository,
+        commit: &str,
+    ) -> Result<Option<Tree<'r>>, GitError> {
+        let oid = Oid::from_str(commit)?;
+        let root = repo.find_commit(oid)?.tree()?;
+        let rel = if self.path.is_empty() {
+            "stacks".to_owned()
+        } else {
+            format!("{}/stacks", self.path)
+        };
+        match root.get_path(Path::new(&rel)) {
+            Ok(entry) if entry.kind() == Some(ObjectType::Tree) => {
+                Ok(Some(repo.find_tree(entry.id())?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The tree id of every stack folder at `commit` (stacks with valid names only).
+    pub fn stack_trees(&self, commit: &str) -> Result<BTreeMap<String, String>, GitError> {
+        let repo = self.repo()?;
+        let Some(stacks) = self.stacks_tree(&repo, commit)? else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(stacks
+            .iter()
+            .filter(|e| e.kind() == Some(ObjectType::Tree))
+            .filter_map(|e| {
+                let name = e.name().ok()?.to_owned();
+                is_valid_name(&name).then(|| (name, e.id().to_string()))
+            })
+            .collect())
+    }
+
+    /// The stacks whose folder differs between `before` (the commit last applied; `None`:
+    /// nothing applied yet, so every stack) and `after`, with the stacks removed in `after`.
+    pub fn changed_stacks(
+        &self,
+        before: Option<&str>,
+        after: &str,
+    ) -> Result<Vec<String>, GitError> {
+        let now = self.stack_trees(after)?;
+        let Some(before) = before else {
+            return Ok(now.into_keys().collect());
+        };
+        let then = self.stack_trees(before)?;
+        let mut changed: Vec<String> = now
+            .iter()
+            .filter(|(name, tree)| then.get(*name) != Some(tree))
+            .map(|(name, _)| name.clone())
+            .chain(then.keys().filter(|n| !now.contains_key(*n)).cloned())
+            .collect();
+        changed.sort();
+        changed.dedup();
+        Ok(changed)
+    }
+
+    /// The files of stack `stack` at `commit`, read from the commit's objects with the limits
+    /// every source enforces (file size, file count, total bytes, UTF-8 text). Symlinks are
+    /// refused: a commit cannot point outside itself through them.
+    pub fn read_stack(&self, commit: &str, stack: &str) -> Result<FileTree, Diagnostics> {
+        let general = |m: String| Diagnostics::from(Diagnostic::general(m));
+        if !is_valid_name(stack) {
+            return Err(general(format!("`{stack}` is not a valid stack name")));
+        }
+        let repo = self.repo().map_err(|e| general(e.to_string()))?;
+        let stacks = self
+            .stacks_tree(&repo, commit)
+            .map_err(|e| general(e.to_string()))?
+            .ok_or_else(|| general(format!("commit {commit} has no `stacks/` folder")))?;
+        let entry = stacks
+            .get_name(stack)
+            .filter(|e| e.kind() == Some(ObjectType::Tree))
+            .ok_or_else(|| general(format!("stack `{stack}` not found at commit {commit}")))?;
+        let tree = repo
+            .find_tree(entry.id())
+            .map_err(|e| general(e.message().to_owned()))?;
+        let prefix = if self.path.is_empty() {
+            format!("stacks/{stack}")
+        } else {
+            format!("{}/stacks/{stack}", self.path)
+        };
+        let mut read = Read {
+            repo: &repo,
+            tree: FileTree::new(prefix),
+            total: 0,
+            problems: Collector::default(),
+        };
+        read.dir(&tree, "")?;
+        let Read { tree, problems, .. } = read;
+        problems.finish(tree)
+    }
+}
+
+/// A stack being read from a commit.
+struct Read<'r> {
+    repo: &'r Repository,
+    tree: FileTree,
+    total: u64,
+    problems: Collector,
+}
+
+impl Read<'_> {
+    fn dir(&mut self, tree: &Tree<'_>, rel: &str) -> Result<(), Diagnostics> {
+        for entry in tree.iter() {
+            let Ok(name) = entry.name().map(str::to_owned) else {
+                continue;
+            };
+            // Dotfiles (`.gitkeep`) are never part of a stack, as in a directory.
+            if name.starts_with('.') {
+                continue;
+            }
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let display = self.tree.display_path(&child);
+            let at = || Span::file(&display);
+            match entry.kind() {
+                Some(ObjectType::Tree) => {
+                    let sub = self
+                        .repo
+                        .find_tree(entry.id())
+                        .map_err(|e| Diagnostic::at(at(), e.message().to_owned()))?;
+                    self.dir(&sub, &child)?;
+                }
+                Some(ObjectType::Blob) if entry.filemode() == 0o120_000 => {
+                    self.problems.push(
+                        Diagnostic::at(at(), "symlinks are not read from a git source")
+                            .help("commit the file itself instead of a link to it"),
+                    );
+                }
+                Some(ObjectType::Blob) => self.file(entry.id(), &child, &display)?,
+                // Submodules and anything else are not part of a stack.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, id: Oid, rel: &str, display: &Arc<str>) -> Result<(), Diagnostics> {
+        let blob = self
+            .repo
+            .find_blob(id)
+            .map_err(|e| Diagnostic::at(Span::file(display), e.message().to_owned()))?;
+        let size = blob.size() as u64;
+        if size > MAX_FILE_BYTES {
+            self.problems.push(
+                Diagnostic::at(
+                    Span::file(display),
+                    format!("file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit"),
+                )
+                .help("split it, or keep large data out of the deployment repository"),
+            );
+            return Ok(());
+        }
+        self.total += size;
+        if self.tree.files.len() >= MAX_FILES || self.total > MAX_TOTAL_BYTES {
+            return Err(Diagnostic::at(
+                Span::file(display),
+                format!("stack holds more than {MAX_FILES} files or {MAX_TOTAL_BYTES} bytes"),
+            )
+            .help("a stack folder should hold YAML and small config files only")
+            .into());
+        }
+        match std::str::from_utf8(blob.content()) {
+            Ok(text) => {
+                self.tree.files.insert(rel.to_owned(), Arc::from(text));
+            }
+            Err(_) => self.problems.push(
+                Diagnostic::at(Span::file(display), "file is not UTF-8 text")
+                    .help("deployment files and configs must be text"),
+            ),
+        }
+        Ok(())
+    }
+}
