@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use panka_core::diag::{suggest, Collector, Diagnostic, Diagnostics, Span};
-use panka_core::source::{is_valid_name, FileTree, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+use panka_core::source::{is_valid_name, FileTree};
 
 /// The nearest ancestor of `start` (itself included) that holds a `stacks/` folder.
 pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
@@ -152,39 +152,16 @@ impl Walk<'_> {
     }
 
     fn file(&mut self, path: &Path, rel: &str, display: &Arc<str>) -> Result<(), Diagnostics> {
-        let size = std::fs::metadata(path)
-            .map_err(|e| Diagnostic::at(Span::file(display), format!("failed to read: {e}")))?
-            .len();
-        if size > MAX_FILE_BYTES {
-            self.problems.push(
-                Diagnostic::at(
-                    Span::file(display),
-                    format!("file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit"),
-                )
-                .help("split it, or keep large data out of the deployment repository"),
-            );
-            return Ok(());
-        }
-        self.total += size;
-        if self.tree.files.len() >= MAX_FILES || self.total > MAX_TOTAL_BYTES {
-            return Err(Diagnostic::at(
-                Span::file(display),
-                format!("stack holds more than {MAX_FILES} files or {MAX_TOTAL_BYTES} bytes"),
-            )
-            .help("a stack folder should hold YAML and small config files only")
-            .into());
-        }
-        let bytes = std::fs::read(path)
-            .map_err(|e| Diagnostic::at(Span::file(display), format!("failed to read: {e}")))?;
-        match String::from_utf8(bytes) {
-            Ok(text) => {
-                self.tree.files.insert(rel.to_string(), Arc::from(text));
-            }
-            Err(_) => self.problems.push(
-                Diagnostic::at(Span::file(display), "file is not UTF-8 text")
-                    .help("deployment files and configs must be text"),
-            ),
-        }
-        Ok(())
+        let failed =
+            |e: std::io::Error| Diagnostic::at(Span::file(display), format!("failed to read: {e}"));
+        let size = std::fs::metadata(path).map_err(failed)?.len();
+        super::add_file(
+            self.tree,
+            &mut self.total,
+            &mut self.problems,
+            (rel, display),
+            size,
+            || std::fs::read(path).map_err(failed),
+        )
     }
 }

@@ -17,7 +17,7 @@ use git2::{ObjectType, Oid, Repository, Tree};
 use panka_core::diag::{Collector, Diagnostic, Diagnostics, Span};
 use panka_core::source::is_valid_name;
 
-use super::{FileTree, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+use super::FileTree;
 
 /// Why the repository could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -293,35 +293,13 @@ impl Read<'_> {
             .repo
             .find_blob(id)
             .map_err(|e| Diagnostic::at(Span::file(display), e.message().to_owned()))?;
-        let size = blob.size() as u64;
-        if size > MAX_FILE_BYTES {
-            self.problems.push(
-                Diagnostic::at(
-                    Span::file(display),
-                    format!("file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit"),
-                )
-                .help("split it, or keep large data out of the deployment repository"),
-            );
-            return Ok(());
-        }
-        self.total += size;
-        if self.tree.files.len() >= MAX_FILES || self.total > MAX_TOTAL_BYTES {
-            return Err(Diagnostic::at(
-                Span::file(display),
-                format!("stack holds more than {MAX_FILES} files or {MAX_TOTAL_BYTES} bytes"),
-            )
-            .help("a stack folder should hold YAML and small config files only")
-            .into());
-        }
-        match std::str::from_utf8(blob.content()) {
-            Ok(text) => {
-                self.tree.files.insert(rel.to_owned(), Arc::from(text));
-            }
-            Err(_) => self.problems.push(
-                Diagnostic::at(Span::file(display), "file is not UTF-8 text")
-                    .help("deployment files and configs must be text"),
-            ),
-        }
-        Ok(())
+        super::add_file(
+            &mut self.tree,
+            &mut self.total,
+            &mut self.problems,
+            (rel, display),
+            blob.size() as u64,
+            || Ok(blob.content().to_vec()),
+        )
     }
 }
