@@ -290,13 +290,24 @@ impl Plan {
         &self.fingerprint
     }
 
-    fn seal(&mut self) {
+    /// Fingerprints what the plan would do: every change, and the desired spec of each
+    /// component it creates or changes (a create lists no field differences, yet approving
+    /// "create the queue" must not apply another queue than the one shown).
+    fn seal(&mut self, desired: &DesiredStack) {
         let changes: Vec<&ComponentPlan> = self.all().filter(|p| p.action.is_change()).collect();
+        let specs: BTreeMap<String, String> = changes
+            .iter()
+            .filter_map(|p| {
+                let c = desired.components.get(&p.id)?;
+                Some((p.id.to_string(), c.hash()))
+            })
+            .collect();
         let subject = serde_json::json!({
             "stack": self.stack,
             "environment": self.environment,
             "service": self.service,
             "changes": changes,
+            "specs": specs,
         });
         self.fingerprint = crate::state::content_hash(&subject);
     }
@@ -492,7 +503,7 @@ pub fn plan_with(
         previous_cost_usd,
         fingerprint: String::new(),
     };
-    plan.seal();
+    plan.seal(desired);
     plan
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::keys::StateKey;
+use crate::model::ComponentSpec;
 use crate::resolve::Options;
 use crate::state::{ComponentState, StateDocument};
 use crate::validate::{load_tree, plan_input};
@@ -100,6 +101,36 @@ fn nothing_observed_creates_everything_in_graph_order() {
         .all(|p| p.action == Action::Create && !p.dangerous));
     assert!(plan.has_changes());
     assert!(plan.cost.monthly_usd > 0.0);
+}
+
+#[test]
+fn a_create_of_another_spec_is_another_plan() {
+    let (desired, graph) = example("notification-platform");
+    let planned = |d: &DesiredStack| {
+        plan(
+            d,
+            &graph,
+            &fields(d),
+            &Observed::default(),
+            None,
+            &PlanOptions::default(),
+        )
+    };
+    let mut changed = desired.clone();
+    let queue = changed
+        .components
+        .get_mut(&id("email-service/queue"))
+        .expect("the queue");
+    let ComponentSpec::Sqs(spec) = &mut queue.spec else {
+        panic!("an SQS queue");
+    };
+    spec.visibility_timeout = Some(spec.visibility_timeout.unwrap_or(30) + 1);
+    let (one, two) = (planned(&desired), planned(&changed));
+    // The same actions, no field differences (nothing exists yet), yet not the same plan: an
+    // approval of one must not apply the other.
+    assert_eq!(one.summary, two.summary);
+    assert_ne!(one.fingerprint(), two.fingerprint());
+    assert_eq!(one.fingerprint(), planned(&desired).fingerprint());
 }
 
 #[test]
