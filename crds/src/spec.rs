@@ -193,10 +193,13 @@ pub struct RollbackPolicy {
 
 /// What the controller does when AWS differs from the last applied state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum DriftMode {
-    /// Re-apply the desired state.
+    /// Re-apply the desired state; in environments that need approval, through the same gate
+    /// as any apply (`panka approve`).
     Remediate,
+    /// Re-apply the desired state without waiting for approval, even where applies need it.
+    RemediateUnattended,
     /// Report drift in status and events only.
     Report,
     /// Do not check.
