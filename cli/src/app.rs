@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -43,21 +42,9 @@ pub enum OutputFormat {
 }
 
 /// The value parser of every duration flag (`--lock-timeout`, `--health-timeout`): a human
-/// duration (`90s`, `5m`, `1h30m`, `2 hours`) or, as before, bare seconds (`300`). Negative
-/// durations are refused. On an error clap prints this message after the flag's name.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    static PARSER: jiff::fmt::friendly::SpanParser = jiff::fmt::friendly::SpanParser::new();
-    let text = text.trim();
-    let hint = "write it like `90s`, `5m` or `1h30m` (bare seconds such as `300` also work)";
-    // Bare seconds first: scripts written before human durations pass them.
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let parsed = PARSER
-        .parse_duration(text)
-        .map_err(|_| format!("not a duration; {hint}"))?;
-    Duration::try_from(parsed).map_err(|_| format!("a duration cannot be negative; {hint}"))
-}
+/// duration (`90s`, `5m`, `1h30m`, `2 hours`) or bare seconds (`300`); shared with the
+/// controller's flags.
+pub use panka_controller::config::parse_duration;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -98,6 +85,8 @@ pub enum Command {
     Rollback(commands::rollback::RollbackArgs),
     /// Clear a rollback's pin: apply and the controller roll forward again.
     Resume(commands::rollback::ResumeArgs),
+    /// Approve the plan the controller waits on (environments that need approval), or show it.
+    Approve(commands::approve::ApproveArgs),
 }
 
 impl Cli {
@@ -131,6 +120,7 @@ impl Cli {
             Command::Drift(cmd) => commands::drift::run(&cli.global, cmd),
             Command::Rollback(args) => commands::rollback::rollback(&cli.global, args),
             Command::Resume(args) => commands::rollback::resume(&cli.global, args),
+            Command::Approve(args) => commands::approve::run(&cli.global, args),
         };
         match result {
             Ok(code) => code,

@@ -548,6 +548,25 @@ fn check_keys(map: &Yaml, at: &str, allowed: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// The value parser of every duration flag of the CLI and the controller (`--lock-timeout`,
+/// `--poll-interval` …): a human
+/// duration (`90s`, `5m`, `1h30m`, `2 hours`) or, as before, bare seconds (`300`). Negative
+/// durations are refused. On an error clap prints this message after the flag's name.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    static PARSER: jiff::fmt::friendly::SpanParser = jiff::fmt::friendly::SpanParser::new();
+    let text = text.trim();
+    let hint = "write it like `90s`, `5m` or `1h30m` (bare seconds such as `300` also work)";
+    // Bare seconds first: scripts written before human durations pass them.
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let parsed = PARSER
+        .parse_duration(text)
+        .map_err(|_| format!("not a duration; {hint}"))?;
+    std::time::Duration::try_from(parsed)
+        .map_err(|_| format!("a duration cannot be negative; {hint}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,10 +9,13 @@
 
 pub mod aws;
 pub mod backend;
+pub mod budget;
 pub mod config;
+pub mod daemon;
 pub mod driver;
 pub mod engine;
 pub mod lock;
+pub mod reconcile;
 pub mod secret;
 pub mod session;
 pub mod source;

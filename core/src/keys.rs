@@ -54,6 +54,18 @@ impl StateKey {
         }
     }
 
+    /// `stacks/{stack}/{env}/sync.json`: where the controller last left the target (see
+    /// [`crate::sync::SyncStatus`]), beside the state and never part of it.
+    pub fn sync_path(&self) -> String {
+        format!("{}/sync.json", self.prefix())
+    }
+
+    /// `stacks/{stack}/{env}/pending.json`: the plan waiting for `panka approve` (see
+    /// [`crate::sync::PendingPlan`]).
+    pub fn pending_path(&self) -> String {
+        format!("{}/pending.json", self.prefix())
+    }
+
     /// `stacks/{stack}/{env}/history/`.
     pub fn history_prefix(&self) -> String {
         format!("{}/history/", self.prefix())

@@ -4,7 +4,7 @@
 //! The stages of DESIGN.md §3 that do no I/O live here — [`load`] → [`resolve`] (with the stack-wide resources of [`stack`]) → [`graph`] →
 //! [`plan`] (with [`cost`] and [`drift`]) — together with the model they work on ([`model`], [`naming`],
 //! [`tags`], [`diag`]), the files they read ([`source::FileTree`]), the state *documents*
-//! ([`state`]) and the keys of state and locks ([`keys`]), and [`acknowledge`], the repository edit
+//! ([`state`], and the controller's [`sync`] records) and the keys of state and locks ([`keys`]), and [`acknowledge`], the repository edit
 //! that keeps a change made in AWS by hand. This crate depends on neither `aws-*` nor `tokio`, so
 //! the compiler keeps these stages pure; the controller crate does the I/O around them.
 
@@ -23,5 +23,6 @@ pub mod resolve;
 pub mod source;
 pub mod stack;
 pub mod state;
+pub mod sync;
 pub mod tags;
 pub mod validate;

@@ -157,6 +157,29 @@ pub async fn set_visibility_timeout(sdk: &SdkConfig, queue: &str, seconds: u32) 
         .expect("attributes set");
 }
 
+/// A queue's visibility timeout; `None` when the queue does not exist.
+pub async fn visibility_timeout(sdk: &SdkConfig, queue: &str) -> Option<u32> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .ok()?
+        .queue_url?;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .expect("attributes read");
+    attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+        .and_then(|v| v.parse().ok())
+}
+
 /// Turns a table's point-in-time recovery off.
 pub async fn disable_pitr(sdk: &SdkConfig, table: &str) {
     aws_sdk_dynamodb::Client::new(sdk)

@@ -3,6 +3,7 @@
 pub mod console;
 pub mod emulator;
 pub mod engine;
+pub mod gitops;
 pub mod output;
 pub mod repo;
 pub mod stack;

@@ -9,12 +9,16 @@ use crate::emulator::repo_root;
 /// secret paths), in a fresh temporary repository root.
 pub fn renamed_example(from: &str, to: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
+    copy_renamed_example(dir.path(), from, to);
+    dir
+}
+
+/// As [`renamed_example`], into the repository root `root` (created if needed).
+pub fn copy_renamed_example(root: &Path, from: &str, to: &str) {
     let src = repo_root()
         .join("examples/deployment-repo/stacks")
         .join(from);
-    let dst = dir.path().join("stacks").join(to);
-    copy(&src, &dst, from, to);
-    dir
+    copy(&src, &root.join("stacks").join(to), from, to);
 }
 
 fn copy(src: &Path, dst: &Path, from: &str, to: &str) {

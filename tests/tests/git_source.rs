@@ -3,13 +3,11 @@
 //! What it reads at a commit is what the directory source reads from the same files; which
 //! stacks a commit changed comes from tree ids; unsafe URLs and symlinks are refused.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
 
 use panka_controller::source::dir;
 use panka_controller::source::git::{GitError, GitSource};
+use panka_tests::gitops::GitDaemon;
 use panka_tests::repo::{commit_all, edit, renamed_example};
 
 /// A copy of both example stacks, committed; the repository's root.
@@ -107,48 +105,6 @@ fn a_commit_reads_as_the_directory_does_and_tree_ids_tell_which_stacks_changed()
     );
 }
 
-/// `git daemon` serving `base` on a free port of 127.0.0.1; killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> Daemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new("git")
-            .arg("daemon")
-            .arg("--reuseaddr")
-            .arg("--export-all")
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .spawn()
-            .expect("git daemon starts (git is installed by scripts/setup)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "git daemon did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Daemon { child, port }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_git_daemon_on_loopback_serves_new_commits_and_a_missing_branch_is_a_fetch_error() {
     let base = tempfile::tempdir().expect("tempdir");
@@ -158,8 +114,8 @@ fn a_git_daemon_on_loopback_serves_new_commits_and_a_missing_branch_is_a_fetch_e
     copy_dir(&examples.path().join("stacks"), &work.join("stacks"));
     let first = commit_all(&work);
     let branch = branch_of(&work);
-    let daemon = Daemon::start(base.path());
-    let url = format!("git://127.0.0.1:{}/deploy", daemon.port);
+    let daemon = GitDaemon::start(base.path());
+    let url = daemon.url("deploy");
     let cache = tempfile::tempdir().expect("tempdir");
     let source = GitSource::new(&url, &branch, "", cache.path()).expect("a source");
     assert_eq!(source.fetch().expect("fetches").commit, first);

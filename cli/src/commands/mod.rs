@@ -2,6 +2,7 @@
 //! it hands the arguments to [`panka_controller::session`] (or the engine) and renders what
 //! comes back. Commands depend on this module, the session and `render`, never on each other.
 
+pub mod approve;
 pub mod backend;
 pub mod deploy;
 pub mod drift;

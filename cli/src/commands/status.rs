@@ -9,6 +9,7 @@ use panka_controller::validate::load_stack;
 use panka_core::model::ComponentId;
 use panka_core::plan::{ComponentPlan, Health, Observation};
 use panka_core::resolve;
+use panka_core::sync::{Phase, SyncStatus};
 use serde_json::json;
 
 use super::{open_session, repo_root, resolve_target, runtime, Resolved, TargetArgs};
@@ -83,6 +84,8 @@ fn status_json(s: &StatusSummary) -> serde_json::Value {
         "environment": s.environment,
         "release": s.release.as_ref().map(release_summary),
         "pins": s.pins,
+        "controller": s.sync,
+        "pendingPlan": s.pending,
         "drift": s.drift.as_ref().map(|d| json!({
             "checkedAt": d.checked_at,
             "drifted": d.drifted.len(),
@@ -140,6 +143,26 @@ fn status_text(s: &StatusSummary, now: jiff::Timestamp) -> String {
             last_deployed(&pin.at, now)
         );
     }
+    if let Some(sync) = &s.sync {
+        let _ = writeln!(out, "{}", controller_line(sync, now));
+    }
+    if let Some(p) = &s.pending {
+        let _ = writeln!(
+            out,
+            "⏸ Plan {} ({}, {} change{}{}) waits for approval: `panka approve -s {} -e {} --plan {}`",
+            p.id,
+            p.kind,
+            p.changes.len(),
+            if p.changes.len() == 1 { "" } else { "s" },
+            p.commit
+                .as_deref()
+                .map(|c| format!(", commit {}", short(c)))
+                .unwrap_or_default(),
+            s.stack,
+            s.environment,
+            p.id
+        );
+    }
     match &s.drift {
         Some(d) => {
             let found = match d.severity() {
@@ -191,6 +214,58 @@ fn status_text(s: &StatusSummary, now: jiff::Timestamp) -> String {
 fn last_deployed(at: &str, now: jiff::Timestamp) -> String {
     at.parse::<jiff::Timestamp>()
         .map_or_else(|_| at.to_owned(), |then| ago(then, now))
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(7)]
+}
+
+/// The controller's word on a target: "Controller: synced to 3f2a1c0, drift checked 40 s ago,
+/// remediated 1 change 2 min ago".
+fn controller_line(sync: &SyncStatus, now: jiff::Timestamp) -> String {
+    let commit = |c: &Option<String>| c.as_deref().map_or("-", short).to_owned();
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let error = sync
+        .error
+        .as_ref()
+        .map(|e| e.message.lines().next().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let mut parts = vec![match sync.phase {
+        Phase::Synced => format!("synced to {}", commit(&sync.synced_commit)),
+        Phase::Progressing => format!("rolling out {}", commit(&sync.commit)),
+        Phase::Drifted => format!(
+            "{} drifted from what was applied (reported only: drift.mode)",
+            plural(sync.drifted, "component")
+        ),
+        Phase::Locked => format!(
+            "waiting for the lock held by {}",
+            sync.locked_by.as_deref().unwrap_or("someone else")
+        ),
+        Phase::Pinned => format!(
+            "pinned to release {} (repository at {})",
+            sync.pinned_to.as_deref().unwrap_or("-"),
+            commit(&sync.commit)
+        ),
+        Phase::AwaitingApproval => format!(
+            "plan {} of {} waits for approval",
+            sync.awaiting_approval.as_deref().unwrap_or("-"),
+            commit(&sync.commit)
+        ),
+        Phase::Invalid => format!("commit {} is invalid: {error}", commit(&sync.commit)),
+        Phase::Failed => format!("failing at {}: {error}", commit(&sync.commit)),
+        Phase::Pending => "not reconciled yet".to_owned(),
+    }];
+    if let Some(at) = &sync.drift_checked_at {
+        parts.push(format!("drift checked {}", last_deployed(at, now)));
+    }
+    if let Some(r) = &sync.last_remediation {
+        parts.push(format!(
+            "remediated {} {}",
+            plural(r.changes, "change"),
+            last_deployed(&r.at, now)
+        ));
+    }
+    format!("Controller: {}", parts.join(", "))
 }
 
 /// What `status --output json` says of the last release: who, what and when, not the spec it
@@ -407,6 +482,7 @@ mod tests {
     use panka_controller::state::{ComponentState, Release, ReleaseKind, ReleaseOutcome};
     use panka_core::model::ComponentId;
     use panka_core::plan::{Health, Observation};
+    use panka_core::sync::{Phase, SyncStatus};
 
     fn summary() -> StatusSummary {
         StatusSummary {
@@ -463,7 +539,62 @@ mod tests {
             )]
             .into(),
             drift: None,
+            sync: None,
+            pending: None,
         }
+    }
+
+    #[test]
+    fn status_says_what_the_controller_did() {
+        let now: jiff::Timestamp = "2026-11-23T16:00:00Z".parse().expect("time");
+        let mut s = summary();
+        s.sync = Some(SyncStatus {
+            stack: "shop".into(),
+            environment: "development".into(),
+            phase: Phase::Synced,
+            synced_commit: Some("3f2a1c0d9e".into()),
+            drift_checked_at: Some("2026-11-23T15:59:20Z".into()),
+            last_remediation: Some(panka_core::sync::Remediated {
+                at: "2026-11-23T15:58:00Z".into(),
+                changes: 1,
+                release: "r".into(),
+            }),
+            ..SyncStatus::default()
+        });
+        let text = status_text(&s, now);
+        assert!(
+            text.contains(
+                "\nController: synced to 3f2a1c0, drift checked 40s ago, remediated 1 change 2 min ago\n"
+            ),
+            "{text}"
+        );
+        s.sync = Some(SyncStatus {
+            phase: Phase::AwaitingApproval,
+            commit: Some("abcdef123".into()),
+            awaiting_approval: Some("0123456789ab".into()),
+            ..SyncStatus::default()
+        });
+        s.pending = Some(panka_core::sync::PendingPlan {
+            id: "0123456789ab".into(),
+            fingerprint: "0123456789abcdef".into(),
+            kind: ReleaseKind::Apply,
+            commit: Some("abcdef123".into()),
+            version: None,
+            changes: vec!["~ orders/events update".into()],
+            planned_by: "c".into(),
+            planned_at: "2026-11-23T15:59:00Z".into(),
+            approved: None,
+            applied_by: None,
+        });
+        let text = status_text(&s, now);
+        assert!(
+            text.contains("Controller: plan 0123456789ab of abcdef1 waits for approval"),
+            "{text}"
+        );
+        assert!(
+            text.contains("⏸ Plan 0123456789ab (apply, 1 change, commit abcdef1) waits for approval: `panka approve -s shop -e development --plan 0123456789ab`"),
+            "{text}"
+        );
     }
 
     #[test]

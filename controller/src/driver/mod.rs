@@ -337,14 +337,29 @@ pub struct Ctx {
     pub calls: CallCounter,
 }
 
-/// Counts AWS calls by service and operation, through an interceptor on every client.
+/// Counts AWS calls by service and operation, through an interceptor on every client; a
+/// run's counter can also add into a process-wide one (the controller's metrics).
 #[derive(Debug, Clone, Default)]
-pub struct CallCounter(Arc<Mutex<BTreeMap<(String, String), u64>>>);
+pub struct CallCounter {
+    own: Counts,
+    also: Option<Counts>,
+}
+
+/// Calls by (service, operation).
+type Counts = Arc<Mutex<BTreeMap<(String, String), u64>>>;
 
 impl CallCounter {
+    /// A fresh counter that also adds every call to `total`.
+    pub fn adding_to(total: &CallCounter) -> CallCounter {
+        CallCounter {
+            own: Arc::default(),
+            also: Some(total.own.clone()),
+        }
+    }
+
     /// Calls so far, by (service, operation).
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+        self.own.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// Calls that may change something (anything but Describe*, Get*, List*, Head*).
@@ -362,9 +377,11 @@ impl CallCounter {
     }
 
     fn record(&self, service: &str, operation: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            *m.entry((service.to_string(), operation.to_string()))
-                .or_default() += 1;
+        for map in std::iter::once(&self.own).chain(self.also.as_ref()) {
+            if let Ok(mut m) = map.lock() {
+                *m.entry((service.to_string(), operation.to_string()))
+                    .or_default() += 1;
+            }
         }
     }
 }
@@ -407,6 +424,14 @@ impl Ctx {
             adopt,
             calls: CallCounter::default(),
         }
+    }
+
+    /// The same context, its calls also added to `total`.
+    pub fn counting_into(mut self, total: Option<&CallCounter>) -> Ctx {
+        if let Some(total) = total {
+            self.calls = CallCounter::adding_to(total);
+        }
+        self
     }
 
     /// Tags for a component's resources.

@@ -50,6 +50,8 @@ pub struct Engine {
     backends: Backends,
     locker: Locker,
     drivers: DriverFactory,
+    /// Where every run's calls are also counted (the controller's metrics), if anywhere.
+    calls: Option<crate::driver::CallCounter>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -78,7 +80,14 @@ impl Engine {
             backends,
             locker,
             drivers: factory,
+            calls: None,
         }
+    }
+
+    /// The same engine, every run's AWS calls also added to `total`.
+    pub fn counting_into(mut self, total: Option<crate::driver::CallCounter>) -> Engine {
+        self.calls = total;
+        self
     }
 
     /// The lock backend with this engine's options.
@@ -99,7 +108,8 @@ impl Engine {
         options: EngineOptions,
         cancel: CancellationToken,
     ) -> Run {
-        let ctx = Ctx::new(self.sdk.clone(), desired, options.adopt);
+        let ctx =
+            Ctx::new(self.sdk.clone(), desired, options.adopt).counting_into(self.calls.as_ref());
         Run {
             calls: ctx.calls.clone(),
             drivers: (self.drivers)(&ctx),

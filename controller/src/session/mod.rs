@@ -34,6 +34,7 @@ use crate::engine::{Engine, EngineError, EngineOptions, Prepared};
 use crate::lock::{LockError, LockOptions, Locker};
 use crate::state::{HistoryEntry, Pin, Release, ReleaseKind, StateDocument, StateError, StateKey};
 use panka_core::drift::DriftReport;
+use panka_core::sync::{PendingPlan, SyncStatus};
 
 /// What a front-end asks of one stack/environment, before it is turned into [`EngineOptions`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -194,6 +195,8 @@ pub struct Session {
     backends: Backends,
     sdk: SdkConfig,
     actor: String,
+    /// Where every run's AWS calls are also counted (the controller's metrics), if anywhere.
+    calls: Option<crate::driver::CallCounter>,
 }
 
 impl Session {
@@ -218,7 +221,14 @@ impl Session {
             backends,
             sdk,
             actor: crate::lock::default_holder(),
+            calls: None,
         }
+    }
+
+    /// The same session, every run's AWS calls also added to `total`.
+    pub fn counting_into(mut self, total: crate::driver::CallCounter) -> Session {
+        self.calls = Some(total);
+        self
     }
 
     /// The same session acting as `actor` (the controller's pod, a CI job).
@@ -247,7 +257,8 @@ impl Session {
                 ..LockOptions::default()
             },
         )?;
-        Ok(Engine::new(self.sdk.clone(), self.backends.clone(), locker))
+        Ok(Engine::new(self.sdk.clone(), self.backends.clone(), locker)
+            .counting_into(self.calls.clone()))
     }
 
     /// The engine options of one run of `operation` on `target`.
@@ -333,6 +344,15 @@ impl Session {
             entry,
         );
         summary.drift = drift;
+        // Unreadable controller records read as none: status still shows the rest.
+        summary.sync = store.sync(&key).await.ok().flatten();
+        summary.pending = store
+            .pending(&key)
+            .await
+            .ok()
+            .flatten()
+            .map(|(p, _)| p)
+            .filter(PendingPlan::waits);
         Ok(summary)
     }
 }
@@ -357,6 +377,10 @@ pub struct StatusSummary {
     pub pins: BTreeMap<String, Pin>,
     /// The last drift check, if any ran.
     pub drift: Option<DriftReport>,
+    /// Where the controller left the target, when a controller manages it.
+    pub sync: Option<SyncStatus>,
+    /// The plan waiting for `panka approve`, if one does.
+    pub pending: Option<PendingPlan>,
 }
 
 /// One component in a [`StatusSummary`].
@@ -410,6 +434,8 @@ impl StatusSummary {
             components,
             pins: state.map(|d| d.pins.clone()).unwrap_or_default(),
             drift: None,
+            sync: None,
+            pending: None,
         }
     }
 

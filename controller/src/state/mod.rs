@@ -36,6 +36,7 @@ pub use panka_core::state::{
     HistoryEntry, Pin, Release, ReleaseKind, ReleaseOutcome, Snapshot, StateDocument, UnlockRecord,
     FORMAT_VERSION, REDACTED,
 };
+use panka_core::sync::{PendingPlan, SyncStatus};
 
 /// Errors of the state stage.
 #[derive(Debug, Error)]
@@ -360,6 +361,78 @@ impl StateStore {
                         detail: e.to_string(),
                     })
             }
+        }
+    }
+
+    /// Stores where the controller left `key` (`sync.json`): written without the lock, the
+    /// last writer wins (there is one controller per target; a stale one only overwrites a
+    /// status until the next reconcile).
+    pub async fn record_sync(&self, key: &StateKey, status: &SyncStatus) -> Result<(), StateError> {
+        let path = key.sync_path();
+        let condition = match self.store.get(&path).await? {
+            Some(current) => PutCondition::IfMatch(current.etag),
+            None => PutCondition::IfAbsent,
+        };
+        // Lost to a concurrent write: that status is as fresh as this one.
+        self.store
+            .put(&path, self.to_json(&path, status)?, condition)
+            .await?;
+        Ok(())
+    }
+
+    /// Where the controller last left `key`, if it manages it.
+    pub async fn sync(&self, key: &StateKey) -> Result<Option<SyncStatus>, StateError> {
+        Ok(self.get_json(&key.sync_path()).await?.map(|(v, _)| v))
+    }
+
+    /// The plan waiting for approval (or the last one, approved or applied), with its
+    /// version token for [`StateStore::put_pending`].
+    pub async fn pending(
+        &self,
+        key: &StateKey,
+    ) -> Result<Option<(PendingPlan, String)>, StateError> {
+        self.get_json(&key.pending_path()).await
+    }
+
+    /// Writes `plan` as the pending plan if the stored one is still the version `base` (`None`:
+    /// there was none). `Ok(false)` when someone wrote in between: read again and decide.
+    pub async fn put_pending(
+        &self,
+        key: &StateKey,
+        plan: &PendingPlan,
+        base: Option<&str>,
+    ) -> Result<bool, StateError> {
+        let path = key.pending_path();
+        let condition = match base {
+            Some(etag) => PutCondition::IfMatch(etag.to_owned()),
+            None => PutCondition::IfAbsent,
+        };
+        let outcome = self
+            .store
+            .put(&path, self.to_json(&path, plan)?, condition)
+            .await?;
+        Ok(matches!(outcome, PutOutcome::Written { .. }))
+    }
+
+    fn to_json<T: serde::Serialize>(&self, path: &str, value: &T) -> Result<Vec<u8>, StateError> {
+        serde_json::to_vec_pretty(value).map_err(|e| StateError::Corrupt {
+            location: path.to_owned(),
+            detail: e.to_string(),
+        })
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<(T, String)>, StateError> {
+        match self.store.get(path).await? {
+            None => Ok(None),
+            Some(obj) => serde_json::from_slice(&obj.body)
+                .map(|v| Some((v, obj.etag)))
+                .map_err(|e| StateError::Corrupt {
+                    location: format!("{}/{path}", self.store.location()),
+                    detail: e.to_string(),
+                }),
         }
     }
 

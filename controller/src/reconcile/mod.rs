@@ -1,0 +1,885 @@
+//! The controller's reconcile: one function for one stack/environment, and one error policy —
+//! the kube-runtime shape, with no Kubernetes in it. The git poller (and, next, the custom
+//! resources) only decide *when* a target is looked at; what happens is decided here.
+//!
+//! One pass: read the desired stack at the source's revision (load → resolve → graph) →
+//! observe and plan without the lock (a read-only pass never blocks the CLI) → act by case —
+//! the repository changed: apply it (unless a rollback pinned the target: then only keep the
+//! pinned release); only drift: per the stack's `drift.mode` (`remediate` applies the fix,
+//! `report` records it, `ignore` does neither) → record where the target stands
+//! ([`SyncStatus`], beside the state). Acting takes the lock without waiting (someone holding
+//! it is reported as `Locked` and retried with backoff), re-plans under it and applies exactly
+//! the plan decided on. In environments that need approval the plan is recorded as pending and
+//! applied only once `panka approve` names it.
+//!
+//! Nothing is kept between passes but a failure count per target (for backoff): every pass
+//! reads state, AWS and the repository afresh, so any number run at once in one process.
+
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use kube::runtime::controller::Action;
+use panka_core::diag::Diagnostics;
+use panka_core::drift::DriftReport;
+use panka_core::graph::Graph;
+use panka_core::model::DesiredStack;
+use panka_core::plan::{Health, PlanOptions};
+use panka_core::source::FileTree;
+use panka_core::state::ReleaseKind;
+use panka_core::sync::{plan_id, Approved, PendingPlan, Phase, Remediated, SyncError, SyncStatus};
+use panka_crds::resource::Stack;
+use panka_crds::spec::DriftMode;
+use tokio::sync::Mutex as AsyncMutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use crate::backend::Backends;
+use crate::budget::Budget;
+use crate::engine::{Approval, EngineError, ErrorClass, Event, Prepared, Progress, Step};
+use crate::session::{
+    needs_approval, pending_changes, remediation, FailedApply, Limits, Operation, Session, Target,
+};
+use crate::state::StateKey;
+use metrics::{Metrics, ResultLabels, SeverityLabels, TargetLabels};
+
+/// Where desired stacks come from: a revision, and a stack's files at it.
+pub trait StackSource: Send + Sync + std::fmt::Debug {
+    /// The revision to reconcile (a commit), once there is one.
+    fn revision(&self) -> Option<String>;
+    /// The files of `stack` at `revision`, or why they cannot be read (file and line).
+    fn read(&self, revision: &str, stack: &str) -> Result<FileTree, Diagnostics>;
+}
+
+/// How the controller behaves; from its flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often the repository is fetched (a target waiting for approval is looked at as
+    /// often).
+    pub poll_interval: Duration,
+    /// How often every target's drift is checked, unless its StackInfra says otherwise.
+    pub drift_interval: Duration,
+    /// How long a pass waits for a rollout before it lets the worker go and looks again
+    /// later.
+    pub rollout_wait: Duration,
+    /// Let applies delete components that hold data (the CLI's `--allow-destroy`).
+    pub allow_destroy: bool,
+    /// Who acts: the lock holder and the releases' actor.
+    pub actor: String,
+}
+
+/// What every reconcile shares: the source, the backends, the AWS configuration, metrics.
+pub struct Context {
+    /// The desired state.
+    pub source: Arc<dyn StackSource>,
+    /// State and locks.
+    pub backends: Backends,
+    /// The AWS configuration (behind the call budget); the region is set per stack.
+    pub sdk: SdkConfig,
+    /// The AWS call budget.
+    pub budget: Budget,
+    /// Settings.
+    pub settings: Settings,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Cancelled on shutdown: every run stops at the next safe point.
+    pub shutdown: CancellationToken,
+    /// Failures in a row, per target (for backoff); cleared by a pass that succeeds.
+    failures: Mutex<HashMap<(String, String), u32>>,
+    /// Sessions by region (clients only; no state of any run).
+    sessions: AsyncMutex<HashMap<String, Arc<Session>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("source", &self.source)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context over `source`, `backends` and `sdk`.
+    pub fn new(
+        source: Arc<dyn StackSource>,
+        backends: Backends,
+        sdk: SdkConfig,
+        budget: Budget,
+        settings: Settings,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> Context {
+        Context {
+            source,
+            backends,
+            sdk,
+            budget,
+            settings,
+            metrics,
+            shutdown,
+            failures: Mutex::new(HashMap::new()),
+            sessions: AsyncMutex::new(HashMap::new()),
+        }
+    }
+
+    async fn session(&self, region: &str) -> Arc<Session> {
+        let mut sessions = self.sessions.lock().await;
+        sessions
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let sdk = self
+                    .sdk
+                    .to_builder()
+                    .region(aws_config::Region::new(region.to_owned()))
+                    .build();
+                Arc::new(
+                    Session::with(self.backends.clone(), sdk)
+                        .with_actor(self.settings.actor.clone())
+                        .counting_into(self.metrics.calls.clone()),
+                )
+            })
+            .clone()
+    }
+
+    fn failed(&self, target: &(String, String)) -> u32 {
+        let Ok(mut f) = self.failures.lock() else {
+            return 1;
+        };
+        let n = f.entry(target.clone()).or_default();
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn succeeded(&self, target: &(String, String)) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(target);
+        }
+    }
+}
+
+/// Why a pass failed; [`error_policy`] decides when to look again.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The repository's commit cannot be deployed as it is (file and line in the message).
+    #[error("{0}")]
+    Invalid(String),
+    /// The Stack object does not name a stack and environment.
+    #[error("the Stack object has no stack or environment")]
+    NoTarget,
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl ReconcileError {
+    /// What to do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ReconcileError::Invalid(_) | ReconcileError::NoTarget => ErrorClass::Permanent,
+            ReconcileError::Engine(e) => e.class(),
+        }
+    }
+}
+
+/// Reconciles the stack/environment `stack` stands for. Always requeues: AWS does not say
+/// when it drifts.
+pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let target = (stack.spec.stack.clone(), stack.spec.environment.clone());
+    if target.0.is_empty() || target.1.is_empty() {
+        return Err(ReconcileError::NoTarget);
+    }
+    let span = tracing::info_span!(
+        "reconcile",
+        stack = %target.0,
+        environment = %target.1,
+        commit = tracing::field::Empty,
+        release = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let outcome = pass(&target, &ctx).instrument(span.clone()).await;
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics.sync_throttles(&ctx.budget);
+    let result = match &outcome {
+        Ok(p) => p.result,
+        Err(e) if e.class() == ErrorClass::Conflict => "locked",
+        Err(ReconcileError::Invalid(_)) => "invalid",
+        Err(_) => "error",
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels {
+            result: result.to_owned(),
+        })
+        .inc();
+    let labels = TargetLabels {
+        stack: target.0.clone(),
+        environment: target.1.clone(),
+    };
+    ctx.metrics.target_reconciles.get_or_create(&labels).inc();
+    match outcome {
+        Ok(p) => {
+            ctx.succeeded(&target);
+            ctx.metrics
+                .last_sync
+                .get_or_create(&labels)
+                .set(jiff::Timestamp::now().as_second());
+            Ok(p.action)
+        }
+        Err(e) => {
+            if e.class() == ErrorClass::Conflict {
+                ctx.metrics.lock_waits.get_or_create(&labels).inc();
+            }
+            span.in_scope(|| warn!(error = %e, class = ?e.class(), "reconcile failed"));
+            Err(e)
+        }
+    }
+}
+
+/// When to look at a target again after `error`: transient errors and a held lock back off
+/// exponentially (5 s doubling to 5 min, with jitter); permanent ones wait for a change, and
+/// are looked at again at the drift interval in case AWS or the lock changed.
+pub fn error_policy(stack: Arc<Stack>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let target = (stack.spec.stack.clone(), stack.spec.environment.clone());
+    let attempts = ctx.failed(&target);
+    match error.class() {
+        ErrorClass::Permanent => Action::requeue(jittered(ctx.settings.drift_interval)),
+        ErrorClass::Transient | ErrorClass::Conflict => Action::requeue(backoff(attempts)),
+    }
+}
+
+/// Exponential backoff with jitter: 5 s, 10 s, 20 s … up to 5 min, each ±20 %.
+pub fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_secs(5).saturating_mul(1 << attempts.clamp(1, 7).saturating_sub(1));
+    jittered(base.min(Duration::from_secs(300)))
+}
+
+/// `d` ±20 %, so targets scheduled together spread out.
+pub fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+/// What one pass did.
+struct Passed {
+    action: Action,
+    /// For the reconciles metric.
+    result: &'static str,
+}
+
+/// What a pass acts on.
+enum Job {
+    /// The repository changed: apply it.
+    Deploy,
+    /// Only drift: put back what was applied (toward the pinned release when pinned).
+    Remediate(Box<(DesiredStack, Graph)>),
+}
+
+async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, ReconcileError> {
+    let (stack, environment) = (target.0.as_str(), target.1.as_str());
+    let Some(revision) = ctx.source.revision() else {
+        // Nothing fetched yet: the poller enqueues every target once it has a commit.
+        return Ok(Passed {
+            action: Action::requeue(ctx.settings.poll_interval),
+            result: "pending",
+        });
+    };
+    tracing::Span::current().record("commit", short(&revision));
+    let key =
+        StateKey::new(stack, environment).map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+    let store = &ctx.backends.state;
+    let previous = store.sync(&key).await.ok().flatten();
+    let mut status = SyncStatus {
+        stack: stack.to_owned(),
+        environment: environment.to_owned(),
+        controller: ctx.settings.actor.clone(),
+        commit: Some(revision.clone()),
+        ..previous.clone().unwrap_or_default()
+    };
+    status.error = None;
+    status.locked_by = None;
+
+    let (desired, graph) = match desired_at(ctx, &revision, stack, environment) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            // The stack does not deploy to this environment (any more): nothing to keep.
+            return Ok(Passed {
+                action: Action::await_change(),
+                result: "synced",
+            });
+        }
+        Err(message) => {
+            let e = ReconcileError::Invalid(message);
+            record(
+                ctx,
+                &key,
+                &mut status,
+                Phase::Invalid,
+                Some(&e),
+                previous.as_ref(),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let outcome = act(ctx, &key, &revision, &desired, &graph, &mut status).await;
+    let phase = match &outcome {
+        Ok(p) => p.phase,
+        Err(e) if e.class() == ErrorClass::Conflict => {
+            if let ReconcileError::Engine(EngineError::Lock(l)) = e {
+                status.locked_by = l.holder().map(|h| {
+                    format!(
+                        "{} ({}) since {}",
+                        h.locked_by,
+                        h.operation,
+                        crate::lock::format_epoch(h.locked_at)
+                    )
+                });
+            }
+            Phase::Locked
+        }
+        Err(_) => Phase::Failed,
+    };
+    record(
+        ctx,
+        &key,
+        &mut status,
+        phase,
+        outcome.as_ref().err(),
+        previous.as_ref(),
+    )
+    .await;
+    let acted = outcome?;
+    let interval = drift_interval(&desired, ctx.settings.drift_interval);
+    Ok(Passed {
+        action: Action::requeue(
+            acted
+                .requeue
+                .map_or_else(|| jittered(interval), |d| d.min(interval)),
+        ),
+        result: acted.result,
+    })
+}
+
+/// The stack at `revision` resolved for `environment`; `None` when the stack has no such
+/// environment; the problems, one per line with file and line, when it does not load.
+fn desired_at(
+    ctx: &Context,
+    revision: &str,
+    stack: &str,
+    environment: &str,
+) -> Result<Option<(DesiredStack, Graph)>, String> {
+    let tree = ctx
+        .source
+        .read(revision, stack)
+        .map_err(|d| d.to_string())?;
+    let loaded = panka_core::validate::load_tree(stack, &tree).map_err(|(d, _)| d.to_string())?;
+    if !panka_core::resolve::environments(&loaded)
+        .iter()
+        .any(|e| e == environment)
+    {
+        return Ok(None);
+    }
+    panka_core::validate::plan_input(
+        &loaded,
+        environment,
+        &panka_core::resolve::Options::default(),
+    )
+    .map(Some)
+    .map_err(|d| d.to_string())
+}
+
+/// The drift interval of `desired` (its StackInfra's `drift.interval`, else the default).
+fn drift_interval(desired: &DesiredStack, default: Duration) -> Duration {
+    desired
+        .infra
+        .drift
+        .as_ref()
+        .and_then(|d| d.interval.as_deref())
+        .and_then(panka_core::resolve::check::parse_duration)
+        .unwrap_or(default)
+}
+
+/// What acting did.
+struct Acted {
+    phase: Phase,
+    result: &'static str,
+    /// Look again sooner than the drift interval.
+    requeue: Option<Duration>,
+}
+
+impl Acted {
+    fn new(phase: Phase, result: &'static str) -> Acted {
+        Acted {
+            phase,
+            result,
+            requeue: None,
+        }
+    }
+}
+
+async fn act(
+    ctx: &Context,
+    key: &StateKey,
+    revision: &str,
+    desired: &DesiredStack,
+    graph: &Graph,
+    status: &mut SyncStatus,
+) -> Result<Acted, ReconcileError> {
+    let session = ctx.session(&desired.provider.region).await;
+    let target = Target {
+        commit: Some(revision.to_owned()),
+        ..Target::default()
+    };
+    let snapshot = ctx
+        .backends
+        .state
+        .read(key)
+        .await
+        .map_err(EngineError::from)?;
+    let doc = snapshot.as_ref().map(|s| &s.document);
+    let pin = doc
+        .and_then(|d| d.pin_holding(None))
+        .map(|(_, p)| p.clone());
+    status.pinned_to = pin.as_ref().map(|p| p.release.clone());
+    let pending = doc.map_or_else(
+        || desired.components.keys().cloned().collect(),
+        |d| pending_changes(desired, d, &PlanOptions::default()),
+    );
+    let mode = desired
+        .infra
+        .drift
+        .as_ref()
+        .and_then(|d| d.mode)
+        .unwrap_or(DriftMode::Report);
+
+    // Observe without the lock: the drift check records its freshness whatever comes next.
+    let check = if doc.is_some() && mode != DriftMode::Ignore {
+        let check = session.check_drift(&target, desired).await?;
+        note_drift(ctx, status, &check.report);
+        Some(check)
+    } else {
+        None
+    };
+
+    let job = match (&pin, pending.is_empty(), check) {
+        // A new commit (or a stack never applied): deploy it.
+        (None, false, _) => Job::Deploy,
+        // Pinned or unchanged: only drift is acted on, per the mode.
+        (_, _, Some(check)) if check.report.has_drift() => match mode {
+            DriftMode::Remediate | DriftMode::RemediateUnattended => Job::Remediate(Box::new(
+                remediation(&target, (desired, graph), check, false)?,
+            )),
+            DriftMode::Report | DriftMode::Ignore => {
+                return Ok(Acted::new(Phase::Drifted, "drifted"));
+            }
+        },
+        (Some(_), false, _) => {
+            info!("pinned by a rollback: the repository's changes wait for `panka resume`");
+            return Ok(Acted::new(Phase::Pinned, "pinned"));
+        }
+        (Some(_), true, _) => return Ok(Acted::new(Phase::Pinned, "pinned")),
+        (None, true, _) => return Ok(Acted::new(Phase::Synced, "synced")),
+    };
+
+    let (apply_desired, apply_graph, operation) = match &job {
+        Job::Deploy => (desired, graph, Operation::Apply(limits(ctx))),
+        Job::Remediate(d) => (&d.0, &d.1, Operation::Remediate(limits(ctx))),
+    };
+    let engine = session.engine(Duration::ZERO).map_err(EngineError::from)?;
+    let run = engine.run(
+        apply_desired,
+        session.options_for(&target, operation),
+        ctx.shutdown.child_token(),
+    );
+    let prepared = engine.plan(&run, apply_desired, apply_graph).await?;
+    prepared.allowed(run.options())?;
+    if !prepared.plan.has_changes() && settled(&prepared) {
+        let phase = if pin.is_some() {
+            Phase::Pinned
+        } else {
+            Phase::Synced
+        };
+        status.synced_commit = Some(revision.to_owned());
+        return Ok(Acted::new(phase, "synced"));
+    }
+
+    // The approval gate: a plan needing approval is recorded and waited for.
+    let unattended = matches!(job, Job::Remediate(_)) && mode == DriftMode::RemediateUnattended;
+    let kind = match job {
+        Job::Deploy => ReleaseKind::Apply,
+        Job::Remediate(_) => ReleaseKind::Remediation,
+    };
+    let mut approved_plan = None;
+    let approval = if needs_approval(desired) && !unattended && prepared.plan.has_changes() {
+        match gate(ctx, key, revision, apply_desired, &prepared, kind).await? {
+            Gate::Approved(pending, etag) => {
+                let approval = Approval::of_fingerprint(pending.fingerprint.clone());
+                approved_plan = Some((*pending, etag));
+                approval
+            }
+            Gate::Waiting(id) => {
+                status.awaiting_approval = Some(id);
+                return Ok(Acted {
+                    phase: Phase::AwaitingApproval,
+                    result: "awaiting_approval",
+                    requeue: Some(ctx.settings.poll_interval),
+                });
+            }
+        }
+    } else {
+        prepared.approve()
+    };
+    status.awaiting_approval = None;
+
+    let progress = Logged;
+    let report = match engine
+        .apply(&run, apply_desired, apply_graph, &approval, &progress)
+        .await
+    {
+        Ok(Err(report)) => report,
+        Ok(Ok(mut applying)) => {
+            let started = tokio::time::Instant::now();
+            loop {
+                match applying.step().await {
+                    Ok(Step::Done(report)) => break *report,
+                    Ok(Step::Progressing {
+                        applying: next,
+                        requeue_after,
+                        waiting,
+                    }) => {
+                        let left = ctx.settings.rollout_wait.saturating_sub(started.elapsed());
+                        if left.is_zero() || run.cancellation().is_cancelled() {
+                            // Let the worker go: state has every finished component, and
+                            // the next pass carries on from it.
+                            for (id, status) in &waiting {
+                                info!(component = %id, %status, "still rolling out; looking again soon");
+                            }
+                            next.suspend().await?;
+                            return Ok(Acted {
+                                phase: Phase::Progressing,
+                                result: "progressing",
+                                requeue: Some(requeue_after.max(Duration::from_secs(2))),
+                            });
+                        }
+                        tokio::select! {
+                            () = tokio::time::sleep(requeue_after.min(left)) => {}
+                            () = run.cancellation().cancelled() => {}
+                        }
+                        applying = *next;
+                    }
+                    Err(e) => {
+                        let back = match operation {
+                            Operation::Apply(limits) => {
+                                let failed = FailedApply {
+                                    engine: &engine,
+                                    target: &target,
+                                    repository: desired,
+                                    prepared: &prepared,
+                                    failure: &e,
+                                    limits,
+                                };
+                                session
+                                    .roll_back_failed_wave(failed, run.cancellation(), &progress)
+                                    .await
+                            }
+                            _ => None,
+                        };
+                        return Err(match back {
+                            Some(note) => EngineError::RolledBack {
+                                failure: Box::new(e),
+                                note,
+                            },
+                            None => e,
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let release = report.release.as_ref().map(|r| r.id.clone());
+    if let Some(id) = &release {
+        tracing::Span::current().record("release", id.as_str());
+    }
+    let changes = report.plan.all().filter(|p| p.action.is_change()).count();
+    info!(release = ?release, changes, kind = kind.as_str(), "applied");
+    if let (Some((mut pending, etag)), Some(id)) = (approved_plan, &release) {
+        pending.applied_by = Some(id.clone());
+        // Lost to a newer pending plan: that one waits for its own approval.
+        let _ = ctx
+            .backends
+            .state
+            .put_pending(key, &pending, Some(&etag))
+            .await;
+    }
+    status.last_release = release.clone().or(status.last_release.take());
+    status.version = desired.version().map(str::to_owned);
+    status.drifted = 0;
+    status.drift_checked_at = Some(jiff::Timestamp::now().to_string());
+    Ok(match kind {
+        ReleaseKind::Remediation => {
+            status.last_remediation = release.map(|release| Remediated {
+                at: jiff::Timestamp::now().to_string(),
+                changes,
+                release,
+            });
+            Acted::new(
+                if pin.is_some() {
+                    Phase::Pinned
+                } else {
+                    Phase::Synced
+                },
+                "remediated",
+            )
+        }
+        _ => {
+            status.synced_commit = Some(revision.to_owned());
+            Acted::new(Phase::Synced, "applied")
+        }
+    })
+}
+
+fn limits(ctx: &Context) -> Limits {
+    Limits {
+        allow_destroy: ctx.settings.allow_destroy,
+        ..Limits::default()
+    }
+}
+
+/// Whether every component observed is healthy (no rollout to wait for).
+fn settled(prepared: &Prepared) -> bool {
+    prepared.plan.all().all(|p| {
+        prepared
+            .observed
+            .get(&p.id)
+            .is_none_or(|o| o.health == Health::Healthy)
+    })
+}
+
+fn note_drift(ctx: &Context, status: &mut SyncStatus, report: &DriftReport) {
+    status.drift_checked_at = Some(report.checked_at.clone());
+    status.drifted = report.drifted.len();
+    for finding in report.findings() {
+        ctx.metrics
+            .drift_findings
+            .get_or_create(&SeverityLabels {
+                severity: finding.severity.as_str().to_owned(),
+            })
+            .inc();
+    }
+    if report.has_drift() {
+        info!(components = report.drifted.len(), "drift found");
+    }
+}
+
+enum Gate {
+    Approved(Box<PendingPlan>, String),
+    Waiting(String),
+}
+
+/// The approval gate: the plan `prepared` is approved when the pending plan is this very plan
+/// and someone approved it; otherwise it becomes the pending plan (superseding an older one)
+/// and waits.
+async fn gate(
+    ctx: &Context,
+    key: &StateKey,
+    revision: &str,
+    desired: &DesiredStack,
+    prepared: &Prepared,
+    kind: ReleaseKind,
+) -> Result<Gate, ReconcileError> {
+    let fingerprint = prepared.approve().fingerprint().to_owned();
+    let id = plan_id(&fingerprint);
+    let store = &ctx.backends.state;
+    let current = store.pending(key).await.map_err(EngineError::from)?;
+    if let Some((p, etag)) = &current {
+        if p.fingerprint == fingerprint && p.applied_by.is_none() {
+            return Ok(match p.approved {
+                Some(_) => Gate::Approved(Box::new(p.clone()), etag.clone()),
+                None => Gate::Waiting(id),
+            });
+        }
+    }
+    let plan = PendingPlan {
+        id: id.clone(),
+        fingerprint,
+        kind,
+        commit: Some(revision.to_owned()),
+        version: desired.version().map(str::to_owned),
+        changes: prepared
+            .plan
+            .all()
+            .filter(|p| p.action.is_change())
+            .map(|p| {
+                format!(
+                    "{} {} {}",
+                    symbol(&p.action),
+                    p.id,
+                    crate::engine::action_name(&p.action)
+                )
+            })
+            .collect(),
+        planned_by: ctx.settings.actor.clone(),
+        planned_at: jiff::Timestamp::now().to_string(),
+        approved: None,
+        applied_by: None,
+    };
+    if let Some((old, _)) = current.as_ref().filter(|(p, _)| p.waits()) {
+        info!(superseded = %old.id, plan = %id, "a newer plan supersedes the pending one");
+    } else {
+        info!(plan = %id, "plan waits for approval: panka approve --plan {id}");
+    }
+    // Lost to a concurrent write (an approval, another pass): the next pass reads it.
+    store
+        .put_pending(key, &plan, current.as_ref().map(|(_, e)| e.as_str()))
+        .await
+        .map_err(EngineError::from)?;
+    Ok(Gate::Waiting(id))
+}
+
+fn symbol(action: &panka_core::plan::Action) -> &'static str {
+    use panka_core::plan::Action;
+    match action {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Replace { .. } => "±",
+        Action::Delete => "-",
+        Action::NoOp | Action::Conflict { .. } => " ",
+    }
+}
+
+/// Approves the pending plan `id` of `key` as `by`. The plan must be the one waiting.
+pub async fn approve(
+    backends: &Backends,
+    key: &StateKey,
+    id: &str,
+    by: &str,
+) -> Result<PendingPlan, ApproveError> {
+    let store = &backends.state;
+    let Some((mut plan, etag)) = store.pending(key).await? else {
+        return Err(ApproveError::NothingPending);
+    };
+    if plan.id != id {
+        return Err(ApproveError::NotPending {
+            asked: id.to_owned(),
+            pending: plan.waits().then(|| plan.id.clone()),
+        });
+    }
+    if plan.applied_by.is_some() {
+        return Err(ApproveError::AlreadyApplied(
+            plan.applied_by.clone().unwrap_or_default(),
+        ));
+    }
+    if plan.approved.is_none() {
+        plan.approved = Some(Approved {
+            by: by.to_owned(),
+            at: jiff::Timestamp::now().to_string(),
+        });
+        if !store.put_pending(key, &plan, Some(&etag)).await? {
+            return Err(ApproveError::Changed);
+        }
+    }
+    Ok(plan)
+}
+
+/// Why `panka approve` could not approve.
+#[derive(Debug, thiserror::Error)]
+pub enum ApproveError {
+    /// No plan was ever recorded.
+    #[error("no plan waits for approval")]
+    NothingPending,
+    /// Another plan is pending (or none).
+    #[error("plan {asked} is not the pending plan{}", .pending.as_ref().map(|p| format!(" (the pending plan is {p})")).unwrap_or_else(|| ": nothing waits for approval".to_owned()))]
+    NotPending {
+        /// The id given.
+        asked: String,
+        /// The plan that waits, if one does.
+        pending: Option<String>,
+    },
+    /// The plan was applied already.
+    #[error("the plan was applied already, by release {0}")]
+    AlreadyApplied(String),
+    /// The pending plan changed while approving.
+    #[error("the pending plan changed while approving it (a newer commit?); look again")]
+    Changed,
+    /// State could not be read or written.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+/// Writes where `key` stands, when anything but the time changed since `previous`.
+async fn record(
+    ctx: &Context,
+    key: &StateKey,
+    status: &mut SyncStatus,
+    phase: Phase,
+    error: Option<&ReconcileError>,
+    previous: Option<&SyncStatus>,
+) {
+    status.phase = phase;
+    status.error = error.map(|e| SyncError {
+        at: jiff::Timestamp::now().to_string(),
+        class: match e.class() {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Conflict => "conflict",
+        }
+        .to_owned(),
+        message: e.to_string(),
+        attempts: previous
+            .and_then(|p| p.error.as_ref())
+            .map_or(1, |e| e.attempts.saturating_add(1)),
+    });
+    if let Some(prev) = previous {
+        let mut same = prev.clone();
+        same.updated_at.clone_from(&status.updated_at);
+        if let (Some(a), Some(b)) = (&mut same.error, &status.error) {
+            a.at.clone_from(&b.at);
+            a.attempts = b.attempts;
+        }
+        if &same == status {
+            return;
+        }
+    }
+    status.updated_at = jiff::Timestamp::now().to_string();
+    if let Err(e) = ctx.backends.state.record_sync(key, status).await {
+        warn!(error = %e, "failed to record the target's status");
+    }
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(7)]
+}
+
+/// Engine events as log lines.
+struct Logged;
+
+impl Progress for Logged {
+    fn event(&self, event: Event<'_>) {
+        match event {
+            Event::LockAcquired(info) => {
+                info!(lock = %info.key(), fence = info.fence, "lock taken")
+            }
+            Event::WaveStarted { number, components } => {
+                info!(wave = number, components, "wave started")
+            }
+            Event::ComponentDone(p, took, _) => info!(
+                component = %p.id,
+                action = crate::engine::action_name(&p.action),
+                seconds = took.as_secs_f64(),
+                "component applied"
+            ),
+            Event::ComponentFailed(p, why) => {
+                warn!(component = %p.id, error = why, "component failed")
+            }
+            Event::Waiting(id, why) => info!(component = %id, status = why, "waiting"),
+            Event::LockWaiting(_) | Event::ComponentStarted(_) | Event::StateSaved(_) => {}
+        }
+    }
+}
