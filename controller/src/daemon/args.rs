@@ -46,6 +46,18 @@ pub struct Args {
     /// wins).
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "PANKA_DRIFT_INTERVAL")]
     pub drift_interval: Duration,
+    /// HTTPS: a file holding an access token for the repository (or set `PANKA_GIT_TOKEN`).
+    #[arg(long, env = "PANKA_GIT_TOKEN_FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// HTTPS: the user name sent with the token.
+    #[arg(long, default_value = "x-access-token", env = "PANKA_GIT_USERNAME")]
+    pub git_username: String,
+    /// SSH: the private key file for `ssh://` or `user@host:path` URLs.
+    #[arg(long, env = "PANKA_GIT_SSH_KEY_FILE")]
+    pub ssh_key_file: Option<PathBuf>,
+    /// SSH: the known_hosts file the server's host key must be listed in (required for SSH).
+    #[arg(long, env = "PANKA_GIT_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
     /// Stack/environments reconciled at once.
     #[arg(long, default_value_t = 4, env = "PANKA_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,

@@ -31,7 +31,7 @@ use crate::budget::Budget;
 use crate::config::Config;
 use crate::reconcile::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile, Context, Settings};
-use crate::source::git::GitSource;
+use crate::source::git::{GitCredentials, GitSource};
 pub use args::{Args, LogFormat};
 
 /// Why the controller could not start.
@@ -122,12 +122,20 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
         .cache_dir
         .clone()
         .unwrap_or_else(|| default_cache(&args.repo_url));
-    let git = Arc::new(GitSource::new(
-        &args.repo_url,
-        &args.branch,
-        &args.path,
-        &cache,
-    )?);
+    let credentials = GitCredentials {
+        token_file: args.git_token_file.clone(),
+        // A token in the environment is used only when no file is given.
+        token: std::env::var("PANKA_GIT_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        username: Some(args.git_username.clone()),
+        ssh_key: args.ssh_key_file.clone(),
+        known_hosts: args.known_hosts.clone(),
+    };
+    let git = Arc::new(
+        GitSource::new(&args.repo_url, &args.branch, &args.path, &cache)?
+            .with_credentials(credentials)?,
+    );
 
     let budget =
         Budget::new((args.aws_calls_per_second > 0.0).then_some(args.aws_calls_per_second));

@@ -457,6 +457,10 @@ async fn act(
         .and_then(|d| d.mode)
         .unwrap_or(DriftMode::Report);
 
+    if pending.is_empty() && pin.is_none() {
+        // Everything the commit asks for is applied; drift is another matter.
+        status.synced_commit = Some(revision.to_owned());
+    }
     // Observe without the lock: the drift check records its freshness whatever comes next.
     let check = if doc.is_some() && mode != DriftMode::Ignore {
         let check = session.check_drift(&target, desired).await?;

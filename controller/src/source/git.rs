@@ -5,15 +5,19 @@
 //! Which stacks a new commit touches is told by tree ids: a stack folder whose tree id is the
 //! same at two commits holds the same bytes, so it needs no plan. Fetching is the only network
 //! call; everything else reads the local object database. Supported URLs: `file://`, local
-//! paths and `git://` (libgit2 natively); `https://` and `ssh://` need git2's `https`/`ssh`
-//! features, which this build leaves out (see the README's build prerequisites). URLs that
-//! could smuggle a command or an option (`ext::`, a leading `-`) are refused.
+//! paths, `git://`, `https://` (a token from [`GitCredentials`]; certificates verified by
+//! OpenSSL) and `ssh://` or `user@host:path` (a private key; the host key must be listed in the
+//! given known_hosts file, see [`super::known_hosts`]). URLs that could smuggle a command or an
+//! option (`ext::`, a leading `-`) are refused.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use git2::{ObjectType, Oid, Repository, Tree};
+use git2::{
+    CertificateCheckStatus, Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks,
+    Repository, Tree,
+};
 use panka_core::diag::{Collector, Diagnostic, Diagnostics, Span};
 use panka_core::source::is_valid_name;
 
@@ -59,6 +63,47 @@ pub struct GitSource {
     /// Folder of the repository holding `stacks/` (`""` for its root).
     path: String,
     cache: PathBuf,
+    credentials: GitCredentials,
+}
+
+/// How the git source authenticates. Secrets are read when a fetch needs them (a rotated token
+/// file is picked up) and never logged.
+#[derive(Clone, Default)]
+pub struct GitCredentials {
+    /// HTTPS: a file holding a token (a GitHub or GitLab access token) used as the password.
+    pub token_file: Option<PathBuf>,
+    /// HTTPS: the token itself (from the environment), when there is no file.
+    pub token: Option<String>,
+    /// HTTPS: the user name sent with the token (default `x-access-token`).
+    pub username: Option<String>,
+    /// SSH: the private key file.
+    pub ssh_key: Option<PathBuf>,
+    /// SSH: the known_hosts file every host key is checked against (required for SSH).
+    pub known_hosts: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for GitCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitCredentials")
+            .field("token_file", &self.token_file)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("username", &self.username)
+            .field("ssh_key", &self.ssh_key)
+            .field("known_hosts", &self.known_hosts)
+            .finish()
+    }
+}
+
+/// Whether `url` is fetched over SSH (`ssh://…`, or scp-like `user@host:path`).
+pub fn is_ssh(url: &str) -> bool {
+    if let Some((scheme, _)) = url.split_once("://") {
+        return matches!(scheme, "ssh" | "git+ssh" | "ssh+git");
+    }
+    // scp-like: a colon before any slash, and not a local path.
+    match (url.find(':'), url.find('/')) {
+        (Some(colon), slash) => slash.is_none_or(|s| colon < s) && colon > 1,
+        (None, _) => false,
+    }
 }
 
 /// A fetched commit.
@@ -106,7 +151,21 @@ impl GitSource {
             branch: branch.to_owned(),
             path,
             cache: cache.to_path_buf(),
+            credentials: GitCredentials::default(),
         })
+    }
+
+    /// The same source, authenticating with `credentials`. An SSH URL needs a known_hosts
+    /// file: host keys are checked against it and nothing else (fail closed).
+    pub fn with_credentials(mut self, credentials: GitCredentials) -> Result<GitSource, GitError> {
+        if is_ssh(&self.url) && credentials.known_hosts.is_none() {
+            return Err(GitError::BadUrl {
+                url: self.url.clone(),
+                why: "SSH needs a known_hosts file to check the server's host key against (--known-hosts)",
+            });
+        }
+        self.credentials = credentials;
+        Ok(self)
     }
 
     /// Fetches the branch into the cache (a bare repository, created at the first fetch) and
@@ -128,8 +187,10 @@ impl GitSource {
         let mut remote = repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let tracking = format!("refs/panka/{}", self.branch);
         let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(self.callbacks());
         remote
-            .fetch(&[refspec.as_str()], None, None)
+            .fetch(&[refspec.as_str()], Some(&mut options), None)
             .map_err(fetch_err)?;
         let commit = repo
             .find_reference(&tracking)
@@ -138,6 +199,80 @@ impl GitSource {
         Ok(Fetched {
             commit: commit.id().to_string(),
         })
+    }
+
+    /// Credentials on request, and SSH host keys checked against the known_hosts file.
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let creds = &self.credentials;
+        let mut callbacks = RemoteCallbacks::new();
+        let mut asked = 0u32;
+        callbacks.credentials(move |_url, user_from_url, allowed| {
+            // libgit2 asks again after a refusal: give up instead of looping.
+            asked += 1;
+            if asked > 3 {
+                return Err(git2::Error::from_str("the repository refused the credentials"));
+            }
+            let user = user_from_url.unwrap_or("git");
+            if allowed.contains(CredentialType::SSH_KEY) {
+                if let Some(key) = &creds.ssh_key {
+                    return Cred::ssh_key(user, None, key, None);
+                }
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                let token = match (&creds.token_file, &creds.token) {
+                    (Some(file), _) => Some(
+                        std::fs::read_to_string(file)
+                            .map_err(|e| {
+                                git2::Error::from_str(&format!(
+                                    "cannot read the token file {}: {e}",
+                                    file.display()
+                                ))
+                            })?
+                            .trim()
+                            .to_owned(),
+                    ),
+                    (None, token) => token.clone(),
+                };
+                if let Some(token) = token {
+                    let name = creds.username.as_deref().unwrap_or("x-access-token");
+                    return Cred::userpass_plaintext(name, &token);
+                }
+            }
+            if allowed.contains(CredentialType::USERNAME) {
+                return Cred::username(user);
+            }
+            Err(git2::Error::from_str(
+                "the repository needs credentials: give --git-token-file (HTTPS) or --ssh-key-file (SSH)",
+            ))
+        });
+        callbacks.certificate_check(move |cert, host| {
+            let Some(hostkey) = cert.as_hostkey() else {
+                // TLS: libgit2 and OpenSSL verify the chain and the name.
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let refuse = |why: String| Err(git2::Error::from_str(&why));
+            let Some(path) = &creds.known_hosts else {
+                return refuse(format!("no known_hosts file to check {host}'s host key against"));
+            };
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => return refuse(format!("cannot read {}: {e}", path.display())),
+            };
+            let Some(key) = hostkey.hostkey() else {
+                return refuse(format!("{host} sent no host key to check"));
+            };
+            match super::known_hosts::check(&text, host, key) {
+                super::known_hosts::HostKey::Known => Ok(CertificateCheckStatus::CertificateOk),
+                super::known_hosts::HostKey::Revoked => {
+                    refuse(format!("{host}'s host key is revoked in {}", path.display()))
+                }
+                super::known_hosts::HostKey::Unknown => refuse(format!(
+                    "{host}'s host key is not in {}: add it (ssh-keyscan {host}) after checking its fingerprint",
+                    path.display()
+                )),
+            }
+        });
+        callbacks
     }
 
     fn repo(&self) -> Result<Repository, GitError> {
@@ -301,5 +436,48 @@ impl Read<'_> {
             blob.size() as u64,
             || Ok(blob.content().to_vec()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_urls_are_told_apart_from_paths_and_other_transports() {
+        for url in [
+            "ssh://git@host/repo.git",
+            "git@github.com:acme/deploy.git",
+            "host:repo",
+        ] {
+            assert!(is_ssh(url), "{url}");
+        }
+        for url in [
+            "https://host/repo.git",
+            "git://127.0.0.1:9418/r",
+            "file:///tmp/r",
+            "/tmp/r",
+            "C:/r",
+        ] {
+            assert!(!is_ssh(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn ssh_without_known_hosts_is_refused_and_the_token_is_never_printed() {
+        let cache = std::env::temp_dir();
+        let source = GitSource::new("git@github.com:acme/deploy.git", "main", "", &cache).unwrap();
+        let err = source
+            .clone()
+            .with_credentials(GitCredentials::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("known_hosts"), "{err}");
+        let creds = GitCredentials {
+            known_hosts: Some("/etc/panka/known_hosts".into()),
+            token: Some("ghp_s3cret".into()),
+            ..GitCredentials::default()
+        };
+        assert!(!format!("{creds:?}").contains("s3cret"));
+        assert!(source.with_credentials(creds).is_ok());
     }
 }

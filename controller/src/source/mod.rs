@@ -7,6 +7,7 @@
 
 pub mod dir;
 pub mod git;
+pub mod known_hosts;
 
 pub use panka_core::source::{FileTree, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 
