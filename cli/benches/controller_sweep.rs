@@ -86,12 +86,7 @@ fn main() {
     // 1. The first full sweep.
     let started = Instant::now();
     let c = Controller::start(&bin, home.path(), &args);
-    wait(
-        &c,
-        "panka_reconciles_total{result=\"applied\"}",
-        stacks,
-        Duration::from_secs(3600),
-    );
+    wait(&c, &["applied"], stacks, Duration::from_secs(3600));
     let first = started.elapsed();
     let first_calls = calls(&c);
     println!(
@@ -147,14 +142,16 @@ fn main() {
     };
     println!("  commit → apply start, 10 s poll:  {}", show(&polled));
     println!("  commit → apply start, webhook:    {}", show(&hooked));
-    drop(c);
+    // A clean stop: a killed controller's lock would stand until its lease runs out.
+    let mut c = c;
+    c.terminate(Duration::from_secs(60));
 
     // 2. A converged drift sweep: a new controller checks every target once.
     let started = Instant::now();
     let c = Controller::start(&bin, home.path(), &args);
     wait(
         &c,
-        "panka_reconciles_total{result=\"synced\"}",
+        &["synced", "applied", "drifted"],
         stacks,
         Duration::from_secs(3600),
     );
@@ -169,12 +166,19 @@ fn main() {
     );
 }
 
-fn wait(c: &Controller, series: &str, n: usize, bound: Duration) {
+/// Waits until reconciles with one of `results` number `n`.
+fn wait(c: &Controller, results: &[&str], n: usize, bound: Duration) {
     let t = Instant::now();
-    while (c.metric(series) as usize) < n {
+    let done = || {
+        results
+            .iter()
+            .map(|r| c.metric(&format!("panka_reconciles_total{{result=\"{r}\"}}")) as usize)
+            .sum::<usize>()
+    };
+    while done() < n {
         assert!(
             t.elapsed() < bound,
-            "{series} never reached {n}:\n{}",
+            "reconciles {results:?} never reached {n}:\n{}",
             c.log_text()
         );
         std::thread::sleep(Duration::from_millis(250));

@@ -106,6 +106,24 @@ impl World {
         Controller::start(&controller_binary(PANKA), self.home.path(), args)
     }
 
+    /// A controller of `development` on the working tree (`file://`), polling every second and
+    /// checking drift every `drift_interval`.
+    fn local_controller(&self, drift_interval: &str) -> Controller {
+        let url = format!("file://{}", self.work().display());
+        self.controller(&[
+            "--repo-url",
+            &url,
+            "--branch",
+            &self.branch(),
+            "-e",
+            "development",
+            "--poll-interval",
+            "1s",
+            "--drift-interval",
+            drift_interval,
+        ])
+    }
+
     /// Waits until the controller says `stack` is synced to `commit`.
     fn synced(&self, c: &Controller, stack: &str, env: &str, commit: &str, within: Duration) {
         eventually(
@@ -279,7 +297,6 @@ fn a_commit_is_applied_a_console_change_undone_the_cli_lock_respected_and_sigter
         "panka_reconciles_total{result=\"applied\"}",
         "panka_reconciles_total{result=\"remediated\"}",
         &format!("panka_lock_waits_total{{stack=\"{stack}\",environment=\"development\"}}"),
-        "panka_drift_findings_total{severity=\"MEDIUM\"}",
         "panka_aws_calls_total{service=\"ECS\",operation=\"UpdateService\"}",
     ] {
         assert!(c.metric(series) >= 1.0, "{series} missing:\n{metrics}");
@@ -287,6 +304,14 @@ fn a_commit_is_applied_a_console_change_undone_the_cli_lock_respected_and_sigter
     assert!(
         metrics.contains("panka_reconcile_duration_seconds_bucket"),
         "{metrics}"
+    );
+    // Drift findings are the target's at its last check: none, once remediated.
+    let findings = format!(
+        "panka_drift_findings{{stack=\"{stack}\",environment=\"development\",severity=\"MEDIUM\"}} 0"
+    );
+    assert!(
+        metrics.contains(&findings),
+        "{findings} missing:\n{metrics}"
     );
 
     // The webhook: a bad signature is refused, a good one accepted.
@@ -515,20 +540,8 @@ fn one_stacks_commit_leaves_the_other_unplanned_a_bad_commit_keeps_the_last_and_
         write_queue_stack(&w.work(), &queue_stack(s, &["development"], "remediate"));
     }
     let first = w.commit();
-    let url = format!("file://{}", w.work().display());
     // No drift sweep during the test: every reconcile comes from a commit.
-    let c = w.controller(&[
-        "--repo-url",
-        &url,
-        "--branch",
-        &w.branch(),
-        "-e",
-        "development",
-        "--poll-interval",
-        "1s",
-        "--drift-interval",
-        "1h",
-    ]);
+    let c = w.local_controller("1h");
     w.synced(&c, &a, "development", &first, Duration::from_secs(60));
     w.synced(&c, &b, "development", &first, Duration::from_secs(60));
     let reconciles = |s: &str| {
@@ -583,6 +596,16 @@ fn one_stacks_commit_leaves_the_other_unplanned_a_bad_commit_keeps_the_last_and_
     );
     assert_eq!(invalid.synced_commit.as_deref(), Some(second.as_str()));
     assert_eq!(w.visibility(&qa), Some(45));
+    // `panka status` in the bad checkout shows the problem, and the controller's word on it.
+    let status = w.panka(&["status", "-s", &a, "-e", "development"]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        err.contains("sqs.yaml")
+            && err.contains(&format!("Controller: commit {} is invalid", &bad[..7])),
+        "{}",
+        text(&status)
+    );
     edit(
         &w.work(),
         &sqs(&a),
@@ -665,19 +688,7 @@ fn report_mode_only_reports_drift_and_remediate_mode_undoes_it() {
     write_queue_stack(&w.work(), &queue_stack(&fix, &["development"], "remediate"));
     write_queue_stack(&w.work(), &queue_stack(&keep, &["development"], "report"));
     let first = w.commit();
-    let url = format!("file://{}", w.work().display());
-    let c = w.controller(&[
-        "--repo-url",
-        &url,
-        "--branch",
-        &w.branch(),
-        "-e",
-        "development",
-        "--poll-interval",
-        "1s",
-        "--drift-interval",
-        "2s",
-    ]);
+    let c = w.local_controller("2s");
     w.synced(&c, &fix, "development", &first, Duration::from_secs(60));
     w.synced(&c, &keep, "development", &first, Duration::from_secs(60));
     let (qf, qk) = (
@@ -716,4 +727,69 @@ fn report_mode_only_reports_drift_and_remediate_mode_undoes_it() {
     ]);
     assert!(status.status.success(), "{}", text(&status));
     assert!(String::from_utf8_lossy(&status.stdout).contains("visibilityTimeout"));
+
+    // A bad commit on top: the previous commit stays deployed, and its drift is still undone.
+    edit(
+        &w.work(),
+        &format!("stacks/{fix}/services/app/components/queue/sqs.yaml"),
+        "visibilityTimeout: 30",
+        "visibilityTimeout: {30",
+    );
+    let bad = w.commit();
+    eventually(
+        Duration::from_secs(60),
+        "the bad commit reported",
+        || {
+            w.sync(&fix, "development")
+                .filter(|s| s.phase == Phase::Invalid && s.commit.as_deref() == Some(bad.as_str()))
+        },
+        || tail(&c.log_text()),
+    );
+    w.rt.block_on(console::set_visibility_timeout(&w.sdk, &qf, 88));
+    eventually(
+        Duration::from_secs(60),
+        "drift undone while the newest commit is invalid",
+        || (w.visibility(&qf) == Some(30)).then_some(()),
+        || tail(&c.log_text()),
+    );
+}
+
+#[test]
+fn sigterm_does_not_wait_for_a_git_server_that_never_answers() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // A server that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in silent.incoming().take(4) {
+            open.push(conn);
+        }
+        std::thread::sleep(Duration::from_secs(120));
+    });
+    let url = format!("git://127.0.0.1:{port}/deploy");
+    let mut c = Controller::start(
+        &controller_binary(PANKA),
+        home.path(),
+        &[
+            "--repo-url",
+            &url,
+            "-e",
+            "development",
+            "--shutdown-timeout",
+            "3s",
+        ],
+    );
+    let (code, _) = panka_tests::gitops::get(&c.metrics_addr, "/readyz").expect("readyz");
+    assert_eq!(code, 503, "ready before any fetch");
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let status = c.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status}\n{}", c.log_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(held);
 }

@@ -138,17 +138,20 @@ pub async fn open_bucket(sdk: &SdkConfig, bucket: &str) {
         .expect("public access block removed");
 }
 
-/// Sets a queue's visibility timeout.
-pub async fn set_visibility_timeout(sdk: &SdkConfig, queue: &str, seconds: u32) {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let url = sqs
-        .get_queue_url()
+/// A queue's URL; `None` when the queue does not exist.
+async fn queue_url(sqs: &aws_sdk_sqs::Client, queue: &str) -> Option<String> {
+    sqs.get_queue_url()
         .queue_name(queue)
         .send()
         .await
-        .expect("queue found")
+        .ok()?
         .queue_url
-        .expect("a url");
+}
+
+/// Sets a queue's visibility timeout.
+pub async fn set_visibility_timeout(sdk: &SdkConfig, queue: &str, seconds: u32) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let url = queue_url(&sqs, queue).await.expect("queue found");
     sqs.set_queue_attributes()
         .queue_url(url)
         .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
@@ -160,13 +163,7 @@ pub async fn set_visibility_timeout(sdk: &SdkConfig, queue: &str, seconds: u32) 
 /// A queue's visibility timeout; `None` when the queue does not exist.
 pub async fn visibility_timeout(sdk: &SdkConfig, queue: &str) -> Option<u32> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(queue)
-        .send()
-        .await
-        .ok()?
-        .queue_url?;
+    let url = queue_url(&sqs, queue).await?;
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(url)

@@ -8,6 +8,7 @@ use panka_controller::reconcile::approve as approve_plan;
 use panka_controller::state::StateKey;
 use panka_core::sync::PendingPlan;
 
+use super::status::short;
 use super::{open_backends, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{print_data, recorded_time, say};
@@ -86,7 +87,7 @@ fn describe(p: &PendingPlan) -> String {
             .unwrap_or_default(),
         p.commit
             .as_deref()
-            .map(|c| format!(", commit {}", &c[..c.len().min(7)]))
+            .map(|c| format!(", commit {}", short(c)))
             .unwrap_or_default(),
         p.planned_by,
         recorded_time(&p.planned_at)

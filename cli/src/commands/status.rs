@@ -59,6 +59,9 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
         target,
     }) = resolve_target(global, &args.target)?
     else {
+        // The repository does not load here (a bad commit checked out, say): the controller's
+        // record still says where the target stands.
+        controller_record(global, &args.target)?;
         return Ok(ExitCode::FAILURE);
     };
     let summary = runtime()?.block_on(async {
@@ -75,6 +78,24 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Prints what the controller recorded of the target, when it manages it.
+fn controller_record(global: &GlobalArgs, target: &TargetArgs) -> anyhow::Result<()> {
+    let key = panka_controller::state::StateKey::new(&target.stack, &target.environment)?;
+    let sync = runtime()?.block_on(async {
+        let backends = super::open_backends(global).await?;
+        anyhow::Ok(backends.state.sync(&key).await?)
+    })?;
+    if let Some(sync) = sync {
+        eprintln!(
+            "\n{} ({}) as the controller last saw it:\n{}",
+            target.stack,
+            target.environment,
+            controller_line(&sync, jiff::Timestamp::now())
+        );
+    }
+    Ok(())
 }
 
 /// What `status --output json|yaml` prints.
@@ -216,14 +237,15 @@ fn last_deployed(at: &str, now: jiff::Timestamp) -> String {
         .map_or_else(|_| at.to_owned(), |then| ago(then, now))
 }
 
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(7)]
+/// The first seven characters of a commit id.
+pub(crate) fn short(commit: &str) -> String {
+    commit.chars().take(7).collect()
 }
 
 /// The controller's word on a target: "Controller: synced to 3f2a1c0, drift checked 40 s ago,
 /// remediated 1 change 2 min ago".
 fn controller_line(sync: &SyncStatus, now: jiff::Timestamp) -> String {
-    let commit = |c: &Option<String>| c.as_deref().map_or("-", short).to_owned();
+    let commit = |c: &Option<String>| c.as_deref().map_or_else(|| "-".to_owned(), short);
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let error = sync
         .error

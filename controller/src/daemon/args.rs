@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::config::parse_duration;
 
@@ -72,7 +73,7 @@ pub struct Args {
     pub webhook_secret_file: Option<PathBuf>,
     /// Run without a Kubernetes API server: status is kept beside the state and in the logs
     /// (`panka status` shows it).
-    #[arg(long, env = "PANKA_NO_KUBERNETES")]
+    #[arg(long, env = "PANKA_NO_KUBERNETES", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub no_kubernetes: bool,
     /// Where the repository is cloned (default: `~/.cache/panka/repos/`).
     #[arg(long, env = "PANKA_CACHE_DIR")]
@@ -89,7 +90,7 @@ pub struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "PANKA_ROLLOUT_WAIT")]
     pub rollout_wait: Duration,
     /// Let applies delete components that hold data (databases, tables, buckets, caches).
-    #[arg(long, env = "PANKA_ALLOW_DESTROY")]
+    #[arg(long, env = "PANKA_ALLOW_DESTROY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub allow_destroy: bool,
     /// How long SIGTERM waits for in-flight reconciles to stop safely.
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PANKA_SHUTDOWN_TIMEOUT")]
@@ -139,6 +140,18 @@ mod tests {
         assert_eq!(args.poll_interval, Duration::from_secs(2));
         assert_eq!(args.drift_interval, Duration::from_secs(90));
         assert_eq!(args.concurrency, 4);
+    }
+
+    #[test]
+    fn switches_read_one_yes_and_true_from_the_environment() {
+        // Only this test sets the variable: no other test reads `allow_destroy`.
+        for (value, want) in [("1", true), ("yes", true), ("true", true), ("0", false)] {
+            std::env::set_var("PANKA_ALLOW_DESTROY", value);
+            let args =
+                Args::try_parse_from(["panka-controller", "--repo-url", "x", "-e", "d"]).unwrap();
+            assert_eq!(args.allow_destroy, want, "{value}");
+        }
+        std::env::remove_var("PANKA_ALLOW_DESTROY");
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub enum StartError {
     /// The webhook has no usable secret.
     #[error("the webhook needs a secret: set --webhook-secret-file or PANKA_WEBHOOK_SECRET ({0})")]
     WebhookSecret(String),
+    /// An `--environment` is not a valid environment name.
+    #[error("--environment: {0}")]
+    Environment(String),
     /// The runtime could not start.
     #[error("failed to start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -73,7 +76,10 @@ pub fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&StartError::Runtime(e)),
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(run(args));
+    // A fetch stuck in libgit2 (no read timeout) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -117,6 +123,10 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
     if !args.no_kubernetes {
         return Err(StartError::NeedsNoKubernetes);
     }
+    for env in &args.environments {
+        panka_core::keys::check_name("environment", env)
+            .map_err(|e| StartError::Environment(e.to_string()))?;
+    }
     let config = Config::load(args.config.as_deref())?;
     let cache = args
         .cache_dir
@@ -139,16 +149,16 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
 
     let budget =
         Budget::new((args.aws_calls_per_second > 0.0).then_some(args.aws_calls_per_second));
-    let sdk = load_sdk_config(&AwsSettings {
+    let base = load_sdk_config(&AwsSettings {
         profile: config.aws.profile.clone(),
         region: config.aws.region.clone(),
         endpoint_url: None,
     })
-    .await
-    .to_builder()
-    .http_client(budget.http_client())
-    .build();
-    let backends = crate::backend::open_with(&config, Some(&sdk));
+    .await;
+    // State and locks stay outside the budget: a lease heartbeat must never queue behind a
+    // sweep's calls to the same service.
+    let backends = crate::backend::open_with(&config, Some(&base));
+    let sdk = base.to_builder().http_client(budget.http_client()).build();
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let fetch_now = Arc::new(Notify::new());
@@ -216,7 +226,7 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
     .take_until(shutdown.clone().cancelled_owned());
 
     info!(
-        repo = %args.repo_url,
+        repo = %crate::source::git::redact_url(&args.repo_url),
         branch = %args.branch,
         environments = ?args.environments,
         poll = ?args.poll_interval,
@@ -226,7 +236,7 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
         %actor,
         "panka-controller started"
     );
-    let in_flight = metrics.queue_depth.clone();
+    let in_flight = metrics.in_flight.clone();
     let reconciles = applier(
         move |obj, ctx| {
             let in_flight = in_flight.clone();
@@ -258,10 +268,19 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
         () = deadline => warn!(timeout = ?args.shutdown_timeout, "runs still going at the shutdown timeout: their locks expire with their lease"),
     }
     shutdown.cancel();
-    let _ = poller_task.await;
-    let _ = probes_task.await;
-    if let Some(t) = webhook_task {
-        let _ = t.await;
+    // The rest stops at once (the poller does not wait for the network); a task still going
+    // after a grace second (a client that never finishes its request) is cut off.
+    for task in [Some(poller_task), Some(probes_task), webhook_task]
+        .into_iter()
+        .flatten()
+    {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(std::time::Duration::from_secs(1), task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
     }
     info!("panka-controller stopped");
     Ok(())

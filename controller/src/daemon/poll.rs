@@ -25,6 +25,19 @@ use crate::reconcile::metrics::Metrics;
 use crate::reconcile::StackSource;
 use crate::source::git::GitSource;
 
+/// How long a fetch may take before the poller reports it and stops waiting for it.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A fetch's result: the commit, its stacks' tree ids, and the stacks changed since before.
+type Fetch = Result<(String, BTreeMap<String, String>, Vec<String>), crate::source::git::GitError>;
+
+fn fetch(git: &GitSource, before: Option<&str>) -> Fetch {
+    let commit = git.fetch()?.commit;
+    let trees = git.stack_trees(&commit)?;
+    let changed = git.changed_stacks(before, &commit)?;
+    Ok((commit, trees, changed))
+}
+
 /// The namespace given to git mode's Stack objects (they exist only in the store).
 pub const NAMESPACE: &str = "panka";
 
@@ -69,7 +82,7 @@ pub fn stack_object(stack: &str, environment: &str, url: &str, branch: &str) -> 
             stack: stack.to_owned(),
             environment: environment.to_owned(),
             source: Some(GitSpec {
-                url: url.to_owned(),
+                url: crate::source::git::redact_url(url),
                 git_ref: Some(branch.to_owned()),
                 path: None,
             }),
@@ -115,21 +128,37 @@ impl Poller {
         let mut known: BTreeSet<String> = BTreeSet::new();
         let mut wait = Duration::ZERO;
         let mut failures: u32 = 0;
+        // A fetch that outlived FETCH_TIMEOUT (a server that never answers): libgit2 has no
+        // read timeout, so it goes on in its thread; no other fetch starts until it ends.
+        let mut stuck: Option<tokio::task::JoinHandle<Fetch>> = None;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.fetch_now.notified() => {}
                 () = self.shutdown.cancelled() => return,
             }
-            let git = self.snapshot.git.clone();
-            let before = self.snapshot.revision();
-            let fetched = tokio::task::spawn_blocking(move || {
-                let commit = git.fetch()?.commit;
-                let trees = git.stack_trees(&commit)?;
-                let changed = git.changed_stacks(before.as_deref(), &commit)?;
-                Ok::<_, crate::source::git::GitError>((commit, trees, changed))
-            })
-            .await;
+            let task = match stuck.take() {
+                Some(task) => task,
+                None => {
+                    let git = self.snapshot.git.clone();
+                    let before = self.snapshot.revision();
+                    tokio::task::spawn_blocking(move || fetch(&git, before.as_deref()))
+                }
+            };
+            let mut task = task;
+            let fetched = tokio::select! {
+                // Shutdown does not wait for the network.
+                () = self.shutdown.cancelled() => return,
+                r = &mut task => r,
+                () = tokio::time::sleep(FETCH_TIMEOUT) => {
+                    stuck = Some(task);
+                    failures = failures.saturating_add(1);
+                    wait = fetch_backoff(self.interval, failures);
+                    self.metrics.fetch_failures.inc();
+                    warn!(timeout = ?FETCH_TIMEOUT, url = %self.snapshot.git.display_url(), "the fetch has not finished; waiting for it before fetching again");
+                    continue;
+                }
+            };
             match fetched {
                 Ok(Ok((commit, trees, changed))) => {
                     failures = 0;
@@ -141,7 +170,14 @@ impl Poller {
                     failures = failures.saturating_add(1);
                     wait = fetch_backoff(self.interval, failures);
                     self.metrics.fetch_failures.inc();
-                    warn!(error = %e, retry_in = ?wait, commit = ?self.snapshot.revision(), "failed to fetch the repository; the last good commit stays");
+                    match self.snapshot.revision() {
+                        Some(commit) => {
+                            warn!(error = %e, retry_in = ?wait, commit = &commit[..commit.len().min(7)], "failed to fetch the repository; reconciling the last good commit meanwhile")
+                        }
+                        None => {
+                            warn!(error = %e, retry_in = ?wait, "failed to fetch the repository; nothing is reconciled until a fetch succeeds")
+                        }
+                    }
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);

@@ -43,10 +43,14 @@ pub struct CallLabels {
     pub operation: String,
 }
 
-/// A drift finding's severity.
+/// A target's drift findings of one severity.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SeverityLabels {
-    /// `critical`, `high`, `medium`, `low`.
+    /// Stack.
+    pub stack: String,
+    /// Environment.
+    pub environment: String,
+    /// `CRITICAL`, `HIGH`, `MEDIUM`, `LOW`.
     pub severity: String,
 }
 
@@ -65,16 +69,16 @@ pub struct Metrics {
     pub reconciles: Family<ResultLabels, Counter>,
     /// How long reconciles took.
     pub reconcile_seconds: Histogram,
-    /// Drift findings at the last checks, by severity.
-    pub drift_findings: Family<SeverityLabels, Counter>,
+    /// Drifted fields each target had at its last check, by severity.
+    pub drift_findings: Family<SeverityLabels, Gauge>,
     /// AWS calls, by service and operation.
     pub aws_calls: Family<CallLabels, Counter>,
     /// Throttling answers, by service.
     pub aws_throttles: Family<ServiceLabels, Counter<u64, AtomicU64>>,
     /// Reconciles that found the lock held by someone else.
     pub lock_waits: Family<TargetLabels, Counter>,
-    /// Targets waiting to be reconciled or being reconciled.
-    pub queue_depth: Gauge,
+    /// Reconciles running now.
+    pub in_flight: Gauge,
     /// When each target last reconciled without error (Unix seconds).
     pub last_sync: Family<TargetLabels, Gauge>,
     /// Git fetches that failed.
@@ -110,7 +114,7 @@ impl Metrics {
             aws_calls: Family::default(),
             aws_throttles: Family::default(),
             lock_waits: Family::default(),
-            queue_depth: Gauge::default(),
+            in_flight: Gauge::default(),
             last_sync: Family::default(),
             fetch_failures: Counter::default(),
             target_reconciles: Family::default(),
@@ -128,7 +132,7 @@ impl Metrics {
         );
         registry.register(
             "drift_findings",
-            "Drifted fields found by drift checks, by severity",
+            "Drifted fields of each target at its last drift check, by severity",
             m.drift_findings.clone(),
         );
         registry.register(
@@ -147,9 +151,9 @@ impl Metrics {
             m.lock_waits.clone(),
         );
         registry.register(
-            "queue_depth",
-            "Targets queued or being reconciled",
-            m.queue_depth.clone(),
+            "reconciles_in_flight",
+            "Reconciles running now (at most --concurrency)",
+            m.in_flight.clone(),
         );
         registry.register(
             "last_sync_timestamp_seconds",

@@ -24,7 +24,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use kube::runtime::controller::Action;
 use panka_core::diag::Diagnostics;
-use panka_core::drift::DriftReport;
+use panka_core::drift::{DriftReport, Severity};
 use panka_core::graph::Graph;
 use panka_core::model::DesiredStack;
 use panka_core::plan::{Health, PlanOptions};
@@ -39,7 +39,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::backend::Backends;
 use crate::budget::Budget;
-use crate::engine::{Approval, EngineError, ErrorClass, Event, Prepared, Progress, Step};
+use crate::engine::{Approval, EngineError, ErrorClass, Event, Prepared, Progress, Refusal, Step};
 use crate::session::{
     needs_approval, pending_changes, remediation, FailedApply, Limits, Operation, Session, Target,
 };
@@ -91,6 +91,16 @@ pub struct Context {
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Sessions by region (clients only; no state of any run).
     sessions: AsyncMutex<HashMap<String, Arc<Session>>>,
+    /// The last commit of each target that loaded, and what it resolved to: while a newer
+    /// commit is invalid, drift is still checked (and remediated) against it.
+    last_good: Mutex<HashMap<(String, String), Arc<Good>>>,
+}
+
+/// A commit that loaded, and its desired stack.
+struct Good {
+    revision: String,
+    desired: DesiredStack,
+    graph: Graph,
 }
 
 impl std::fmt::Debug for Context {
@@ -123,6 +133,7 @@ impl Context {
             shutdown,
             failures: Mutex::new(HashMap::new()),
             sessions: AsyncMutex::new(HashMap::new()),
+            last_good: Mutex::new(HashMap::new()),
         }
     }
 
@@ -288,7 +299,7 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
             result: "pending",
         });
     };
-    tracing::Span::current().record("commit", short(&revision));
+    tracing::Span::current().record("commit", short(&revision).as_str());
     let key =
         StateKey::new(stack, environment).map_err(|e| ReconcileError::Invalid(e.to_string()))?;
     let store = &ctx.backends.state;
@@ -303,17 +314,41 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
     status.error = None;
     status.locked_by = None;
 
-    let (desired, graph) = match desired_at(ctx, &revision, stack, environment) {
-        Ok(Some(d)) => d,
+    let good = match desired_at(ctx, &revision, stack, environment).await {
+        Ok(Some((desired, graph))) => {
+            let good = Arc::new(Good {
+                revision: revision.clone(),
+                desired,
+                graph,
+            });
+            if let Ok(mut g) = ctx.last_good.lock() {
+                g.insert(target.clone(), good.clone());
+            }
+            good
+        }
         Ok(None) => {
             // The stack does not deploy to this environment (any more): nothing to keep.
+            info!("the stack does not deploy to this environment at this commit");
             return Ok(Passed {
                 action: Action::await_change(),
-                result: "synced",
+                result: "not_deployed",
             });
         }
         Err(message) => {
             let e = ReconcileError::Invalid(message);
+            let last = ctx
+                .last_good
+                .lock()
+                .ok()
+                .and_then(|g| g.get(target).cloned());
+            if let Some(good) = last {
+                // The previous commit stays deployed, and kept: drift is still acted on.
+                let kept = act(ctx, &key, &good, &mut status, true).await;
+                if let Err(k) = kept {
+                    warn!(error = %k, "drift check of the last good commit failed");
+                }
+            }
+            status.commit = Some(revision.clone());
             record(
                 ctx,
                 &key,
@@ -326,7 +361,8 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
             return Err(e);
         }
     };
-    let outcome = act(ctx, &key, &revision, &desired, &graph, &mut status).await;
+    let (desired, revision) = (&good.desired, &good.revision);
+    let outcome = act(ctx, &key, &good, &mut status, false).await;
     let phase = match &outcome {
         Ok(p) => p.phase,
         Err(e) if e.class() == ErrorClass::Conflict => {
@@ -354,7 +390,8 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
     )
     .await;
     let acted = outcome?;
-    let interval = drift_interval(&desired, ctx.settings.drift_interval);
+    let _ = revision;
+    let interval = drift_interval(desired, ctx.settings.drift_interval);
     Ok(Passed {
         action: Action::requeue(
             acted
@@ -367,30 +404,36 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
 
 /// The stack at `revision` resolved for `environment`; `None` when the stack has no such
 /// environment; the problems, one per line with file and line, when it does not load.
-fn desired_at(
+async fn desired_at(
     ctx: &Context,
     revision: &str,
     stack: &str,
     environment: &str,
 ) -> Result<Option<(DesiredStack, Graph)>, String> {
-    let tree = ctx
-        .source
-        .read(revision, stack)
-        .map_err(|d| d.to_string())?;
-    let loaded = panka_core::validate::load_tree(stack, &tree).map_err(|(d, _)| d.to_string())?;
-    if !panka_core::resolve::environments(&loaded)
-        .iter()
-        .any(|e| e == environment)
-    {
-        return Ok(None);
-    }
-    panka_core::validate::plan_input(
-        &loaded,
-        environment,
-        &panka_core::resolve::Options::default(),
-    )
-    .map(Some)
-    .map_err(|d| d.to_string())
+    let source = ctx.source.clone();
+    let (revision, stack, environment) = (
+        revision.to_owned(),
+        stack.to_owned(),
+        environment.to_owned(),
+    );
+    // Reading a commit's objects and parsing YAML is blocking work: off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let tree = source.read(&revision, &stack).map_err(|d| d.to_string())?;
+        let loaded =
+            panka_core::validate::load_tree(&stack, &tree).map_err(|(d, _)| d.to_string())?;
+        if !panka_core::resolve::environments(&loaded).contains(&environment) {
+            return Ok(None);
+        }
+        panka_core::validate::plan_input(
+            &loaded,
+            &environment,
+            &panka_core::resolve::Options::default(),
+        )
+        .map(Some)
+        .map_err(|d| d.to_string())
+    })
+    .await
+    .map_err(|e| format!("reading the stack failed: {e}"))?
 }
 
 /// The drift interval of `desired` (its StackInfra's `drift.interval`, else the default).
@@ -422,14 +465,17 @@ impl Acted {
     }
 }
 
+/// Acts on `good` (the commit's desired stack): deploys it when the repository changed, or
+/// acts on drift per the mode. `drift_only`: never deploy (a newer commit is invalid; `good` is
+/// the last that loaded).
 async fn act(
     ctx: &Context,
     key: &StateKey,
-    revision: &str,
-    desired: &DesiredStack,
-    graph: &Graph,
+    good: &Good,
     status: &mut SyncStatus,
+    drift_only: bool,
 ) -> Result<Acted, ReconcileError> {
+    let (revision, desired, graph) = (good.revision.as_str(), &good.desired, &good.graph);
     let session = ctx.session(&desired.provider.region).await;
     let target = Target {
         commit: Some(revision.to_owned()),
@@ -472,7 +518,7 @@ async fn act(
 
     let job = match (&pin, pending.is_empty(), check) {
         // A new commit (or a stack never applied): deploy it.
-        (None, false, _) => Job::Deploy,
+        (None, false, _) if !drift_only => Job::Deploy,
         // Pinned or unchanged: only drift is acted on, per the mode.
         (_, _, Some(check)) if check.report.has_drift() => match mode {
             DriftMode::Remediate | DriftMode::RemediateUnattended => Job::Remediate(Box::new(
@@ -487,6 +533,8 @@ async fn act(
             return Ok(Acted::new(Phase::Pinned, "pinned"));
         }
         (Some(_), true, _) => return Ok(Acted::new(Phase::Pinned, "pinned")),
+        // Only drift is looked at, and there is none.
+        (None, false, _) => return Ok(Acted::new(Phase::Synced, "synced")),
         (None, true, _) => return Ok(Acted::new(Phase::Synced, "synced")),
     };
 
@@ -521,9 +569,9 @@ async fn act(
     let mut approved_plan = None;
     let approval = if needs_approval(desired) && !unattended && prepared.plan.has_changes() {
         match gate(ctx, key, revision, apply_desired, &prepared, kind).await? {
-            Gate::Approved(pending, etag) => {
+            Gate::Approved(pending) => {
                 let approval = Approval::of_fingerprint(pending.fingerprint.clone());
-                approved_plan = Some((*pending, etag));
+                approved_plan = Some(*pending);
                 approval
             }
             Gate::Waiting(id) => {
@@ -605,6 +653,16 @@ async fn act(
                 }
             }
         }
+        Err(EngineError::Refused(Refusal::PlanStale { .. })) => {
+            // AWS or state moved between the plan and the lock: plan again soon (in an
+            // approval environment the new plan then waits for its own approval).
+            info!("the plan changed before the lock was taken; planning again");
+            return Ok(Acted {
+                phase: Phase::Progressing,
+                result: "replanned",
+                requeue: Some(Duration::from_secs(1)),
+            });
+        }
         Err(e) => return Err(e.into()),
     };
     let release = report.release.as_ref().map(|r| r.id.clone());
@@ -612,20 +670,22 @@ async fn act(
         tracing::Span::current().record("release", id.as_str());
     }
     let changes = report.plan.all().filter(|p| p.action.is_change()).count();
-    info!(release = ?release, changes, kind = kind.as_str(), "applied");
-    if let (Some((mut pending, etag)), Some(id)) = (approved_plan, &release) {
-        pending.applied_by = Some(id.clone());
-        // Lost to a newer pending plan: that one waits for its own approval.
-        let _ = ctx
-            .backends
-            .state
-            .put_pending(key, &pending, Some(&etag))
-            .await;
+    info!(
+        release = release.as_deref().unwrap_or("-"),
+        changes,
+        kind = kind.as_str(),
+        "applied"
+    );
+    if let (Some(pending), Some(id)) = (approved_plan, &release) {
+        consume_approval(ctx, key, &pending, id).await;
     }
     status.last_release = release.clone().or(status.last_release.take());
     status.version = desired.version().map(str::to_owned);
-    status.drifted = 0;
-    status.drift_checked_at = Some(jiff::Timestamp::now().to_string());
+    // What AWS holds now, as a drift check records it (the freshness `panka status` shows).
+    match session.check_drift(&target, desired).await {
+        Ok(check) => note_drift(ctx, status, &check.report),
+        Err(e) => warn!(error = %e, "drift check after the apply failed"),
+    }
     Ok(match kind {
         ReleaseKind::Remediation => {
             status.last_remediation = release.map(|release| Remediated {
@@ -669,13 +729,21 @@ fn settled(prepared: &Prepared) -> bool {
 fn note_drift(ctx: &Context, status: &mut SyncStatus, report: &DriftReport) {
     status.drift_checked_at = Some(report.checked_at.clone());
     status.drifted = report.drifted.len();
-    for finding in report.findings() {
+    for severity in [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ] {
+        let n = report.findings().filter(|f| f.severity == severity).count();
         ctx.metrics
             .drift_findings
             .get_or_create(&SeverityLabels {
-                severity: finding.severity.as_str().to_owned(),
+                stack: report.stack.clone(),
+                environment: report.environment.clone(),
+                severity: severity.as_str().to_owned(),
             })
-            .inc();
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
     if report.has_drift() {
         info!(components = report.drifted.len(), "drift found");
@@ -683,7 +751,7 @@ fn note_drift(ctx: &Context, status: &mut SyncStatus, report: &DriftReport) {
 }
 
 enum Gate {
-    Approved(Box<PendingPlan>, String),
+    Approved(Box<PendingPlan>),
     Waiting(String),
 }
 
@@ -702,10 +770,13 @@ async fn gate(
     let id = plan_id(&fingerprint);
     let store = &ctx.backends.state;
     let current = store.pending(key).await.map_err(EngineError::from)?;
-    if let Some((p, etag)) = &current {
-        if p.fingerprint == fingerprint && p.applied_by.is_none() {
+    if let Some((p, _)) = &current {
+        // The approval holds for this plan, of this kind, from this commit, once.
+        let same =
+            p.fingerprint == fingerprint && p.kind == kind && p.commit.as_deref() == Some(revision);
+        if same && p.applied_by.is_none() {
             return Ok(match p.approved {
-                Some(_) => Gate::Approved(Box::new(p.clone()), etag.clone()),
+                Some(_) => Gate::Approved(Box::new(p.clone())),
                 None => Gate::Waiting(id),
             });
         }
@@ -737,7 +808,12 @@ async fn gate(
     if let Some((old, _)) = current.as_ref().filter(|(p, _)| p.waits()) {
         info!(superseded = %old.id, plan = %id, "a newer plan supersedes the pending one");
     } else {
-        info!(plan = %id, "plan waits for approval: panka approve --plan {id}");
+        info!(
+            plan = %id,
+            "plan waits for approval: panka approve -s {} -e {} --plan {id}",
+            desired.name,
+            desired.environment
+        );
     }
     // Lost to a concurrent write (an approval, another pass): the next pass reads it.
     store
@@ -745,6 +821,33 @@ async fn gate(
         .await
         .map_err(EngineError::from)?;
     Ok(Gate::Waiting(id))
+}
+
+/// Marks the approved plan `pending` as applied by release `id`, so the approval is never used
+/// again. Retried on a concurrent write; a newer plan written meanwhile is left alone.
+async fn consume_approval(ctx: &Context, key: &StateKey, pending: &PendingPlan, id: &str) {
+    let store = &ctx.backends.state;
+    for _ in 0..3 {
+        let current = match store.pending(key).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "failed to read the pending plan after applying it");
+                continue;
+            }
+        };
+        let (mut plan, etag) = current;
+        if plan.fingerprint != pending.fingerprint || plan.applied_by.is_some() {
+            return;
+        }
+        plan.applied_by = Some(id.to_owned());
+        match store.put_pending(key, &plan, Some(&etag)).await {
+            Ok(true) => return,
+            Ok(false) => continue,
+            Err(e) => warn!(error = %e, "failed to mark the approved plan applied"),
+        }
+    }
+    warn!(plan = %pending.id, "could not mark the approved plan applied; its commit and kind keep it from being used again for another change");
 }
 
 fn symbol(action: &panka_core::plan::Action) -> &'static str {
@@ -857,8 +960,8 @@ async fn record(
     }
 }
 
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(7)]
+fn short(commit: &str) -> String {
+    commit.chars().take(7).collect()
 }
 
 /// Engine events as log lines.

@@ -94,6 +94,26 @@ impl std::fmt::Debug for GitCredentials {
     }
 }
 
+/// `url` without a password or token in its user part (`https://user:TOKEN@host/…` →
+/// `https://user:***@host/…`, `https://TOKEN@host/…` → `https://***@host/…` for HTTPS), for
+/// messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        // A bare user part is a token for HTTPS, a plain user name for SSH.
+        None if scheme.starts_with("http") => "***".to_owned(),
+        None => rest[..at].to_owned(),
+    };
+    format!("{scheme}://{user}@{}", &rest[at + 1..])
+}
+
 /// Whether `url` is fetched over SSH (`ssh://…`, or scp-like `user@host:path`).
 pub fn is_ssh(url: &str) -> bool {
     if let Some((scheme, _)) = url.split_once("://") {
@@ -118,7 +138,7 @@ impl GitSource {
     /// `deploy` …). Refuses a URL or branch that could pass for an option or a command.
     pub fn new(url: &str, branch: &str, path: &str, cache: &Path) -> Result<GitSource, GitError> {
         let bad = |why| GitError::BadUrl {
-            url: url.to_owned(),
+            url: redact_url(url),
             why,
         };
         if url.starts_with('-') {
@@ -138,7 +158,7 @@ impl GitSource {
                 .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
         if !branch_ok {
             return Err(GitError::BadUrl {
-                url: format!("{url} (branch `{branch}`)"),
+                url: format!("{} (branch `{branch}`)", redact_url(url)),
                 why: "the branch name is not a plain ref name",
             });
         }
@@ -160,7 +180,7 @@ impl GitSource {
     pub fn with_credentials(mut self, credentials: GitCredentials) -> Result<GitSource, GitError> {
         if is_ssh(&self.url) && credentials.known_hosts.is_none() {
             return Err(GitError::BadUrl {
-                url: self.url.clone(),
+                url: self.display_url(),
                 why: "SSH needs a known_hosts file to check the server's host key against (--known-hosts)",
             });
         }
@@ -180,7 +200,7 @@ impl GitSource {
             }
         };
         let fetch_err = |e: git2::Error| GitError::Fetch {
-            url: self.url.clone(),
+            url: self.display_url(),
             branch: self.branch.clone(),
             message: e.message().to_owned(),
         };
@@ -199,6 +219,11 @@ impl GitSource {
         Ok(Fetched {
             commit: commit.id().to_string(),
         })
+    }
+
+    /// The URL as messages show it (no password or token).
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
     }
 
     /// Credentials on request, and SSH host keys checked against the known_hosts file.
@@ -442,6 +467,31 @@ impl Read<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_in_urls_never_reach_messages() {
+        assert_eq!(
+            redact_url("https://x-access-token:ghp_s3cret@github.com/acme/deploy.git"),
+            "https://x-access-token:***@github.com/acme/deploy.git"
+        );
+        assert_eq!(
+            redact_url("https://ghp_s3cret@github.com/acme/deploy.git"),
+            "https://***@github.com/acme/deploy.git"
+        );
+        assert_eq!(
+            redact_url("ssh://git@github.com/acme/deploy.git"),
+            "ssh://git@github.com/acme/deploy.git"
+        );
+        assert_eq!(redact_url("file:///tmp/r"), "file:///tmp/r");
+        let err = GitSource::new(
+            "-https://u:ghp_s3cret@h/r",
+            "main",
+            "",
+            &std::env::temp_dir(),
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
 
     #[test]
     fn ssh_urls_are_told_apart_from_paths_and_other_transports() {
