@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use panka_tests::emulator::{panka_backend, unique_name};
-use panka_tests::gitops::{controller_binary, free_port, request, sign, Controller};
+use panka_tests::gitops::{controller_binary, free_port, push_webhook, Controller};
 use panka_tests::repo::commit_all;
 
 const PANKA: &str = env!("CARGO_BIN_EXE_panka");
@@ -111,16 +111,7 @@ fn main() {
         commit_all(&work);
         let t = Instant::now();
         if webhook_push {
-            let body = format!(r#"{{"ref":"refs/heads/{branch}"}}"#);
-            let (code, _) = request(
-                &webhook,
-                "POST",
-                "/webhook",
-                &[("X-Hub-Signature-256", &sign(b"bench", body.as_bytes()))],
-                body.as_bytes(),
-            )
-            .expect("webhook");
-            assert_eq!(code, 202);
+            assert_eq!(push_webhook(&webhook, b"bench", &branch), 202);
         }
         while c.log_text().matches("lock taken").count() == before {
             assert!(t.elapsed() < Duration::from_secs(120), "no apply started");

@@ -23,7 +23,7 @@ use panka_core::sync::{PendingPlan, Phase, SyncStatus};
 use panka_tests::console;
 use panka_tests::emulator::{emulator, panka_backend, panka_command, unique_name};
 use panka_tests::gitops::{
-    controller_binary, eventually, request, sign, write_queue_stack, Controller, GitDaemon,
+    controller_binary, eventually, push_webhook, write_queue_stack, Controller, GitDaemon,
     QueueStack,
 };
 use panka_tests::output::text;
@@ -315,31 +315,8 @@ fn a_commit_is_applied_a_console_change_undone_the_cli_lock_respected_and_sigter
     );
 
     // The webhook: a bad signature is refused, a good one accepted.
-    let body = format!(r#"{{"ref":"refs/heads/{branch}"}}"#);
-    let (code, _) = request(
-        &webhook,
-        "POST",
-        "/webhook",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-Hub-Signature-256", &sign(b"wrong", body.as_bytes())),
-        ],
-        body.as_bytes(),
-    )
-    .expect("webhook answers");
-    assert_eq!(code, 401);
-    let (code, _) = request(
-        &webhook,
-        "POST",
-        "/webhook",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-Hub-Signature-256", &sign(b"s3cret", body.as_bytes())),
-        ],
-        body.as_bytes(),
-    )
-    .expect("webhook answers");
-    assert_eq!(code, 202);
+    assert_eq!(push_webhook(&webhook, b"wrong", &branch), 401);
+    assert_eq!(push_webhook(&webhook, b"s3cret", &branch), 202);
 
     // SIGTERM while a commit is being applied: it stops in bounds and leaves no lock; the
     // next controller carries on to the commit.
@@ -410,18 +387,7 @@ fn production_waits_for_panka_approve_and_a_newer_commit_supersedes_the_pending_
         "--webhook-secret-file",
         secret.to_str().expect("utf-8"),
     ]);
-    let push = || {
-        let body = format!(r#"{{"ref":"refs/heads/{branch}"}}"#);
-        let (code, _) = request(
-            &webhook,
-            "POST",
-            "/webhook",
-            &[("X-Hub-Signature-256", &sign(b"hook", body.as_bytes()))],
-            body.as_bytes(),
-        )
-        .expect("webhook answers");
-        assert_eq!(code, 202);
-    };
+    let push = || assert_eq!(push_webhook(&webhook, b"hook", &branch), 202);
     let queue = format!("{stack}-production-app-queue");
     let pending_of = |commit: &str| {
         let commit = commit.to_owned();

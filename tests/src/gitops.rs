@@ -138,12 +138,19 @@ pub fn write_queue_stack(root: &Path, stack: &QueueStack<'_>) {
     }
 }
 
-/// The `panka-controller` binary beside `panka_bin` (the CLI tests' `CARGO_BIN_EXE_panka`),
-/// built first so it is never stale (a no-op when it is up to date).
+/// The `panka-controller` binary beside `panka_bin` (the CLI tests' `CARGO_BIN_EXE_panka`).
+/// `cargo test --workspace` (what `scripts/test` and CI run) builds it with the same features as
+/// the tests; only when it is missing is it built here (a `cargo build` of the package alone
+/// resolves other features and would rebuild much of the dependency graph). Running only the
+/// CLI's tests after changing the controller: `cargo build -p panka-controller` first.
 ///
 /// # Panics
-/// When cargo cannot build it.
+/// When it is missing and cargo cannot build it.
 pub fn controller_binary(panka_bin: &str) -> PathBuf {
+    let bin = Path::new(panka_bin).with_file_name("panka-controller");
+    if bin.exists() {
+        return bin;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = Command::new(cargo)
         .args([
@@ -162,7 +169,7 @@ pub fn controller_binary(panka_bin: &str) -> PathBuf {
         "failed to build panka-controller:\n{}",
         crate::output::text(&out)
     );
-    Path::new(panka_bin).with_file_name("panka-controller")
+    bin
 }
 
 /// A running `panka-controller`, killed on drop if still running.
@@ -331,6 +338,28 @@ pub fn request(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((code, body))
+}
+
+/// Posts a GitHub push event for `branch` to the controller's webhook at `addr`, signed with
+/// `secret`; the status code.
+///
+/// # Panics
+/// When the webhook does not answer.
+pub fn push_webhook(addr: &str, secret: &[u8], branch: &str) -> u16 {
+    let body = format!(r#"{{"ref":"refs/heads/{branch}"}}"#);
+    let signature = sign(secret, body.as_bytes());
+    request(
+        addr,
+        "POST",
+        "/webhook",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &signature),
+        ],
+        body.as_bytes(),
+    )
+    .expect("the webhook answers")
+    .0
 }
 
 /// GitHub's `X-Hub-Signature-256` of `body` under `secret`.
