@@ -1,4 +1,4 @@
-"""Run moto's AWS emulator on 127.0.0.1, single-threaded, for panka's tests.
+"""Run moto's AWS emulator on 127.0.0.1 (or --host), single-threaded, for panka's tests.
 
 Used by scripts/aws-emulator; not meant to be started by hand. moto's backends are not safe under
 concurrent requests, so the server handles one request at a time (werkzeug, threaded=False).
@@ -7,6 +7,8 @@ before the app is created; they are read from this work tree at every start, not
 the venv, so changing them needs no reinstall.
 
 Options:
+  --host ADDR         address to listen on (default 127.0.0.1; tests/e2e-kubernetes.sh runs this
+                      script in a pod, on 0.0.0.0)
   --port N            port to listen on (default 0: let the kernel pick a free one)
   --endpoint-file F   write the endpoint URL to F once the socket is bound (written atomically)
   --watch-pid PID     exit when process PID is gone (so a test binary never leaks an emulator)
@@ -33,6 +35,7 @@ def _watch(pid: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--endpoint-file")
     parser.add_argument("--watch-pid", type=int)
@@ -48,8 +51,8 @@ def main() -> int:
     app = DomainDispatcherApplication(create_backend_app)
     # Binding here (port 0 = any free port) and reporting the bound port avoids the race of
     # picking a "free" port first and binding it later.
-    server = make_server("127.0.0.1", args.port, app, threaded=False)
-    endpoint = f"http://127.0.0.1:{server.server_port}"
+    server = make_server(args.host, args.port, app, threaded=False)
+    endpoint = f"http://{args.host}:{server.server_port}"
 
     if args.endpoint_file:
         tmp = f"{args.endpoint_file}.tmp.{os.getpid()}"
