@@ -5,12 +5,14 @@
 //! [`plan`] (with [`cost`] and [`drift`]) — together with the model they work on ([`model`], [`naming`],
 //! [`tags`], [`diag`]), the files they read ([`source::FileTree`]), the state *documents*
 //! ([`state`], and the controller's [`sync`] records) and the keys of state and locks ([`keys`]), and [`acknowledge`], the repository edit
-//! that keeps a change made in AWS by hand. This crate depends on neither `aws-*` nor `tokio`, so
+//! that keeps a change made in AWS by hand, and [`crd`], the conversion between custom resources
+//! and the documents load reads (CRD mode, `panka export`). This crate depends on neither `aws-*` nor `tokio`, so
 //! the compiler keeps these stages pure; the controller crate does the I/O around them.
 
 pub mod acknowledge;
 pub mod bake;
 pub mod cost;
+pub mod crd;
 pub mod diag;
 pub mod drift;
 pub mod graph;

@@ -191,18 +191,9 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// The stack-relative path of a document (its overlay key).
-    fn rel<'d>(&self, doc: &'d Document) -> &'d str {
-        let prefix_len = format!("stacks/{}/", self.stack.name).len();
-        doc.path.get(prefix_len..).unwrap_or(&doc.path)
-    }
-
     /// A document's spec with its overlay for this environment laid over it.
     fn overlaid(&self, doc: &Document) -> Node {
-        match self.env.overlays.get(self.rel(doc)) {
-            Some(over) => merge(&doc.spec, &over.spec),
-            None => doc.spec.clone(),
-        }
+        overlaid(self.stack, self.env, doc)
     }
 
     fn substituted(&mut self, mut node: Node, service: Option<&'a str>) -> Node {
@@ -675,6 +666,17 @@ impl<'a> Resolver<'a> {
             return None;
         }
         Some(target)
+    }
+}
+
+/// A document's spec with the overlay `env` holds for it laid over it (the overlay key is the
+/// document's stack-relative path).
+pub(crate) fn overlaid(stack: &LoadedStack, env: &LoadedEnvironment, doc: &Document) -> Node {
+    let prefix_len = format!("stacks/{}/", stack.name).len();
+    let rel = doc.path.get(prefix_len..).unwrap_or(&doc.path);
+    match env.overlays.get(rel) {
+        Some(over) => merge(&doc.spec, &over.spec),
+        None => doc.spec.clone(),
     }
 }
 
