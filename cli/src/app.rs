@@ -64,6 +64,8 @@ pub enum Command {
     Show(commands::status::ShowArgs),
     /// List stacks, environments, services and components of the repository.
     List(commands::status::ListArgs),
+    /// Print a stack/environment as Kubernetes custom resources (`kubectl apply -f -`).
+    Export(commands::export::ExportArgs),
     /// Print the version of this binary.
     Version,
     /// Configure where state and locks live (`~/.panka/config.yaml`).
@@ -111,6 +113,7 @@ impl Cli {
             Command::Status(args) => commands::status::status(&cli.global, args),
             Command::Show(args) => commands::status::show(&cli.global, args),
             Command::List(args) => commands::status::list(&cli.global, args),
+            Command::Export(args) => commands::export::run(&cli.global, args),
             Command::Version => commands::version::run(&cli.global),
             Command::Init(args) => commands::init::run(&cli.global, args),
             Command::Backend(cmd) => commands::backend::run(&cli.global, cmd),

@@ -479,3 +479,56 @@ fn yaml_output_is_block_yaml_of_the_same_data_as_json() {
         assert_eq!(yaml_to_json(&docs[0]), json, "{args:?}:\n{text}");
     }
 }
+
+#[test]
+fn export_prints_the_stack_as_resources_that_read_back_as_yaml_and_json() {
+    let args = [
+        "export",
+        "--stack",
+        "notification-platform",
+        "--environment",
+        "production",
+        "--var",
+        "VERSION=v1.1.0",
+    ];
+    let out = run_on_example(&args);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stderr(&out), "", "{}", show(&out));
+    let docs = yaml_rust2::YamlLoader::load_from_str(&stdout(&out)).expect("YAML");
+    let from_yaml: Vec<Value> = docs.iter().map(yaml_to_json).collect();
+    let kinds: Vec<&str> = from_yaml
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["Stack", "Service", "MicroService", "RDS", "SQS"]);
+    assert_eq!(
+        from_yaml[0]["metadata"]["name"],
+        "notification-platform-production"
+    );
+    assert_eq!(from_yaml[0]["spec"]["variables"]["VERSION"], "v1.1.0");
+    assert_eq!(from_yaml[2]["spec"]["image"]["tag"], "${VERSION}");
+
+    let mut json_args = vec!["--output", "json"];
+    json_args.extend(args);
+    let out = run_on_example(&json_args);
+    assert!(out.status.success(), "{}", show(&out));
+    let list: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(list["kind"], "List");
+    assert_eq!(
+        list["items"],
+        Value::Array(from_yaml),
+        "YAML and JSON say the same"
+    );
+}
+
+#[test]
+fn export_of_an_unknown_environment_exits_1_with_a_suggestion() {
+    let out = run_on_example(&["export", "-s", "user-platform", "-e", "prod"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(stdout(&out), "", "{}", show(&out));
+    assert!(
+        stderr(&out).contains("did you mean `production`?"),
+        "{}",
+        show(&out)
+    );
+}

@@ -6,6 +6,7 @@ pub mod approve;
 pub mod backend;
 pub mod deploy;
 pub mod drift;
+pub mod export;
 pub mod graph;
 pub mod history;
 pub mod init;
