@@ -44,6 +44,9 @@ pub struct SyncStatus {
     /// Components that differ from what was last applied, at that check.
     #[serde(default)]
     pub drifted: usize,
+    /// Components healthy, of those applied, at that check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Readiness>,
     /// The last remediation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_remediation: Option<Remediated>,
@@ -59,6 +62,16 @@ pub struct SyncStatus {
     /// The last error, while it lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<SyncError>,
+}
+
+/// How many of a target's components are healthy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    /// Healthy components.
+    pub ready: usize,
+    /// Components applied.
+    pub total: usize,
 }
 
 /// One word for where a target stands.

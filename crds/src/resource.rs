@@ -86,6 +86,21 @@ pub struct StackResourceSpec {
     /// When true the controller neither applies nor remediates; it still reports drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+    /// What deleting this resource does to AWS (CRD mode): `Orphan` (default) leaves the AWS
+    /// resources and the state as they are; `Delete` destroys them through panka, under the
+    /// stack's lock, before the resource goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// What deleting a Stack resource does to what it deployed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// AWS resources and state stay; only the resource goes.
+    #[default]
+    Orphan,
+    /// AWS resources are destroyed (data included) before the resource goes.
+    Delete,
 }
 
 /// A git repository holding deployment YAML.
@@ -109,18 +124,43 @@ pub struct StackStatus {
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Synced`, `Drifted`, `Locked`, `Pinned`.
+    /// `Ready`, `Synced`, `Drifted`, `Locked`, `Pinned`, `AwaitingApproval`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// One word for where the stack stands: `synced`, `progressing`, `drifted`, `locked`,
+    /// `pinned`, `awaiting approval`, `invalid`, `failed`, `pending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
     /// `None`, or how many components drifted, e.g. `2 components`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
+    /// Components that differ from the last applied release, at the last check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drifted_components: Option<u32>,
+    /// When drift was last checked (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_checked_at: Option<String>,
+    /// Healthy components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_components: Option<u32>,
+    /// Components applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_components: Option<u32>,
+    /// The plan waiting for approval (`panka approve --plan ID`, or the
+    /// `panka.io/approve-plan` annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_plan: Option<String>,
     /// `VERSION` variable of the last applied release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// Git commit (short) of the last applied release.
+    /// Git commit (short) of the last applied release, or the content hash of the resources
+    /// in CRD mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The revision the controller read last (it differs from `revision` while a change waits
+    /// or fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_revision: Option<String>,
     /// Id of the last applied release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_release: Option<String>,
@@ -139,7 +179,7 @@ pub struct StackStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `Synced`, `Drifted`, `Locked` or `Pinned`.
+    /// `Ready`, `Synced`, `Drifted`, `Locked`, `Pinned` or `AwaitingApproval`.
     #[serde(rename = "type")]
     pub condition_type: String,
     /// `True`, `False` or `Unknown`.
