@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod driver;
 pub mod engine;
+pub mod kubernetes;
 pub mod lock;
 pub mod reconcile;
 pub mod secret;

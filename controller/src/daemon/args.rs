@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, ValueEnum};
 
+use super::shard::ShardSpec;
 use crate::config::parse_duration;
 
 /// panka-controller: keeps AWS equal to a deployment repository, forever.
@@ -21,21 +22,21 @@ pub struct Args {
     /// Where the desired state comes from.
     #[arg(long, value_enum, default_value = "git", env = "PANKA_SOURCE")]
     pub source: SourceKind,
-    /// The deployment repository's URL (`https://…`, `ssh://…`, `git://…`, `file://…` or a
-    /// path).
+    /// Git mode: the deployment repository's URL (`https://…`, `ssh://…`, `git://…`,
+    /// `file://…` or a path).
     #[arg(long, env = "PANKA_REPO_URL")]
-    pub repo_url: String,
+    pub repo_url: Option<String>,
     /// The branch to deploy.
     #[arg(long, default_value = "main", env = "PANKA_BRANCH")]
     pub branch: String,
     /// Folder of the repository that holds `stacks/` (default: its root).
     #[arg(long, default_value = "", env = "PANKA_REPO_PATH")]
     pub path: String,
-    /// An environment this controller owns; repeatable (`PANKA_ENVIRONMENTS=a,b`).
+    /// An environment this controller owns; repeatable (`PANKA_ENVIRONMENTS=a,b`). Required
+    /// in git mode; in CRD mode it limits which Stack resources are acted on.
     #[arg(
         long = "environment",
         short = 'e',
-        required = true,
         env = "PANKA_ENVIRONMENTS",
         value_delimiter = ','
     )]
@@ -75,6 +76,23 @@ pub struct Args {
     /// (`panka status` shows it).
     #[arg(long, env = "PANKA_NO_KUBERNETES", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub no_kubernetes: bool,
+    /// Kubernetes namespace: where git mode keeps its Stack resources, and the one CRD mode
+    /// watches (default: the namespace of the pod, or the kubeconfig's).
+    #[arg(long, env = "PANKA_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// CRD mode: watch Stack resources in every namespace.
+    #[arg(long, env = "PANKA_ALL_NAMESPACES", conflicts_with = "namespace", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub all_namespaces: bool,
+    /// Own only the targets whose stable hash falls in shard INDEX of COUNT (`0/3`), or
+    /// `ordinal/COUNT` to take INDEX from the StatefulSet pod name (`POD_NAME`).
+    #[arg(long, env = "PANKA_SHARD")]
+    pub shard: Option<ShardSpec>,
+    /// Act without electing a leader (only one replica per shard may run then).
+    #[arg(long, env = "PANKA_NO_LEADER_ELECTION", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub no_leader_election: bool,
+    /// Name of the leader-election Lease (a shard's index is appended when sharded).
+    #[arg(long, default_value = "panka-controller", env = "PANKA_LEASE_NAME")]
+    pub lease_name: String,
     /// Where the repository is cloned (default: `~/.cache/panka/repos/`).
     #[arg(long, env = "PANKA_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -105,6 +123,8 @@ pub struct Args {
 pub enum SourceKind {
     /// A git repository's branch.
     Git,
+    /// Stack, Service and component custom resources in the cluster.
+    Crd,
 }
 
 /// Log format.
@@ -152,6 +172,28 @@ mod tests {
             assert_eq!(args.allow_destroy, want, "{value}");
         }
         std::env::remove_var("PANKA_ALLOW_DESTROY");
+    }
+
+    #[test]
+    fn crd_mode_needs_no_repository_and_shards_parse() {
+        let args = Args::try_parse_from([
+            "panka-controller",
+            "--source",
+            "crd",
+            "--all-namespaces",
+            "--shard",
+            "ordinal/3",
+        ])
+        .unwrap();
+        assert_eq!(args.source, SourceKind::Crd);
+        assert!(args.repo_url.is_none() && args.environments.is_empty());
+        assert!(args.all_namespaces);
+        assert_eq!(args.shard.map(|s| s.count), Some(3));
+        let err = Args::try_parse_from(["panka-controller", "--shard", "3/3"]).unwrap_err();
+        assert!(
+            err.to_string().contains("not below the shard count"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::shard::Shard;
+use crate::kubernetes::{Kube, ENVIRONMENT_LABEL, MANAGED_BY, STACK_LABEL};
 use crate::reconcile::metrics::Metrics;
 use crate::reconcile::StackSource;
 use crate::source::git::GitSource;
@@ -38,8 +40,60 @@ fn fetch(git: &GitSource, before: Option<&str>) -> Fetch {
     Ok((commit, trees, changed))
 }
 
-/// The namespace given to git mode's Stack objects (they exist only in the store).
+/// The namespace given to git mode's Stack objects without Kubernetes (they exist only in the
+/// store).
 pub const NAMESPACE: &str = "panka";
+
+/// Where git mode's Stack objects go.
+pub enum Targets {
+    /// Without Kubernetes: straight into the reconcile queue's store.
+    Local(Writer<Stack>),
+    /// Into the cluster, in `namespace` (server-side apply); the watch brings them to the
+    /// store.
+    Kube {
+        /// The adapter.
+        kube: Arc<Kube>,
+        /// Where the objects live.
+        namespace: String,
+    },
+}
+
+impl Targets {
+    fn namespace(&self) -> &str {
+        match self {
+            Targets::Local(_) => NAMESPACE,
+            Targets::Kube { namespace, .. } => namespace,
+        }
+    }
+
+    async fn upsert(&mut self, obj: &Stack) -> bool {
+        match self {
+            Targets::Local(writer) => {
+                writer.apply_watcher_event(&Event::Apply(obj.clone()));
+                true
+            }
+            Targets::Kube { kube, .. } => match kube.apply_stack(obj).await {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, stack = %obj.spec.stack, environment = %obj.spec.environment, "failed to write the Stack object; trying again at the next poll");
+                    false
+                }
+            },
+        }
+    }
+
+    async fn remove(&mut self, obj: &Stack) {
+        match self {
+            Targets::Local(writer) => writer.apply_watcher_event(&Event::Delete(obj.clone())),
+            Targets::Kube { kube, namespace } => {
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                if let Err(e) = kube.delete_stack(namespace, &name).await {
+                    warn!(error = %e, %name, "failed to delete the Stack object of a removed stack");
+                }
+            }
+        }
+    }
+}
 
 /// The repository as the reconciles see it: the last good commit, and stacks read from it.
 #[derive(Debug)]
@@ -64,20 +118,34 @@ impl GitSnapshot {
     }
 }
 
-impl StackSource for GitSnapshot {
-    fn revision(&self) -> Option<String> {
+impl GitSnapshot {
+    /// The last good commit.
+    pub fn commit(&self) -> Option<String> {
         self.current.read().ok().and_then(|c| c.clone())
-    }
-
-    fn read(&self, revision: &str, stack: &str) -> Result<FileTree, Diagnostics> {
-        self.git.read_stack(revision, stack)
     }
 }
 
-/// The Stack object standing for `stack` in `environment`: `{stack}.{environment}`.
-pub fn stack_object(stack: &str, environment: &str, url: &str, branch: &str) -> Stack {
+impl StackSource for GitSnapshot {
+    fn revision(&self, _target: &Stack) -> Option<String> {
+        self.commit()
+    }
+
+    fn read(&self, revision: &str, target: &Stack) -> Result<FileTree, Diagnostics> {
+        self.git.read_stack(revision, &target.spec.stack)
+    }
+}
+
+/// The Stack object standing for `stack` in `environment`: `{stack}-{environment}`, labelled
+/// as the controller's, in `namespace`.
+pub fn stack_object(
+    stack: &str,
+    environment: &str,
+    url: &str,
+    branch: &str,
+    namespace: &str,
+) -> Stack {
     let mut obj = Stack::new(
-        &format!("{stack}.{environment}"),
+        &format!("{stack}-{environment}"),
         StackResourceSpec {
             stack: stack.to_owned(),
             environment: environment.to_owned(),
@@ -89,7 +157,17 @@ pub fn stack_object(stack: &str, environment: &str, url: &str, branch: &str) -> 
             ..StackResourceSpec::default()
         },
     );
-    obj.metadata.namespace = Some(NAMESPACE.to_owned());
+    obj.metadata.namespace = Some(namespace.to_owned());
+    obj.metadata.labels = Some(
+        [
+            (MANAGED_BY.0, MANAGED_BY.1),
+            (STACK_LABEL, stack),
+            (ENVIRONMENT_LABEL, environment),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
     obj
 }
 
@@ -103,8 +181,10 @@ pub struct Poller {
     pub branch: String,
     /// Environments owned.
     pub environments: Vec<String>,
-    /// The targets' store.
-    pub writer: Writer<Stack>,
+    /// Where the targets' objects go.
+    pub targets: Targets,
+    /// The shard this replica owns.
+    pub shard: Shard,
     /// The reconcile queue.
     pub queue: mpsc::UnboundedSender<ObjectRef<Stack>>,
     /// How often to fetch.
@@ -122,10 +202,14 @@ pub struct Poller {
 impl Poller {
     /// Fetches until shutdown.
     pub async fn run(mut self) {
-        // The store is ready (its first list "done") before any target is applied to it.
-        self.writer.apply_watcher_event(&Event::Init);
-        self.writer.apply_watcher_event(&Event::InitDone);
-        let mut known: BTreeSet<String> = BTreeSet::new();
+        if let Targets::Local(writer) = &mut self.targets {
+            // The store is ready (its first list "done") before any target is applied to it.
+            writer.apply_watcher_event(&Event::Init);
+            writer.apply_watcher_event(&Event::InitDone);
+        }
+        let mut known: BTreeSet<(String, String)> = BTreeSet::new();
+        // Objects that could not be written: tried again after every fetch.
+        let mut unwritten: BTreeSet<(String, String)> = BTreeSet::new();
         let mut wait = Duration::ZERO;
         let mut failures: u32 = 0;
         // A fetch that outlived FETCH_TIMEOUT (a server that never answers): libgit2 has no
@@ -141,7 +225,7 @@ impl Poller {
                 Some(task) => task,
                 None => {
                     let git = self.snapshot.git.clone();
-                    let before = self.snapshot.revision();
+                    let before = self.snapshot.commit();
                     tokio::task::spawn_blocking(move || fetch(&git, before.as_deref()))
                 }
             };
@@ -163,14 +247,15 @@ impl Poller {
                 Ok(Ok((commit, trees, changed))) => {
                     failures = 0;
                     wait = self.interval;
-                    self.on_commit(&commit, &trees, &changed, &mut known);
+                    self.on_commit(&commit, &trees, &changed, &mut known, &mut unwritten)
+                        .await;
                     self.ready.store(true, Ordering::Relaxed);
                 }
                 Ok(Err(e)) => {
                     failures = failures.saturating_add(1);
                     wait = fetch_backoff(self.interval, failures);
                     self.metrics.fetch_failures.inc();
-                    match self.snapshot.revision() {
+                    match self.snapshot.commit() {
                         Some(commit) => {
                             warn!(error = %e, retry_in = ?wait, commit = &commit[..commit.len().min(7)], "failed to fetch the repository; reconciling the last good commit meanwhile")
                         }
@@ -188,44 +273,57 @@ impl Poller {
         }
     }
 
-    fn on_commit(
+    async fn on_commit(
         &mut self,
         commit: &str,
         trees: &BTreeMap<String, String>,
         changed: &[String],
-        known: &mut BTreeSet<String>,
+        known: &mut BTreeSet<(String, String)>,
+        unwritten: &mut BTreeSet<(String, String)>,
     ) {
-        if self.snapshot.revision().as_deref() == Some(commit) {
+        let new_commit = self.snapshot.commit().as_deref() != Some(commit);
+        if !new_commit && unwritten.is_empty() {
             return;
         }
-        self.snapshot.set(commit);
-        info!(commit = &commit[..commit.len().min(7)], changed = ?changed, "new commit");
+        if new_commit {
+            self.snapshot.set(commit);
+            info!(commit = &commit[..commit.len().min(7)], changed = ?changed, "new commit");
+        }
+        let namespace = self.targets.namespace().to_owned();
         for stack in trees.keys() {
             for env in &self.environments {
-                let obj = stack_object(stack, env, &self.url, &self.branch);
-                let new = known.insert(obj.metadata.name.clone().unwrap_or_default());
-                self.writer.apply_watcher_event(&Event::Apply(obj.clone()));
-                if new || changed.contains(stack) {
+                if !self.shard.owns(stack, env) {
+                    continue;
+                }
+                let target = (stack.clone(), env.clone());
+                let retry = unwritten.contains(&target);
+                let new = !known.contains(&target);
+                let obj = stack_object(stack, env, &self.url, &self.branch, &namespace);
+                // An object's spec does not depend on the commit: written once.
+                if new || retry {
+                    if !self.targets.upsert(&obj).await {
+                        unwritten.insert(target);
+                        continue;
+                    }
+                    unwritten.remove(&target);
+                    known.insert(target);
+                }
+                if new || retry || (new_commit && changed.contains(stack)) {
                     // The queue only ends at shutdown, when nothing more is wanted.
                     let _ = self.queue.send(ObjectRef::from_obj(&obj));
                 }
             }
         }
-        let removed: Vec<String> = known
+        let removed: Vec<(String, String)> = known
             .iter()
-            .filter(|name| {
-                let stack = name.split('.').next().unwrap_or_default();
-                !trees.contains_key(stack)
-            })
+            .filter(|(stack, _)| !trees.contains_key(stack))
             .cloned()
             .collect();
-        for name in removed {
-            known.remove(&name);
-            if let Some((stack, env)) = name.split_once('.') {
-                let obj = stack_object(stack, env, &self.url, &self.branch);
-                self.writer.apply_watcher_event(&Event::Delete(obj));
-                warn!(stack, environment = env, "stack removed from the repository: its AWS resources stay (`panka destroy` removes them)");
-            }
+        for (stack, env) in removed {
+            known.remove(&(stack.clone(), env.clone()));
+            let obj = stack_object(&stack, &env, &self.url, &self.branch, &namespace);
+            self.targets.remove(&obj).await;
+            warn!(stack, environment = env, "stack removed from the repository: its AWS resources stay (`panka destroy` removes them)");
         }
     }
 }
@@ -253,8 +351,12 @@ mod tests {
 
     #[test]
     fn a_stack_object_names_its_stack_and_environment() {
-        let obj = stack_object("user-platform", "staging", "file:///r", "main");
-        assert_eq!(obj.metadata.name.as_deref(), Some("user-platform.staging"));
+        let obj = stack_object("user-platform", "staging", "file:///r", "main", "ops");
+        assert_eq!(obj.metadata.name.as_deref(), Some("user-platform-staging"));
+        assert_eq!(obj.metadata.namespace.as_deref(), Some("ops"));
+        let labels = obj.metadata.labels.unwrap();
+        assert_eq!(labels[STACK_LABEL], "user-platform");
+        assert_eq!(labels[ENVIRONMENT_LABEL], "staging");
         assert_eq!(obj.spec.stack, "user-platform");
         assert_eq!(obj.spec.environment, "staging");
     }

@@ -24,13 +24,15 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use kube::runtime::controller::Action;
 use panka_core::diag::Diagnostics;
-use panka_core::drift::{DriftReport, Severity};
+use panka_core::drift::Severity;
 use panka_core::graph::Graph;
 use panka_core::model::DesiredStack;
 use panka_core::plan::{Health, PlanOptions};
 use panka_core::source::FileTree;
 use panka_core::state::ReleaseKind;
-use panka_core::sync::{plan_id, Approved, PendingPlan, Phase, Remediated, SyncError, SyncStatus};
+use panka_core::sync::{
+    plan_id, Approved, PendingPlan, Phase, Readiness, Remediated, SyncError, SyncStatus,
+};
 use panka_crds::resource::Stack;
 use panka_crds::spec::DriftMode;
 use tokio::sync::Mutex as AsyncMutex;
@@ -41,18 +43,71 @@ use crate::backend::Backends;
 use crate::budget::Budget;
 use crate::engine::{Approval, EngineError, ErrorClass, Event, Prepared, Progress, Refusal, Step};
 use crate::session::{
-    needs_approval, pending_changes, remediation, FailedApply, Limits, Operation, Session, Target,
+    needs_approval, pending_changes, remediation, DriftCheck, FailedApply, Limits, Operation,
+    Session, Target,
 };
 use crate::state::StateKey;
 use metrics::{Metrics, ResultLabels, SeverityLabels, TargetLabels};
 
 /// Where desired stacks come from: a revision, and a stack's files at it.
 pub trait StackSource: Send + Sync + std::fmt::Debug {
-    /// The revision to reconcile (a commit), once there is one.
-    fn revision(&self) -> Option<String>;
-    /// The files of `stack` at `revision`, or why they cannot be read (file and line).
-    fn read(&self, revision: &str, stack: &str) -> Result<FileTree, Diagnostics>;
+    /// The revision of `target` to reconcile (a commit, or a hash of its custom resources),
+    /// once there is one.
+    fn revision(&self, target: &Stack) -> Option<String>;
+    /// The files of `target`'s stack at `revision`, or why they cannot be read (file and line,
+    /// or resource and field).
+    fn read(&self, revision: &str, target: &Stack) -> Result<FileTree, Diagnostics>;
+
+    /// `target`'s desired stack at `revision`: `None` when the stack does not deploy to the
+    /// target's environment; the problems, one per line with file and line (or resource and
+    /// field), when it does not load. Blocking work (parsing): called off the async workers.
+    fn desired(
+        &self,
+        revision: &str,
+        target: &Stack,
+    ) -> Result<Option<(DesiredStack, Graph)>, String> {
+        let (stack, environment) = (&target.spec.stack, &target.spec.environment);
+        let tree = self.read(revision, target).map_err(|d| d.to_string())?;
+        let loaded =
+            panka_core::validate::load_tree(stack, &tree).map_err(|(d, _)| d.to_string())?;
+        if !panka_core::resolve::environments(&loaded).contains(environment) {
+            return Ok(None);
+        }
+        panka_core::validate::plan_input(
+            &loaded,
+            environment,
+            &panka_core::resolve::Options::default(),
+        )
+        .map(Some)
+        .map_err(|d| d.to_string())
+    }
 }
+
+/// Where a target's status goes besides `sync.json` (which `panka status` reads): in
+/// Kubernetes mode, the Stack resource's status and its Events.
+#[async_trait::async_trait]
+pub trait StatusSink: Send + Sync {
+    /// Publishes where `report.object` stands after a pass.
+    async fn publish(&self, report: &Report<'_>);
+    /// The `panka.io/approve-plan` annotation of `object` was acted on (`outcome` says how):
+    /// take it off.
+    async fn approval_handled(&self, object: &Stack, outcome: &Result<String, String>);
+}
+
+/// One pass's result, for a [`StatusSink`].
+pub struct Report<'a> {
+    /// The Stack object the pass was for.
+    pub object: &'a Stack,
+    /// Where the target stands now.
+    pub status: &'a SyncStatus,
+    /// Where it stood before the pass (from `sync.json`).
+    pub previous: Option<&'a SyncStatus>,
+    /// The pass rolled a failed apply back.
+    pub rolled_back: bool,
+}
+
+/// The annotation that approves a pending plan: `panka.io/approve-plan: <plan id>`.
+pub const APPROVE_ANNOTATION: &str = "panka.io/approve-plan";
 
 /// How the controller behaves; from its flags.
 #[derive(Debug, Clone)]
@@ -87,6 +142,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Cancelled on shutdown: every run stops at the next safe point.
     pub shutdown: CancellationToken,
+    /// Where status goes besides `sync.json` (Kubernetes mode).
+    pub status: Option<Arc<dyn StatusSink>>,
     /// Failures in a row, per target (for backoff); cleared by a pass that succeeds.
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Sessions by region (clients only; no state of any run).
@@ -131,10 +188,17 @@ impl Context {
             settings,
             metrics,
             shutdown,
+            status: None,
             failures: Mutex::new(HashMap::new()),
             sessions: AsyncMutex::new(HashMap::new()),
             last_good: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context, publishing status to `sink` too.
+    pub fn with_status(mut self, sink: Arc<dyn StatusSink>) -> Context {
+        self.status = Some(sink);
+        self
     }
 
     async fn session(&self, region: &str) -> Arc<Session> {
@@ -184,6 +248,9 @@ pub enum ReconcileError {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A Kubernetes request failed (the finalizer's).
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
 }
 
 impl ReconcileError {
@@ -192,6 +259,7 @@ impl ReconcileError {
         match self {
             ReconcileError::Invalid(_) | ReconcileError::NoTarget => ErrorClass::Permanent,
             ReconcileError::Engine(e) => e.class(),
+            ReconcileError::Kubernetes(_) => ErrorClass::Transient,
         }
     }
 }
@@ -211,7 +279,7 @@ pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<Context>) -> Result<Action, R
         release = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
-    let outcome = pass(&target, &ctx).instrument(span.clone()).await;
+    let outcome = pass(&stack, &ctx).instrument(span.clone()).await;
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -252,6 +320,99 @@ pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<Context>) -> Result<Action, R
     }
 }
 
+/// Destroys everything `object`'s stack/environment deployed — data included, under the
+/// lock, recorded as a `destroy` release — as `panka destroy --allow-destroy` would. For a
+/// Stack resource deleted with `deletionPolicy: Delete`: its finalizer stays until this
+/// succeeds. The stack's provider and region come from its desired state (the source's
+/// revision, or the last that loaded in this process).
+pub async fn destroy(object: Arc<Stack>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let (stack, environment) = (object.spec.stack.clone(), object.spec.environment.clone());
+    if stack.is_empty() || environment.is_empty() {
+        return Err(ReconcileError::NoTarget);
+    }
+    let span = tracing::info_span!("destroy", stack = %stack, environment = %environment);
+    async {
+        let key = StateKey::new(&stack, &environment)
+            .map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+        if ctx.backends.state.read(&key).await.map_err(EngineError::from)?.is_none() {
+            info!("nothing was ever applied: nothing to destroy");
+            return Ok(Action::await_change());
+        }
+        let loaded = match ctx.source.revision(&object) {
+            Some(revision) => desired_at(&ctx, &revision, &object).await.map(|d| d.map(|(d, _)| (revision, d))),
+            None => Err("nothing read yet".to_owned()),
+        };
+        let (revision, desired) = match loaded {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(_) => {
+                let last = ctx
+                    .last_good
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.get(&(stack.clone(), environment.clone())).cloned());
+                match last {
+                    Some(good) => (good.revision.clone(), good.desired.clone()),
+                    None => {
+                        let why = loaded.err().unwrap_or_else(|| "the stack has no such environment".to_owned());
+                        return Err(ReconcileError::Invalid(format!(
+                            "cannot destroy {stack}/{environment}: its desired state does not load ({why}); restore it, or set deletionPolicy: Orphan"
+                        )));
+                    }
+                }
+            }
+        };
+        let session = ctx.session(&desired.provider.region).await;
+        let target = Target {
+            commit: Some(revision),
+            ..Target::default()
+        };
+        let (empty, graph) = crate::session::desired_for_destroy(desired, None);
+        let limits = Limits {
+            allow_destroy: true,
+            ..Limits::default()
+        };
+        let engine = session.engine(Duration::ZERO).map_err(EngineError::from)?;
+        let run = engine.run(
+            &empty,
+            session.options_for(&target, Operation::Destroy(limits)),
+            ctx.shutdown.child_token(),
+        );
+        let prepared = engine.plan(&run, &empty, &graph).await?;
+        prepared.allowed(run.options())?;
+        if !prepared.plan.has_changes() {
+            info!("nothing left to destroy");
+            return Ok(Action::await_change());
+        }
+        let approval = prepared.approve();
+        let report = match engine.apply(&run, &empty, &graph, &approval, &Logged).await? {
+            Err(report) => report,
+            Ok(mut applying) => loop {
+                match applying.step().await? {
+                    Step::Done(report) => break *report,
+                    Step::Progressing {
+                        applying: next,
+                        requeue_after,
+                        ..
+                    } => {
+                        tokio::select! {
+                            () = tokio::time::sleep(requeue_after) => {}
+                            () = run.cancellation().cancelled() => {}
+                        }
+                        applying = *next;
+                    }
+                }
+            },
+        };
+        info!(
+            release = report.release.as_ref().map_or("-", |r| r.id.as_str()),
+            "destroyed"
+        );
+        Ok(Action::await_change())
+    }
+    .instrument(span)
+    .await
+}
+
 /// When to look at a target again after `error`: transient errors and a held lock back off
 /// exponentially (5 s doubling to 5 min, with jitter); permanent ones wait for a change, and
 /// are looked at again at the drift interval in case AWS or the lock changed.
@@ -290,9 +451,10 @@ enum Job {
     Remediate(Box<(DesiredStack, Graph)>),
 }
 
-async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, ReconcileError> {
+async fn pass(object: &Stack, ctx: &Context) -> Result<Passed, ReconcileError> {
+    let target = &(object.spec.stack.clone(), object.spec.environment.clone());
     let (stack, environment) = (target.0.as_str(), target.1.as_str());
-    let Some(revision) = ctx.source.revision() else {
+    let Some(revision) = ctx.source.revision(object) else {
         // Nothing fetched yet: the poller enqueues every target once it has a commit.
         return Ok(Passed {
             action: Action::requeue(ctx.settings.poll_interval),
@@ -313,8 +475,9 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
     };
     status.error = None;
     status.locked_by = None;
+    let approval = approve_by_annotation(ctx, object, &key).await;
 
-    let good = match desired_at(ctx, &revision, stack, environment).await {
+    let good = match desired_at(ctx, &revision, object).await {
         Ok(Some((desired, graph))) => {
             let good = Arc::new(Good {
                 revision: revision.clone(),
@@ -351,6 +514,7 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
             status.commit = Some(revision.clone());
             record(
                 ctx,
+                object,
                 &key,
                 &mut status,
                 Phase::Invalid,
@@ -358,10 +522,13 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
                 previous.as_ref(),
             )
             .await;
+            if let (Some(sink), Some(outcome)) = (&ctx.status, &approval) {
+                sink.approval_handled(object, outcome).await;
+            }
             return Err(e);
         }
     };
-    let (desired, revision) = (&good.desired, &good.revision);
+    let desired = &good.desired;
     let outcome = act(ctx, &key, &good, &mut status, false).await;
     let phase = match &outcome {
         Ok(p) => p.phase,
@@ -382,6 +549,7 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
     };
     record(
         ctx,
+        object,
         &key,
         &mut status,
         phase,
@@ -389,8 +557,10 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
         previous.as_ref(),
     )
     .await;
+    if let (Some(sink), Some(outcome)) = (&ctx.status, &approval) {
+        sink.approval_handled(object, outcome).await;
+    }
     let acted = outcome?;
-    let _ = revision;
     let interval = drift_interval(desired, ctx.settings.drift_interval);
     Ok(Passed {
         action: Action::requeue(
@@ -407,33 +577,14 @@ async fn pass(target: &(String, String), ctx: &Context) -> Result<Passed, Reconc
 async fn desired_at(
     ctx: &Context,
     revision: &str,
-    stack: &str,
-    environment: &str,
+    object: &Stack,
 ) -> Result<Option<(DesiredStack, Graph)>, String> {
     let source = ctx.source.clone();
-    let (revision, stack, environment) = (
-        revision.to_owned(),
-        stack.to_owned(),
-        environment.to_owned(),
-    );
+    let (revision, target) = (revision.to_owned(), object.clone());
     // Reading a commit's objects and parsing YAML is blocking work: off the async workers.
-    tokio::task::spawn_blocking(move || {
-        let tree = source.read(&revision, &stack).map_err(|d| d.to_string())?;
-        let loaded =
-            panka_core::validate::load_tree(&stack, &tree).map_err(|(d, _)| d.to_string())?;
-        if !panka_core::resolve::environments(&loaded).contains(&environment) {
-            return Ok(None);
-        }
-        panka_core::validate::plan_input(
-            &loaded,
-            &environment,
-            &panka_core::resolve::Options::default(),
-        )
-        .map(Some)
-        .map_err(|d| d.to_string())
-    })
-    .await
-    .map_err(|e| format!("reading the stack failed: {e}"))?
+    tokio::task::spawn_blocking(move || source.desired(&revision, &target))
+        .await
+        .map_err(|e| format!("reading the stack failed: {e}"))?
 }
 
 /// The drift interval of `desired` (its StackInfra's `drift.interval`, else the default).
@@ -510,7 +661,7 @@ async fn act(
     // Observe without the lock: the drift check records its freshness whatever comes next.
     let check = if doc.is_some() && mode != DriftMode::Ignore {
         let check = session.check_drift(&target, desired).await?;
-        note_drift(ctx, status, &check.report);
+        note_drift(ctx, status, &check);
         Some(check)
     } else {
         None
@@ -683,7 +834,7 @@ async fn act(
     status.version = desired.version().map(str::to_owned);
     // What AWS holds now, as a drift check records it (the freshness `panka status` shows).
     match session.check_drift(&target, desired).await {
-        Ok(check) => note_drift(ctx, status, &check.report),
+        Ok(check) => note_drift(ctx, status, &check),
         Err(e) => warn!(error = %e, "drift check after the apply failed"),
     }
     Ok(match kind {
@@ -726,9 +877,25 @@ fn settled(prepared: &Prepared) -> bool {
     })
 }
 
-fn note_drift(ctx: &Context, status: &mut SyncStatus, report: &DriftReport) {
+fn note_drift(ctx: &Context, status: &mut SyncStatus, check: &DriftCheck) {
+    let report = &check.report;
     status.drift_checked_at = Some(report.checked_at.clone());
     status.drifted = report.drifted.len();
+    status.components = Some(Readiness {
+        total: check.applied.components.len(),
+        ready: check
+            .applied
+            .components
+            .keys()
+            .filter(|id| {
+                check
+                    .prepared
+                    .observed
+                    .get(id)
+                    .is_some_and(|o| o.health == Health::Healthy)
+            })
+            .count(),
+    });
     for severity in [
         Severity::Critical,
         Severity::High,
@@ -923,6 +1090,7 @@ pub enum ApproveError {
 /// Writes where `key` stands, when anything but the time changed since `previous`.
 async fn record(
     ctx: &Context,
+    object: &Stack,
     key: &StateKey,
     status: &mut SyncStatus,
     phase: Phase,
@@ -930,6 +1098,9 @@ async fn record(
     previous: Option<&SyncStatus>,
 ) {
     status.phase = phase;
+    if phase != Phase::AwaitingApproval {
+        status.awaiting_approval = None;
+    }
     status.error = error.map(|e| SyncError {
         at: jiff::Timestamp::now().to_string(),
         class: match e.class() {
@@ -951,6 +1122,7 @@ async fn record(
             a.attempts = b.attempts;
         }
         if &same == status {
+            publish(ctx, object, status, previous, error).await;
             return;
         }
     }
@@ -958,6 +1130,61 @@ async fn record(
     if let Err(e) = ctx.backends.state.record_sync(key, status).await {
         warn!(error = %e, "failed to record the target's status");
     }
+    publish(ctx, object, status, previous, error).await;
+}
+
+async fn publish(
+    ctx: &Context,
+    object: &Stack,
+    status: &SyncStatus,
+    previous: Option<&SyncStatus>,
+    error: Option<&ReconcileError>,
+) {
+    if let Some(sink) = &ctx.status {
+        let rolled_back = matches!(
+            error,
+            Some(ReconcileError::Engine(EngineError::RolledBack { .. }))
+        );
+        sink.publish(&Report {
+            object,
+            status,
+            previous,
+            rolled_back,
+        })
+        .await;
+    }
+}
+
+/// Approves the plan the Stack object's `panka.io/approve-plan` annotation names, as
+/// `panka approve` would; `None` when there is no such annotation. What happened is reported
+/// (and the annotation taken off) once the pass has acted.
+async fn approve_by_annotation(
+    ctx: &Context,
+    object: &Stack,
+    key: &StateKey,
+) -> Option<Result<String, String>> {
+    let id = object
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(APPROVE_ANNOTATION)?
+        .trim()
+        .to_owned();
+    let by = format!(
+        "annotation {APPROVE_ANNOTATION} on Stack {}/{}",
+        object.metadata.namespace.as_deref().unwrap_or_default(),
+        object.metadata.name.as_deref().unwrap_or_default()
+    );
+    Some(match approve(&ctx.backends, key, &id, &by).await {
+        Ok(plan) => {
+            info!(plan = %plan.id, "plan approved by annotation");
+            Ok(plan.id)
+        }
+        Err(e) => {
+            warn!(plan = %id, error = %e, "the approval annotation names no plan waiting");
+            Err(format!("plan {id}: {e}"))
+        }
+    })
 }
 
 fn short(commit: &str) -> String {
