@@ -759,3 +759,64 @@ fn sigterm_does_not_wait_for_a_git_server_that_never_answers() {
     );
     drop(held);
 }
+
+#[test]
+fn two_shards_split_a_repositorys_targets_disjointly_and_cover_them_all() {
+    use panka_controller::daemon::shard::Shard;
+    let w = World::new("shards");
+    // Names are random: draw until each shard owns two, so both replicas have work.
+    let mut stacks: Vec<String> = Vec::new();
+    let mut per_shard = [0; 2];
+    while per_shard.iter().any(|&n| n < 2) {
+        let name = unique_name("sh");
+        let i = usize::from(!Shard { index: 0, count: 2 }.owns(&name, "development"));
+        if per_shard[i] < 2 {
+            per_shard[i] += 1;
+            stacks.push(name);
+        }
+    }
+    for s in &stacks {
+        write_queue_stack(&w.work(), &queue_stack(s, &["development"], "report"));
+    }
+    let first = w.commit();
+    let url = format!("file://{}", w.work().display());
+    let branch = w.branch();
+    let start = |shard: &str| {
+        w.controller(&[
+            "--repo-url",
+            &url,
+            "--branch",
+            &branch,
+            "-e",
+            "development",
+            "--poll-interval",
+            "1s",
+            "--shard",
+            shard,
+        ])
+    };
+    let shards = [start("0/2"), start("1/2")];
+    for s in &stacks {
+        let c = &shards[usize::from(!Shard { index: 0, count: 2 }.owns(s, "development"))];
+        w.synced(c, s, "development", &first, Duration::from_secs(120));
+    }
+    // Each replica reconciled exactly its own targets: the other's never appear in its metrics.
+    for (index, c) in shards.iter().enumerate() {
+        let shard = Shard {
+            index: u32::try_from(index).unwrap(),
+            count: 2,
+        };
+        let metrics = c.metrics();
+        for s in &stacks {
+            let series = format!(
+                "panka_target_reconciles_total{{stack=\"{s}\",environment=\"development\"}}"
+            );
+            assert_eq!(
+                metrics.contains(&series),
+                shard.owns(s, "development"),
+                "shard {shard}: {s}\n{}",
+                tail(&c.log_text())
+            );
+        }
+    }
+}
