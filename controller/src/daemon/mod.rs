@@ -369,11 +369,7 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
                 shard,
                 args.environments.clone(),
             );
-            let environments = args.environments.clone();
-            let owned = move |obj: &Stack| {
-                shard.owns(&obj.spec.stack, &obj.spec.environment)
-                    && (environments.is_empty() || environments.contains(&obj.spec.environment))
-            };
+            let owned = owner(shard, args.environments.clone());
             let crd = crd::CrdSource::start(
                 client.clone(),
                 scope,
@@ -503,10 +499,7 @@ pub(crate) fn watch_stacks(
     futures::stream::BoxStream<'static, ObjectRef<Stack>>,
 ) {
     let (store, writer) = reflector::store::<Stack>();
-    let owned = move |obj: &Stack| {
-        shard.owns(&obj.spec.stack, &obj.spec.environment)
-            && (environments.is_empty() || environments.contains(&obj.spec.environment))
-    };
+    let owned = owner(shard, environments);
     let stream = watcher(api, config)
         .default_backoff()
         .reflect(writer)
@@ -524,6 +517,17 @@ pub(crate) fn watch_stacks(
         .map(|obj| ObjectRef::from_obj(&obj))
         .boxed();
     (store, stream)
+}
+
+/// Whether this replica acts on a Stack: its shard's, and of `environments` when given.
+fn owner(
+    shard: Shard,
+    environments: Vec<String>,
+) -> impl Fn(&Stack) -> bool + Send + Sync + 'static {
+    move |obj: &Stack| {
+        shard.owns(&obj.spec.stack, &obj.spec.environment)
+            && (environments.is_empty() || environments.contains(&obj.spec.environment))
+    }
 }
 
 /// What about a Stack object is worth a pass when it changes: its identity (a recreated
