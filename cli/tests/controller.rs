@@ -144,6 +144,26 @@ impl World {
         );
     }
 
+    /// Waits (a minute at most) until the controller records `phase` for `stack` at `commit`.
+    fn wait_phase(
+        &self,
+        c: &Controller,
+        (stack, env): (&str, &str),
+        phase: Phase,
+        commit: &str,
+        what: &str,
+    ) -> SyncStatus {
+        eventually(
+            Duration::from_secs(60),
+            what,
+            || {
+                self.sync(stack, env)
+                    .filter(|s| s.phase == phase && s.commit.as_deref() == Some(commit))
+            },
+            || tail(&c.log_text()),
+        )
+    }
+
     fn visibility(&self, queue: &str) -> Option<u32> {
         self.rt
             .block_on(console::visibility_timeout(&self.sdk, queue))
@@ -542,14 +562,12 @@ fn one_stacks_commit_leaves_the_other_unplanned_a_bad_commit_keeps_the_last_and_
         "visibilityTimeout: [45",
     );
     let bad = w.commit();
-    let invalid = eventually(
-        Duration::from_secs(60),
+    let invalid = w.wait_phase(
+        &c,
+        (&a, "development"),
+        Phase::Invalid,
+        &bad,
         "the bad commit reported",
-        || {
-            w.sync(&a, "development")
-                .filter(|s| s.phase == Phase::Invalid && s.commit.as_deref() == Some(bad.as_str()))
-        },
-        || tail(&c.log_text()),
     );
     let message = invalid
         .error
@@ -602,14 +620,12 @@ fn one_stacks_commit_leaves_the_other_unplanned_a_bad_commit_keeps_the_last_and_
         "visibilityTimeout: 55",
     );
     let ahead = w.commit();
-    eventually(
-        Duration::from_secs(60),
+    w.wait_phase(
+        &c,
+        (&a, "development"),
+        Phase::Pinned,
+        &ahead,
         "the pin reported",
-        || {
-            w.sync(&a, "development")
-                .filter(|s| s.phase == Phase::Pinned && s.commit.as_deref() == Some(ahead.as_str()))
-        },
-        || tail(&c.log_text()),
     );
     assert_eq!(w.visibility(&qa), Some(45), "rolled forward while pinned");
     let resumed = w.panka(&["resume", "-s", &a, "-e", "development"]);
@@ -702,14 +718,12 @@ fn report_mode_only_reports_drift_and_remediate_mode_undoes_it() {
         "visibilityTimeout: {30",
     );
     let bad = w.commit();
-    eventually(
-        Duration::from_secs(60),
+    w.wait_phase(
+        &c,
+        (&fix, "development"),
+        Phase::Invalid,
+        &bad,
         "the bad commit reported",
-        || {
-            w.sync(&fix, "development")
-                .filter(|s| s.phase == Phase::Invalid && s.commit.as_deref() == Some(bad.as_str()))
-        },
-        || tail(&c.log_text()),
     );
     w.rt.block_on(console::set_visibility_timeout(&w.sdk, &qf, 88));
     eventually(

@@ -64,6 +64,11 @@ pub struct SyncStatus {
     pub error: Option<SyncError>,
 }
 
+/// The first seven characters of a commit id, as status lines and Stack resources show it.
+pub fn short_commit(commit: &str) -> String {
+    commit.chars().take(7).collect()
+}
+
 /// How many of a target's components are healthy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

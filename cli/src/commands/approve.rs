@@ -8,10 +8,10 @@ use panka_controller::reconcile::approve as approve_plan;
 use panka_controller::state::StateKey;
 use panka_core::sync::PendingPlan;
 
-use super::status::short;
 use super::{open_backends, runtime};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{print_data, recorded_time, say};
+use panka_core::sync::short_commit;
 
 /// Arguments of `panka approve`.
 #[derive(Debug, Args)]
@@ -87,7 +87,7 @@ fn describe(p: &PendingPlan) -> String {
             .unwrap_or_default(),
         p.commit
             .as_deref()
-            .map(|c| format!(", commit {}", short(c)))
+            .map(|c| format!(", commit {}", short_commit(c)))
             .unwrap_or_default(),
         p.planned_by,
         recorded_time(&p.planned_at)

@@ -9,7 +9,7 @@ use panka_controller::validate::load_stack;
 use panka_core::model::ComponentId;
 use panka_core::plan::{ComponentPlan, Health, Observation};
 use panka_core::resolve;
-use panka_core::sync::{Phase, SyncStatus};
+use panka_core::sync::{short_commit, Phase, SyncStatus};
 use serde_json::json;
 
 use super::{open_session, repo_root, resolve_target, runtime, Resolved, TargetArgs};
@@ -177,7 +177,7 @@ fn status_text(s: &StatusSummary, now: jiff::Timestamp) -> String {
             if p.changes.len() == 1 { "" } else { "s" },
             p.commit
                 .as_deref()
-                .map(|c| format!(", commit {}", short(c)))
+                .map(|c| format!(", commit {}", short_commit(c)))
                 .unwrap_or_default(),
             s.stack,
             s.environment,
@@ -237,15 +237,10 @@ fn last_deployed(at: &str, now: jiff::Timestamp) -> String {
         .map_or_else(|_| at.to_owned(), |then| ago(then, now))
 }
 
-/// The first seven characters of a commit id.
-pub(crate) fn short(commit: &str) -> String {
-    commit.chars().take(7).collect()
-}
-
 /// The controller's word on a target: "Controller: synced to 3f2a1c0, drift checked 40 s ago,
 /// remediated 1 change 2 min ago".
 fn controller_line(sync: &SyncStatus, now: jiff::Timestamp) -> String {
-    let commit = |c: &Option<String>| c.as_deref().map_or_else(|| "-".to_owned(), short);
+    let commit = |c: &Option<String>| c.as_deref().map_or_else(|| "-".to_owned(), short_commit);
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let error = sync
         .error

@@ -35,7 +35,9 @@ use crate::budget::Budget;
 use crate::config::Config;
 use crate::kubernetes::{crd, lease, Kube, FINALIZER, MANAGED_BY};
 use crate::reconcile::metrics::Metrics;
-use crate::reconcile::{error_policy, reconcile, Context, Settings, APPROVE_ANNOTATION};
+use crate::reconcile::{
+    error_policy, reconcile, Context, Settings, StackSource, APPROVE_ANNOTATION,
+};
 use crate::source::git::{GitCredentials, GitSource};
 pub use args::{Args, LogFormat, SourceKind};
 use shard::Shard;
@@ -290,7 +292,7 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
     tasks.extend(webhook_task);
     tasks.extend(leader_task);
 
-    let (ctx, store, triggers) = match (&git_url, &kube) {
+    let (source, store, triggers): (Arc<dyn StackSource>, _, _) = match (&git_url, &kube) {
         (Some(url), _) => {
             let cache = args.cache_dir.clone().unwrap_or_else(|| default_cache(url));
             let credentials = GitCredentials {
@@ -308,18 +310,8 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
                     .with_credentials(credentials)?,
             );
             let snapshot = Arc::new(poll::GitSnapshot::new(git));
-            let mut ctx = Context::new(
-                snapshot.clone(),
-                backends,
-                sdk,
-                budget,
-                settings,
-                metrics.clone(),
-                work.clone(),
-            );
             let (store, targets, triggers) = match (&kube, &kube_adapter) {
                 (Some((client, namespace)), Some(adapter)) => {
-                    ctx = ctx.with_status(adapter.clone());
                     let api: Api<Stack> = Api::namespaced(client.clone(), namespace);
                     let (store, triggers) = watch_stacks(
                         api,
@@ -340,7 +332,7 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
                 }
             };
             let poller = poll::Poller {
-                snapshot,
+                snapshot: snapshot.clone(),
                 url: url.clone(),
                 branch: args.branch.clone(),
                 environments: args.environments.clone(),
@@ -354,10 +346,9 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
                 shutdown: work.clone(),
             };
             tasks.push(tokio::spawn(poller.run()));
-            (Arc::new(ctx), store, triggers)
+            (snapshot, store, triggers)
         }
         (None, Some((client, namespace))) => {
-            let adapter = kube_adapter.clone().ok_or(StartError::CrdNeedsKubernetes)?;
             let scope = (!args.all_namespaces).then_some(namespace.as_str());
             let api: Api<Stack> = match scope {
                 Some(ns) => Api::namespaced(client.clone(), ns),
@@ -378,16 +369,6 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
                 queue_tx,
                 work.clone(),
             );
-            let ctx = Context::new(
-                Arc::new(crd.source),
-                backends,
-                sdk,
-                budget,
-                settings,
-                metrics.clone(),
-                work.clone(),
-            )
-            .with_status(adapter);
             tasks.extend(crd.tasks);
             // No pass before every kind has been listed: a stack read from half-listed
             // resources would plan deleting the rest.
@@ -396,10 +377,23 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
                 () = work.cancelled() => {}
             }
             ready.store(true, Ordering::Relaxed);
-            (Arc::new(ctx), store, Some(triggers))
+            (Arc::new(crd.source), store, Some(triggers))
         }
         (None, None) => return Err(StartError::CrdNeedsKubernetes),
     };
+    let mut ctx = Context::new(
+        source,
+        backends,
+        sdk,
+        budget,
+        settings,
+        metrics.clone(),
+        work.clone(),
+    );
+    if let Some(adapter) = kube_adapter {
+        ctx = ctx.with_status(adapter);
+    }
+    let ctx = Arc::new(ctx);
 
     // The queue ends when the work stops: the applier then stops scheduling and lets the runs
     // in flight finish (they are cancelled too, and stop at their next safe point).

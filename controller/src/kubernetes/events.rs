@@ -2,7 +2,7 @@
 //! stood and where it stands now. Publishing (and deduplicating repeats into a series) is the
 //! adapter's, through kube-runtime's `Recorder`.
 
-use panka_core::sync::{Phase, SyncStatus};
+use panka_core::sync::{short_commit, Phase, SyncStatus};
 
 /// One Event to publish on a Stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl Note {
 pub fn transitions(before: Option<&SyncStatus>, now: &SyncStatus, rolled_back: bool) -> Vec<Note> {
     let empty = SyncStatus::default();
     let before = before.unwrap_or(&empty);
-    let commit = now.commit.as_deref().map(short).unwrap_or_default();
+    let commit = now.commit.as_deref().map(short_commit).unwrap_or_default();
     let mut notes = Vec::new();
 
     let remediation = now
@@ -124,10 +124,6 @@ pub fn transitions(before: Option<&SyncStatus>, now: &SyncStatus, rolled_back: b
         ));
     }
     notes
-}
-
-fn short(commit: &str) -> String {
-    commit.chars().take(7).collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! status does. [`unchanged`] says when writing would change nothing but a timestamp, so the
 //! controller does not write then.
 
-use panka_core::sync::{Phase, SyncStatus};
+use panka_core::sync::{short_commit, Phase, SyncStatus};
 use panka_crds::resource::{Condition, StackStatus};
 
 /// The condition types, in the order they are listed.
@@ -69,8 +69,8 @@ pub fn stack_status(
             .map(|c| u32::try_from(c.total).unwrap_or(u32::MAX)),
         pending_plan: sync.awaiting_approval.clone(),
         version: sync.version.clone(),
-        revision: applied.map(short),
-        observed_revision: sync.commit.as_deref().map(short),
+        revision: applied.map(short_commit),
+        observed_revision: sync.commit.as_deref().map(short_commit),
         last_release: sync.last_release.clone(),
         last_applied_at: current
             .and_then(|c| {
@@ -106,7 +106,7 @@ pub fn unchanged(current: Option<&StackStatus>, next: &StackStatus) -> bool {
 type Cond = (&'static str, &'static str, &'static str, String);
 
 fn conditions(sync: &SyncStatus) -> Vec<Cond> {
-    let commit = sync.commit.as_deref().map(short).unwrap_or_default();
+    let commit = sync.commit.as_deref().map(short_commit).unwrap_or_default();
     let error = sync
         .error
         .as_ref()
@@ -245,10 +245,6 @@ fn conditions(sync: &SyncStatus) -> Vec<Cond> {
         (e, pinned.0, pinned.1, pinned.2),
         (f, approval.0, approval.1, approval.2),
     ]
-}
-
-fn short(commit: &str) -> String {
-    commit.chars().take(7).collect()
 }
 
 #[cfg(test)]

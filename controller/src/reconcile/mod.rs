@@ -31,7 +31,8 @@ use panka_core::plan::{Health, PlanOptions};
 use panka_core::source::FileTree;
 use panka_core::state::ReleaseKind;
 use panka_core::sync::{
-    plan_id, Approved, PendingPlan, Phase, Readiness, Remediated, SyncError, SyncStatus,
+    plan_id, short_commit, Approved, PendingPlan, Phase, Readiness, Remediated, SyncError,
+    SyncStatus,
 };
 use panka_crds::resource::Stack;
 use panka_crds::spec::DriftMode;
@@ -43,8 +44,8 @@ use crate::backend::Backends;
 use crate::budget::Budget;
 use crate::engine::{Approval, EngineError, ErrorClass, Event, Prepared, Progress, Refusal, Step};
 use crate::session::{
-    needs_approval, pending_changes, remediation, DriftCheck, FailedApply, Limits, Operation,
-    Session, Target,
+    needs_approval, pending_changes, remediation, step_until_done, DriftCheck, FailedApply, Limits,
+    Operation, Session, Target,
 };
 use crate::state::StateKey;
 use metrics::{Metrics, ResultLabels, SeverityLabels, TargetLabels};
@@ -386,22 +387,7 @@ pub async fn destroy(object: Arc<Stack>, ctx: Arc<Context>) -> Result<Action, Re
         let approval = prepared.approve();
         let report = match engine.apply(&run, &empty, &graph, &approval, &Logged).await? {
             Err(report) => report,
-            Ok(mut applying) => loop {
-                match applying.step().await? {
-                    Step::Done(report) => break *report,
-                    Step::Progressing {
-                        applying: next,
-                        requeue_after,
-                        ..
-                    } => {
-                        tokio::select! {
-                            () = tokio::time::sleep(requeue_after) => {}
-                            () = run.cancellation().cancelled() => {}
-                        }
-                        applying = *next;
-                    }
-                }
-            },
+            Ok(applying) => step_until_done(applying, run.cancellation()).await?,
         };
         info!(
             release = report.release.as_ref().map_or("-", |r| r.id.as_str()),
@@ -461,7 +447,7 @@ async fn pass(object: &Stack, ctx: &Context) -> Result<Passed, ReconcileError> {
             result: "pending",
         });
     };
-    tracing::Span::current().record("commit", short(&revision).as_str());
+    tracing::Span::current().record("commit", short_commit(&revision).as_str());
     let key =
         StateKey::new(stack, environment).map_err(|e| ReconcileError::Invalid(e.to_string()))?;
     let store = &ctx.backends.state;
@@ -1185,10 +1171,6 @@ async fn approve_by_annotation(
             Err(format!("plan {id}: {e}"))
         }
     })
-}
-
-fn short(commit: &str) -> String {
-    commit.chars().take(7).collect()
 }
 
 /// Engine events as log lines.

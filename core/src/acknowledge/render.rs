@@ -5,6 +5,8 @@
 
 use serde_json::Value as Json;
 
+use crate::load::yaml::double_quoted;
+
 /// How the scalar being replaced was quoted; a new string keeps that style when it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Quote {
@@ -63,24 +65,6 @@ fn string(text: &str, quote: Quote) -> String {
         }
         _ => double_quoted(text),
     }
-}
-
-fn double_quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Whether `text` written plain reads back as this very string, in block and flow context.

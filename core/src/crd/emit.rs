@@ -9,6 +9,8 @@
 
 use serde_json::Value;
 
+use crate::load::yaml::{double_quoted, needs_escape};
+
 /// Each value as a YAML document, each starting with `---`.
 pub fn documents(values: &[Value]) -> String {
     let mut out = String::new();
@@ -127,16 +129,6 @@ fn literal_chomping(s: &str) -> Option<&'static str> {
     })
 }
 
-/// A control character (tab and newline aside), or a character YAML 1.1 takes for a line break
-/// or does not allow unescaped.
-fn needs_escape(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
-        )
-}
-
 /// A string as a plain scalar when no YAML reader can take it for anything else, else
 /// double-quoted.
 fn string(s: &str) -> String {
@@ -154,21 +146,7 @@ fn string(s: &str) -> String {
     if plain {
         return s.to_string();
     }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if needs_escape(c) => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    double_quoted(s)
 }
 
 #[cfg(test)]

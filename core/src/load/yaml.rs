@@ -385,6 +385,36 @@ impl Builder<'_> {
     }
 }
 
+/// `text` as a YAML double-quoted scalar that reads back as this very string, for the writers
+/// of YAML (`panka export`, `drift acknowledge`'s edits).
+pub(crate) fn double_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if needs_escape(c) => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A control character (tab and newline aside), or a character YAML 1.1 takes for a line break
+/// or does not allow unescaped.
+pub(crate) fn needs_escape(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
