@@ -119,6 +119,21 @@ impl Phase {
             Phase::Failed => "failed",
         }
     }
+
+    /// The word in PascalCase, as Kubernetes writes phases (`status.phase` of a Stack).
+    pub fn pascal(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Synced => "Synced",
+            Phase::Progressing => "Progressing",
+            Phase::Drifted => "Drifted",
+            Phase::Locked => "Locked",
+            Phase::Pinned => "Pinned",
+            Phase::AwaitingApproval => "AwaitingApproval",
+            Phase::Invalid => "Invalid",
+            Phase::Failed => "Failed",
+        }
+    }
 }
 
 /// A remediation the controller applied.

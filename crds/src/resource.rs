@@ -124,11 +124,12 @@ pub struct StackStatus {
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Synced`, `Drifted`, `Locked`, `Pinned`, `AwaitingApproval`.
+    /// `Ready`, `Synced`, `Drifted`, `Locked`, `Pinned`, `AwaitingApproval`; one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// One word for where the stack stands: `synced`, `progressing`, `drifted`, `locked`,
-    /// `pinned`, `awaiting approval`, `invalid`, `failed`, `pending`.
+    /// One word for where the stack stands: `Synced`, `Progressing`, `Drifted`, `Locked`,
+    /// `Pinned`, `AwaitingApproval`, `Invalid`, `Failed`, `Pending`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// `None`, or how many components drifted, e.g. `2 components`.
@@ -252,8 +253,9 @@ pub struct ComponentResourceStatus {
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Synced`, `Drifted`.
+    /// `Ready`, `Synced`, `Drifted`; one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Non-secret outputs, e.g. `url`, `endpoint`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

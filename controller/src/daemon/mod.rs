@@ -323,6 +323,7 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
                     let targets = poll::Targets::Kube {
                         kube: adapter.clone(),
                         namespace: namespace.clone(),
+                        store: store.clone(),
                     };
                     (store, targets, Some(triggers))
                 }

@@ -3,8 +3,12 @@
 //! every environment this controller owns. A failed fetch backs off and is reported; the last
 //! good commit stays the one reconciled (drift sweeps go on).
 //!
-//! The targets live in a kube-runtime reflector store filled by hand, one `Stack` object per
-//! (stack, environment), so the same `applier` drives git mode and (next) CRD mode.
+//! A target is a (stack, environment) pair the stack deploys to (its `environments`), of the
+//! environments and shard this replica owns. Each is one `Stack` object, `{stack}-{environment}`:
+//! without Kubernetes in a reflector store filled by hand; with it, written to the cluster and
+//! watched back, so the same `applier` drives git mode and CRD mode. Objects of targets that are
+//! gone (a removed stack, an environment it no longer deploys to) are deleted, also those left
+//! from before a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
 use panka_core::diag::Diagnostics;
 use panka_core::source::FileTree;
@@ -30,14 +34,47 @@ use crate::source::git::GitSource;
 /// How long a fetch may take before the poller reports it and stops waiting for it.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A fetch's result: the commit, its stacks' tree ids, and the stacks changed since before.
-type Fetch = Result<(String, BTreeMap<String, String>, Vec<String>), crate::source::git::GitError>;
+/// What a fetch found.
+struct Fetched {
+    /// The branch's commit.
+    commit: String,
+    /// Each stack's tree id at that commit.
+    trees: BTreeMap<String, String>,
+    /// Stacks changed since the commit fetched before.
+    changed: Vec<String>,
+    /// The environments of each stack whose tree was not seen before; `None` when the stack
+    /// does not load (it gets a target in every environment, whose reconcile says why).
+    environments: BTreeMap<String, Option<BTreeSet<String>>>,
+}
 
-fn fetch(git: &GitSource, before: Option<&str>) -> Fetch {
+type Fetch = Result<Fetched, crate::source::git::GitError>;
+
+/// Fetches the branch; reads the environments of the stacks whose tree is not in `seen`.
+fn fetch(git: &GitSource, before: Option<&str>, seen: &BTreeMap<String, String>) -> Fetch {
     let commit = git.fetch()?.commit;
     let trees = git.stack_trees(&commit)?;
     let changed = git.changed_stacks(before, &commit)?;
-    Ok((commit, trees, changed))
+    let environments = trees
+        .iter()
+        .filter(|(stack, tree)| seen.get(*stack) != Some(*tree))
+        .map(|(stack, _)| (stack.clone(), environments_of(git, &commit, stack)))
+        .collect();
+    Ok(Fetched {
+        commit,
+        trees,
+        changed,
+        environments,
+    })
+}
+
+fn environments_of(git: &GitSource, commit: &str, stack: &str) -> Option<BTreeSet<String>> {
+    let tree = git.read_stack(commit, stack).ok()?;
+    let loaded = panka_core::validate::load_tree(stack, &tree).ok()?;
+    Some(
+        panka_core::resolve::environments(&loaded)
+            .into_iter()
+            .collect(),
+    )
 }
 
 /// The namespace given to git mode's Stack objects without Kubernetes (they exist only in the
@@ -55,6 +92,9 @@ pub enum Targets {
         kube: Arc<Kube>,
         /// Where the objects live.
         namespace: String,
+        /// The watched objects (ours, by label): those left from before a restart are known
+        /// from it.
+        store: Store<Stack>,
     },
 }
 
@@ -85,7 +125,9 @@ impl Targets {
     async fn remove(&mut self, obj: &Stack) {
         match self {
             Targets::Local(writer) => writer.apply_watcher_event(&Event::Delete(obj.clone())),
-            Targets::Kube { kube, namespace } => {
+            Targets::Kube {
+                kube, namespace, ..
+            } => {
                 let name = obj.metadata.name.clone().unwrap_or_default();
                 if let Err(e) = kube.delete_stack(namespace, &name).await {
                     warn!(error = %e, %name, "failed to delete the Stack object of a removed stack");
@@ -199,17 +241,45 @@ pub struct Poller {
     pub shutdown: CancellationToken,
 }
 
+/// A target: (stack, environment).
+type Target = (String, String);
+
+/// What the poller remembers between fetches.
+#[derive(Default)]
+struct Seen {
+    /// Targets whose object exists.
+    known: BTreeSet<Target>,
+    /// Targets whose object could not be written: tried again after every fetch.
+    unwritten: BTreeSet<Target>,
+    /// Each stack's tree id and environments (`None`: it does not load).
+    stacks: BTreeMap<String, (String, Option<BTreeSet<String>>)>,
+}
+
 impl Poller {
     /// Fetches until shutdown.
     pub async fn run(mut self) {
-        if let Targets::Local(writer) = &mut self.targets {
-            // The store is ready (its first list "done") before any target is applied to it.
-            writer.apply_watcher_event(&Event::Init);
-            writer.apply_watcher_event(&Event::InitDone);
+        let mut seen = Seen::default();
+        match &mut self.targets {
+            Targets::Local(writer) => {
+                // The store is ready (its first list "done") before any target is applied.
+                writer.apply_watcher_event(&Event::Init);
+                writer.apply_watcher_event(&Event::InitDone);
+            }
+            Targets::Kube { store, .. } => {
+                // Objects written before a restart are known, so those of targets gone
+                // meanwhile are deleted at the first fetch.
+                tokio::select! {
+                    r = store.wait_until_ready() => if r.is_err() { return },
+                    () = self.shutdown.cancelled() => return,
+                }
+                seen.known = store
+                    .state()
+                    .iter()
+                    .filter(|obj| self.owns(&obj.spec.stack, &obj.spec.environment))
+                    .map(|obj| (obj.spec.stack.clone(), obj.spec.environment.clone()))
+                    .collect();
+            }
         }
-        let mut known: BTreeSet<(String, String)> = BTreeSet::new();
-        // Objects that could not be written: tried again after every fetch.
-        let mut unwritten: BTreeSet<(String, String)> = BTreeSet::new();
         let mut wait = Duration::ZERO;
         let mut failures: u32 = 0;
         // A fetch that outlived FETCH_TIMEOUT (a server that never answers): libgit2 has no
@@ -226,7 +296,12 @@ impl Poller {
                 None => {
                     let git = self.snapshot.git.clone();
                     let before = self.snapshot.commit();
-                    tokio::task::spawn_blocking(move || fetch(&git, before.as_deref()))
+                    let trees: BTreeMap<String, String> = seen
+                        .stacks
+                        .iter()
+                        .map(|(stack, (tree, _))| (stack.clone(), tree.clone()))
+                        .collect();
+                    tokio::task::spawn_blocking(move || fetch(&git, before.as_deref(), &trees))
                 }
             };
             let mut task = task;
@@ -244,11 +319,10 @@ impl Poller {
                 }
             };
             match fetched {
-                Ok(Ok((commit, trees, changed))) => {
+                Ok(Ok(fetched)) => {
                     failures = 0;
                     wait = self.interval;
-                    self.on_commit(&commit, &trees, &changed, &mut known, &mut unwritten)
-                        .await;
+                    self.on_commit(fetched, &mut seen).await;
                     self.ready.store(true, Ordering::Relaxed);
                 }
                 Ok(Err(e)) => {
@@ -273,59 +347,112 @@ impl Poller {
         }
     }
 
-    async fn on_commit(
-        &mut self,
-        commit: &str,
-        trees: &BTreeMap<String, String>,
-        changed: &[String],
-        known: &mut BTreeSet<(String, String)>,
-        unwritten: &mut BTreeSet<(String, String)>,
-    ) {
-        let new_commit = self.snapshot.commit().as_deref() != Some(commit);
-        if !new_commit && unwritten.is_empty() {
+    /// Whether this replica owns `environment` of `stack` (its environments and shard).
+    fn owns(&self, stack: &str, environment: &str) -> bool {
+        self.environments.iter().any(|e| e == environment) && self.shard.owns(stack, environment)
+    }
+
+    async fn on_commit(&mut self, fetched: Fetched, seen: &mut Seen) {
+        let Fetched {
+            commit,
+            trees,
+            changed,
+            environments,
+        } = fetched;
+        let new_commit = self.snapshot.commit().as_deref() != Some(commit.as_str());
+        if !new_commit && seen.unwritten.is_empty() {
             return;
         }
         if new_commit {
-            self.snapshot.set(commit);
+            self.snapshot.set(&commit);
             info!(commit = &commit[..commit.len().min(7)], changed = ?changed, "new commit");
         }
-        let namespace = self.targets.namespace().to_owned();
-        for stack in trees.keys() {
-            for env in &self.environments {
-                if !self.shard.owns(stack, env) {
-                    continue;
-                }
-                let target = (stack.clone(), env.clone());
-                let retry = unwritten.contains(&target);
-                let new = !known.contains(&target);
-                let obj = stack_object(stack, env, &self.url, &self.branch, &namespace);
-                // An object's spec does not depend on the commit: written once.
-                if new || retry {
-                    if !self.targets.upsert(&obj).await {
-                        unwritten.insert(target);
-                        continue;
-                    }
-                    unwritten.remove(&target);
-                    known.insert(target);
-                }
-                if new || retry || (new_commit && changed.contains(stack)) {
-                    // The queue only ends at shutdown, when nothing more is wanted.
-                    let _ = self.queue.send(ObjectRef::from_obj(&obj));
-                }
+        for (stack, envs) in environments {
+            if let Some(tree) = trees.get(&stack) {
+                seen.stacks.insert(stack, (tree.clone(), envs));
             }
         }
-        let removed: Vec<(String, String)> = known
+        seen.stacks.retain(|stack, _| trees.contains_key(stack));
+        let candidates: Vec<Target> = trees
+            .keys()
+            .flat_map(|stack| self.environments.iter().map(move |env| (stack, env)))
+            .filter(|(stack, env)| self.owns(stack, env))
+            .filter(|(stack, env)| match seen.stacks.get(*stack) {
+                Some((_, Some(envs))) => envs.contains(*env),
+                _ => true,
+            })
+            .map(|(stack, env)| (stack.clone(), env.clone()))
+            .collect();
+        let wanted = named(candidates, &seen.known);
+        let namespace = self.targets.namespace().to_owned();
+        for target in wanted.values() {
+            let (stack, env) = target;
+            let retry = seen.unwritten.contains(target);
+            let new = !seen.known.contains(target);
+            let obj = stack_object(stack, env, &self.url, &self.branch, &namespace);
+            // An object's spec does not depend on the commit: written once.
+            if new || retry {
+                if !self.targets.upsert(&obj).await {
+                    seen.unwritten.insert(target.clone());
+                    continue;
+                }
+                seen.unwritten.remove(target);
+                seen.known.insert(target.clone());
+            }
+            if new || retry || (new_commit && changed.contains(stack)) {
+                // The queue only ends at shutdown, when nothing more is wanted.
+                let _ = self.queue.send(ObjectRef::from_obj(&obj));
+            }
+        }
+        let kept: BTreeSet<&Target> = wanted.values().collect();
+        let gone: Vec<Target> = seen
+            .known
             .iter()
-            .filter(|(stack, _)| !trees.contains_key(stack))
+            .chain(&seen.unwritten)
+            .filter(|t| !kept.contains(t))
             .cloned()
             .collect();
-        for (stack, env) in removed {
-            known.remove(&(stack.clone(), env.clone()));
+        for (stack, env) in gone {
+            let target = (stack, env);
+            seen.unwritten.remove(&target);
+            if !seen.known.remove(&target) {
+                continue;
+            }
+            let (stack, env) = target;
             let obj = stack_object(&stack, &env, &self.url, &self.branch, &namespace);
             self.targets.remove(&obj).await;
-            warn!(stack, environment = env, "stack removed from the repository: its AWS resources stay (`panka destroy` removes them)");
+            if trees.contains_key(&stack) {
+                warn!(stack, environment = env, "the stack no longer deploys to this environment: its AWS resources stay (`panka destroy` removes them)");
+            } else {
+                warn!(stack, environment = env, "stack removed from the repository: its AWS resources stay (`panka destroy` removes them)");
+            }
         }
     }
+}
+
+/// The targets by object name, `{stack}-{environment}`. Two targets can share a name (stack
+/// `a-b` in `c`, stack `a` in `b-c`): the one whose object exists keeps it, else the first in
+/// order; the other is left out, with a warning.
+fn named(candidates: Vec<Target>, known: &BTreeSet<Target>) -> BTreeMap<String, Target> {
+    let mut ordered = candidates;
+    ordered.sort_by_key(|t| !known.contains(t));
+    let mut named: BTreeMap<String, Target> = BTreeMap::new();
+    for target in ordered {
+        let name = format!("{}-{}", target.0, target.1);
+        match named.get(&name) {
+            Some(holder) => warn!(
+                stack = target.0,
+                environment = target.1,
+                object = name,
+                holder = format!("{}/{}", holder.0, holder.1),
+                "two targets share one Stack object name: this one is not reconciled; rename the stack or the environment"
+            ),
+            None => {
+                named.insert(name, target);
+            }
+        }
+    }
+    named
 }
 
 /// After `failures` failed fetches in a row: the interval doubled each time, at most 5 min.
@@ -347,6 +474,23 @@ mod tests {
         assert_eq!(fetch_backoff(s(30), 2), s(120));
         assert_eq!(fetch_backoff(s(30), 9), s(300));
         assert_eq!(fetch_backoff(s(600), 1), s(600));
+    }
+
+    fn target(stack: &str, env: &str) -> Target {
+        (stack.to_owned(), env.to_owned())
+    }
+
+    #[test]
+    fn targets_sharing_an_object_name_keep_the_existing_one() {
+        let candidates = vec![target("a", "b-c"), target("a-b", "c"), target("x", "dev")];
+        let fresh = named(candidates.clone(), &BTreeSet::new());
+        assert_eq!(fresh.len(), 2);
+        assert_eq!(fresh["a-b-c"], target("a", "b-c"));
+        assert_eq!(fresh["x-dev"], target("x", "dev"));
+        let existing: BTreeSet<Target> = [target("a-b", "c")].into();
+        let kept = named(candidates, &existing);
+        assert_eq!(kept["a-b-c"], target("a-b", "c"));
+        assert_eq!(kept.len(), 2);
     }
 
     #[test]

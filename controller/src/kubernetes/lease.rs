@@ -3,10 +3,18 @@
 //! acts only while it holds its shard's Lease; one that loses it stops acting at once and
 //! exits, so Kubernetes restarts it as a standby — the controller-runtime convention. The
 //! per-stack DynamoDB lock stays the safety net for the moment two replicas overlap.
+//!
+//! The manager keeps saying "leading" while it cannot reach the API server (it logs and
+//! retries), yet another replica may take the Lease once it runs out. So the holder also reads
+//! its Lease and gives up when it has not been renewed within [`Timing::deadline`] — before it
+//! runs out — as controller-runtime's renew deadline does.
 
 use std::time::Duration;
 
-use kube::Client;
+use tokio::time::Instant;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -34,6 +42,19 @@ impl Default for Timing {
     }
 }
 
+impl Timing {
+    /// How long after its last renewal a holder that could not renew stops acting: half the
+    /// renewal margin before the Lease runs out (12.5 s by default), so no two replicas act at
+    /// once even while the API server is unreachable.
+    pub fn deadline(self) -> Duration {
+        Duration::from_millis(
+            self.duration
+                .saturating_mul(1000)
+                .saturating_sub(self.renew_before.saturating_mul(500)),
+        )
+    }
+}
+
 /// The Lease name of `shard`: `base`, or `base-shard-{index}-of-{count}` when sharded.
 pub fn lease_name(base: &str, shard: Shard) -> String {
     if shard.is_sharded() {
@@ -47,6 +68,10 @@ pub fn lease_name(base: &str, shard: Shard) -> String {
 pub struct Leadership {
     held: watch::Receiver<bool>,
     task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    leases: Api<Lease>,
+    name: String,
+    identity: String,
+    timing: Timing,
 }
 
 impl Leadership {
@@ -60,6 +85,7 @@ impl Leadership {
         timing: Timing,
         shutdown: &CancellationToken,
     ) -> Result<Option<Leadership>, LeaseManagerError> {
+        let leases = Api::namespaced(client.clone(), namespace);
         let manager = LeaseManagerBuilder::new(client, name)
             .with_namespace(namespace)
             .with_identity(identity)
@@ -89,18 +115,30 @@ impl Leadership {
             }
         }
         info!(lease = name, "leading");
-        Ok(Some(Leadership { held, task }))
+        Ok(Some(Leadership {
+            held,
+            task,
+            leases,
+            name: name.to_owned(),
+            identity: identity.to_owned(),
+            timing,
+        }))
     }
 
-    /// Resolves when the Lease is lost (another replica took it, or it could not be renewed).
+    /// Resolves when the Lease is lost: another replica took it, or it was not renewed within
+    /// the deadline.
     pub async fn lost(&mut self) {
-        loop {
-            if !*self.held.borrow_and_update() {
-                return;
+        let held = &mut self.held;
+        let released = async {
+            loop {
+                if !*held.borrow_and_update() || held.changed().await.is_err() {
+                    return;
+                }
             }
-            if self.held.changed().await.is_err() {
-                return;
-            }
+        };
+        tokio::select! {
+            () = released => {}
+            () = unrenewed(&self.leases, &self.name, &self.identity, self.timing) => {}
         }
     }
 
@@ -117,9 +155,54 @@ impl Leadership {
     }
 }
 
+/// Resolves when the Lease `name` is someone else's, or has not been renewed by `identity`
+/// within `timing.deadline()` by what could be read of it (the last renewal seen, else the
+/// moment this started, just after acquiring).
+async fn unrenewed(leases: &Api<Lease>, name: &str, identity: &str, timing: Timing) {
+    let look = Duration::from_millis(timing.renew_before.saturating_mul(500))
+        .max(Duration::from_millis(200));
+    let mut renewed = Instant::now();
+    loop {
+        let left = timing.deadline().saturating_sub(renewed.elapsed());
+        if left.is_zero() {
+            warn!(lease = name, deadline = ?timing.deadline(), "the lease could not be renewed in time: stopping before it runs out");
+            return;
+        }
+        tokio::time::sleep(look.min(left)).await;
+        let Ok(Ok(lease)) = tokio::time::timeout(look, leases.get(name)).await else {
+            continue;
+        };
+        let spec = lease.spec.unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(identity) {
+            warn!(
+                lease = name,
+                holder = spec.holder_identity.as_deref().unwrap_or(""),
+                "another replica holds the lease"
+            );
+            return;
+        }
+        if let Some(at) = spec.renew_time {
+            let age = Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(at.0))
+                .unwrap_or(Duration::ZERO);
+            let now = Instant::now();
+            renewed = now.checked_sub(age).unwrap_or(now);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_gives_up_before_its_lease_runs_out() {
+        assert_eq!(Timing::default().deadline(), Duration::from_millis(12_500));
+        let short = Timing {
+            duration: 2,
+            renew_before: 1,
+        };
+        assert_eq!(short.deadline(), Duration::from_millis(1_500));
+    }
 
     #[test]
     fn each_shard_has_its_own_lease() {

@@ -23,7 +23,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use panka_crds::resource::{Stack, StackStatus};
 use serde_json::json;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::reconcile::{Report, StatusSink, APPROVE_ANNOTATION};
 
@@ -187,12 +187,28 @@ impl StatusSink for Kube {
     async fn approval_handled(&self, obj: &Stack, outcome: &Result<String, String>) {
         let (ns, name) = key(obj);
         let api: Api<Stack> = Api::namespaced(self.client.clone(), &ns);
-        let body = json!({"metadata": {"annotations": {APPROVE_ANNOTATION: null}}});
-        if let Err(e) = api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(body))
-            .await
-        {
-            warn!(error = %e, "failed to take the approval annotation off");
+        if let Some(acted_on) = obj.annotations().get(APPROVE_ANNOTATION) {
+            // Taken off only if it still names the plan acted on: one set meanwhile stays, and
+            // its change brings another pass.
+            let path = format!(
+                "/metadata/annotations/{}",
+                APPROVE_ANNOTATION.replace('/', "~1")
+            );
+            let ops = json!([
+                {"op": "test", "path": path, "value": acted_on},
+                {"op": "remove", "path": path},
+            ]);
+            let patch = serde_json::from_value::<json_patch::Patch>(ops).map(Patch::Json::<()>);
+            match patch {
+                Ok(patch) => match api.patch(&name, &PatchParams::default(), &patch).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 422 => {
+                        info!("the approval annotation changed meanwhile: the new one is acted on next")
+                    }
+                    Err(e) => warn!(error = %e, "failed to take the approval annotation off"),
+                },
+                Err(e) => warn!(error = %e, "failed to build the approval annotation's removal"),
+            }
         }
         match outcome {
             Ok(id) => {

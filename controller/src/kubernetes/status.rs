@@ -50,7 +50,7 @@ pub fn stack_status(
     StackStatus {
         observed_generation: generation,
         conditions,
-        phase: Some(sync.phase.as_str().to_owned()),
+        phase: Some(sync.phase.pascal().to_owned()),
         drift: sync.drift_checked_at.as_ref().map(|_| match sync.drifted {
             0 => "None".to_owned(),
             1 => "1 component".to_owned(),
@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(s.revision.as_deref(), Some("8b4dc4a"));
         assert_eq!(s.drift.as_deref(), Some("None"));
         assert_eq!((s.ready_components, s.total_components), (Some(3), Some(3)));
-        assert_eq!(s.phase.as_deref(), Some("synced"));
+        assert_eq!(s.phase.as_deref(), Some("Synced"));
     }
 
     #[test]

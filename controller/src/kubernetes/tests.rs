@@ -411,6 +411,114 @@ async fn git_mode_applies_its_stack_objects_and_deletes_removed_ones() {
     task.await.unwrap();
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
+/// A repository on branch `main` whose one commit holds the example `notification-platform`
+/// stack without its `production` environment.
+fn repository_without_production(dir: &std::path::Path) {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/deployment-repo/stacks/notification-platform");
+    let stack = dir.join("stacks/notification-platform");
+    copy_dir(&examples, &stack);
+    std::fs::remove_dir_all(stack.join("environments/production")).unwrap();
+    let repo = git2::Repository::init(dir).unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let who = git2::Signature::now("tester", "tester@example.invalid").unwrap();
+    repo.commit(Some("refs/heads/main"), &who, &who, "stacks", &tree, &[])
+        .unwrap();
+    repo.set_head("refs/heads/main").unwrap();
+}
+
+#[tokio::test]
+async fn git_mode_writes_objects_only_where_a_stack_deploys_and_deletes_those_left_from_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("repo");
+    repository_without_production(&work);
+    let (client, mut server) = client();
+    let kube = Arc::new(Kube::new(client, None));
+    // Objects left from before a restart: a stack since removed, and an environment the stack
+    // no longer deploys to.
+    let (store, mut writer) = kube::runtime::reflector::store::<Stack>();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+    for (stack, env) in [
+        ("old-stack", "development"),
+        ("notification-platform", "production"),
+    ] {
+        let obj = crate::daemon::poll::stack_object(stack, env, "u", "main", "apps");
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(obj));
+    }
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    let url = format!("file://{}", work.display());
+    let git =
+        crate::source::git::GitSource::new(&url, "main", "", &dir.path().join("cache")).unwrap();
+    let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let poller = crate::daemon::poll::Poller {
+        snapshot: Arc::new(crate::daemon::poll::GitSnapshot::new(Arc::new(git))),
+        url,
+        branch: "main".into(),
+        environments: vec!["development".into(), "production".into()],
+        targets: crate::daemon::poll::Targets::Kube {
+            kube,
+            namespace: "apps".into(),
+            store,
+        },
+        shard: crate::daemon::shard::Shard { index: 0, count: 1 },
+        queue,
+        interval: Duration::from_secs(3600),
+        fetch_now: Arc::default(),
+        ready: Arc::default(),
+        metrics: crate::reconcile::metrics::Metrics::new(),
+        shutdown: stop.clone(),
+    };
+    let task = tokio::spawn(poller.run());
+    let (seen, send) = server.next().await;
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        (
+            "PATCH",
+            "/apis/panka.io/v1alpha1/namespaces/apps/stacks/notification-platform-development"
+        )
+    );
+    respond(send, 200, &seen.body);
+    let mut deleted = Vec::new();
+    for _ in 0..2 {
+        let (seen, send) = server.next().await;
+        assert_eq!(seen.method, "DELETE");
+        deleted.push(seen.path);
+        not_found(send);
+    }
+    assert_eq!(
+        deleted,
+        [
+            "/apis/panka.io/v1alpha1/namespaces/apps/stacks/notification-platform-production",
+            "/apis/panka.io/v1alpha1/namespaces/apps/stacks/old-stack-development",
+        ]
+    );
+    // No object for production, where the stack does not deploy.
+    server.none(Duration::from_millis(300)).await;
+    let first = queued.recv().await.unwrap();
+    assert_eq!(first.name, "notification-platform-development");
+    assert!(queued.try_recv().is_err(), "one target queued");
+    stop.cancel();
+    task.await.unwrap();
+}
+
 /// A source whose every revision fails to load (the approval and finalizer scenarios need
 /// no AWS).
 #[derive(Debug)]
@@ -514,7 +622,8 @@ async fn the_approval_annotation_approves_the_pending_plan_and_is_taken_off() {
             .contains("stack.yaml:3:1"));
         respond(send, 200, &json!({}));
         expect_event(&mut server, "Failed", true).await;
-        // Then the annotation comes off (merge patch), and the approval is an event.
+        // Then the annotation comes off, only if it still names the plan acted on, and the
+        // approval is an event.
         let (seen, send) = server.next().await;
         assert_eq!(
             (seen.method.as_str(), seen.path.as_str()),
@@ -523,10 +632,14 @@ async fn the_approval_annotation_approves_the_pending_plan_and_is_taken_off() {
                 "/apis/panka.io/v1alpha1/namespaces/apps/stacks/shop-production"
             )
         );
-        assert_eq!(seen.content_type, "application/merge-patch+json");
+        assert_eq!(seen.content_type, "application/json-patch+json");
+        let path = "/metadata/annotations/panka.io~1approve-plan";
         assert_eq!(
             seen.body,
-            json!({"metadata": {"annotations": {APPROVE_ANNOTATION: null}}})
+            json!([
+                {"op": "test", "path": path, "value": "ab12cd34"},
+                {"op": "remove", "path": path},
+            ])
         );
         respond(send, 200, &json!({}));
         let event = expect_event(&mut server, "Approved", false).await;
@@ -552,9 +665,16 @@ async fn the_approval_annotation_approves_the_pending_plan_and_is_taken_off() {
         let (seen, send) = server.next().await;
         assert!(seen.path.ends_with("/status"), "{}", seen.path);
         respond(send, 200, &json!({}));
+        // Someone annotated again meanwhile: the test op fails, the new annotation stays (its
+        // change brings the next pass), and the refusal is still said.
         let (seen, send) = server.next().await;
-        assert_eq!(seen.content_type, "application/merge-patch+json");
-        respond(send, 200, &json!({}));
+        assert_eq!(seen.content_type, "application/json-patch+json");
+        assert_eq!(seen.body[0]["value"], "ffff0000");
+        respond(
+            send,
+            422,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422, "message": "the server rejected our request: test operation failed"}),
+        );
         let event = expect_event(&mut server, "ApprovalRejected", true).await;
         let note = event["note"].as_str().unwrap();
         assert!(note.contains("ffff0000 is not the pending plan"), "{event}");
@@ -793,6 +913,62 @@ async fn the_lease_is_acquired_renewed_and_its_loss_noticed() {
     tokio::time::timeout(Duration::from_secs(10), lost)
         .await
         .expect("the loss is noticed");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_lease_that_cannot_be_renewed_is_given_up_before_it_runs_out() {
+    let (client, mut server) = client();
+    let stop = CancellationToken::new();
+    let timing = lease::Timing {
+        duration: 2,
+        renew_before: 1,
+    };
+    let acquire = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            lease::Leadership::acquire(
+                client,
+                "apps",
+                "panka-controller",
+                "replica-a",
+                timing,
+                &stop,
+            )
+            .await
+        }
+    });
+    let mut lease = LeaseServer { lease: None };
+    while !acquire.is_finished() {
+        tokio::select! {
+            _ = lease.answer(&mut server) => {}
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    let mut leadership = acquire.await.unwrap().unwrap().expect("leading");
+    let acquired = std::time::Instant::now();
+    // The API server is unreachable from now on: every request fails, so the manager can
+    // neither renew nor tell; the holder stops on its own, before the Lease runs out.
+    let lost = async {
+        tokio::select! {
+            () = leadership.lost() => {}
+            () = async {
+                loop {
+                    let (seen, send) = server.next().await;
+                    assert!(seen.path.ends_with("/leases/panka-controller"), "{}", seen.path);
+                    respond(send, 503, &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "ServiceUnavailable", "code": 503}));
+                }
+            } => {}
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), lost)
+        .await
+        .expect("the loss is noticed");
+    let after = acquired.elapsed();
+    assert!(
+        after >= Duration::from_millis(1_000) && after < Duration::from_secs(2),
+        "given up {after:?} after the last renewal: after the renewal was due, before the 2 s Lease runs out"
+    );
     stop.cancel();
 }
 
