@@ -515,7 +515,7 @@ pub(crate) fn watch_stacks(
 }
 
 /// Whether this replica acts on a Stack: its shard's, and of `environments` when given.
-fn owner(
+pub(crate) fn owner(
     shard: Shard,
     environments: Vec<String>,
 ) -> impl Fn(&Stack) -> bool + Send + Sync + 'static {

@@ -1079,3 +1079,128 @@ fn the_rbac_rules_grant_nothing_the_code_does_not_use() {
         assert_ne!(r, "secrets", "no secrets");
     }
 }
+
+#[tokio::test]
+async fn crd_mode_waits_for_every_kind_and_queues_only_the_shards_stacks_a_change_feeds() {
+    use futures::FutureExt;
+    let (client, mut server) = client();
+    let shard = crate::daemon::shard::Shard { index: 0, count: 2 };
+    // Three Stacks of one stack; by the pinned hash only staging is shard 0's.
+    let (stacks, mut writer) = kube::runtime::reflector::store::<Stack>();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+    for env in ["development", "staging", "production"] {
+        let mut obj = Stack::new(
+            &format!("notifications-platform-{env}"),
+            StackResourceSpec {
+                stack: "notifications-platform".into(),
+                environment: env.into(),
+                ..StackResourceSpec::default()
+            },
+        );
+        obj.metadata.namespace = Some("apps".into());
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(obj));
+    }
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let started = crd::CrdSource::start(
+        client,
+        Some("apps"),
+        stacks,
+        Arc::new(crate::daemon::owner(shard, Vec::new())),
+        queue,
+        stop.clone(),
+    );
+    let mut ready = started.ready;
+    let kinds = [
+        ("services", "ServiceList"),
+        ("microservices", "MicroServiceList"),
+        ("workers", "WorkerList"),
+        ("rdsinstances", "RDSList"),
+        ("dynamodbtables", "DynamoDBList"),
+        ("s3buckets", "S3List"),
+        ("sqsqueues", "SQSList"),
+        ("elasticacheredises", "ElastiCacheRedisList"),
+    ];
+    let list = |kind: &str, items: Vec<Value>| json!({"apiVersion": "panka.io/v1alpha1", "kind": kind, "metadata": {"resourceVersion": "7"}, "items": items});
+    // Every kind is listed in the watched namespace; the Service list is held back.
+    let mut listed = Vec::new();
+    let mut held = None;
+    let mut watches = Vec::new();
+    while listed.len() < kinds.len() {
+        let (seen, send) = server.next().await;
+        assert_eq!(seen.method, "GET");
+        if seen.query.contains("watch=true") {
+            watches.push(send);
+            continue;
+        }
+        let plural = seen
+            .path
+            .strip_prefix("/apis/panka.io/v1alpha1/namespaces/apps/")
+            .unwrap_or_else(|| panic!("listed outside the namespace: {}", seen.path))
+            .to_owned();
+        let (_, kind) = kinds
+            .iter()
+            .find(|(p, _)| *p == plural)
+            .unwrap_or_else(|| panic!("unexpected list {plural}"));
+        if plural == "services" {
+            held = Some((send, *kind));
+        } else {
+            respond(send, 200, &list(kind, Vec::new()));
+        }
+        listed.push(plural);
+    }
+    listed.sort();
+    let mut expected: Vec<&str> = kinds.iter().map(|(p, _)| *p).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "every kind listed once");
+    // Not ready while one kind is unlisted: a pass then would see a stack without its
+    // services and plan to delete them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        (&mut ready).now_or_never().is_none(),
+        "ready before every kind is listed"
+    );
+    let (send, kind) = held.unwrap();
+    let mut service = panka_crds::resource::Service::new(
+        "email-service",
+        panka_crds::resource::ServiceResourceSpec {
+            stack: "notifications-platform".into(),
+            infra_defaults: None,
+        },
+    );
+    service.metadata.namespace = Some("apps".into());
+    service.metadata.resource_version = Some("7".into());
+    respond(
+        send,
+        200,
+        &list(kind, vec![serde_json::to_value(&service).unwrap()]),
+    );
+    let watch_rest = async {
+        loop {
+            let (seen, send) = server.next().await;
+            assert!(seen.query.contains("watch=true"), "{}", seen.query);
+            watches.push(send);
+        }
+    };
+    tokio::select! {
+        () = ready => {}
+        () = watch_rest => unreachable!(),
+        () = tokio::time::sleep(Duration::from_secs(10)) => panic!("not ready after every kind was listed"),
+    }
+    // The Service feeds all three Stacks; only this shard's one is queued.
+    let first = tokio::time::timeout(Duration::from_secs(5), queued.recv())
+        .await
+        .expect("queued")
+        .unwrap();
+    assert_eq!(first.name, "notifications-platform-staging");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        queued.try_recv().is_err(),
+        "other shards' Stacks are not queued"
+    );
+    stop.cancel();
+    for task in started.tasks {
+        task.await.unwrap();
+    }
+}
