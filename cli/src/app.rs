@@ -89,6 +89,10 @@ pub enum Command {
     Resume(commands::rollback::ResumeArgs),
     /// Approve the plan the controller waits on (environments that need approval), or show it.
     Approve(commands::approve::ApproveArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(commands::reference::CompletionArgs),
+    /// Print the man page, or write every command's page into a folder.
+    Man(commands::reference::ManArgs),
 }
 
 impl Cli {
@@ -124,6 +128,8 @@ impl Cli {
             Command::Rollback(args) => commands::rollback::rollback(&cli.global, args),
             Command::Resume(args) => commands::rollback::resume(&cli.global, args),
             Command::Approve(args) => commands::approve::run(&cli.global, args),
+            Command::Completion(args) => commands::reference::completion(args),
+            Command::Man(args) => commands::reference::man(args),
         };
         match result {
             Ok(code) => code,

@@ -532,3 +532,50 @@ fn export_of_an_unknown_environment_exits_1_with_a_suggestion() {
         show(&out)
     );
 }
+
+#[test]
+fn completion_scripts_generate_for_each_shell_and_name_the_commands() {
+    for (shell, marker) in [
+        ("bash", "complete -F _panka"),
+        ("zsh", "#compdef panka"),
+        ("fish", "complete -c panka"),
+    ] {
+        let out = run_on_example(&["completion", shell]);
+        assert!(out.status.success(), "{shell}: {}", show(&out));
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: no `{marker}`");
+        for word in ["apply", "drift", "environment"] {
+            assert!(script.contains(word), "{shell} completes no `{word}`");
+        }
+    }
+    let out = run_on_example(&["completion", "tcsh"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("possible values"), "{}", show(&out));
+}
+
+#[test]
+fn man_prints_the_main_page_and_writes_one_per_command() {
+    let out = run_on_example(&["man"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let page = stdout(&out);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH panka 1"),
+        "{page}"
+    );
+    assert!(page.contains("validate"), "{page}");
+    let dir = TempDir::new().expect("temporary folder");
+    let pages = dir.path().join("man1");
+    let out = run_on_example(&["man", "--dir", pages.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}", show(&out));
+    for name in [
+        "panka.1",
+        "panka-plan.1",
+        "panka-drift-detect.1",
+        "panka-completion.1",
+    ] {
+        let text =
+            std::fs::read_to_string(pages.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name} is not a man page");
+    }
+    assert!(stdout(&out).starts_with("wrote "), "{}", show(&out));
+}

@@ -10,6 +10,7 @@ pub mod export;
 pub mod graph;
 pub mod history;
 pub mod init;
+pub mod reference;
 pub mod rollback;
 pub mod state;
 pub mod status;
