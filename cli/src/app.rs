@@ -28,17 +28,38 @@ pub struct GlobalArgs {
     /// Configuration file (default: `~/.panka/config.yaml`).
     #[arg(long, global = true, env = "PANKA_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Output format of read commands.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    /// Output format of read commands (`markdown`: `panka plan` only, for a pull-request
+    /// comment).
+    #[arg(
+        long = "output",
+        value_name = "OUTPUT",
+        global = true,
+        value_enum,
+        default_value_t = OutputChoice::Table
+    )]
+    pub output_choice: OutputChoice,
+    /// `--output` as the commands print (`markdown` is `plan`'s alone).
+    #[arg(skip)]
     pub output: OutputFormat,
 }
 
 /// How a read command prints its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
+    #[default]
     Table,
     Json,
     Yaml,
+}
+
+/// What `--output` accepts: the read commands' formats, and `markdown`, which only `panka plan`
+/// prints (a compact plan for a pull-request comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputChoice {
+    Table,
+    Json,
+    Yaml,
+    Markdown,
 }
 
 /// The value parser of every duration flag (`--lock-timeout`, `--health-timeout`): a human
@@ -108,6 +129,23 @@ impl Cli {
                 return ExitCode::from(code);
             }
         };
+        let mut cli = cli;
+        cli.global.output = match cli.global.output_choice {
+            OutputChoice::Table | OutputChoice::Markdown => OutputFormat::Table,
+            OutputChoice::Json => OutputFormat::Json,
+            OutputChoice::Yaml => OutputFormat::Yaml,
+        };
+        if cli.global.output_choice == OutputChoice::Markdown
+            && !matches!(cli.command, Command::Plan(_))
+        {
+            eprintln!(
+                "{}",
+                render::error(&anyhow::anyhow!(
+                    "`--output markdown` is for `panka plan` (a pull-request comment); use table, json or yaml here"
+                ))
+            );
+            return ExitCode::FAILURE;
+        }
         let result = match cli.command {
             Command::Validate(args) => commands::validate::run(&cli.global, args),
             Command::Graph(args) => commands::graph::run(&cli.global, args),

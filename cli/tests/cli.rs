@@ -579,3 +579,62 @@ fn man_prints_the_main_page_and_writes_one_per_command() {
     }
     assert!(stdout(&out).starts_with("wrote "), "{}", show(&out));
 }
+
+/// Every `panka SUBCOMMAND` the CI examples run, and every flag they pass it.
+#[test]
+fn the_ci_examples_are_yaml_and_call_commands_and_flags_that_exist() {
+    let dir = Path::new(EXAMPLE).join("../ci");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/ci exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            docs[0]["jobs"].as_hash().is_some(),
+            "{}: no jobs",
+            path.display()
+        );
+        for line in text.lines() {
+            // A call starts a line or a `run:`, or follows a pipe or a `!`.
+            let line = line.trim_start();
+            let line = line.strip_prefix("run: ").unwrap_or(line);
+            let calls = std::iter::once(line.strip_prefix("panka "))
+                .chain(line.split("| panka ").skip(1).map(Some))
+                .chain(line.split("! panka ").skip(1).map(Some))
+                .flatten();
+            for call in calls {
+                check_call(&path, call);
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 6, "found only {seen} panka calls");
+}
+
+fn check_call(path: &Path, call: &str) {
+    // The call ends where the shell starts something else.
+    let words: Vec<&str> = call
+        .split_whitespace()
+        .take_while(|w| !["|", "||", "&&", ";", ">", ">>", "2>"].contains(w))
+        .collect();
+    let sub = words[0];
+    let out = run_on_example(&[sub, "--help"]);
+    assert!(
+        out.status.success(),
+        "{}: `panka {sub}`: {}",
+        path.display(),
+        show(&out)
+    );
+    let help = stdout(&out);
+    for flag in words.iter().filter(|w| w.starts_with("--")) {
+        assert!(
+            help.contains(flag),
+            "{}: `panka {sub}` has no {flag}",
+            path.display()
+        );
+    }
+}

@@ -263,6 +263,28 @@ fn plan_apply_and_status_go_through_the_session_and_record_the_repositorys_commi
     );
     let plan = json(&["plan"]);
     assert_eq!(plan["summary"]["update"], 2, "{plan:#}");
+    // The same plan for a pull-request comment.
+    let md = ok(run(&["--output", "markdown", "plan"]));
+    assert!(
+        md.starts_with(&format!("### panka plan: `{name}` · `development`\n")),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Version** `v2` · 0 to create, **2 to update**"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `orders/events` | SQS | update | `visibilityTimeout`: `30` → `40` |"),
+        "{md}"
+    );
+    // Other commands refuse it, saying where it belongs.
+    let out = run(&["--output", "markdown", "status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`--output markdown` is for `panka plan`"),
+        "{}",
+        text(&out)
+    );
     ok(run(&["apply", "--yes"]));
     let dirty = format!("{head}+dirty");
     let history = json(&["history"]);

@@ -146,6 +146,36 @@ async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_des
         changed(&report)
     );
     assert!(report.release.is_some());
+    // The same plan as a pull-request comment (`panka plan --output markdown`).
+    let md = panka_core::plan::markdown(&report.plan, Some("v1.2.0"));
+    assert!(
+        md.starts_with(&format!("### panka plan: `{stack}` · `development`\n")),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Version** `v1.2.0` · **12 to create**, 0 to update"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 1 | `_stack/cluster` | EcsCluster | create |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 2 | `user-service/database` | RDS | create |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("<summary>1 unchanged</summary>\n\n`_stack/network` (Network)"),
+        "{md}"
+    );
+    assert!(!md.contains("[!CAUTION]"), "creating loses no data: {md}");
+    assert_eq!(
+        md.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| wave"))
+            .count(),
+        12,
+        "{md}"
+    );
 
     // Direct SDK reads: settings and ownership tags.
     let sdk = emulator().sdk_config().await;
@@ -232,6 +262,21 @@ async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_des
     );
     let second = task_definition_of(&api_arn, &cluster).await;
     assert!(second.ends_with(":2"), "{second}");
+    let md = panka_core::plan::markdown(&report.plan, None);
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| wave"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{md}");
+    assert!(
+        rows[0].contains("| `user-service/api` | MicroService | update |")
+            && rows[0].contains("v3.4.1`")
+            && rows[0].contains("→ `")
+            && rows[0].contains("v3.5.0`"),
+        "{md}"
+    );
+    assert!(md.contains("0 to create, **1 to update**"), "{md}");
+    assert!(md.contains("<summary>12 unchanged</summary>"), "{md}");
 
     // 4. A config file change makes a new revision of the component that mounts it.
     edit(

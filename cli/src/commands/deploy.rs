@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{open_session, resolve_target, runtime, Resolved, TargetArgs};
-use crate::app::{GlobalArgs, OutputFormat};
+use crate::app::{GlobalArgs, OutputChoice, OutputFormat};
 use crate::progress::progress_for;
 use crate::render::print_data;
 use crate::render::{say, say_raw};
@@ -78,6 +78,10 @@ pub fn plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(session.plan(&target, &desired, &graph).await?)
     })?;
     match global.output {
+        OutputFormat::Table if global.output_choice == OutputChoice::Markdown => say_raw!(
+            "{}",
+            panka_core::plan::markdown(&prepared.plan, desired.version())
+        ),
         OutputFormat::Table => say_raw!("{}", render_plan(&prepared.plan, &desired, "Deployment")),
         OutputFormat::Json | OutputFormat::Yaml => {
             print_data(global.output, &serde_json::to_value(&prepared.plan)?)?

@@ -19,6 +19,8 @@ use crate::graph::Graph;
 use crate::model::{ComponentId, DesiredComponent, DesiredStack, RefKind};
 use crate::state::StateDocument;
 
+pub use markdown::markdown;
+
 /// Comparable fields of a resource, by dotted name (`queue.visibilityTimeout`).
 pub type Fields = BTreeMap<String, FieldValue>;
 
@@ -680,5 +682,6 @@ pub fn ignores(rules: &[DriftIgnore], id: &str, field: &str) -> bool {
     })
 }
 
+mod markdown;
 #[cfg(test)]
 mod tests;
