@@ -202,6 +202,11 @@ spec:
         - name: moto
           image: motoserver/moto:5.1.22
           command: ["python", "/opt/panka/moto_server.py", "--host", "0.0.0.0", "--port", "5000"]
+          # As scripts/aws-emulator starts it: ECS services report running tasks (else no
+          # rollout completes) and the AWS-managed IAM policies exist (the execution role's).
+          env:
+            - {name: MOTO_ECS_SERVICE_RUNNING, value: "2"}
+            - {name: MOTO_IAM_LOAD_MANAGED_POLICIES, value: "true"}
           ports:
             - {name: http, containerPort: 5000}
           readinessProbe:

@@ -98,6 +98,9 @@ pub enum Phase {
     Pinned,
     /// A plan waits for `panka approve`.
     AwaitingApproval,
+    /// The Stack resource's `spec.suspend`: nothing is applied or remediated; drift is still
+    /// reported.
+    Suspended,
     /// The repository's commit is invalid (file and line in the error); the previous stays.
     Invalid,
     /// The last reconcile failed; retried with backoff when retrying can help.
@@ -115,6 +118,7 @@ impl Phase {
             Phase::Locked => "locked",
             Phase::Pinned => "pinned",
             Phase::AwaitingApproval => "awaiting approval",
+            Phase::Suspended => "suspended",
             Phase::Invalid => "invalid",
             Phase::Failed => "failed",
         }
@@ -130,6 +134,7 @@ impl Phase {
             Phase::Locked => "Locked",
             Phase::Pinned => "Pinned",
             Phase::AwaitingApproval => "AwaitingApproval",
+            Phase::Suspended => "Suspended",
             Phase::Invalid => "Invalid",
             Phase::Failed => "Failed",
         }

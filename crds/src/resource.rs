@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +28,7 @@ pub const VERSION: &str = "v1alpha1";
 pub const CATEGORY: &str = "panka";
 
 /// One stack in one environment: what to deploy, from where, and (in status) how it went.
-#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "panka.io",
     version = "v1alpha1",
@@ -66,9 +66,12 @@ pub const CATEGORY: &str = "panka";
 )]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StackResourceSpec {
-    /// Stack name (the folder below `stacks/` in git mode).
+    /// Stack name (the folder below `stacks/` in git mode). Immutable: a Stack stands for one
+    /// stack; create another to manage another.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.stack is immutable: create another Stack"))]
     pub stack: String,
-    /// Environment, e.g. `production`.
+    /// Environment, e.g. `production`. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.environment is immutable: create another Stack"))]
     pub environment: String,
     /// Where the desired state comes from; absent means the Service and component resources
     /// of this namespace that name this stack.
@@ -171,9 +174,6 @@ pub struct StackStatus {
     /// Release the stack is pinned to by `panka rollback`, until `panka resume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_release: Option<String>,
-    /// Per-component summary.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub components: Vec<ComponentSummary>,
 }
 
 /// A status condition, keyed by `type`.
@@ -197,25 +197,6 @@ pub struct Condition {
     /// Generation the condition was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-}
-
-/// One component in a stack's status.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ComponentSummary {
-    /// `service/component`.
-    pub name: String,
-    /// Component kind.
-    pub kind: String,
-    /// e.g. `2/2 running`, `available`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `Healthy`, `Progressing`, `Degraded`, `Missing`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<String>,
-    /// Whether AWS differs from the last applied spec.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drifted: Option<bool>,
 }
 
 /// A group of components owned by one team (CRD mode).
@@ -281,11 +262,6 @@ macro_rules! component_resource {
             status = "ComponentResourceStatus",
             printcolumn(name = "Stack", type_ = "string", json_path = ".spec.stack"),
             printcolumn(name = "Service", type_ = "string", json_path = ".spec.service"),
-            printcolumn(
-                name = "Ready",
-                type_ = "string",
-                json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-            ),
             printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
         )]
         #[serde(rename_all = "camelCase")]

@@ -1,6 +1,7 @@
-//! A Stack resource deleted with `deletionPolicy: Delete` (CRD mode's finalizer): the
-//! controller destroys what it applied, through the engine and under the lock, recorded as a
-//! `destroy` release — against the emulator, with the reconcile the controller runs.
+//! A Stack resource's own settings, against the emulator with the reconcile the controller
+//! runs: `deletionPolicy: Delete` (CRD mode's finalizer) destroys what the controller applied,
+//! through the engine and under the lock, recorded as a `destroy` release; `suspend` stops
+//! applies until it is lifted.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use panka_controller::budget::Budget;
 use panka_controller::reconcile::metrics::Metrics;
 use panka_controller::reconcile::{destroy, reconcile, Context, Settings, StackSource};
 use panka_core::diag::Diagnostics;
+use panka_core::keys::StateKey;
 use panka_core::source::FileTree;
 use panka_core::state::{HistoryEntry, ReleaseKind};
 use panka_core::sync::Phase;
@@ -18,13 +20,19 @@ use panka_tests::emulator::{emulator, unique_name};
 use panka_tests::gitops::{write_queue_stack, QueueStack};
 use tokio_util::sync::CancellationToken;
 
-/// A stack's files read from a folder, at one fixed revision.
+/// A stack's files read from a folder; the revision is a hash of their content.
 #[derive(Debug)]
 struct Folder(PathBuf);
 
 impl StackSource for Folder {
-    fn revision(&self, _target: &Stack) -> Option<String> {
-        Some("0123456789abcdef0123456789abcdef01234567".into())
+    fn revision(&self, target: &Stack) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let tree = self.read("", target).ok()?;
+        let mut hash = Sha256::new();
+        for (path, text) in &tree.files {
+            hash.update(format!("{path:?}\0{text}\0").as_bytes());
+        }
+        Some(hex::encode(hash.finalize())[..40].to_owned())
     }
 
     fn read(&self, _revision: &str, target: &Stack) -> Result<FileTree, Diagnostics> {
@@ -42,27 +50,14 @@ async fn queues(sqs: &aws_sdk_sqs::Client, prefix: &str) -> Vec<String> {
         .to_vec()
 }
 
-#[tokio::test]
-async fn the_delete_policy_destroys_what_the_controller_applied() {
-    let emulator = emulator();
-    let sdk = emulator.sdk_config().await;
-    let aws = emulator.fresh_backends().await;
-    let repo = tempfile::tempdir().expect("tempdir");
-    let name = unique_name("del");
-    write_queue_stack(
-        repo.path(),
-        &QueueStack {
-            name: &name,
-            environments: &["development"],
-            drift_mode: "report",
-            approval: &[],
-            version: "v1",
-            visibility_timeout: 30,
-        },
-    );
-    let ctx = Arc::new(Context::new(
-        Arc::new(Folder(repo.path().to_path_buf())),
-        aws.backends.clone(),
+fn context(
+    repo: &std::path::Path,
+    backends: &panka_controller::backend::Backends,
+    sdk: &aws_config::SdkConfig,
+) -> Arc<Context> {
+    Arc::new(Context::new(
+        Arc::new(Folder(repo.to_path_buf())),
+        backends.clone(),
         sdk.clone(),
         Budget::new(None),
         Settings {
@@ -76,32 +71,65 @@ async fn the_delete_policy_destroys_what_the_controller_applied() {
         },
         Metrics::new(),
         CancellationToken::new(),
-    ));
+    ))
+}
+
+fn queue_stack(root: &std::path::Path, name: &str, visibility_timeout: u32) {
+    write_queue_stack(
+        root,
+        &QueueStack {
+            name,
+            environments: &["development"],
+            drift_mode: "report",
+            approval: &[],
+            version: "v1",
+            visibility_timeout,
+        },
+    );
+}
+
+fn stack_resource(name: &str) -> Stack {
     let mut obj = Stack::new(
         &format!("{name}-development"),
         StackResourceSpec {
-            stack: name.clone(),
+            stack: name.to_owned(),
             environment: "development".into(),
-            deletion_policy: Some(DeletionPolicy::Delete),
             ..StackResourceSpec::default()
         },
     );
     obj.metadata.namespace = Some("apps".into());
-    let obj = Arc::new(obj);
-    let key = panka_core::keys::StateKey::new(&name, "development").expect("key");
+    obj
+}
 
-    // Applied by the reconcile, as the controller does.
-    let mut synced = false;
+/// Passes until `sync.json` says `phase` (a pass may only start a rollout).
+async fn pass_until(ctx: &Arc<Context>, obj: &Arc<Stack>, key: &StateKey, phase: Phase) {
     for _ in 0..20 {
-        reconcile(obj.clone(), ctx.clone()).await.expect("a pass");
-        let sync = aws.backends.state.sync(&key).await.expect("sync");
-        if sync.is_some_and(|s| s.phase == Phase::Synced) {
-            synced = true;
-            break;
+        let _ = reconcile(obj.clone(), ctx.clone()).await;
+        let sync = ctx.backends.state.sync(key).await.expect("sync");
+        if sync.as_ref().is_some_and(|s| s.phase == phase) {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(synced, "the stack was applied");
+    panic!("never {phase:?}");
+}
+
+#[tokio::test]
+async fn the_delete_policy_destroys_what_the_controller_applied() {
+    let emulator = emulator();
+    let sdk = emulator.sdk_config().await;
+    let aws = emulator.fresh_backends().await;
+    let repo = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("del");
+    queue_stack(repo.path(), &name, 30);
+    let ctx = context(repo.path(), &aws.backends, &sdk);
+    let mut obj = stack_resource(&name);
+    obj.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    let obj = Arc::new(obj);
+    let key = StateKey::new(&name, "development").expect("key");
+
+    // Applied by the reconcile, as the controller does.
+    pass_until(&ctx, &obj, &key, Phase::Synced).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     assert!(!queues(&sqs, &name).await.is_empty(), "the queue exists");
 
@@ -141,4 +169,62 @@ async fn the_delete_policy_destroys_what_the_controller_applied() {
 
     // A second deletion pass (the finalizer retried) finds nothing left and succeeds.
     destroy(obj, ctx).await.expect("nothing left to destroy");
+}
+
+#[tokio::test]
+async fn a_suspended_stack_is_not_applied_until_resumed() {
+    let emulator = emulator();
+    let sdk = emulator.sdk_config().await;
+    let aws = emulator.fresh_backends().await;
+    let repo = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("sus");
+    queue_stack(repo.path(), &name, 30);
+    let ctx = context(repo.path(), &aws.backends, &sdk);
+    let key = StateKey::new(&name, "development").expect("key");
+    let obj = Arc::new(stack_resource(&name));
+    pass_until(&ctx, &obj, &key, Phase::Synced).await;
+    let releases = aws
+        .backends
+        .state
+        .history(&key, None)
+        .await
+        .expect("history")
+        .len();
+
+    // A change arrives while the Stack is suspended: nothing is applied.
+    queue_stack(repo.path(), &name, 45);
+    let mut suspended = (*obj).clone();
+    suspended.spec.suspend = Some(true);
+    let suspended = Arc::new(suspended);
+    pass_until(&ctx, &suspended, &key, Phase::Suspended).await;
+    let sync = aws
+        .backends
+        .state
+        .sync(&key)
+        .await
+        .expect("sync")
+        .expect("written");
+    assert_ne!(sync.synced_commit, sync.commit, "{sync:?}");
+    assert_eq!(
+        aws.backends
+            .state
+            .history(&key, None)
+            .await
+            .expect("history")
+            .len(),
+        releases,
+        "no release while suspended"
+    );
+
+    // Lifted: the change is applied.
+    pass_until(&ctx, &obj, &key, Phase::Synced).await;
+    assert_eq!(
+        aws.backends
+            .state
+            .history(&key, None)
+            .await
+            .expect("history")
+            .len(),
+        releases + 1
+    );
 }

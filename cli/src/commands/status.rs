@@ -271,6 +271,10 @@ fn controller_line(sync: &SyncStatus, now: jiff::Timestamp) -> String {
         Phase::Invalid => format!("commit {} is invalid: {error}", commit(&sync.commit)),
         Phase::Failed => format!("failing at {}: {error}", commit(&sync.commit)),
         Phase::Pending => "not reconciled yet".to_owned(),
+        Phase::Suspended => format!(
+            "suspended (spec.suspend): nothing applied or remediated (repository at {})",
+            commit(&sync.commit)
+        ),
     }];
     if let Some(at) = &sync.drift_checked_at {
         parts.push(format!("drift checked {}", last_deployed(at, now)));

@@ -10,12 +10,15 @@ use clap::{ArgAction, Parser, ValueEnum};
 use super::shard::ShardSpec;
 use crate::config::parse_duration;
 
-/// panka-controller: keeps AWS equal to a deployment repository, forever.
+/// panka-controller: keeps AWS equal to a deployment repository (or to Kubernetes custom
+/// resources), forever.
 ///
-/// Polls the repository's branch, applies what changed, checks every stack/environment for
-/// drift on an interval and remediates or reports it per the stack's `drift.mode`. State and
-/// locks are configured exactly as for the `panka` CLI (same file, same variables), so the two
-/// never fight over a stack.
+/// Git mode polls the repository's branch and applies what changed; CRD mode (`--source crd`)
+/// applies Stack, Service and component resources. Either way it checks every
+/// stack/environment for drift on an interval and remediates or reports it per the stack's
+/// `drift.mode`, writes each Stack resource's status and Events (unless `--no-kubernetes`), and
+/// elects one leader per shard. State and locks are configured exactly as for the `panka` CLI
+/// (same file, same variables), so the two never fight over a stack.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "panka-controller", version)]
 pub struct Args {

@@ -42,6 +42,9 @@ use crate::source::git::{GitCredentials, GitSource};
 pub use args::{Args, LogFormat, SourceKind};
 use shard::Shard;
 
+/// How long CRD mode waits after the last change to a Stack's resources before a pass.
+const CRD_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why the controller could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -52,7 +55,7 @@ pub enum StartError {
     #[error("--source crd reads custom resources: it cannot run with --no-kubernetes")]
     CrdNeedsKubernetes,
     /// `--shard` does not resolve.
-    #[error("--shard: {0}")]
+    #[error("{0}")]
     Shard(String),
     /// The Kubernetes API cannot be used.
     #[error("Kubernetes: {0} (outside a cluster, set KUBECONFIG, or run with --no-kubernetes)")]
@@ -445,7 +448,16 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
         ctx,
         store,
         queue,
-        QueueConfig::default().concurrency(args.concurrency),
+        {
+            let config = QueueConfig::default().concurrency(args.concurrency);
+            if git_url.is_none() {
+                // CRD mode: `kubectl apply -f` of a stack creates its resources one by one;
+                // a pass waits until they have stopped arriving for a moment.
+                config.debounce(CRD_DEBOUNCE)
+            } else {
+                config
+            }
+        },
     )
     .for_each(|result| async move {
         match result {

@@ -122,6 +122,24 @@ impl Targets {
         }
     }
 
+    /// Known targets whose object is gone from the cluster (someone deleted it): written again.
+    fn missing<'a>(&self, known: &'a BTreeSet<Target>) -> Vec<&'a Target> {
+        match self {
+            Targets::Local(_) => Vec::new(),
+            Targets::Kube {
+                namespace, store, ..
+            } => known
+                .iter()
+                .filter(|(stack, env)| {
+                    let name = format!("{stack}-{env}");
+                    store
+                        .get(&ObjectRef::new(&name).within(namespace))
+                        .is_none()
+                })
+                .collect(),
+        }
+    }
+
     async fn remove(&mut self, obj: &Stack) {
         match self {
             Targets::Local(writer) => writer.apply_watcher_event(&Event::Delete(obj.clone())),
@@ -331,7 +349,7 @@ impl Poller {
                     self.metrics.fetch_failures.inc();
                     match self.snapshot.commit() {
                         Some(commit) => {
-                            warn!(error = %e, retry_in = ?wait, commit = &commit[..commit.len().min(7)], "failed to fetch the repository; reconciling the last good commit meanwhile")
+                            warn!(error = %e, retry_in = ?wait, commit = %panka_core::sync::short_commit(&commit), "failed to fetch the repository; reconciling the last good commit meanwhile")
                         }
                         None => {
                             warn!(error = %e, retry_in = ?wait, "failed to fetch the repository; nothing is reconciled until a fetch succeeds")
@@ -360,12 +378,16 @@ impl Poller {
             environments,
         } = fetched;
         let new_commit = self.snapshot.commit().as_deref() != Some(commit.as_str());
+        for target in self.targets.missing(&seen.known) {
+            warn!(stack = target.0, environment = target.1, "the Stack object was deleted while its stack is in the repository: writing it again");
+            seen.unwritten.insert(target.clone());
+        }
         if !new_commit && seen.unwritten.is_empty() {
             return;
         }
         if new_commit {
             self.snapshot.set(&commit);
-            info!(commit = &commit[..commit.len().min(7)], changed = ?changed, "new commit");
+            info!(commit = %panka_core::sync::short_commit(&commit), changed = ?changed, "new commit");
         }
         for (stack, envs) in environments {
             if let Some(tree) = trees.get(&stack) {

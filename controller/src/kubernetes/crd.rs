@@ -41,6 +41,7 @@ use crate::reconcile::{destroy, reconcile, Context, ReconcileError, StackSource}
 /// The in-memory copies of every Service and component resource watched.
 #[derive(Clone)]
 pub struct CrdSource {
+    stacks: Store<Stack>,
     services: Store<Service>,
     microservices: Store<MicroService>,
     workers: Store<Worker>,
@@ -86,12 +87,13 @@ impl CrdSource {
         let watch = Watch {
             client,
             namespace: namespace.map(str::to_owned),
-            stacks,
+            stacks: stacks.clone(),
             owned,
             queue,
             stop,
         };
         let source = CrdSource {
+            stacks,
             services: watch.kind(&mut tasks, |s: &Service| s.spec.stack.clone()),
             microservices: watch.kind(&mut tasks, |r: &MicroService| r.spec.stack.clone()),
             workers: watch.kind(&mut tasks, |r: &Worker| r.spec.stack.clone()),
@@ -197,7 +199,41 @@ pub fn revision_of(
     hex::encode(hash.finalize())[..40].to_owned()
 }
 
+impl CrdSource {
+    /// Another Stack resource that manages `target`'s stack and environment, if any: the one
+    /// created first (then by namespace and name) owns the pair; the others are refused, so
+    /// two resources never drive (or destroy) the same AWS resources.
+    fn holder(&self, target: &Stack) -> Option<String> {
+        let key = |s: &Stack| {
+            (
+                s.metadata.creation_timestamp.clone().map(|t| t.0),
+                s.namespace().unwrap_or_default(),
+                s.name_any(),
+            )
+        };
+        let first = self
+            .stacks
+            .state()
+            .into_iter()
+            .filter(|s| {
+                s.spec.stack == target.spec.stack && s.spec.environment == target.spec.environment
+            })
+            .min_by_key(|s| key(s))?;
+        (first.metadata.uid != target.metadata.uid).then(|| {
+            format!(
+                "Stack {}/{}",
+                first.namespace().unwrap_or_default(),
+                first.name_any()
+            )
+        })
+    }
+}
+
 impl StackSource for CrdSource {
+    fn claimed_by(&self, target: &Stack) -> Option<String> {
+        self.holder(target)
+    }
+
     fn revision(&self, target: &Stack) -> Option<String> {
         let (services, components) = self.resources(target);
         Some(revision_of(target, &services, &components))
@@ -214,6 +250,17 @@ impl StackSource for CrdSource {
         target: &Stack,
     ) -> Result<Option<(DesiredStack, Graph)>, String> {
         let (services, components) = self.resources(target);
+        if services.is_empty() && components.is_empty() {
+            // Planned, an empty stack would delete everything it deployed: more likely its
+            // resources have not arrived yet (or are in another namespace) than that this is
+            // meant. Deleting the Stack with `deletionPolicy: Delete` is how to remove it all.
+            return Err(format!(
+                "Stack {}/{}: no Service or component resource names stack `{}` in this namespace yet; nothing is applied until they exist (to remove what it deployed, delete the Stack with deletionPolicy: Delete)",
+                target.namespace().unwrap_or_default(),
+                target.name_any(),
+                target.spec.stack
+            ));
+        }
         // The Stack names its one environment: problems name resource and field.
         stack_tree(target, &services, &components)
             .and_then(|t| t.plan_input(&panka_core::resolve::Options::default()))

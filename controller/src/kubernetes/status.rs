@@ -81,7 +81,6 @@ pub fn stack_status(
             })
             .or_else(|| sync.last_release.as_ref().map(|_| now.to_owned())),
         pinned_release: sync.pinned_to.clone(),
-        components: current.map(|c| c.components.clone()).unwrap_or_default(),
     }
 }
 
@@ -160,7 +159,7 @@ fn conditions(sync: &SyncStatus) -> Vec<Cond> {
             "Progressing",
             format!("applying revision {commit}"),
         ),
-        Phase::Synced | Phase::Drifted | Phase::Pinned if in_sync => (
+        Phase::Synced | Phase::Drifted | Phase::Pinned | Phase::Suspended if in_sync => (
             "True",
             "Synced",
             format!("revision {commit}{version} is applied"),
@@ -172,6 +171,11 @@ fn conditions(sync: &SyncStatus) -> Vec<Cond> {
                 "revision {commit} waits: a rollback pinned release {} (`panka resume` lifts it)",
                 sync.pinned_to.as_deref().unwrap_or("?")
             ),
+        ),
+        Phase::Suspended => (
+            "False",
+            "Suspended",
+            format!("revision {commit} is not applied: the Stack is suspended (spec.suspend)"),
         ),
         Phase::Synced | Phase::Drifted => (
             "False",

@@ -129,12 +129,20 @@ impl ApiServer {
             },
         };
         let rbac = rbac_of(&seen.method, &seen.path, &seen.query);
-        assert!(
-            self.granted.contains(&rbac),
-            "{} {} needs {rbac:?}, which charts/panka/files/rbac-rules.yaml does not grant",
-            seen.method,
-            seen.path
-        );
+        let mut needed = vec![rbac.clone()];
+        // A server-side apply creates the object when it does not exist: the API server then
+        // authorizes `create` too.
+        if seen.content_type == "application/apply-patch+yaml" && !rbac.1.contains('/') {
+            needed.push((rbac.0.clone(), rbac.1.clone(), "create".to_owned()));
+        }
+        for rbac in needed {
+            assert!(
+                self.granted.contains(&rbac),
+                "{} {} needs {rbac:?}, which charts/panka/files/rbac-rules.yaml does not grant",
+                seen.method,
+                seen.path
+            );
+        }
         (seen, send)
     }
 
@@ -468,6 +476,7 @@ async fn git_mode_writes_objects_only_where_a_stack_deploys_and_deletes_those_le
         crate::source::git::GitSource::new(&url, "main", "", &dir.path().join("cache")).unwrap();
     let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
+    let fetch_now = Arc::new(tokio::sync::Notify::new());
     let poller = crate::daemon::poll::Poller {
         snapshot: Arc::new(crate::daemon::poll::GitSnapshot::new(Arc::new(git))),
         url,
@@ -481,7 +490,7 @@ async fn git_mode_writes_objects_only_where_a_stack_deploys_and_deletes_those_le
         shard: crate::daemon::shard::Shard { index: 0, count: 1 },
         queue,
         interval: Duration::from_secs(3600),
-        fetch_now: Arc::default(),
+        fetch_now: fetch_now.clone(),
         ready: Arc::default(),
         metrics: crate::reconcile::metrics::Metrics::new(),
         shutdown: stop.clone(),
@@ -515,6 +524,35 @@ async fn git_mode_writes_objects_only_where_a_stack_deploys_and_deletes_those_le
     let first = queued.recv().await.unwrap();
     assert_eq!(first.name, "notification-platform-development");
     assert!(queued.try_recv().is_err(), "one target queued");
+
+    // The watch brings the object back; a fetch of the same commit writes nothing.
+    let written = crate::daemon::poll::stack_object(
+        "notification-platform",
+        "development",
+        "u",
+        "main",
+        "apps",
+    );
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(written.clone()));
+    fetch_now.notify_one();
+    server.none(Duration::from_millis(500)).await;
+    // Someone deletes it: the next fetch writes it again and queues it.
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Delete(written));
+    fetch_now.notify_one();
+    let (seen, send) = server.next().await;
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        (
+            "PATCH",
+            "/apis/panka.io/v1alpha1/namespaces/apps/stacks/notification-platform-development"
+        )
+    );
+    respond(send, 201, &seen.body);
+    let again = tokio::time::timeout(Duration::from_secs(5), queued.recv())
+        .await
+        .expect("queued again")
+        .unwrap();
+    assert_eq!(again.name, "notification-platform-development");
     stop.cancel();
     task.await.unwrap();
 }
@@ -1051,7 +1089,11 @@ fn the_rbac_rules_grant_nothing_the_code_does_not_use() {
     // the chart asks for no more than the code needs.
     let used: Vec<(&str, &str, &[&str])> = vec![
         ("coordination.k8s.io", "leases", &["get", "create", "patch"]),
-        ("panka.io", "stacks", &["list", "watch", "patch", "delete"]),
+        (
+            "panka.io",
+            "stacks",
+            &["list", "watch", "create", "patch", "delete"],
+        ),
         ("panka.io", "stacks/status", &["patch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
     ];
@@ -1203,4 +1245,155 @@ async fn crd_mode_waits_for_every_kind_and_queues_only_the_shards_stacks_a_chang
     for task in started.tasks {
         task.await.unwrap();
     }
+}
+
+/// A CRD source started over `stacks`, every Service and component kind listed empty.
+async fn crd_source_over(stacks: Vec<Stack>) -> (crd::Started, ApiServer, CancellationToken) {
+    let (client, mut server) = client();
+    let (store, mut writer) = kube::runtime::reflector::store::<Stack>();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+    for s in stacks {
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(s));
+    }
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    // The writer stays alive with the store for the test's length.
+    std::mem::forget(writer);
+    let (queue, _queued) = tokio::sync::mpsc::unbounded_channel();
+    std::mem::forget(_queued);
+    let stop = CancellationToken::new();
+    let mut started = crd::CrdSource::start(
+        client,
+        Some("apps"),
+        store,
+        Arc::new(|_: &Stack| true),
+        queue,
+        stop.clone(),
+    );
+    let mut listed = 0;
+    let mut watches = Vec::new();
+    while listed < 8 {
+        let (seen, send) = server.next().await;
+        if seen.query.contains("watch=true") {
+            watches.push(send);
+            continue;
+        }
+        let kind = seen.path.rsplit('/').next().unwrap_or_default().to_owned();
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "panka.io/v1alpha1", "kind": format!("{kind}List"), "metadata": {"resourceVersion": "1"}, "items": []}),
+        );
+        listed += 1;
+    }
+    tokio::time::timeout(Duration::from_secs(10), &mut started.ready)
+        .await
+        .expect("ready");
+    std::mem::forget(watches);
+    (started, server, stop)
+}
+
+fn claimant(name: &str, uid: &str, created: &str) -> Stack {
+    let mut s = Stack::new(
+        name,
+        StackResourceSpec {
+            stack: "shop".into(),
+            environment: "production".into(),
+            ..StackResourceSpec::default()
+        },
+    );
+    s.metadata.namespace = Some("apps".into());
+    s.metadata.uid = Some(uid.into());
+    s.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        created.parse().unwrap(),
+    ));
+    s
+}
+
+#[tokio::test]
+async fn the_first_stack_to_claim_a_target_keeps_it_and_an_empty_one_applies_nothing() {
+    let first = claimant("shop-production", "uid-1", "2026-12-01T10:00:00Z");
+    let second = claimant("shop-prod-copy", "uid-2", "2026-12-02T10:00:00Z");
+    let (started, _server, stop) = crd_source_over(vec![second.clone(), first.clone()]).await;
+    let source = &started.source;
+    assert_eq!(source.claimed_by(&first), None);
+    assert_eq!(
+        source.claimed_by(&second).as_deref(),
+        Some("Stack apps/shop-production")
+    );
+    // The holder's resources have not arrived: nothing is planned (which would delete all).
+    let revision = source.revision(&first).expect("a revision");
+    let err = source.desired(&revision, &first).expect_err("refused");
+    assert!(
+        err.contains("no Service or component resource names stack `shop`"),
+        "{err}"
+    );
+    stop.cancel();
+}
+
+/// A source every target of which another resource manages.
+#[derive(Debug)]
+struct Claimed;
+
+impl StackSource for Claimed {
+    fn claimed_by(&self, _target: &Stack) -> Option<String> {
+        Some("Stack apps/shop-production".into())
+    }
+    fn revision(&self, _target: &Stack) -> Option<String> {
+        unreachable!("a claimed target is not read")
+    }
+    fn read(
+        &self,
+        _revision: &str,
+        _target: &Stack,
+    ) -> Result<panka_core::source::FileTree, panka_core::diag::Diagnostics> {
+        unreachable!("a claimed target is not read")
+    }
+}
+
+#[tokio::test]
+async fn a_second_claimant_says_so_in_its_own_status_and_touches_no_state_nor_aws() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, mut server) = client();
+    let kube = Arc::new(Kube::new(client, None));
+    let mut ctx = context(dir.path(), kube);
+    Arc::get_mut(&mut ctx).expect("one owner").source = Arc::new(Claimed);
+    let key = panka_core::keys::StateKey::new("shop", "production").unwrap();
+    let mut obj = stack_object();
+    obj.annotations_mut()
+        .insert(APPROVE_ANNOTATION.into(), "ab12cd34".into());
+    let pass = crate::reconcile::reconcile(Arc::new(obj.clone()), ctx.clone());
+    let verify = async {
+        let (seen, send) = server.next().await;
+        assert!(
+            seen.path.ends_with("/stacks/shop-production/status"),
+            "{}",
+            seen.path
+        );
+        let synced = condition(&seen.body["status"], "Synced");
+        assert_eq!(synced["status"], "False");
+        assert!(
+            synced["message"]
+                .as_str()
+                .unwrap()
+                .contains("Stack apps/shop-production already manages stack `shop`"),
+            "{synced}"
+        );
+        respond(send, 200, &json!({}));
+        expect_event(&mut server, "Failed", true).await;
+        // The approval annotation is not acted on (it would approve the holder's plan).
+        server.none(Duration::from_millis(300)).await;
+    };
+    let (result, ()) = tokio::join!(pass, verify);
+    assert!(result.is_err());
+    assert!(
+        ctx.backends.state.sync(&key).await.unwrap().is_none(),
+        "no sync.json written"
+    );
+    // Deleted with deletionPolicy Delete, it destroys nothing and lets the finalizer go.
+    let mut deleting = obj;
+    deleting.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    let action = crate::reconcile::destroy(Arc::new(deleting), ctx.clone())
+        .await
+        .expect("nothing to destroy");
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
 }

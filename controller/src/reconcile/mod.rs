@@ -1,6 +1,6 @@
 //! The controller's reconcile: one function for one stack/environment, and one error policy —
-//! the kube-runtime shape, with no Kubernetes in it. The git poller (and, next, the custom
-//! resources) only decide *when* a target is looked at; what happens is decided here.
+//! the kube-runtime shape, with no Kubernetes in it. The git poller and the watches of custom
+//! resources only decide *when* a target is looked at; what happens is decided here.
 //!
 //! One pass: read the desired stack at the source's revision (load → resolve → graph) →
 //! observe and plan without the lock (a read-only pass never blocks the CLI) → act by case —
@@ -12,8 +12,11 @@
 //! the plan decided on. In environments that need approval the plan is recorded as pending and
 //! applied only once `panka approve` names it.
 //!
-//! Nothing is kept between passes but a failure count per target (for backoff): every pass
-//! reads state, AWS and the repository afresh, so any number run at once in one process.
+//! Between passes a target keeps only its failure count (for backoff) and the last revision
+//! that loaded (so drift is still acted on while a newer one is invalid): every pass reads
+//! state, AWS and the desired state afresh, so any number run at once in one process. A Stack
+//! resource's `suspend` stops applies and remediation (drift is still reported); its
+//! `panka.io/approve-plan` annotation approves a pending plan.
 
 pub mod metrics;
 
@@ -55,6 +58,12 @@ pub trait StackSource: Send + Sync + std::fmt::Debug {
     /// The revision of `target` to reconcile (a commit, or a hash of its custom resources),
     /// once there is one.
     fn revision(&self, target: &Stack) -> Option<String>;
+
+    /// Which other object manages `target`'s stack and environment, when one does (two Stack
+    /// resources naming the same pair): `target` is then neither applied nor destroyed.
+    fn claimed_by(&self, _target: &Stack) -> Option<String> {
+        None
+    }
     /// The files of `target`'s stack at `revision`, or why they cannot be read (file and line,
     /// or resource and field).
     fn read(&self, revision: &str, target: &Stack) -> Result<FileTree, Diagnostics>;
@@ -333,6 +342,10 @@ pub async fn destroy(object: Arc<Stack>, ctx: Arc<Context>) -> Result<Action, Re
     }
     let span = tracing::info_span!("destroy", stack = %stack, environment = %environment);
     async {
+        if let Some(holder) = ctx.source.claimed_by(&object) {
+            warn!(%holder, "deleted Stack did not manage the stack (another does): nothing destroyed");
+            return Ok(Action::await_change());
+        }
         let key = StateKey::new(&stack, &environment)
             .map_err(|e| ReconcileError::Invalid(e.to_string()))?;
         if ctx.backends.state.read(&key).await.map_err(EngineError::from)?.is_none() {
@@ -440,6 +453,36 @@ enum Job {
 async fn pass(object: &Stack, ctx: &Context) -> Result<Passed, ReconcileError> {
     let target = &(object.spec.stack.clone(), object.spec.environment.clone());
     let (stack, environment) = (target.0.as_str(), target.1.as_str());
+    if let Some(holder) = ctx.source.claimed_by(object) {
+        // Another resource drives this stack: this one touches neither AWS nor `sync.json`
+        // (the holder's); only its own status says why.
+        let e = ReconcileError::Invalid(format!(
+            "{holder} already manages stack `{stack}` in `{environment}`: this Stack does nothing; delete it (deletionPolicy does not apply) or change its spec.stack"
+        ));
+        if let Some(sink) = &ctx.status {
+            let status = SyncStatus {
+                stack: stack.to_owned(),
+                environment: environment.to_owned(),
+                controller: ctx.settings.actor.clone(),
+                phase: Phase::Invalid,
+                error: Some(SyncError {
+                    at: jiff::Timestamp::now().to_string(),
+                    class: "permanent".to_owned(),
+                    message: e.to_string(),
+                    attempts: 1,
+                }),
+                ..SyncStatus::default()
+            };
+            sink.publish(&Report {
+                object,
+                status: &status,
+                previous: None,
+                rolled_back: false,
+            })
+            .await;
+        }
+        return Err(e);
+    }
     let Some(revision) = ctx.source.revision(object) else {
         // Nothing fetched yet: the poller enqueues every target once it has a commit.
         return Ok(Passed {
@@ -462,6 +505,7 @@ async fn pass(object: &Stack, ctx: &Context) -> Result<Passed, ReconcileError> {
     status.error = None;
     status.locked_by = None;
     let approval = approve_by_annotation(ctx, object, &key).await;
+    let suspended = object.spec.suspend == Some(true);
 
     let good = match desired_at(ctx, &revision, object).await {
         Ok(Some((desired, graph))) => {
@@ -492,7 +536,7 @@ async fn pass(object: &Stack, ctx: &Context) -> Result<Passed, ReconcileError> {
                 .and_then(|g| g.get(target).cloned());
             if let Some(good) = last {
                 // The previous commit stays deployed, and kept: drift is still acted on.
-                let kept = act(ctx, &key, &good, &mut status, true).await;
+                let kept = act(ctx, &key, &good, &mut status, true, suspended).await;
                 if let Err(k) = kept {
                     warn!(error = %k, "drift check of the last good commit failed");
                 }
@@ -515,7 +559,7 @@ async fn pass(object: &Stack, ctx: &Context) -> Result<Passed, ReconcileError> {
         }
     };
     let desired = &good.desired;
-    let outcome = act(ctx, &key, &good, &mut status, false).await;
+    let outcome = act(ctx, &key, &good, &mut status, false, suspended).await;
     let phase = match &outcome {
         Ok(p) => p.phase,
         Err(e) if e.class() == ErrorClass::Conflict => {
@@ -611,6 +655,7 @@ async fn act(
     good: &Good,
     status: &mut SyncStatus,
     drift_only: bool,
+    suspended: bool,
 ) -> Result<Acted, ReconcileError> {
     let (revision, desired, graph) = (good.revision.as_str(), &good.desired, &good.graph);
     let session = ctx.session(&desired.provider.region).await;
@@ -653,6 +698,17 @@ async fn act(
         None
     };
 
+    if suspended {
+        // `spec.suspend`: hands off; drift (checked above when due) is still reported.
+        let drifted = check.as_ref().is_some_and(|c| c.report.has_drift());
+        info!("suspended (spec.suspend): nothing is applied or remediated");
+        let phase = if drifted {
+            Phase::Drifted
+        } else {
+            Phase::Suspended
+        };
+        return Ok(Acted::new(phase, "suspended"));
+    }
     let job = match (&pin, pending.is_empty(), check) {
         // A new commit (or a stack never applied): deploy it.
         (None, false, _) if !drift_only => Job::Deploy,
