@@ -68,10 +68,13 @@ pub struct ServiceInfrastructure {
     pub defaults: Option<String>,
 }
 
-/// `Variables` (`stacks/{stack}/environments/{env}/variables.yaml`): values for `${NAME}`.
-///
-/// Keys are variable names (`[A-Za-z_][A-Za-z0-9_]*`); values are scalars.
-pub type VariablesSpec = BTreeMap<String, String>;
+/// `Variables` (`stacks/{stack}/environments/{env}/variables.yaml`): the value of `${NAME}` for
+/// each variable `NAME` (`[A-Za-z_][A-Za-z0-9_]*`); values are scalars.
+// A newtype rather than an alias: its doc comment is then part of its schema, which
+// `docs/reference.md`'s table is generated from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct VariablesSpec(pub BTreeMap<String, String>);
 
 // ---------------------------------------------------------------------------------------------
 // infra.panka.io/v1

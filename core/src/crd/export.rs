@@ -146,6 +146,7 @@ pub fn export(
         .variables
         .as_ref()
         .and_then(|doc| from_node::<VariablesSpec>(&doc.spec).ok())
+        .map(|VariablesSpec(vars)| vars)
         .unwrap_or_default();
     vars.extend(options.vars.clone());
     let mut x = Exporter {

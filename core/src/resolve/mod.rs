@@ -146,7 +146,7 @@ impl<'a> Resolver<'a> {
                     }
                 }
             }
-            if let Some(vars) = self.take(from_node::<VariablesSpec>(&doc.spec)) {
+            if let Some(VariablesSpec(vars)) = self.take(from_node::<VariablesSpec>(&doc.spec)) {
                 self.vars = vars;
             }
         }
