@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Metadata {
-    /// Name of the stack, service or component; must equal its folder name.
+    /// Name of the stack, service or component; what it must equal depends on the file (most
+    /// files take their folder's name).
     pub name: String,
     /// Stack the document belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]

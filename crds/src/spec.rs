@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 pub struct StackSpec {
     /// Cloud provider and region every component of the stack is deployed to.
     pub provider: Provider,
-    /// Environments this stack is deployed to. When empty, the folders below `environments/`
-    /// are the environments.
+    /// Environments this stack is deployed to. `panka validate` checks every environment listed
+    /// here and every folder below `environments/`; with the list empty, the folders are the
+    /// environments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
 }
@@ -63,7 +64,8 @@ pub struct ServiceSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServiceInfrastructure {
     /// Path, relative to the service folder, of a `ComponentInfra` file whose settings every
-    /// component of the service inherits, e.g. `./infra/defaults.yaml`.
+    /// component of the service inherits, e.g. `./infra/defaults.yaml`. See
+    /// [§5](#5-infrastructure-precedence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<String>,
 }
@@ -100,19 +102,22 @@ pub struct StackInfraSpec {
     /// Which environments need a typed approval before apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalPolicy>,
-    /// Automatic rollback: on a failed health wait, and after a bake period.
+    /// Automatic rollback: on a failed health wait, and after a bake period; see
+    /// [drift.md](drift.md#automatic-rollback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackPolicy>,
-    /// Component infrastructure every component of the stack inherits (lowest precedence).
+    /// Component infrastructure every component of the stack inherits (lowest precedence,
+    /// [§5](#5-infrastructure-precedence)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<ComponentInfraSpec>,
     /// Extra AWS tags put on every resource of the stack.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
-    /// Tag keys other systems own on the stack's resources (cost allocation, backup policies,
-    /// security tooling): a key, or a pattern where `*` stands for any run of characters, e.g.
-    /// `CostCenter`, `org:*`. panka neither compares, sets nor removes a matching tag; every
-    /// other tag it did not set is removed.
+    /// Tag keys other systems own on the stack's resources (cost allocation, backup plans,
+    /// security tooling): a key such as `CostCenter`, or a pattern where `*` stands for any run
+    /// of characters, such as `org:*`. Matching is case-sensitive. panka neither compares, sets
+    /// nor removes a matching tag; every other tag it did not set is removed. See
+    /// [tags](#tags-panka-sets-and-tags-it-leaves-alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_tags: Vec<String>,
 }
@@ -124,10 +129,10 @@ pub struct StackNetworking {
     /// `default` for the account's default VPC, or a VPC id (`vpc-…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc: Option<String>,
-    /// Subnet ids; defaults to every subnet of the VPC.
+    /// Subnet ids (`subnet-…`); defaults to every subnet of the VPC.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subnets: Vec<String>,
-    /// Security group ids; defaults to the VPC's default security group.
+    /// Security group ids (`sg-…`); defaults to the VPC's default security group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<String>,
     /// Whether tasks get a public IP address.
@@ -148,13 +153,18 @@ pub struct Logging {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DriftPolicy {
-    /// What the controller does on drift.
+    /// What the controller does when AWS differs from the last applied state: `remediate`
+    /// re-applies the last applied state (in environments listed under `approval.environments`,
+    /// after `panka approve`, like any apply), `remediate-unattended` re-applies it without
+    /// waiting for approval, `report` records drift in status only, `ignore` does not check.
+    /// Default `report`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<DriftMode>,
     /// How often drift is checked, e.g. `5m`, `30s`, `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
-    /// Differences that are expected and never reported (nor remediated).
+    /// Differences that are expected: neither reported nor remediated (for components the
+    /// repository did not change). See [drift.md](drift.md#policy-drift-in-stackinfra).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore: Vec<DriftIgnore>,
 }
@@ -165,10 +175,12 @@ pub struct DriftPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DriftIgnore {
-    /// `service/component` pattern, e.g. `notification-service/*`; every component when absent.
+    /// `service/component` pattern, `*` for any run of characters, e.g.
+    /// `notification-service/*`; every component when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
-    /// The field's exact name.
+    /// The field's exact name, as `panka drift detect` prints it (`desiredCount`,
+    /// `environment.LOG_LEVEL`).
     pub field: String,
 }
 
@@ -262,13 +274,14 @@ pub struct Scaling {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Autoscaling {
-    /// Whether autoscaling is on.
+    /// Whether autoscaling is on. The checks treat a present `autoscaling` block without
+    /// `enabled` as on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Lower bound of tasks.
+    /// Lower bound of tasks (checked as 1 when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_replicas: Option<u32>,
-    /// Upper bound of tasks.
+    /// Upper bound of tasks (checked as `minReplicas` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_replicas: Option<u32>,
     /// Scaling policies; default is target tracking on 70 % CPU.
@@ -280,10 +293,11 @@ pub struct Autoscaling {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScalingPolicy {
-    /// Policy type.
+    /// Policy type: keep a metric near a target value.
     #[serde(rename = "type")]
     pub policy_type: ScalingPolicyType,
-    /// Metric tracked.
+    /// Metric tracked: average CPU or memory utilisation of the service, or requests per target
+    /// of its load balancer target group.
     pub metric: ScalingMetric,
     /// Target value of the metric (percent for utilisation metrics).
     pub target_value: f64,
@@ -330,7 +344,7 @@ pub struct LoadBalancer {
     /// Whether the service is registered with the stack's load balancer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Load balancer type; only `application` is supported.
+    /// Load balancer type; only `application` (Application Load Balancer, HTTP) is supported.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub lb_type: Option<LoadBalancerType>,
     /// Container port to route to; defaults to the first port.
@@ -385,7 +399,8 @@ pub struct MicroServiceSpec {
     /// Readiness and liveness checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
-    /// Components (`service/component`) that must be applied first.
+    /// Components (`service/component`) that must be applied first
+    /// ([§7](#7-references-dependson-and-valuefrom)).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }
@@ -405,7 +420,8 @@ pub struct WorkerSpec {
     /// Environment variables; a value or a reference to another component's output.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environment: Vec<EnvVar>,
-    /// Secrets Manager references injected as environment variables.
+    /// Secrets Manager references injected as environment variables. Values are never read
+    /// by panka.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretRef>,
     /// Configuration files from the component's `configs/` folder.
@@ -428,7 +444,8 @@ pub struct Image {
     /// Tag, e.g. `${VERSION}`. One of `tag` and `digest` is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// Digest (`sha256:…`); wins over `tag` when both are set.
+    /// Digest (`sha256:…`); wins over `tag` when both are set. One of `tag` and `digest` is
+    /// required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
 }
@@ -440,7 +457,7 @@ pub struct Runtime {
     /// Compute platform; only `fargate` is supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    /// CPU architecture.
+    /// CPU architecture: x86-64, or 64-bit ARM (Graviton).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<Architecture>,
 }
@@ -484,7 +501,7 @@ pub struct Container {
 pub struct Port {
     /// Port name, e.g. `http`.
     pub name: String,
-    /// Port number.
+    /// Port number, 1 – 65535.
     pub port: u16,
     /// Protocol; default `tcp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -507,10 +524,11 @@ pub enum Protocol {
 pub struct EnvVar {
     /// Variable name.
     pub name: String,
-    /// Literal value.
+    /// Literal value. Exactly one of `value` and `valueFrom` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// Output of another component, known after that component is applied.
+    /// Output of another component, known after that component is applied. Exactly one of
+    /// `value` and `valueFrom` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from: Option<ValueFrom>,
 }
@@ -521,7 +539,7 @@ pub struct EnvVar {
 pub struct ValueFrom {
     /// `service/component` (or `component` within the same service).
     pub component: String,
-    /// Output name, e.g. `endpoint`, `url`, `arn`.
+    /// Output name, e.g. `endpoint`, `url`, `arn` ([§9](#9-outputs-for-valuefrom)).
     pub output: String,
 }
 
@@ -531,7 +549,9 @@ pub struct ValueFrom {
 pub struct SecretRef {
     /// Logical name of the secret.
     pub name: String,
-    /// Secrets Manager secret name or ARN.
+    /// Secrets Manager secret name or ARN. The secret must exist before `plan`: a name is
+    /// looked up (`DescribeSecret`, which reads no value) and the task definition gets its full
+    /// ARN, as ECS requires; a reference to a missing secret is refused before any change.
     pub secret_ref: String,
     /// Environment variable the secret is exposed as; defaults to `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -623,7 +643,7 @@ pub struct RdsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<RdsBackup>,
     /// Whether the instance refuses deletion; default `true` in environments listed for
-    /// approval.
+    /// approval (StackInfra `approval.environments`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_protection: Option<bool>,
     /// Components (`service/component`) that must be applied first.
@@ -742,7 +762,8 @@ pub struct RdsBackup {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DynamoDbSpec {
-    /// Billing mode; default `PAY_PER_REQUEST`.
+    /// Billing mode: on-demand, or provisioned read and write capacity; default
+    /// `PAY_PER_REQUEST`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing_mode: Option<BillingMode>,
     /// Provisioned capacity (only with `PROVISIONED`).
@@ -801,7 +822,7 @@ pub struct TableKeys {
 pub struct KeyAttribute {
     /// Attribute name.
     pub name: String,
-    /// Attribute type.
+    /// Attribute type: string, number or binary.
     #[serde(rename = "type")]
     pub attr_type: AttributeType,
 }
@@ -830,7 +851,7 @@ pub struct Ttl {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Stream {
-    /// What each stream record holds.
+    /// What each stream record holds: the new item, the old item, both, or keys only.
     pub view_type: StreamViewType,
 }
 
@@ -859,7 +880,8 @@ pub struct S3Spec {
     /// Default encryption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<BucketEncryption>,
-    /// Public access; default `blocked`.
+    /// Public access; default `blocked` (all four public access block settings on). `allowed`
+    /// turns the public access block off (policies may still restrict).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_access: Option<PublicAccess>,
     /// Lifecycle rules.
@@ -874,7 +896,7 @@ pub struct S3Spec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BucketEncryption {
-    /// Algorithm.
+    /// Algorithm: S3-managed keys or KMS keys.
     #[serde(rename = "type")]
     pub encryption_type: EncryptionType,
     /// KMS key id or ARN (with `aws:kms`).
@@ -920,7 +942,8 @@ pub struct Lifecycle {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SqsSpec {
-    /// Queue type; default `standard`.
+    /// Queue type; default `standard` (at-least-once, best-effort ordering). `fifo`:
+    /// exactly-once processing, strict ordering.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub queue_type: Option<QueueType>,
     /// Seconds a message is kept (60 – 1209600).
@@ -1001,7 +1024,8 @@ pub struct RedisEngine {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RedisCluster {
-    /// Deployment mode; only `replication-group` is supported.
+    /// Deployment mode; only `replication-group` (one primary and replicas, automatic failover
+    /// when more than one node) is supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<RedisMode>,
     /// Node type, e.g. `cache.t3.medium`.
