@@ -73,8 +73,9 @@ pub struct StackResourceSpec {
     /// Environment, e.g. `production`. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.environment is immutable: create another Stack"))]
     pub environment: String,
-    /// Where the desired state comes from; absent means the Service and component resources
-    /// of this namespace that name this stack.
+    /// Where the desired state comes from: git mode only (the controller writes it on the
+    /// objects it owns); CRD mode refuses a Stack with a `source`, and takes the Service and
+    /// component resources of this namespace that name this stack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<GitSource>,
     /// Provider and region (CRD mode; git mode reads `stack.yaml`).
@@ -86,7 +87,8 @@ pub struct StackResourceSpec {
     /// Values for `${NAME}` (CRD mode; git mode reads `variables.yaml`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<String, String>,
-    /// When true the controller neither applies nor remediates; it still reports drift.
+    /// When true the controller neither applies nor remediates; it still reports drift (phase
+    /// `Suspended`, condition `Synced` reason `Suspended`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
     /// What deleting this resource does to AWS (CRD mode): `Orphan` (default) leaves the AWS
@@ -127,12 +129,13 @@ pub struct StackStatus {
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Synced`, `Drifted`, `Locked`, `Pinned`, `AwaitingApproval`; one per type.
+    /// `Ready`, `Synced`, `Drifted`, `Locked`, `Pinned`, `AwaitingApproval`; one per type (a
+    /// list map keyed by `type`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// One word for where the stack stands: `Synced`, `Progressing`, `Drifted`, `Locked`,
-    /// `Pinned`, `AwaitingApproval`, `Invalid`, `Failed`, `Pending`.
+    /// `Pinned`, `AwaitingApproval`, `Suspended`, `Invalid`, `Failed`, `Pending`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// `None`, or how many components drifted, e.g. `2 components`.
@@ -141,7 +144,8 @@ pub struct StackStatus {
     /// Components that differ from the last applied release, at the last check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drifted_components: Option<u32>,
-    /// When drift was last checked (RFC 3339).
+    /// When drift was last checked, as of the last status write (RFC 3339). A check that
+    /// changes nothing else is not written, so it can be older; `panka status` shows the latest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_checked_at: Option<String>,
     /// Healthy components.

@@ -2,8 +2,11 @@
 //!
 //! Every struct rejects unknown fields, so a typo such as `replcas` is an error rather than a
 //! silently ignored setting. Optional settings are `Option`s: defaults are applied by the engine
-//! and documented in `docs/reference.md`, so what a user wrote stays distinguishable from what
-//! panka assumed.
+//! and documented in the fields' doc comments, so what a user wrote stays distinguishable from
+//! what panka assumed.
+//!
+//! The doc comments are user documentation: they are the CRDs' descriptions and the field tables
+//! of `docs/reference.md` are generated from them (`crate::reference`), Markdown links included.
 
 use std::collections::BTreeMap;
 
