@@ -101,6 +101,35 @@ fn stack_resource(name: &str) -> Stack {
     obj
 }
 
+/// A fresh bucket and lock table, and a queue stack `name` (visibility timeout 30) in a folder
+/// the controller's context reads.
+struct World {
+    sdk: aws_config::SdkConfig,
+    aws: panka_tests::emulator::AwsBackends,
+    repo: tempfile::TempDir,
+    name: String,
+    ctx: Arc<Context>,
+}
+
+impl World {
+    async fn new(prefix: &str) -> World {
+        let emulator = emulator();
+        let sdk = emulator.sdk_config().await;
+        let aws = emulator.fresh_backends().await;
+        let repo = tempfile::tempdir().expect("tempdir");
+        let name = unique_name(prefix);
+        queue_stack(repo.path(), &name, 30);
+        let ctx = context(repo.path(), &aws.backends, &sdk);
+        World {
+            sdk,
+            aws,
+            repo,
+            name,
+            ctx,
+        }
+    }
+}
+
 /// Passes until `sync.json` says `phase` (a pass may only start a rollout).
 async fn pass_until(ctx: &Arc<Context>, obj: &Arc<Stack>, key: &StateKey, phase: Phase) {
     for _ in 0..20 {
@@ -116,13 +145,13 @@ async fn pass_until(ctx: &Arc<Context>, obj: &Arc<Stack>, key: &StateKey, phase:
 
 #[tokio::test]
 async fn the_delete_policy_destroys_what_the_controller_applied() {
-    let emulator = emulator();
-    let sdk = emulator.sdk_config().await;
-    let aws = emulator.fresh_backends().await;
-    let repo = tempfile::tempdir().expect("tempdir");
-    let name = unique_name("del");
-    queue_stack(repo.path(), &name, 30);
-    let ctx = context(repo.path(), &aws.backends, &sdk);
+    let World {
+        sdk,
+        aws,
+        repo: _repo,
+        name,
+        ctx,
+    } = World::new("del").await;
     let mut obj = stack_resource(&name);
     obj.spec.deletion_policy = Some(DeletionPolicy::Delete);
     let obj = Arc::new(obj);
@@ -173,13 +202,13 @@ async fn the_delete_policy_destroys_what_the_controller_applied() {
 
 #[tokio::test]
 async fn a_suspended_stack_is_not_applied_until_resumed() {
-    let emulator = emulator();
-    let sdk = emulator.sdk_config().await;
-    let aws = emulator.fresh_backends().await;
-    let repo = tempfile::tempdir().expect("tempdir");
-    let name = unique_name("sus");
-    queue_stack(repo.path(), &name, 30);
-    let ctx = context(repo.path(), &aws.backends, &sdk);
+    let World {
+        aws,
+        repo,
+        name,
+        ctx,
+        ..
+    } = World::new("sus").await;
     let key = StateKey::new(&name, "development").expect("key");
     let obj = Arc::new(stack_resource(&name));
     pass_until(&ctx, &obj, &key, Phase::Synced).await;

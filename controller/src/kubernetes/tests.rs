@@ -883,8 +883,14 @@ impl LeaseServer {
     }
 }
 
-#[tokio::test]
-async fn the_lease_is_acquired_renewed_and_its_loss_noticed() {
+/// `replica-a` holding a 2 s Lease (renewed 1 s before it runs out), and the requests it took.
+async fn leading() -> (
+    ApiServer,
+    LeaseServer,
+    CancellationToken,
+    lease::Leadership,
+    Vec<String>,
+) {
     let (client, mut server) = client();
     let stop = CancellationToken::new();
     let timing = lease::Timing {
@@ -914,7 +920,13 @@ async fn the_lease_is_acquired_renewed_and_its_loss_noticed() {
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
-    let mut leadership = acquire.await.unwrap().unwrap().expect("leading");
+    let leadership = acquire.await.unwrap().unwrap().expect("leading");
+    (server, lease, stop, leadership, methods)
+}
+
+#[tokio::test]
+async fn the_lease_is_acquired_renewed_and_its_loss_noticed() {
+    let (mut server, mut lease, stop, mut leadership, methods) = leading().await;
     assert_eq!(&methods[..2], ["GET", "POST"], "{methods:?}");
     assert!(methods.contains(&"PATCH".to_owned()), "{methods:?}");
     let held = lease.lease.clone().unwrap();
@@ -956,34 +968,7 @@ async fn the_lease_is_acquired_renewed_and_its_loss_noticed() {
 
 #[tokio::test]
 async fn a_lease_that_cannot_be_renewed_is_given_up_before_it_runs_out() {
-    let (client, mut server) = client();
-    let stop = CancellationToken::new();
-    let timing = lease::Timing {
-        duration: 2,
-        renew_before: 1,
-    };
-    let acquire = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            lease::Leadership::acquire(
-                client,
-                "apps",
-                "panka-controller",
-                "replica-a",
-                timing,
-                &stop,
-            )
-            .await
-        }
-    });
-    let mut lease = LeaseServer { lease: None };
-    while !acquire.is_finished() {
-        tokio::select! {
-            _ = lease.answer(&mut server) => {}
-            () = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
-    }
-    let mut leadership = acquire.await.unwrap().unwrap().expect("leading");
+    let (mut server, _lease, stop, mut leadership, _) = leading().await;
     let acquired = std::time::Instant::now();
     // The API server is unreachable from now on: every request fails, so the manager can
     // neither renew nor tell; the holder stops on its own, before the Lease runs out.

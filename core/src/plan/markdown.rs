@@ -52,34 +52,22 @@ pub fn markdown(plan: &Plan, version: Option<&str>) -> String {
     ));
 
     let dangerous: Vec<&ComponentPlan> = plan.dangerous().collect();
-    if !dangerous.is_empty() {
-        out.push_str("> [!CAUTION]\n> **Data loss** — apply needs `--allow-destroy`:\n");
-        for p in &dangerous {
-            out.push_str(&format!(
-                "> - `{}` ({}): {}\n",
-                p.id,
-                p.kind,
-                action(&p.action)
-            ));
-        }
-        out.push('\n');
-    }
+    alert(
+        &mut out,
+        "CAUTION",
+        "**Data loss** — apply needs `--allow-destroy`:",
+        &dangerous,
+    );
     let conflicts: Vec<&ComponentPlan> = plan
         .all()
         .filter(|p| matches!(p.action, Action::Conflict { .. }))
         .collect();
-    if !conflicts.is_empty() {
-        out.push_str("> [!WARNING]\n> **Not panka's** — apply refuses without `--adopt`:\n");
-        for p in &conflicts {
-            out.push_str(&format!(
-                "> - `{}` ({}): {}\n",
-                p.id,
-                p.kind,
-                action(&p.action)
-            ));
-        }
-        out.push('\n');
-    }
+    alert(
+        &mut out,
+        "WARNING",
+        "**Not panka's** — apply refuses without `--adopt`:",
+        &conflicts,
+    );
 
     let rows: Vec<(String, &ComponentPlan)> = plan
         .waves
@@ -121,6 +109,23 @@ pub fn markdown(plan: &Plan, version: Option<&str>) -> String {
          services count as $0.</sub>\n",
     );
     out
+}
+
+/// A GitHub alert (`> [!KIND]`) listing `plans`, when there are any.
+fn alert(out: &mut String, kind: &str, title: &str, plans: &[&ComponentPlan]) {
+    if plans.is_empty() {
+        return;
+    }
+    out.push_str(&format!("> [!{kind}]\n> {title}\n"));
+    for p in plans {
+        out.push_str(&format!(
+            "> - `{}` ({}): {}\n",
+            p.id,
+            p.kind,
+            action(&p.action)
+        ));
+    }
+    out.push('\n');
 }
 
 fn count(n: usize, what: &str) -> String {
