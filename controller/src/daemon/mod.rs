@@ -342,6 +342,7 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
                 environments: args.environments.clone(),
                 targets,
                 shard,
+                instance: args.lease_name.clone(),
                 queue: queue_tx,
                 interval: args.poll_interval,
                 fetch_now,

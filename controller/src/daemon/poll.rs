@@ -18,6 +18,7 @@ use std::time::Duration;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
+use kube::ResourceExt;
 use panka_core::diag::Diagnostics;
 use panka_core::source::FileTree;
 use panka_crds::resource::{GitSource as GitSpec, Stack, StackResourceSpec};
@@ -76,6 +77,10 @@ fn environments_of(git: &GitSource, commit: &str, stack: &str) -> Option<BTreeSe
             .collect(),
     )
 }
+
+/// The label naming the controller (its `--lease-name`) whose poller wrote a Stack object: a
+/// restarted controller takes over only its own, never another release's in the namespace.
+pub const CONTROLLER_LABEL: &str = "panka.io/controller";
 
 /// The namespace given to git mode's Stack objects without Kubernetes (they exist only in the
 /// store).
@@ -140,15 +145,23 @@ impl Targets {
         }
     }
 
-    async fn remove(&mut self, obj: &Stack) {
+    /// Deletes `obj`; false when that failed (tried again after the next fetch).
+    async fn remove(&mut self, obj: &Stack) -> bool {
         match self {
-            Targets::Local(writer) => writer.apply_watcher_event(&Event::Delete(obj.clone())),
+            Targets::Local(writer) => {
+                writer.apply_watcher_event(&Event::Delete(obj.clone()));
+                true
+            }
             Targets::Kube {
                 kube, namespace, ..
             } => {
                 let name = obj.metadata.name.clone().unwrap_or_default();
-                if let Err(e) = kube.delete_stack(namespace, &name).await {
-                    warn!(error = %e, %name, "failed to delete the Stack object of a removed stack");
+                match kube.delete_stack(namespace, &name).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        warn!(error = %e, %name, "failed to delete the Stack object of a gone target; trying again at the next poll");
+                        false
+                    }
                 }
             }
         }
@@ -245,6 +258,8 @@ pub struct Poller {
     pub targets: Targets,
     /// The shard this replica owns.
     pub shard: Shard,
+    /// This controller's name (its `--lease-name`), on the objects it writes.
+    pub instance: String,
     /// The reconcile queue.
     pub queue: mpsc::UnboundedSender<ObjectRef<Stack>>,
     /// How often to fetch.
@@ -290,12 +305,19 @@ impl Poller {
                     r = store.wait_until_ready() => if r.is_err() { return },
                     () = self.shutdown.cancelled() => return,
                 }
-                seen.known = store
-                    .state()
-                    .iter()
-                    .filter(|obj| self.owns(&obj.spec.stack, &obj.spec.environment))
-                    .map(|obj| (obj.spec.stack.clone(), obj.spec.environment.clone()))
-                    .collect();
+                for obj in store.state() {
+                    let ours = obj.labels().get(CONTROLLER_LABEL) == Some(&self.instance);
+                    if !ours || !self.owns(&obj.spec.stack, &obj.spec.environment) {
+                        continue;
+                    }
+                    let target = (obj.spec.stack.clone(), obj.spec.environment.clone());
+                    // Written by an earlier run with another URL or branch: written again.
+                    let now = self.object(&target.0, &target.1);
+                    if obj.spec != now.spec || obj.labels() != now.labels() {
+                        seen.unwritten.insert(target.clone());
+                    }
+                    seen.known.insert(target);
+                }
             }
         }
         let mut wait = Duration::ZERO;
@@ -365,6 +387,20 @@ impl Poller {
         }
     }
 
+    /// The Stack object of `stack` in `environment`, labelled as this controller's.
+    fn object(&self, stack: &str, environment: &str) -> Stack {
+        let mut obj = stack_object(
+            stack,
+            environment,
+            &self.url,
+            &self.branch,
+            self.targets.namespace(),
+        );
+        obj.labels_mut()
+            .insert(CONTROLLER_LABEL.to_owned(), self.instance.clone());
+        obj
+    }
+
     /// Whether this replica owns `environment` of `stack` (its environments and shard).
     fn owns(&self, stack: &str, environment: &str) -> bool {
         self.environments.iter().any(|e| e == environment) && self.shard.owns(stack, environment)
@@ -406,12 +442,38 @@ impl Poller {
             .map(|(stack, env)| (stack.clone(), env.clone()))
             .collect();
         let wanted = named(candidates, &seen.known);
-        let namespace = self.targets.namespace().to_owned();
+        // Gone targets first: a name a leaving target held may be wanted by a new one.
+        let kept: BTreeSet<Target> = wanted.values().cloned().collect();
+        let gone: Vec<Target> = seen
+            .known
+            .iter()
+            .chain(&seen.unwritten)
+            .filter(|t| !kept.contains(*t))
+            .cloned()
+            .collect();
+        for target in gone {
+            seen.unwritten.remove(&target);
+            if !seen.known.contains(&target) {
+                continue;
+            }
+            let obj = self.object(&target.0, &target.1);
+            if !self.targets.remove(&obj).await {
+                // Still known: deleted again after the next fetch.
+                continue;
+            }
+            seen.known.remove(&target);
+            let (stack, env) = target;
+            if trees.contains_key(&stack) {
+                warn!(stack, environment = env, "the stack no longer deploys to this environment: its AWS resources stay (`panka destroy` removes them)");
+            } else {
+                warn!(stack, environment = env, "stack removed from the repository: its AWS resources stay (`panka destroy` removes them)");
+            }
+        }
         for target in wanted.values() {
             let (stack, env) = target;
             let retry = seen.unwritten.contains(target);
             let new = !seen.known.contains(target);
-            let obj = stack_object(stack, env, &self.url, &self.branch, &namespace);
+            let obj = self.object(stack, env);
             // An object's spec does not depend on the commit: written once.
             if new || retry {
                 if !self.targets.upsert(&obj).await {
@@ -424,29 +486,6 @@ impl Poller {
             if new || retry || (new_commit && changed.contains(stack)) {
                 // The queue only ends at shutdown, when nothing more is wanted.
                 let _ = self.queue.send(ObjectRef::from_obj(&obj));
-            }
-        }
-        let kept: BTreeSet<&Target> = wanted.values().collect();
-        let gone: Vec<Target> = seen
-            .known
-            .iter()
-            .chain(&seen.unwritten)
-            .filter(|t| !kept.contains(t))
-            .cloned()
-            .collect();
-        for (stack, env) in gone {
-            let target = (stack, env);
-            seen.unwritten.remove(&target);
-            if !seen.known.remove(&target) {
-                continue;
-            }
-            let (stack, env) = target;
-            let obj = stack_object(&stack, &env, &self.url, &self.branch, &namespace);
-            self.targets.remove(&obj).await;
-            if trees.contains_key(&stack) {
-                warn!(stack, environment = env, "the stack no longer deploys to this environment: its AWS resources stay (`panka destroy` removes them)");
-            } else {
-                warn!(stack, environment = env, "stack removed from the repository: its AWS resources stay (`panka destroy` removes them)");
             }
         }
     }

@@ -250,7 +250,12 @@ impl StackSource for CrdSource {
         target: &Stack,
     ) -> Result<Option<(DesiredStack, Graph)>, String> {
         let (services, components) = self.resources(target);
-        if services.is_empty() && components.is_empty() {
+        // Only while the Stack lives: deleting one with `deletionPolicy: Delete` (its resources
+        // usually go first) destroys with what its own spec gives (provider, region).
+        if services.is_empty()
+            && components.is_empty()
+            && target.metadata.deletion_timestamp.is_none()
+        {
             // Planned, an empty stack would delete everything it deployed: more likely its
             // resources have not arrived yet (or are in another namespace) than that this is
             // meant. Deleting the Stack with `deletionPolicy: Delete` is how to remove it all.

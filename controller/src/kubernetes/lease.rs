@@ -33,18 +33,20 @@ pub struct Timing {
 }
 
 impl Default for Timing {
-    /// 15 s, renewed 5 s before it runs out: a standby takes over within 15 s of a crash.
+    /// 15 s, renewed 10 s before it runs out (every 5 s, so a failed renewal is retried before
+    /// the holder gives up at 10 s): a standby takes over within 15 s of a crash —
+    /// controller-runtime's 15/10/2.
     fn default() -> Timing {
         Timing {
             duration: 15,
-            renew_before: 5,
+            renew_before: 10,
         }
     }
 }
 
 impl Timing {
     /// How long after its last renewal a holder that could not renew stops acting: half the
-    /// renewal margin before the Lease runs out (12.5 s by default), so no two replicas act at
+    /// renewal margin before the Lease runs out (10 s by default), so no two replicas act at
     /// once even while the API server is unreachable.
     pub fn deadline(self) -> Duration {
         Duration::from_millis(
@@ -159,8 +161,10 @@ impl Leadership {
 /// within `timing.deadline()` by what could be read of it (the last renewal seen, else the
 /// moment this started, just after acquiring).
 async fn unrenewed(leases: &Api<Lease>, name: &str, identity: &str, timing: Timing) {
-    let look = Duration::from_millis(timing.renew_before.saturating_mul(500))
-        .max(Duration::from_millis(200));
+    // Looked at every second or so; a hanging GET is cut at the deadline, not after.
+    let look = Duration::from_secs(1)
+        .min(timing.deadline() / 4)
+        .max(Duration::from_millis(100));
     let mut renewed = Instant::now();
     loop {
         let left = timing.deadline().saturating_sub(renewed.elapsed());
@@ -169,7 +173,8 @@ async fn unrenewed(leases: &Api<Lease>, name: &str, identity: &str, timing: Timi
             return;
         }
         tokio::time::sleep(look.min(left)).await;
-        let Ok(Ok(lease)) = tokio::time::timeout(look, leases.get(name)).await else {
+        let left = timing.deadline().saturating_sub(renewed.elapsed());
+        let Ok(Ok(lease)) = tokio::time::timeout(look.min(left), leases.get(name)).await else {
             continue;
         };
         let spec = lease.spec.unwrap_or_default();
@@ -196,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_holder_gives_up_before_its_lease_runs_out() {
-        assert_eq!(Timing::default().deadline(), Duration::from_millis(12_500));
+        assert_eq!(Timing::default().deadline(), Duration::from_secs(10));
         let short = Timing {
             duration: 2,
             renew_before: 1,

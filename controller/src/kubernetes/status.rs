@@ -159,7 +159,18 @@ fn conditions(sync: &SyncStatus) -> Vec<Cond> {
             "Progressing",
             format!("applying revision {commit}"),
         ),
-        Phase::Synced | Phase::Drifted | Phase::Pinned | Phase::Suspended if in_sync => (
+        Phase::Suspended => (
+            if in_sync { "True" } else { "False" },
+            "Suspended",
+            if in_sync {
+                format!(
+                    "revision {commit}{version} is applied; the Stack is suspended (spec.suspend)"
+                )
+            } else {
+                format!("revision {commit} is not applied: the Stack is suspended (spec.suspend)")
+            },
+        ),
+        Phase::Synced | Phase::Drifted | Phase::Pinned if in_sync => (
             "True",
             "Synced",
             format!("revision {commit}{version} is applied"),
@@ -171,11 +182,6 @@ fn conditions(sync: &SyncStatus) -> Vec<Cond> {
                 "revision {commit} waits: a rollback pinned release {} (`panka resume` lifts it)",
                 sync.pinned_to.as_deref().unwrap_or("?")
             ),
-        ),
-        Phase::Suspended => (
-            "False",
-            "Suspended",
-            format!("revision {commit} is not applied: the Stack is suspended (spec.suspend)"),
         ),
         Phase::Synced | Phase::Drifted => (
             "False",

@@ -459,19 +459,24 @@ async fn git_mode_writes_objects_only_where_a_stack_deploys_and_deletes_those_le
     repository_without_production(&work);
     let (client, mut server) = client();
     let kube = Arc::new(Kube::new(client, None));
+    let url = format!("file://{}", work.display());
     // Objects left from before a restart: a stack since removed, and an environment the stack
-    // no longer deploys to.
+    // no longer deploys to — and one of another controller in the namespace, left alone.
     let (store, mut writer) = kube::runtime::reflector::store::<Stack>();
     writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
-    for (stack, env) in [
-        ("old-stack", "development"),
-        ("notification-platform", "production"),
+    for (stack, env, instance) in [
+        ("old-stack", "development", "panka-controller"),
+        ("notification-platform", "production", "panka-controller"),
+        ("other-team", "development", "other-panka"),
     ] {
-        let obj = crate::daemon::poll::stack_object(stack, env, "u", "main", "apps");
+        let mut obj = crate::daemon::poll::stack_object(stack, env, &url, "main", "apps");
+        obj.labels_mut().insert(
+            crate::daemon::poll::CONTROLLER_LABEL.into(),
+            instance.into(),
+        );
         writer.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(obj));
     }
     writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
-    let url = format!("file://{}", work.display());
     let git =
         crate::source::git::GitSource::new(&url, "main", "", &dir.path().join("cache")).unwrap();
     let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel();
@@ -488,6 +493,7 @@ async fn git_mode_writes_objects_only_where_a_stack_deploys_and_deletes_those_le
             store,
         },
         shard: crate::daemon::shard::Shard { index: 0, count: 1 },
+        instance: "panka-controller".into(),
         queue,
         interval: Duration::from_secs(3600),
         fetch_now: fetch_now.clone(),
@@ -496,15 +502,7 @@ async fn git_mode_writes_objects_only_where_a_stack_deploys_and_deletes_those_le
         shutdown: stop.clone(),
     };
     let task = tokio::spawn(poller.run());
-    let (seen, send) = server.next().await;
-    assert_eq!(
-        (seen.method.as_str(), seen.path.as_str()),
-        (
-            "PATCH",
-            "/apis/panka.io/v1alpha1/namespaces/apps/stacks/notification-platform-development"
-        )
-    );
-    respond(send, 200, &seen.body);
+    // Gone targets first (a leaving target may hold a name a new one wants), then the new.
     let mut deleted = Vec::new();
     for _ in 0..2 {
         let (seen, send) = server.next().await;
@@ -519,20 +517,28 @@ async fn git_mode_writes_objects_only_where_a_stack_deploys_and_deletes_those_le
             "/apis/panka.io/v1alpha1/namespaces/apps/stacks/old-stack-development",
         ]
     );
-    // No object for production, where the stack does not deploy.
+    let (seen, send) = server.next().await;
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        (
+            "PATCH",
+            "/apis/panka.io/v1alpha1/namespaces/apps/stacks/notification-platform-development"
+        )
+    );
+    assert_eq!(
+        seen.body["metadata"]["labels"][crate::daemon::poll::CONTROLLER_LABEL],
+        "panka-controller"
+    );
+    respond(send, 200, &seen.body);
+    // No object for production, where the stack does not deploy; the other controller's
+    // object is not touched.
     server.none(Duration::from_millis(300)).await;
     let first = queued.recv().await.unwrap();
     assert_eq!(first.name, "notification-platform-development");
     assert!(queued.try_recv().is_err(), "one target queued");
 
     // The watch brings the object back; a fetch of the same commit writes nothing.
-    let written = crate::daemon::poll::stack_object(
-        "notification-platform",
-        "development",
-        "u",
-        "main",
-        "apps",
-    );
+    let written: Stack = serde_json::from_value(seen.body.clone()).unwrap();
     writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(written.clone()));
     fetch_now.notify_one();
     server.none(Duration::from_millis(500)).await;
@@ -1312,6 +1318,23 @@ async fn the_first_stack_to_claim_a_target_keeps_it_and_an_empty_one_applies_not
         err.contains("no Service or component resource names stack `shop`"),
         "{err}"
     );
+    // Being deleted (its resources gone first, as `kubectl delete -f` does), it loads empty:
+    // a Delete policy destroys with its own provider and region.
+    let mut deleting = first.clone();
+    deleting.spec.provider = Some(panka_crds::spec::Provider {
+        region: "us-east-1".into(),
+        ..Default::default()
+    });
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-12-03T10:00:00Z".parse().unwrap(),
+        ));
+    let (desired, _) = source
+        .desired(&revision, &deleting)
+        .expect("loads")
+        .expect("deploys");
+    assert!(desired.components.is_empty());
+    assert_eq!(desired.provider.region, "us-east-1");
     stop.cancel();
 }
 

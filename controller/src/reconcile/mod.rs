@@ -699,15 +699,10 @@ async fn act(
     };
 
     if suspended {
-        // `spec.suspend`: hands off; drift (checked above when due) is still reported.
-        let drifted = check.as_ref().is_some_and(|c| c.report.has_drift());
+        // `spec.suspend`: hands off; drift (checked above when due) is still reported, by the
+        // Drifted condition.
         info!("suspended (spec.suspend): nothing is applied or remediated");
-        let phase = if drifted {
-            Phase::Drifted
-        } else {
-            Phase::Suspended
-        };
-        return Ok(Acted::new(phase, "suspended"));
+        return Ok(Acted::new(Phase::Suspended, "suspended"));
     }
     let job = match (&pin, pending.is_empty(), check) {
         // A new commit (or a stack never applied): deploy it.
