@@ -230,24 +230,34 @@ async fn expect_event(server: &mut ApiServer, reason: &str, warning: bool) -> Va
     seen.body
 }
 
+/// `kube.publish(…)` in a task, so the verifier can answer the requests it makes.
+fn publishing(
+    kube: &Arc<Kube>,
+    obj: &Stack,
+    status: &SyncStatus,
+    previous: Option<&SyncStatus>,
+    rolled_back: bool,
+) -> tokio::task::JoinHandle<()> {
+    let (kube, obj, status, previous) =
+        (kube.clone(), obj.clone(), status.clone(), previous.cloned());
+    tokio::spawn(async move {
+        kube.publish(&Report {
+            object: &obj,
+            status: &status,
+            previous: previous.as_ref(),
+            rolled_back,
+        })
+        .await;
+    })
+}
+
 #[tokio::test]
 async fn status_is_server_side_applied_once_and_not_rewritten_for_a_timestamp() {
     let (client, mut server) = client();
     let kube = Arc::new(Kube::new(client, Some("panka-controller-0".into())));
     let obj = stack_object();
     let status = synced();
-    let publisher = {
-        let (kube, obj, status) = (kube.clone(), obj.clone(), status.clone());
-        tokio::spawn(async move {
-            kube.publish(&Report {
-                object: &obj,
-                status: &status,
-                previous: None,
-                rolled_back: false,
-            })
-            .await;
-        })
-    };
+    let publisher = publishing(&kube, &obj, &status, None, false);
     let (seen, send) = server.next().await;
     assert_eq!(seen.method, "PATCH");
     assert_eq!(
@@ -289,18 +299,7 @@ async fn status_is_server_side_applied_once_and_not_rewritten_for_a_timestamp() 
     // The next pass finds the same, only checked later: nothing to write, nothing to say.
     let mut later = status.clone();
     later.drift_checked_at = Some("2026-12-06T10:05:00Z".into());
-    let publisher = {
-        let (kube, obj) = (kube.clone(), obj.clone());
-        tokio::spawn(async move {
-            kube.publish(&Report {
-                object: &obj,
-                status: &later,
-                previous: Some(&status),
-                rolled_back: false,
-            })
-            .await;
-        })
-    };
+    let publisher = publishing(&kube, &obj, &later, Some(&status), false);
     server.none(Duration::from_millis(300)).await;
     publisher.await.unwrap();
 }
@@ -315,19 +314,7 @@ async fn drift_and_failures_are_events_with_their_reasons() {
     let mut drifted = before.clone();
     drifted.phase = Phase::Drifted;
     drifted.drifted = 2;
-    let task = {
-        let (kube, obj, before, drifted) =
-            (kube.clone(), obj.clone(), before.clone(), drifted.clone());
-        tokio::spawn(async move {
-            kube.publish(&Report {
-                object: &obj,
-                status: &drifted,
-                previous: Some(&before),
-                rolled_back: false,
-            })
-            .await;
-        })
-    };
+    let task = publishing(&kube, &obj, &drifted, Some(&before), false);
     let (seen, send) = server.next().await;
     assert!(seen.path.ends_with("/stacks/shop-production/status"));
     let st = &seen.body["status"];
@@ -348,18 +335,7 @@ async fn drift_and_failures_are_events_with_their_reasons() {
         message: "ECS: service shop-api did not stabilize".into(),
         attempts: 1,
     });
-    let task = {
-        let kube = kube.clone();
-        tokio::spawn(async move {
-            kube.publish(&Report {
-                object: &obj,
-                status: &failed,
-                previous: Some(&drifted),
-                rolled_back: true,
-            })
-            .await;
-        })
-    };
+    let task = publishing(&kube, &obj, &failed, Some(&drifted), true);
     let (seen, send) = server.next().await;
     assert_eq!(
         condition(&seen.body["status"], "Ready")["reason"],
