@@ -6,7 +6,8 @@
 //! [`tags`], [`diag`]), the files they read ([`source::FileTree`]), the state *documents*
 //! ([`state`], and the controller's [`sync`] records) and the keys of state and locks ([`keys`]), and [`acknowledge`], the repository edit
 //! that keeps a change made in AWS by hand, and [`crd`], the conversion between custom resources
-//! and the documents load reads (CRD mode, `panka export`). This crate depends on neither `aws-*` nor `tokio`, so
+//! and the documents load reads (CRD mode, `panka export`), and [`telemetry`], what a component's
+//! logs, metrics and health say (`panka logs`, `metrics`, `health`). This crate depends on neither `aws-*` nor `tokio`, so
 //! the compiler keeps these stages pure; the controller crate does the I/O around them.
 
 pub mod acknowledge;
@@ -27,4 +28,5 @@ pub mod stack;
 pub mod state;
 pub mod sync;
 pub mod tags;
+pub mod telemetry;
 pub mod validate;
