@@ -5,7 +5,7 @@
 //! observe → plan → apply → record. The pure ones (load, resolve, graph, plan) live in
 //! [`panka_core`]; this crate reads the repository, talks to AWS through the [`driver`]s, holds
 //! [`lock`]s and writes [`state`]. [`session`] wires configuration → backends → engine once,
-//! for the CLI and the controller alike.
+//! for the CLI and the controller alike; [`telemetry`] reads what runs (logs, metrics, health).
 
 pub mod aws;
 pub mod backend;
@@ -21,4 +21,5 @@ pub mod secret;
 pub mod session;
 pub mod source;
 pub mod state;
+pub mod telemetry;
 pub mod validate;

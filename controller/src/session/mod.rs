@@ -19,10 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 mod bake;
 mod drift;
+mod follow;
 mod rollback;
 
 pub use bake::{bake_targets, next_minute, BakeLook, BakePlan, BakeTarget};
 pub use drift::{pending_changes, remediation, DriftCheck};
+pub use follow::StatusLook;
 pub use rollback::{
     auto_rollback, step_until_done, AutoRollback, FailedApply, RollbackInput, RollbackTo,
 };
@@ -193,10 +195,11 @@ fn stacks_path(workdir: &Path, root: &Path) -> String {
 #[derive(Debug)]
 pub struct Session {
     backends: Backends,
-    sdk: SdkConfig,
+    /// The AWS configuration of the stack's region (also what [`crate::telemetry`] reads with).
+    pub(crate) sdk: SdkConfig,
     actor: String,
     /// Where every run's AWS calls are also counted (the controller's metrics), if anywhere.
-    calls: Option<crate::driver::CallCounter>,
+    pub(crate) calls: Option<crate::driver::CallCounter>,
 }
 
 impl Session {
