@@ -83,6 +83,12 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Show one component: identifiers, outputs, last applied, pending changes.
     Show(commands::status::ShowArgs),
+    /// Print a MicroService's or Worker's log lines, every task's, in time order (`--follow`).
+    Logs(commands::logs::LogsArgs),
+    /// Show a MicroService's or Worker's requests, error rate, latency, CPU and memory.
+    Metrics(commands::metrics::MetricsArgs),
+    /// Check each component's health: targets, tasks, deployment, AWS status.
+    Health(commands::health::HealthArgs),
     /// List stacks, environments, services and components of the repository.
     List(commands::status::ListArgs),
     /// Print a stack/environment as Kubernetes custom resources (`kubectl apply -f -`).
@@ -166,6 +172,9 @@ impl Cli {
             Command::Rollback(args) => commands::rollback::rollback(&cli.global, args),
             Command::Resume(args) => commands::rollback::resume(&cli.global, args),
             Command::Approve(args) => commands::approve::run(&cli.global, args),
+            Command::Logs(args) => commands::logs::run(&cli.global, args),
+            Command::Metrics(args) => commands::metrics::run(&cli.global, args),
+            Command::Health(args) => commands::health::run(&cli.global, args),
             Command::Completion(args) => commands::reference::completion(args),
             Command::Man(args) => commands::reference::man(args),
         };

@@ -103,6 +103,33 @@ pub fn table<const N: usize>(
     out
 }
 
+/// The frame the user guides draw around `metrics` and `health`: `UTF8_BORDERS_ONLY` with a
+/// plain rule under the title.
+const BOX: comfy_table::TableStyle = comfy_table::presets::UTF8_BORDERS_ONLY
+    .header_separator(comfy_table::LineStyle::new('├', '─', '─', '┤'));
+
+/// A titled box as the user guides draw one (`panka metrics`, `panka health`), laid out by
+/// comfy-table: the title, a rule, one row per line, as wide as the widest. Ends with a newline.
+///
+/// ```text
+/// ┌──────────────────────────────┐
+/// │ Health: user-service/api     │
+/// ├──────────────────────────────┤
+/// │ Tasks:      ✓ 2/2 running    │
+/// └──────────────────────────────┘
+/// ```
+pub fn boxed(title: &str, lines: impl IntoIterator<Item = String>) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(BOX);
+    t.set_header([title]);
+    for line in lines {
+        t.add_row([line]);
+    }
+    let mut out = t.trim_fmt();
+    out.push('\n');
+    out
+}
+
 /// `text` with every line indented by `by` spaces (a table under a heading).
 pub fn indent(text: &str, by: usize) -> String {
     let pad = " ".repeat(by);
@@ -215,6 +242,31 @@ pub fn print_data(format: OutputFormat, value: &serde_json::Value) -> anyhow::Re
 /// Ends with a newline.
 pub fn to_yaml(value: &serde_json::Value) -> anyhow::Result<String> {
     serde_yaml_ng::to_string(value).context("failed to write the output as YAML")
+}
+
+#[cfg(test)]
+mod box_tests {
+    use super::boxed;
+
+    #[test]
+    fn a_box_frames_a_title_and_its_lines_as_wide_as_the_widest() {
+        let text = boxed(
+            "Health: user-service/api",
+            [
+                "Readiness:  ✗ Failing".to_owned(),
+                "  Error: 10.0.1.5:8080 unhealthy".to_owned(),
+            ],
+        );
+        let expected = "\
+┌──────────────────────────────────┐
+│ Health: user-service/api         │
+├──────────────────────────────────┤
+│ Readiness:  ✗ Failing            │
+│   Error: 10.0.1.5:8080 unhealthy │
+└──────────────────────────────────┘
+";
+        assert_eq!(text, expected);
+    }
 }
 
 #[cfg(test)]

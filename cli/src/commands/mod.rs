@@ -8,8 +8,11 @@ pub mod deploy;
 pub mod drift;
 pub mod export;
 pub mod graph;
+pub mod health;
 pub mod history;
 pub mod init;
+pub mod logs;
+pub mod metrics;
 pub mod reference;
 pub mod rollback;
 pub mod state;
@@ -27,7 +30,8 @@ use panka_controller::config::Config;
 use panka_controller::session::{self, Session, Target};
 use panka_controller::validate::{load_stack, plan_input};
 use panka_core::graph::Graph;
-use panka_core::model::DesiredStack;
+use panka_core::model::{ComponentId, DesiredStack};
+use tokio_util::sync::CancellationToken;
 
 use crate::app::GlobalArgs;
 use crate::render::problems;
@@ -156,4 +160,85 @@ pub fn resolve_target(global: &GlobalArgs, args: &TargetArgs) -> anyhow::Result<
         graph,
         target,
     }))
+}
+
+/// What `logs` and `metrics` read: one component of a stack/environment.
+#[derive(Debug, Args)]
+pub struct ComponentArgs {
+    /// Stack.
+    #[arg(long, short = 's')]
+    pub stack: String,
+    /// Environment.
+    #[arg(long, short = 'e')]
+    pub environment: String,
+    /// The component, `service/component` (a MicroService or Worker).
+    #[arg(long, short = 'c', value_name = "SERVICE/COMPONENT")]
+    pub component: String,
+    /// Variable override, `NAME=VALUE`, when the stack needs one to resolve; repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+/// Resolves the repository and checks that the stack has the component; prints problems and
+/// returns `None` when the repository is invalid (no AWS call is made then). The desired stack
+/// gives the region its AWS resources live in.
+pub fn resolve_component(
+    global: &GlobalArgs,
+    args: &ComponentArgs,
+) -> anyhow::Result<Option<(DesiredStack, ComponentId)>> {
+    let id = ComponentId::try_from(args.component.clone())
+        .map_err(|e| anyhow::anyhow!("--component: {e}"))?;
+    let target = TargetArgs {
+        stack: args.stack.clone(),
+        environment: args.environment.clone(),
+        service: None,
+        vars: args.vars.clone(),
+        adopt: false,
+    };
+    let Some(Resolved { desired, .. }) = resolve_target(global, &target)? else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        desired.components.contains_key(&id),
+        "stack `{}` has no component `{id}`",
+        desired.name
+    );
+    Ok(Some((desired, id)))
+}
+
+/// A token cancelled on Ctrl-C (SIGINT) or SIGTERM: how a command that reads until told to stop
+/// (`logs --follow`, `status --follow`) stops. The handlers are installed before this returns,
+/// so a signal after the first line printed is never left to the default handler. Call it
+/// inside the runtime.
+pub fn cancel_on_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handlers = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        tokio::spawn(async move {
+            match handlers {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            on_signal.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    cancel
 }

@@ -1,18 +1,22 @@
 //! `panka status`, `panka show` and `panka list`: what is deployed, read from state and AWS.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Args;
-use panka_controller::session::StatusSummary;
+use panka_controller::session::{StatusLook, StatusSummary, Target};
 use panka_controller::state::{ComponentState, Release, ReleaseKind};
 use panka_controller::validate::load_stack;
-use panka_core::model::ComponentId;
+use panka_core::graph::Graph;
+use panka_core::model::{ComponentId, DesiredStack};
 use panka_core::plan::{ComponentPlan, Health, Observation};
 use panka_core::resolve;
 use panka_core::sync::{short_commit, Phase, SyncStatus};
 use serde_json::json;
 
-use super::{open_session, repo_root, resolve_target, runtime, Resolved, TargetArgs};
+use super::{
+    cancel_on_signal, open_session, repo_root, resolve_target, runtime, Resolved, TargetArgs,
+};
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::{ago, indent, mark, print_data, recorded_time, table};
 use crate::render::{say, say_raw};
@@ -22,7 +26,14 @@ use crate::render::{say, say_raw};
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Redraw until every component is settled (nothing still being created or rolled out, no
+    /// apply holding the lock), or until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }
+
+/// How often `status --follow` looks again.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Arguments of `panka show`.
 #[derive(Debug, Args)]
@@ -64,6 +75,9 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
         controller_record(global, &args.target)?;
         return Ok(ExitCode::FAILURE);
     };
+    if args.follow {
+        return follow(global, &target, &desired, &graph);
+    }
     let summary = runtime()?.block_on(async {
         let session = open_session(global, &desired).await?;
         anyhow::Ok(session.status(&target, &desired, &graph).await?)
@@ -78,6 +92,110 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode>
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Runs `panka status --follow`: a look every [`FOLLOW_EVERY`] until the target is settled, each
+/// one drawn over the last on a terminal, printed when it changed otherwise (one JSON or YAML
+/// document per look with `--output`). Exit code as `status` once settled; 0 on Ctrl-C.
+fn follow(
+    global: &GlobalArgs,
+    target: &Target,
+    desired: &DesiredStack,
+    graph: &Graph,
+) -> anyhow::Result<ExitCode> {
+    let redraw = global.output == OutputFormat::Table && std::io::stdout().is_terminal();
+    let output = global.output;
+    runtime()?.block_on(async {
+        let cancel = cancel_on_signal();
+        let session = open_session(global, desired).await?;
+        let mut last = String::new();
+        let mut on_look = |look: &StatusLook| {
+            let frame = match output {
+                OutputFormat::Table => follow_text(look, jiff::Timestamp::now()),
+                OutputFormat::Json => format!("{}\n", follow_json(look)),
+                OutputFormat::Yaml => crate::render::to_yaml(&follow_json(look))
+                    .map_or_else(|e| format!("--- # {e:#}\n"), |doc| format!("---\n{doc}")),
+            };
+            if redraw {
+                // Home and clear, as `watch` does: the look replaces the last one.
+                say_raw!("\x1b[H\x1b[2J{frame}");
+            } else if frame != last {
+                say_raw!(
+                    "{}{frame}",
+                    if last.is_empty() || output != OutputFormat::Table {
+                        ""
+                    } else {
+                        "\n"
+                    }
+                );
+            }
+            last = frame;
+        };
+        let settled = session
+            .follow_status(target, desired, graph, FOLLOW_EVERY, &cancel, &mut on_look)
+            .await?;
+        Ok(match settled {
+            Some(look) if !look.summary.healthy() => ExitCode::from(1),
+            // Settled and healthy, or stopped with Ctrl-C: what the user asked to watch ended.
+            _ => ExitCode::SUCCESS,
+        })
+    })
+}
+
+/// A look of `status --follow`: the status, then what it waits for or that it is settled.
+fn follow_text(look: &StatusLook, now: jiff::Timestamp) -> String {
+    use std::fmt::Write as _;
+    let mut out = status_text(&look.summary, now);
+    let progressing: Vec<String> = look
+        .summary
+        .components
+        .iter()
+        .filter(|c| c.observed.health == Health::Progressing)
+        .map(|c| c.id.to_string())
+        .collect();
+    let mut waits: Vec<String> = look
+        .locks
+        .iter()
+        .map(|l| {
+            format!(
+                "{} by {} (lock taken {})",
+                l.operation,
+                l.locked_by,
+                ago(crate::render::epoch(l.locked_at), now)
+            )
+        })
+        .collect();
+    if !progressing.is_empty() {
+        waits.push(format!("{} progressing", progressing.join(", ")));
+    }
+    out.push('\n');
+    if waits.is_empty() {
+        let _ = writeln!(
+            out,
+            "Settled: nothing is progressing and no apply holds the lock"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Following (Ctrl-C to stop): waiting for {}",
+            waits.join("; ")
+        );
+    }
+    out
+}
+
+/// A look of `status --follow --output json|yaml`: the status document, the live locks and
+/// whether it is settled.
+fn follow_json(look: &StatusLook) -> serde_json::Value {
+    let mut doc = status_json(&look.summary);
+    let now = panka_controller::lock::now_epoch_secs();
+    doc["locks"] = json!(look
+        .locks
+        .iter()
+        .map(|l| crate::render::lock_json(l, now))
+        .collect::<Vec<_>>());
+    doc["settled"] = json!(look.settled());
+    doc
 }
 
 /// Prints what the controller recorded of the target, when it manages it.
