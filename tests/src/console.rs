@@ -1,5 +1,7 @@
 //! Changes a person makes in the AWS console, made with the SDK straight to the emulator: the
-//! drift tests' way of changing AWS behind panka's back. Each panics when the emulator refuses.
+//! drift tests' way of changing AWS behind panka's back; and what AWS itself would produce for a
+//! running service (log lines, metrics, registered targets, tasks), which the emulator does not.
+//! Each panics when the emulator refuses.
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::PointInTimeRecoverySpecification;
@@ -261,4 +263,128 @@ pub async fn variable(sdk: &SdkConfig, cluster: &str, service: &str, name: &str)
         .and_then(|c| c.environment().iter().find(|e| e.name() == Some(name)))
         .and_then(|e| e.value())
         .map(str::to_owned)
+}
+
+/// Lines logged by one task, as its awslogs driver sends them: PutLogEvents on `stream` of
+/// `group` (created when absent), `(ms since the epoch, message)` in order, 5 000 a call.
+pub async fn log_lines(sdk: &SdkConfig, group: &str, stream: &str, lines: &[(i64, String)]) {
+    use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
+    match logs
+        .create_log_stream()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
+        Err(e) => panic!("cannot create log stream {stream}: {e:?}"),
+    }
+    for chunk in lines.chunks(5_000) {
+        let events = chunk
+            .iter()
+            .map(|(at, message)| {
+                InputLogEvent::builder()
+                    .timestamp(*at)
+                    .message(message)
+                    .build()
+                    .expect("an event")
+            })
+            .collect();
+        logs.put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .set_log_events(Some(events))
+            .send()
+            .await
+            .expect("log events put");
+    }
+}
+
+/// Publishes datapoints of `namespace` with `dimensions`, each `(metric, value)` one datum at
+/// `at`, as AWS's services publish theirs.
+pub async fn publish_metrics(
+    sdk: &SdkConfig,
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    at: std::time::SystemTime,
+    data: &[(&str, f64)],
+) {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let dimensions: Vec<Dimension> = dimensions
+        .iter()
+        .map(|(n, v)| Dimension::builder().name(*n).value(*v).build())
+        .collect();
+    let data = data
+        .iter()
+        .map(|(name, value)| {
+            MetricDatum::builder()
+                .metric_name(*name)
+                .set_dimensions(Some(dimensions.clone()))
+                .value(*value)
+                .timestamp(at.into())
+                .build()
+        })
+        .collect();
+    aws_sdk_cloudwatch::Client::new(sdk)
+        .put_metric_data()
+        .namespace(namespace)
+        .set_metric_data(Some(data))
+        .send()
+        .await
+        .expect("metrics published");
+}
+
+/// Registers `ip:port` targets with a target group, as ECS does for a service's tasks.
+pub async fn register_targets(sdk: &SdkConfig, target_group: &str, targets: &[(&str, i32)]) {
+    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    let targets = targets
+        .iter()
+        .map(|(ip, port)| TargetDescription::builder().id(*ip).port(*port).build())
+        .collect();
+    aws_sdk_elasticloadbalancingv2::Client::new(sdk)
+        .register_targets()
+        .target_group_arn(target_group)
+        .set_targets(Some(targets))
+        .send()
+        .await
+        .expect("targets registered");
+}
+
+/// Starts a task of an ECS service's task definition in the service's group (`service:{name}`),
+/// as the service's scheduler does; the task's id.
+pub async fn start_service_task(sdk: &SdkConfig, cluster: &str, service: &str) -> String {
+    use aws_sdk_ecs::types::LaunchType;
+    let svc = running_service(sdk, cluster, service).await;
+    let out = aws_sdk_ecs::Client::new(sdk)
+        .run_task()
+        .cluster(cluster)
+        .task_definition(svc.task_definition().expect("a task definition"))
+        .launch_type(LaunchType::Fargate)
+        .group(format!("service:{service}"))
+        .set_network_configuration(svc.network_configuration().cloned())
+        .send()
+        .await
+        .expect("task started");
+    let arn = out
+        .tasks()
+        .first()
+        .and_then(|t| t.task_arn())
+        .expect("a task ARN");
+    arn.rsplit_once('/').map_or(arn, |(_, id)| id).to_owned()
+}
+
+/// Stops a task, saying why (as ECS does when its essential container exits).
+pub async fn stop_task(sdk: &SdkConfig, cluster: &str, task: &str, reason: &str) {
+    aws_sdk_ecs::Client::new(sdk)
+        .stop_task()
+        .cluster(cluster)
+        .task(task)
+        .reason(reason)
+        .send()
+        .await
+        .expect("task stopped");
 }
