@@ -92,6 +92,7 @@ impl Telemetry {
     ) -> Result<Option<ServiceReading>, TelemetryError> {
         let (Some(cluster), Some(name)) = (identifiers.get("cluster"), identifiers.get("service"))
         else {
+            // Observe names both for every service it found: without them there is none to read.
             return Ok(None);
         };
         let ecs = counted_client!(self, aws_sdk_ecs);
@@ -111,6 +112,7 @@ impl Telemetry {
             Err(e) => return Err(DriverError::aws("read the ECS service of", id, &e).into()),
         };
         let Some(service) = service else {
+            // Deleted since status observed it: the checks fall back to what status saw.
             return Ok(None);
         };
         let mut deployments: Vec<DeploymentReading> = service
