@@ -1,11 +1,13 @@
-//! The policy stage on small stacks: one case per way a policy can pass, deny, warn or break.
+//! The policy stage on small stacks: one case per way a policy can pass, deny, warn or break,
+//! and the example repository's own policies on the example stacks.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
 use crate::resolve::Options;
 use crate::source::FileTree;
-use crate::validate::checked_input;
+use crate::validate::{checked_input, validate_tree};
 
 const BUCKET_FILE: &str = "stacks/s/services/svc/components/files/s3.yaml";
 
@@ -386,4 +388,83 @@ fn print_in_a_policy_writes_nothing() {
     let v = verdict(&loaded, "dev");
     assert!(v.problems.is_empty(), "{:?}", v.problems);
     assert_eq!(v.warnings.len(), 2);
+}
+
+/// The example repository's policies, as the directory source would read them.
+fn example_policies() -> BTreeMap<String, Arc<str>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/deployment-repo/policies");
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("the example has policies") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("UTF-8")
+            .to_owned();
+        if crate::source::is_policy_file(&name) {
+            let text = std::fs::read_to_string(&path).expect("reads");
+            files.insert(format!("policies/{name}"), Arc::from(text));
+        }
+    }
+    files
+}
+
+#[test]
+fn the_example_policies_pass_every_example_stack_in_every_environment() {
+    let policies = example_policies();
+    assert!(policies.len() >= 3, "{policies:?}");
+    for name in ["notification-platform", "user-platform"] {
+        let mut tree = crate::source::read_example(name);
+        tree.policies = policies.clone();
+        let v = validate_tree(name, Ok(tree), None, &Options::default());
+        assert!(v.is_ok(), "{name}: {:#?}", v.problems());
+        assert_eq!(v.environments.len(), 3, "{name}");
+        for e in &v.environments {
+            let verdict = e.policy.as_ref().expect("judged");
+            assert_eq!(verdict.policies, policies.len(), "{name}/{}", e.name);
+        }
+    }
+}
+
+#[test]
+fn the_example_policies_deny_what_they_promise_in_production() {
+    let loaded = stack(
+        &[
+            (
+                "services/svc/components/db/rds.yaml",
+                "apiVersion: components.panka.io/v1\nkind: RDS\nmetadata: {name: db, service: svc, stack: s}\nspec:\n  engine: {type: postgres, version: \"15.4\"}\n  instance: {class: db.t3.small, storage: {allocatedGB: 20}}\n  database: {name: app, username: admin, passwordSecret: {ref: /s/db}}\n",
+            ),
+            (
+                "environments/production/variables.yaml",
+                "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {name: production, stack: s}\nspec: {ACCESS: allowed}\n",
+            ),
+        ],
+        &[],
+    );
+    let mut loaded = loaded;
+    loaded.policies = example_policies();
+    let mut denied: Vec<String> = verdict(&loaded, "production")
+        .problems
+        .into_iter()
+        .map(|d| d.message)
+        .collect();
+    denied.sort();
+    assert_eq!(denied.len(), 4, "{denied:#?}");
+    let has = |component: &str, words: &str| {
+        denied.iter().any(|m| {
+            m.contains(&format!(" denies {component} in production: ")) && m.contains(words)
+        })
+    };
+    assert!(has("svc/db", "Multi-AZ"), "{denied:#?}");
+    assert!(has("svc/db", "deletion protection"), "{denied:#?}");
+    assert!(has("svc/files", "public access"), "{denied:#?}");
+    assert!(has("svc/w", "at least 2"), "{denied:#?}");
+    // In dev (its bucket blocked, no production rule applying) nothing is refused.
+    let dev: Vec<String> = verdict(&loaded, "dev")
+        .problems
+        .into_iter()
+        .map(|d| d.message)
+        .collect();
+    assert!(dev.is_empty(), "{dev:#?}");
 }
