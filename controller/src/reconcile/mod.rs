@@ -68,9 +68,10 @@ pub trait StackSource: Send + Sync + std::fmt::Debug {
     /// or resource and field).
     fn read(&self, revision: &str, target: &Stack) -> Result<FileTree, Diagnostics>;
 
-    /// `target`'s desired stack at `revision`: `None` when the stack does not deploy to the
-    /// target's environment; the problems, one per line with file and line (or resource and
-    /// field), when it does not load. Blocking work (parsing): called off the async workers.
+    /// `target`'s desired stack at `revision`, judged by the repository's policies: `None`
+    /// when the stack does not deploy to the target's environment; the problems, one per line
+    /// with file and line (or resource and field), when it does not load or a policy denies
+    /// it. Policy warnings are logged. Blocking work (parsing): called off the async workers.
     fn desired(
         &self,
         revision: &str,
@@ -83,13 +84,16 @@ pub trait StackSource: Send + Sync + std::fmt::Debug {
         if !panka_core::resolve::environments(&loaded).contains(environment) {
             return Ok(None);
         }
-        panka_core::validate::plan_input(
+        let checked = panka_core::validate::checked_input(
             &loaded,
             environment,
             &panka_core::resolve::Options::default(),
         )
-        .map(Some)
-        .map_err(|d| d.to_string())
+        .map_err(|d| d.to_string())?;
+        for w in &checked.warnings {
+            warn!(warning = %w, "policy warning");
+        }
+        Ok(Some((checked.desired, checked.graph)))
     }
 }
 
