@@ -1,4 +1,5 @@
-//! `panka validate`: parse, resolve and order a stack without touching AWS; exit 0 when valid.
+//! `panka validate`: parse, resolve, order and policy-check a stack without touching AWS; exit 0
+//! when valid.
 
 use std::process::ExitCode;
 
