@@ -69,7 +69,7 @@ pub use panka_controller::config::parse_duration;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check a stack's YAML: parsing, references, cycles, waves.
+    /// Check a stack's YAML: parsing, references, cycles, waves, the repository's policies.
     Validate(commands::validate::ValidateArgs),
     /// Print a stack's dependency graph and waves.
     Graph(commands::graph::GraphArgs),

@@ -45,6 +45,15 @@ pub fn problems(list: &[&Diagnostic], sources: &Sources) -> String {
         .join("\n\n")
 }
 
+/// Renders policy warnings for stderr, one line each, as every warning is written:
+/// `warning: file:line:col: message`.
+pub fn warnings(list: &[&Diagnostic]) -> String {
+    list.iter()
+        .map(|d| format!("warning: {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A problem as JSON.
 pub fn problem_json(d: &Diagnostic) -> serde_json::Value {
     json!({

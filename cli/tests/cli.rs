@@ -118,14 +118,30 @@ fn validate_passes_every_stack_of_the_example() {
 }
 
 #[test]
-fn validate_claims_only_the_checks_it_runs() {
+fn validate_runs_the_example_policies_and_says_how_many() {
     let out = run_on_example(&["validate", "--stack", "user-platform"]);
     assert!(out.status.success(), "{}", show(&out));
-    let text = stdout(&out);
-    // Nothing evaluates policies yet, so the tree must not say it did.
-    assert!(!text.to_lowercase().contains("polic"), "{}", show(&out));
     assert!(
-        text.contains("└── Checking for cycles... ✓\n\n✓ Stack configuration is valid!"),
+        stdout(&out).contains(
+            "├── Checking for cycles... ✓\n└── Running policy checks... ✓ (3 policies)\n\n✓ Stack configuration is valid!"
+        ),
+        "{}",
+        show(&out)
+    );
+    assert!(stderr(&out).is_empty(), "{}", show(&out));
+}
+
+#[test]
+fn validate_without_policies_claims_no_policy_check() {
+    let dir = TempDir::new().expect("temporary repository");
+    copy_dir(Path::new(EXAMPLE), dir.path());
+    std::fs::remove_dir_all(dir.path().join("policies")).expect("remove policies/");
+    let out = run_on(dir.path(), &["validate", "--stack", "user-platform"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains(
+            "└── Running policy checks... ✓ (no policies)\n\n✓ Stack configuration is valid!"
+        ),
         "{}",
         show(&out)
     );

@@ -8,6 +8,7 @@
 //! approval environment waiting for `panka approve` (a newer commit superseding the plan, drift
 //! remediated through the same gate); a commit to one stack leaving the other unplanned, a bad
 //! commit reported with file and line while the previous stays deployed, a rollback's pin held;
+//! a policy's denial reported the same way, and a policy change alone judging every stack again;
 //! `drift.mode: report` only reporting.
 
 use std::path::PathBuf;
@@ -640,6 +641,64 @@ fn one_stacks_commit_leaves_the_other_unplanned_a_bad_commit_keeps_the_last_and_
     let after = w.commit();
     w.synced(&c, &a, "development", &after, Duration::from_secs(60));
     assert_eq!(w.visibility(&qa), Some(55));
+}
+
+#[test]
+fn a_policy_denial_is_an_invalid_commit_and_a_relaxed_policy_alone_lets_it_deploy() {
+    let w = World::new("pol");
+    let a = unique_name("qp");
+    write_queue_stack(&w.work(), &queue_stack(&a, &["development"], "remediate"));
+    let first = w.commit();
+    // No drift sweep during the test: every reconcile comes from a commit.
+    let c = w.local_controller("1h");
+    w.synced(&c, &a, "development", &first, Duration::from_secs(60));
+    let qa = format!("{a}-development-app-queue");
+    assert_eq!(w.visibility(&qa), Some(30));
+
+    // A policy and a change it refuses, in one commit: invalid, nothing of it applied.
+    let policy = |floor: u32| {
+        format!(
+            "package panka\n\ndeny contains msg if {{\n\tinput.kind == \"SQS\"\n\tinput.spec.visibilityTimeout < {floor}\n\tmsg := sprintf(\"visibility timeout %d s is under {floor} s\", [input.spec.visibilityTimeout])\n}}\n"
+        )
+    };
+    let rego = w.work().join("policies/queues.rego");
+    std::fs::create_dir_all(rego.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&rego, policy(60)).expect("write");
+    let sqs = format!("stacks/{a}/services/app/components/queue/sqs.yaml");
+    edit(
+        &w.work(),
+        &sqs,
+        "visibilityTimeout: 30",
+        "visibilityTimeout: 45",
+    );
+    let denied = w.commit();
+    let invalid = w.wait_phase(
+        &c,
+        (&a, "development"),
+        Phase::Invalid,
+        &denied,
+        "the denial reported",
+    );
+    let message = invalid
+        .error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "{sqs}:4:9: policies/queues.rego denies app/queue in development: visibility timeout 45 s is under 60 s"
+        )),
+        "{message}"
+    );
+    assert_eq!(invalid.synced_commit.as_deref(), Some(first.as_str()));
+    assert_eq!(w.visibility(&qa), Some(30));
+
+    // Only the policy changes — no stack folder does — yet the stack is judged again and the
+    // change it now allows is deployed.
+    std::fs::write(&rego, policy(40)).expect("write");
+    let relaxed = w.commit();
+    w.synced(&c, &a, "development", &relaxed, Duration::from_secs(60));
+    assert_eq!(w.visibility(&qa), Some(45));
 }
 
 /// The id of the release before the last one of `stack` (development).

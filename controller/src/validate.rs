@@ -6,7 +6,9 @@ use std::path::Path;
 use panka_core::diag::Sources;
 use panka_core::load::LoadedStack;
 use panka_core::resolve::Options;
-pub use panka_core::validate::{plan_input, EnvironmentResult, Inventory, Validation};
+pub use panka_core::validate::{
+    checked_input, plan_input, Checked, EnvironmentResult, Inventory, Validation,
+};
 
 use crate::source::dir;
 

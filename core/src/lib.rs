@@ -2,7 +2,7 @@
 //! Panka's pure core: everything between reading the repository and talking to AWS.
 //!
 //! The stages of DESIGN.md §3 that do no I/O live here — [`load`] → [`resolve`] (with the stack-wide resources of [`stack`]) → [`graph`] →
-//! [`plan`] (with [`cost`] and [`drift`]) — together with the model they work on ([`model`], [`naming`],
+//! [`policy`] (the repository's Rego policies) → [`plan`] (with [`cost`] and [`drift`]) — together with the model they work on ([`model`], [`naming`],
 //! [`tags`], [`diag`]), the files they read ([`source::FileTree`]), the state *documents*
 //! ([`state`], and the controller's [`sync`] records) and the keys of state and locks ([`keys`]), and [`acknowledge`], the repository edit
 //! that keeps a change made in AWS by hand, and [`crd`], the conversion between custom resources
@@ -22,6 +22,7 @@ pub mod load;
 pub mod model;
 pub mod naming;
 pub mod plan;
+pub mod policy;
 pub mod resolve;
 pub mod source;
 pub mod stack;

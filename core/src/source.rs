@@ -14,14 +14,28 @@ pub const MAX_FILES: usize = 100_000;
 /// Most bytes one stack may hold in all.
 pub const MAX_TOTAL_BYTES: u64 = 512 * 1024 * 1024;
 
+/// The repository folder holding the policies, beside `stacks/`.
+pub const POLICY_DIR: &str = "policies";
+
+/// Whether a file below [`POLICY_DIR`] is a policy: a `.rego` file that is not a Rego test
+/// (`*_test.rego`, run by `opa test`, never part of a deployment's checks).
+pub fn is_policy_file(name: &str) -> bool {
+    name.ends_with(".rego") && !name.ends_with("_test.rego")
+}
+
 /// The files of one stack: paths relative to the stack folder (`stack.yaml`,
-/// `services/api/service.yaml`, …), with `/` separators, and their text.
+/// `services/api/service.yaml`, …), with `/` separators, and their text; and the repository's
+/// policies, which judge every stack.
 #[derive(Debug, Clone, Default)]
 pub struct FileTree {
     /// Repository-relative path of the stack folder, e.g. `stacks/shop`, used in messages.
     pub prefix: String,
     /// Text of every file, by path relative to the stack folder.
     pub files: BTreeMap<String, Arc<str>>,
+    /// Text of every policy file (see [`is_policy_file`]), by repository-relative path, e.g.
+    /// `policies/production.rego`. Empty when the repository has none (or the source, custom
+    /// resources, has no repository).
+    pub policies: BTreeMap<String, Arc<str>>,
 }
 
 impl FileTree {
@@ -30,6 +44,7 @@ impl FileTree {
         FileTree {
             prefix: prefix.into(),
             files: BTreeMap::new(),
+            policies: BTreeMap::new(),
         }
     }
 

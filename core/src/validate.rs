@@ -1,6 +1,12 @@
-//! Runs load → resolve → graph for a stack's [`FileTree`], for one environment or all of them, and
-//! reports what each step found. Used by `panka validate`, `panka graph`, and as the first half
-//! of every plan. Pure: the caller reads the tree (a directory, a git commit).
+//! Runs load → resolve → graph → policy for a stack's [`FileTree`], for one environment or all
+//! of them, and reports what each step found. Used by `panka validate`, `panka graph`, and as
+//! the first half of every plan. Pure: the caller reads the tree (a directory, a git commit).
+//!
+//! Two ways from a loaded stack to a desired one: [`checked_input`] — resolve, graph and the
+//! repository's policies — for whatever is about to be deployed (`validate`, `plan`, `apply`,
+//! the controller's reconcile), and [`plan_input`] — resolve and graph only — for commands that
+//! read or remove what is deployed (`status`, `destroy`, `drift`, `rollback`), which a policy
+//! must not block.
 
 use std::collections::BTreeSet;
 
@@ -10,6 +16,7 @@ use crate::diag::{Diagnostic, Diagnostics, Sources};
 use crate::graph::{self, Graph};
 use crate::load::{self, LoadedStack};
 use crate::model::{ComponentId, DesiredStack};
+use crate::policy::{Policies, Verdict};
 use crate::resolve::{self, Options};
 use crate::source::FileTree;
 
@@ -29,8 +36,58 @@ pub struct Inventory {
 pub struct EnvironmentResult {
     /// Environment name.
     pub name: String,
-    /// Desired state and graph, or the problems found.
+    /// Desired state and graph, or the problems resolve and graph found.
     pub result: Result<(DesiredStack, Graph), Diagnostics>,
+    /// What the repository's policies said of it; `None` when it did not resolve (nothing to
+    /// judge).
+    pub policy: Option<Verdict>,
+}
+
+impl EnvironmentResult {
+    /// Whether it resolved and no policy stops it.
+    pub fn is_ok(&self) -> bool {
+        self.result.is_ok() && self.policy.as_ref().is_none_or(|v| v.problems.is_empty())
+    }
+
+    /// Every problem: resolve's and graph's, or the policies'.
+    pub fn problems(&self) -> impl Iterator<Item = &Diagnostic> {
+        let resolve = self
+            .result
+            .as_ref()
+            .err()
+            .into_iter()
+            .flat_map(|d| d.iter());
+        let policy = self.policy.iter().flat_map(|v| v.problems.iter());
+        resolve.chain(policy)
+    }
+
+    /// The desired stack to deploy and the policies' warnings, or every problem.
+    pub fn into_checked(self) -> Result<Checked, Diagnostics> {
+        let (desired, graph) = self.result?;
+        let verdict = self.policy.unwrap_or_default();
+        if let Some(problems) = Diagnostics::from_vec(verdict.problems) {
+            return Err(problems);
+        }
+        Ok(Checked {
+            desired,
+            graph,
+            policies: verdict.policies,
+            warnings: verdict.warnings,
+        })
+    }
+}
+
+/// A desired stack the repository's policies let through.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The desired stack.
+    pub desired: DesiredStack,
+    /// Its waves.
+    pub graph: Graph,
+    /// How many policies judged it (0: the repository has none).
+    pub policies: usize,
+    /// Their `warn` messages, each at the component it concerns.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Everything `validate` reports for a stack.
@@ -49,27 +106,35 @@ pub struct Validation {
 impl Validation {
     /// Whether every step passed.
     pub fn is_ok(&self) -> bool {
-        self.inventory.is_ok() && self.environments.iter().all(|e| e.result.is_ok())
+        self.inventory.is_ok() && self.environments.iter().all(EnvironmentResult::is_ok)
     }
 
     /// Every problem, each once (an error in a base file shows up in every environment).
     pub fn problems(&self) -> Vec<&Diagnostic> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        let lists = self.inventory.as_ref().err().into_iter().chain(
+        let loading = self
+            .inventory
+            .as_ref()
+            .err()
+            .into_iter()
+            .flat_map(|d| d.iter());
+        once_each(loading.chain(self.environments.iter().flat_map(|e| e.problems())))
+    }
+
+    /// Every policy warning, each once.
+    pub fn warnings(&self) -> Vec<&Diagnostic> {
+        once_each(
             self.environments
                 .iter()
-                .filter_map(|e| e.result.as_ref().err()),
-        );
-        for list in lists {
-            for d in list.iter() {
-                if seen.insert((d.span.clone(), d.message.clone())) {
-                    out.push(d);
-                }
-            }
-        }
-        out
+                .flat_map(|e| e.policy.iter().flat_map(|v| v.warnings.iter())),
+        )
     }
+}
+
+/// `list` without repeats (same place, same message), in order.
+fn once_each<'a>(list: impl Iterator<Item = &'a Diagnostic>) -> Vec<&'a Diagnostic> {
+    let mut seen = BTreeSet::new();
+    list.filter(|d| seen.insert((d.span.clone(), d.message.clone())))
+        .collect()
 }
 
 /// Loads a stack from its files; on failure, the problems and the text of the files for
@@ -84,7 +149,9 @@ pub fn load_tree(stack: &str, tree: &FileTree) -> Result<LoadedStack, (Diagnosti
     })
 }
 
-/// Resolves and orders one environment of a loaded stack.
+/// Resolves and orders one environment of a loaded stack, without asking the policies: for
+/// commands that read or remove what is deployed. What is to be deployed goes through
+/// [`checked_input`].
 pub fn plan_input(
     loaded: &LoadedStack,
     environment: &str,
@@ -93,6 +160,38 @@ pub fn plan_input(
     let desired = resolve::resolve(loaded, environment, options)?;
     let graph = graph::build(&desired)?;
     Ok((desired, graph))
+}
+
+/// Resolves and orders one environment of a loaded stack, and has the repository's policies
+/// judge it: what `validate`, `plan`, `apply` and the controller deploy from. A `deny`, or a
+/// policy that does not parse or fails, is a problem like any other; `warn` messages come with
+/// the result.
+pub fn checked_input(
+    loaded: &LoadedStack,
+    environment: &str,
+    options: &Options,
+) -> Result<Checked, Diagnostics> {
+    let mut policies = Policies::compile(&loaded.policies);
+    judged(loaded, environment, options, &mut policies).into_checked()
+}
+
+/// Resolves, orders and judges one environment, keeping what each step found.
+fn judged(
+    loaded: &LoadedStack,
+    environment: &str,
+    options: &Options,
+    policies: &mut Policies,
+) -> EnvironmentResult {
+    let result = plan_input(loaded, environment, options);
+    let policy = result
+        .as_ref()
+        .ok()
+        .map(|(desired, _)| policies.check(loaded, desired));
+    EnvironmentResult {
+        name: environment.to_owned(),
+        result,
+        policy,
+    }
 }
 
 /// Validates a stack for `environment`, or for every environment it has when `None`. `tree` is
@@ -146,12 +245,11 @@ pub fn validate_tree(
             sources: loaded.sources.clone(),
         };
     }
+    // Parsed once, judging every environment.
+    let mut policies = Policies::compile(&loaded.policies);
     let environments = targets
-        .into_iter()
-        .map(|name| EnvironmentResult {
-            result: plan_input(&loaded, &name, options),
-            name,
-        })
+        .iter()
+        .map(|name| judged(&loaded, name, options, &mut policies))
         .collect();
     Validation {
         stack: stack.to_string(),

@@ -6,19 +6,24 @@ use std::path::Path;
 use crate::emulator::repo_root;
 
 /// A copy of the example repository's stack `from`, renamed `to` everywhere (folder, metadata,
-/// secret paths), in a fresh temporary repository root.
+/// secret paths), and of its policies, in a fresh temporary repository root.
 pub fn renamed_example(from: &str, to: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_renamed_example(dir.path(), from, to);
     dir
 }
 
-/// As [`renamed_example`], into the repository root `root` (created if needed).
+/// As [`renamed_example`], into the repository root `root` (created if needed), with the
+/// example's policies (`policies/`), which judge every stack, beside it.
 pub fn copy_renamed_example(root: &Path, from: &str, to: &str) {
-    let src = repo_root()
-        .join("examples/deployment-repo/stacks")
-        .join(from);
-    copy(&src, &root.join("stacks").join(to), from, to);
+    let example = repo_root().join("examples/deployment-repo");
+    copy(
+        &example.join("stacks").join(from),
+        &root.join("stacks").join(to),
+        from,
+        to,
+    );
+    copy(&example.join("policies"), &root.join("policies"), from, to);
 }
 
 fn copy(src: &Path, dst: &Path, from: &str, to: &str) {

@@ -410,6 +410,49 @@ cases! {
         "",
     );
 
+    policy_file_linking_out_of_the_repository_is_refused => case(
+        |r| r.symlink_outside("policies/stolen.rego"),
+        Some(("policies/stolen.rego", 0)),
+        "symlink leaves the repository",
+        "",
+    );
+
+    policies_folder_linking_out_of_the_repository_is_refused => case(
+        |r| {
+            let outside = tempfile::tempdir().expect("create a temporary folder");
+            std::fs::write(outside.path().join("allow.rego"), "package panka\n").expect("write");
+            std::fs::remove_dir_all(r.path("policies")).expect("remove policies/");
+            std::os::unix::fs::symlink(outside.path(), r.path("policies")).expect("symlink");
+            r.outside.push(outside);
+        },
+        Some(("policies", 0)),
+        "`policies` is a symlink that leaves the repository",
+        "real folder",
+    );
+
+    policy_file_over_one_mebibyte_is_refused_naming_the_limit => case(
+        |r| r.write("policies/big.rego", &format!("package panka\n#{}\n", "x".repeat(1100 * 1024))),
+        Some(("policies/big.rego", 0)),
+        "over the 1048576-byte limit",
+        "",
+    );
+
+    policy_that_does_not_parse_is_reported_at_its_line => case(
+        |r| r.write("policies/old-syntax.rego", OLD_SYNTAX_POLICY),
+        Some(("policies/old-syntax.rego", 4)),
+        "policy does not parse",
+        "Rego v1",
+    );
+
+    policy_denial_points_at_the_component_and_names_the_policy => case(
+        |r| r.edit(production!("services/email-service/components/database/rds.yaml"), 18,
+            &["  deletionProtection: true"], &["  deletionProtection: false"]),
+        Some((email!("components/database/rds.yaml"), 5)),
+        "policies/rds-production.rego denies email-service/database in production: \
+         database has no deletion protection in production",
+        "environments/production/), or the policy",
+    );
+
     alias_bomb_is_refused_at_the_alias_that_crosses_the_limit => case(
         |r| r.write(email!("components/api/microservice.yaml"), &alias_bomb()),
         // a0..a3 expand to 12 375 values; the 8th alias of a4 (line 5) passes 100 000.
@@ -617,6 +660,17 @@ metadata:
 
 spec:
   engine: null
+";
+
+/// Rego v0: a partial set without `contains` and `if` (line 4).
+const OLD_SYNTAX_POLICY: &str = "\
+package panka
+
+# Written for OPA before 1.0.
+deny[msg] {
+	input.kind == \"S3\"
+	msg := \"no buckets\"
+}
 ";
 
 const SQS_SPEC_SCALAR: &str = "\

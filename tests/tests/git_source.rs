@@ -73,6 +73,8 @@ fn a_commit_reads_as_the_directory_does_and_tree_ids_tell_which_stacks_changed()
     assert_eq!(from_git.prefix, from_dir.prefix);
     assert_eq!(from_git.files, from_dir.files);
     assert!(!from_git.files.is_empty());
+    assert_eq!(from_git.policies, from_dir.policies);
+    assert!(!from_git.policies.is_empty());
 
     // Nothing applied yet: every stack. A commit touching one stack: that stack only.
     assert_eq!(
@@ -183,4 +185,93 @@ fn a_symlink_in_a_committed_stack_is_refused_with_its_path() {
         Some("stacks/user-platform/services/user-service/notes.yaml")
     );
     assert!(first.message.contains("symlinks are not read"), "{first:?}");
+}
+
+#[test]
+fn policies_come_with_every_stack_and_a_changed_policy_changes_every_stack() {
+    let (repo, first) = committed_examples();
+    // Neither a Rego test nor another file is a policy: none is read (a binary one is fine).
+    std::fs::write(repo.path().join("policies/README.md"), "Our rules.\n").expect("write");
+    std::fs::write(
+        repo.path().join("policies/s3_test.rego"),
+        "package panka_test\n\ntest_x if true\n",
+    )
+    .expect("write");
+    std::fs::write(repo.path().join("policies/logo.png"), [0xff_u8, 0xd8, 0x00]).expect("write");
+    let second = commit_all(repo.path());
+    let cache = tempfile::tempdir().expect("tempdir");
+    let source = GitSource::new(
+        &file_url(repo.path()),
+        &branch_of(repo.path()),
+        "",
+        cache.path(),
+    )
+    .expect("a source");
+    source.fetch().expect("fetches");
+    let expected = [
+        "policies/production-replicas.rego",
+        "policies/rds-production.rego",
+        "policies/s3-public-access.rego",
+    ];
+    for stack in ["notification-platform", "user-platform"] {
+        let tree = source.read_stack(&second, stack).expect("reads");
+        assert_eq!(
+            tree.policies.keys().collect::<Vec<_>>(),
+            expected,
+            "{stack}"
+        );
+        let from_dir = dir::read_stack(repo.path(), stack).expect("reads");
+        assert_eq!(tree.policies, from_dir.policies, "{stack}");
+    }
+    // Any change below policies/ (here files that are not even policies) changes its tree:
+    // every stack is looked at again — a little extra work, never a missed change.
+    assert_eq!(
+        source.changed_stacks(Some(&first), &second).expect("diff"),
+        ["notification-platform", "user-platform"]
+    );
+    assert_eq!(
+        source.changed_stacks(Some(&second), &second).expect("diff"),
+        Vec::<String>::new()
+    );
+    // A changed policy touches no stack folder, yet every stack is looked at again.
+    edit(
+        repo.path(),
+        "policies/s3-public-access.rego",
+        "never by opening the bucket",
+        "never by opening the bucket (see the security guide)",
+    );
+    let third = commit_all(repo.path());
+    source.fetch().expect("fetches");
+    assert_eq!(
+        source.changed_stacks(Some(&second), &third).expect("diff"),
+        ["notification-platform", "user-platform"]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_policies_folder_that_is_a_symlink_is_refused_not_skipped() {
+    let (repo, _) = committed_examples();
+    let policies = repo.path().join("policies");
+    std::fs::rename(&policies, repo.path().join("rules")).expect("rename");
+    std::os::unix::fs::symlink("rules", &policies).expect("symlink");
+    let head = commit_all(repo.path());
+    let cache = tempfile::tempdir().expect("tempdir");
+    let source = GitSource::new(
+        &file_url(repo.path()),
+        &branch_of(repo.path()),
+        "",
+        cache.path(),
+    )
+    .expect("a source");
+    source.fetch().expect("fetches");
+    let problems = source
+        .read_stack(&head, "user-platform")
+        .expect_err("a symlinked policies folder");
+    let first = problems.first();
+    assert_eq!(
+        first.span.as_ref().map(|s| s.file.to_string()).as_deref(),
+        Some("policies")
+    );
+    assert!(first.message.contains("not a folder"), "{first:?}");
 }

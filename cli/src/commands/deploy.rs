@@ -17,7 +17,7 @@ use panka_core::plan::{Action, ComponentPlan, Plan};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{open_session, resolve_target, runtime, Resolved, TargetArgs};
+use super::{open_session, resolve_checked_target, resolve_target, runtime, Resolved, TargetArgs};
 use crate::app::{GlobalArgs, OutputChoice, OutputFormat};
 use crate::progress::progress_for;
 use crate::render::print_data;
@@ -69,7 +69,7 @@ pub fn plan(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
         desired,
         graph,
         target,
-    }) = resolve_target(global, &args.target)?
+    }) = resolve_checked_target(global, &args.target)?
     else {
         return Ok(ExitCode::FAILURE);
     };
@@ -119,11 +119,18 @@ pub fn destroy(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<ExitCode>
 }
 
 fn run_apply(global: &GlobalArgs, args: ApplyArgs, destroy: bool) -> anyhow::Result<ExitCode> {
+    // Policies judge what is to be deployed; a destroy deploys nothing, and must never be
+    // blocked by a rule about the components it removes.
+    let resolved = if destroy {
+        resolve_target(global, &args.target)?
+    } else {
+        resolve_checked_target(global, &args.target)?
+    };
     let Some(Resolved {
         desired,
         graph,
         mut target,
-    }) = resolve_target(global, &args.target)?
+    }) = resolved
     else {
         return Ok(ExitCode::FAILURE);
     };

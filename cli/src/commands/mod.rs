@@ -28,13 +28,13 @@ use clap::Args;
 use panka_controller::backend::Backends;
 use panka_controller::config::Config;
 use panka_controller::session::{self, Session, Target};
-use panka_controller::validate::{load_stack, plan_input};
+use panka_controller::validate::{checked_input, load_stack, plan_input};
 use panka_core::graph::Graph;
 use panka_core::model::{ComponentId, DesiredStack};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::GlobalArgs;
-use crate::render::problems;
+use crate::render::{problems, warnings};
 
 /// The deployment repository root: `--repo`, or the nearest ancestor of the working directory
 /// that holds `stacks/`.
@@ -119,9 +119,28 @@ pub struct Resolved {
     pub target: Target,
 }
 
-/// Resolves the repository; prints problems and returns `None` when it is invalid (no AWS call
-/// is made then).
+/// Resolves the repository without asking its policies (status, destroy, drift, rollback:
+/// commands that read or remove what is deployed); prints problems and returns `None` when it
+/// is invalid (no AWS call is made then).
 pub fn resolve_target(global: &GlobalArgs, args: &TargetArgs) -> anyhow::Result<Option<Resolved>> {
+    resolve(global, args, false)
+}
+
+/// Resolves the repository and has its policies judge it (plan, apply): prints their warnings;
+/// prints problems — a `deny` among them — and returns `None` when it may not be deployed (no
+/// AWS call is made, no lock taken then).
+pub fn resolve_checked_target(
+    global: &GlobalArgs,
+    args: &TargetArgs,
+) -> anyhow::Result<Option<Resolved>> {
+    resolve(global, args, true)
+}
+
+fn resolve(
+    global: &GlobalArgs,
+    args: &TargetArgs,
+    policies: bool,
+) -> anyhow::Result<Option<Resolved>> {
     let root = repo_root(global)?;
     let options = resolve_options(&args.vars)?;
     let loaded = match load_stack(&root, &args.stack) {
@@ -131,7 +150,17 @@ pub fn resolve_target(global: &GlobalArgs, args: &TargetArgs) -> anyhow::Result<
             return Ok(None);
         }
     };
-    let (desired, graph) = match plan_input(&loaded, &args.environment, &options) {
+    let resolved = if policies {
+        checked_input(&loaded, &args.environment, &options).map(|checked| {
+            if !checked.warnings.is_empty() {
+                eprintln!("{}", warnings(&checked.warnings.iter().collect::<Vec<_>>()));
+            }
+            (checked.desired, checked.graph)
+        })
+    } else {
+        plan_input(&loaded, &args.environment, &options)
+    };
+    let (desired, graph) = match resolved {
         Ok(resolved) => resolved,
         Err(ds) => {
             eprintln!(

@@ -1,4 +1,5 @@
-//! `panka validate`: parse, resolve and order a stack without touching AWS; exit 0 when valid.
+//! `panka validate`: parse, resolve, order and policy-check a stack without touching AWS; exit 0
+//! when valid.
 
 use std::process::ExitCode;
 
@@ -10,7 +11,7 @@ use serde_json::json;
 
 use crate::app::{GlobalArgs, OutputFormat};
 use crate::render::say;
-use crate::render::{branch, mark, print_data, problem_json, problems};
+use crate::render::{branch, mark, print_data, problem_json, problems, warnings};
 
 /// Arguments of `panka validate`.
 #[derive(Debug, Args)]
@@ -92,8 +93,16 @@ fn in_service(id: &ComponentId, service: Option<&str>) -> bool {
 }
 
 fn relevant<'a>(v: &'a Validation, service: Option<&str>) -> Vec<&'a Diagnostic> {
-    v.problems()
-        .into_iter()
+    in_scope(v.problems(), service)
+}
+
+/// The policy warnings about `service` (all of them without one).
+fn relevant_warnings<'a>(v: &'a Validation, service: Option<&str>) -> Vec<&'a Diagnostic> {
+    in_scope(v.warnings(), service)
+}
+
+fn in_scope<'a>(list: Vec<&'a Diagnostic>, service: Option<&str>) -> Vec<&'a Diagnostic> {
+    list.into_iter()
         .filter(|d| match (service, &d.span) {
             (Some(s), Some(span)) => {
                 let file = &*span.file;
@@ -179,10 +188,40 @@ fn print_tree(v: &Validation, service: Option<&str>) {
             }
         }
         say!("├── Validating references... ✓");
-        // No policy check line: nothing evaluates policies yet, and the tree must not claim it.
-        say!("└── Checking for cycles... ✓");
+        say!("├── Checking for cycles... ✓");
+        let judged: Vec<_> = v
+            .environments
+            .iter()
+            .filter_map(|e| e.policy.as_ref())
+            .collect();
+        let policies = judged.iter().map(|p| p.policies).max().unwrap_or(0);
+        let passed = judged.iter().all(|p| p.problems.is_empty());
+        let warned = relevant_warnings(v, service);
+        let noun = if policies == 1 { "policy" } else { "policies" };
+        let detail = match (passed, policies, warned.len()) {
+            // The problems below say what failed.
+            (false, ..) => String::new(),
+            (true, 0, _) => " (no policies)".to_owned(),
+            (true, p, 0) => format!(" ({p} {noun})"),
+            (true, p, w) => format!(" ({p} {noun}, {w} warning{})", plural(w)),
+        };
+        say!("└── Running policy checks... {}{detail}", mark(passed));
+        if !warned.is_empty() {
+            eprintln!("{}", warnings(&warned));
+        }
         say!();
-        say!("✓ Stack configuration is valid!");
+        if passed {
+            say!("✓ Stack configuration is valid!");
+        } else {
+            let list = relevant(v, service);
+            eprintln!("{}", problems(&list, &v.sources));
+            say!(
+                "\n✗ {} problem{} found in stack {}",
+                list.len(),
+                plural(list.len()),
+                v.stack
+            );
+        }
     } else {
         say!("└── Stopped: fix the problems below");
         say!();
@@ -211,11 +250,13 @@ fn report_json(v: &Validation, service: Option<&str>) -> serde_json::Value {
         "valid": v.is_ok(),
         "environments": v.environments.iter().map(|e| json!({
             "name": e.name,
-            "valid": e.result.is_ok(),
+            "valid": e.is_ok(),
+            "policies": e.policy.as_ref().map(|p| p.policies),
             "waves": e.result.as_ref().ok().map(|(_, g)| g.waves.iter().map(|w| {
                 w.iter().filter(|id| in_service(id, service)).map(ToString::to_string).collect::<Vec<_>>()
             }).collect::<Vec<_>>()),
         })).collect::<Vec<_>>(),
         "problems": relevant(v, service).into_iter().map(problem_json).collect::<Vec<_>>(),
+        "warnings": relevant_warnings(v, service).into_iter().map(problem_json).collect::<Vec<_>>(),
     })
 }

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::FINALIZER;
-use crate::reconcile::{destroy, reconcile, Context, ReconcileError, StackSource};
+use crate::reconcile::{destroy, reconcile, Context, Purpose, ReconcileError, StackSource};
 
 /// The in-memory copies of every Service and component resource watched.
 #[derive(Clone)]
@@ -248,6 +248,8 @@ impl StackSource for CrdSource {
         &self,
         _revision: &str,
         target: &Stack,
+        // Custom resources come with no repository, so with no policies to ask.
+        _purpose: Purpose,
     ) -> Result<Option<(DesiredStack, Graph)>, String> {
         let (services, components) = self.resources(target);
         // Only while the Stack lives: deleting one with `deletionPolicy: Delete` (its resources

@@ -559,6 +559,7 @@ impl StackSource for Broken {
         &self,
         _revision: &str,
         _target: &Stack,
+        _purpose: crate::reconcile::Purpose,
     ) -> Result<Option<(panka_core::model::DesiredStack, panka_core::graph::Graph)>, String> {
         Err("stacks/shop/stack.yaml:3:1: unknown field `specs`".into())
     }
@@ -1289,7 +1290,9 @@ async fn the_first_stack_to_claim_a_target_keeps_it_and_an_empty_one_applies_not
     );
     // The holder's resources have not arrived: nothing is planned (which would delete all).
     let revision = source.revision(&first).expect("a revision");
-    let err = source.desired(&revision, &first).expect_err("refused");
+    let err = source
+        .desired(&revision, &first, crate::reconcile::Purpose::Deploy)
+        .expect_err("refused");
     assert!(
         err.contains("no Service or component resource names stack `shop`"),
         "{err}"
@@ -1306,7 +1309,7 @@ async fn the_first_stack_to_claim_a_target_keeps_it_and_an_empty_one_applies_not
             "2026-12-03T10:00:00Z".parse().unwrap(),
         ));
     let (desired, _) = source
-        .desired(&revision, &deleting)
+        .desired(&revision, &deleting, crate::reconcile::Purpose::Remove)
         .expect("loads")
         .expect("deploys");
     assert!(desired.components.is_empty());

@@ -70,11 +70,13 @@ pub trait StackSource: Send + Sync + std::fmt::Debug {
 
     /// `target`'s desired stack at `revision`: `None` when the stack does not deploy to the
     /// target's environment; the problems, one per line with file and line (or resource and
-    /// field), when it does not load. Blocking work (parsing): called off the async workers.
+    /// field), when it does not load — or, to deploy it, when a policy of the repository denies
+    /// it (policy warnings are logged). Blocking work (parsing): called off the async workers.
     fn desired(
         &self,
         revision: &str,
         target: &Stack,
+        purpose: Purpose,
     ) -> Result<Option<(DesiredStack, Graph)>, String> {
         let (stack, environment) = (&target.spec.stack, &target.spec.environment);
         let tree = self.read(revision, target).map_err(|d| d.to_string())?;
@@ -83,14 +85,29 @@ pub trait StackSource: Send + Sync + std::fmt::Debug {
         if !panka_core::resolve::environments(&loaded).contains(environment) {
             return Ok(None);
         }
-        panka_core::validate::plan_input(
-            &loaded,
-            environment,
-            &panka_core::resolve::Options::default(),
-        )
-        .map(Some)
-        .map_err(|d| d.to_string())
+        let options = panka_core::resolve::Options::default();
+        if purpose == Purpose::Remove {
+            return panka_core::validate::plan_input(&loaded, environment, &options)
+                .map(Some)
+                .map_err(|d| d.to_string());
+        }
+        let checked = panka_core::validate::checked_input(&loaded, environment, &options)
+            .map_err(|d| d.to_string())?;
+        for w in &checked.warnings {
+            warn!(warning = %w, "policy warning");
+        }
+        Ok(Some((checked.desired, checked.graph)))
     }
+}
+
+/// What a desired stack is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// To deploy it (or keep it deployed): the repository's policies judge it.
+    Deploy,
+    /// To remove what was deployed (a Stack deleted with `deletionPolicy: Delete`): the
+    /// policies are not asked, as a rule about components must never stop their removal.
+    Remove,
 }
 
 /// Where a target's status goes besides `sync.json` (which `panka status` reads): in
@@ -353,7 +370,7 @@ pub async fn destroy(object: Arc<Stack>, ctx: Arc<Context>) -> Result<Action, Re
             return Ok(Action::await_change());
         }
         let loaded = match ctx.source.revision(&object) {
-            Some(revision) => desired_at(&ctx, &revision, &object).await.map(|d| d.map(|(d, _)| (revision, d))),
+            Some(revision) => desired_at(&ctx, &revision, &object, Purpose::Remove).await.map(|d| d.map(|(d, _)| (revision, d))),
             None => Err("nothing read yet".to_owned()),
         };
         let (revision, desired) = match loaded {
@@ -507,7 +524,7 @@ async fn pass(object: &Stack, ctx: &Context) -> Result<Passed, ReconcileError> {
     let approval = approve_by_annotation(ctx, object, &key).await;
     let suspended = object.spec.suspend == Some(true);
 
-    let good = match desired_at(ctx, &revision, object).await {
+    let good = match desired_at(ctx, &revision, object, Purpose::Deploy).await {
         Ok(Some((desired, graph))) => {
             let good = Arc::new(Good {
                 revision: revision.clone(),
@@ -602,17 +619,19 @@ async fn pass(object: &Stack, ctx: &Context) -> Result<Passed, ReconcileError> {
     })
 }
 
-/// The stack at `revision` resolved for `environment`; `None` when the stack has no such
-/// environment; the problems, one per line with file and line, when it does not load.
+/// The stack at `revision` resolved for `environment` (and, to deploy it, judged by the
+/// policies); `None` when the stack has no such environment; the problems, one per line with
+/// file and line, when it does not load.
 async fn desired_at(
     ctx: &Context,
     revision: &str,
     object: &Stack,
+    purpose: Purpose,
 ) -> Result<Option<(DesiredStack, Graph)>, String> {
     let source = ctx.source.clone();
     let (revision, target) = (revision.to_owned(), object.clone());
     // Reading a commit's objects and parsing YAML is blocking work: off the async workers.
-    tokio::task::spawn_blocking(move || source.desired(&revision, &target))
+    tokio::task::spawn_blocking(move || source.desired(&revision, &target, purpose))
         .await
         .map_err(|e| format!("reading the stack failed: {e}"))?
 }
@@ -1248,5 +1267,84 @@ impl Progress for Logged {
             Event::Waiting(id, why) => info!(component = %id, status = why, "waiting"),
             Event::LockWaiting(_) | Event::ComponentStarted(_) | Event::StateSaved(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use panka_crds::resource::StackResourceSpec;
+
+    use super::*;
+
+    /// A source holding one stack's files (a queue `app/queue`) and the policies given.
+    #[derive(Debug)]
+    struct Files(FileTree);
+
+    impl StackSource for Files {
+        fn revision(&self, _target: &Stack) -> Option<String> {
+            Some("0123abc".into())
+        }
+        fn read(&self, _revision: &str, _target: &Stack) -> Result<FileTree, Diagnostics> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn source(policy: &str) -> Files {
+        let mut tree = FileTree::new("stacks/s");
+        for (path, text) in [
+            ("stack.yaml", "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {name: s}\nspec: {provider: {name: aws, region: us-east-1}}\n"),
+            ("environments/dev/variables.yaml", "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {name: dev, stack: s}\nspec: {}\n"),
+            ("services/app/service.yaml", "apiVersion: core.panka.io/v1\nkind: Service\nmetadata: {name: app, stack: s}\n"),
+            ("services/app/components/queue/sqs.yaml", "apiVersion: components.panka.io/v1\nkind: SQS\nmetadata: {name: queue, service: app, stack: s}\nspec: {visibilityTimeout: 30}\n"),
+        ] {
+            tree.files.insert(path.to_owned(), Arc::from(text));
+        }
+        tree.policies
+            .insert("policies/no-queues.rego".to_owned(), Arc::from(policy));
+        Files(tree)
+    }
+
+    fn target() -> Stack {
+        Stack::new(
+            "s-dev",
+            StackResourceSpec {
+                stack: "s".into(),
+                environment: "dev".into(),
+                ..StackResourceSpec::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_deploy_is_judged_by_the_policies_and_a_removal_is_not() {
+        let denying =
+            source("package panka\n\ndeny contains \"no queues\" if input.kind == \"SQS\"\n");
+        let err = denying
+            .desired("0123abc", &target(), Purpose::Deploy)
+            .expect_err("denied");
+        assert!(
+            err.contains("policies/no-queues.rego denies app/queue in dev: no queues"),
+            "{err}"
+        );
+        let (desired, _) = denying
+            .desired("0123abc", &target(), Purpose::Remove)
+            .expect("loads")
+            .expect("deploys to dev");
+        assert!(desired
+            .components
+            .keys()
+            .any(|id| id.to_string() == "app/queue"));
+    }
+
+    #[test]
+    fn a_warning_lets_the_deploy_through() {
+        let warning =
+            source("package panka\n\nwarn contains \"a queue\" if input.kind == \"SQS\"\n");
+        let found = warning
+            .desired("0123abc", &target(), Purpose::Deploy)
+            .expect("passes");
+        assert!(found.is_some());
     }
 }

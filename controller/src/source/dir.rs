@@ -1,14 +1,16 @@
 //! A deployment repository in a local directory.
 //!
-//! Reads one stack folder into a [`FileTree`], refusing what could hurt or mislead the later
-//! stages: files over [`MAX_FILE_BYTES`], symlinks that leave the repository, stack names that are
-//! paths, and trees too large to be a deployment repository.
+//! Reads one stack folder, and the repository's `policies/` folder, into a [`FileTree`],
+//! refusing what could hurt or mislead the later stages: files over [`MAX_FILE_BYTES`],
+//! symlinks that leave the repository, stack names that are paths, and trees too large to be a
+//! deployment repository.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use panka_core::diag::{suggest, Collector, Diagnostic, Diagnostics, Span};
-use panka_core::source::{is_valid_name, FileTree};
+use panka_core::source::{is_policy_file, is_valid_name, FileTree, POLICY_DIR};
 
 /// The nearest ancestor of `start` (itself included) that holds a `stacks/` folder.
 pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
@@ -70,14 +72,73 @@ pub fn read_stack(root: &Path, stack: &str) -> Result<FileTree, Diagnostics> {
     })?;
     let mut tree = FileTree::new(format!("stacks/{stack}"));
     let mut walk = Walk {
+        root: canonical_root.clone(),
+        tree: &mut tree,
+        total: 0,
+        problems: Collector::default(),
+        keep: |_| true,
+    };
+    walk.dir(&stack_dir, "")?;
+    let mut problems = walk.problems;
+    if let Some(policies) = problems.take(read_policies(&canonical_root)) {
+        tree.policies = policies;
+    }
+    problems.finish(tree)
+}
+
+/// The repository's policy files: every `*.rego` below `root/policies/` but tests
+/// (`*_test.rego`), by repository-relative path, with the limits and symlink rules of a stack
+/// folder. Other files there (data, READMEs) are not read. Empty when there is no such folder.
+pub fn read_policies(root: &Path) -> Result<BTreeMap<String, Arc<str>>, Diagnostics> {
+    let canonical_root = root.canonicalize().map_err(|e| {
+        Diagnostics::from(Diagnostic::general(format!(
+            "failed to resolve {}: {e}",
+            root.display()
+        )))
+    })?;
+    let dir = canonical_root.join(POLICY_DIR);
+    let display: Arc<str> = Arc::from(POLICY_DIR);
+    let at = || Span::file(&display);
+    let meta = match std::fs::symlink_metadata(&dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(Diagnostic::at(at(), format!("failed to read: {e}")).into()),
+    };
+    // The folder itself may not be a link out of the repository either (its files would be
+    // read as the repository's own).
+    if meta.file_type().is_symlink() {
+        let inside = dir
+            .canonicalize()
+            .is_ok_and(|t| t.starts_with(&canonical_root) && t.is_dir());
+        if !inside {
+            return Err(Diagnostic::at(
+                at(),
+                "`policies` is a symlink that leaves the repository or is not a folder",
+            )
+            .help("make `policies/` a real folder of the repository")
+            .into());
+        }
+    } else if !meta.is_dir() {
+        return Err(Diagnostic::at(at(), "`policies` is not a folder")
+            .help("policies are `.rego` files in the repository's `policies/` folder")
+            .into());
+    }
+    let mut tree = FileTree::new(POLICY_DIR);
+    let mut walk = Walk {
         root: canonical_root,
         tree: &mut tree,
         total: 0,
         problems: Collector::default(),
+        keep: is_policy_file,
     };
-    walk.dir(&stack_dir, "")?;
+    walk.dir(&dir, "")?;
     let problems = walk.problems;
-    problems.finish(tree)
+    let files = tree
+        .files
+        .iter()
+        .map(|(rel, text)| (tree.display_path(rel).to_string(), text.clone()))
+        .collect();
+    problems.finish(files)
 }
 
 struct Walk<'a> {
@@ -85,6 +146,8 @@ struct Walk<'a> {
     tree: &'a mut FileTree,
     total: u64,
     problems: Collector,
+    /// Which files (by name) to read; the others are skipped unread.
+    keep: fn(&str) -> bool,
 }
 
 impl Walk<'_> {
@@ -112,6 +175,9 @@ impl Walk<'_> {
             let meta = std::fs::symlink_metadata(&path).map_err(|e| {
                 Diagnostic::at(Span::file(&display), format!("failed to read: {e}"))
             })?;
+            if !meta.is_dir() && !(self.keep)(&name) {
+                continue;
+            }
             if meta.file_type().is_symlink() {
                 let target = match path.canonicalize() {
                     Ok(t) => t,

@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use git2::{
     CertificateCheckStatus, Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks,
-    Repository, Tree,
+    Repository, Tree, TreeEntry,
 };
 use panka_core::diag::{Collector, Diagnostic, Diagnostics, Span};
-use panka_core::source::is_valid_name;
+use panka_core::source::{is_policy_file, is_valid_name, POLICY_DIR};
 
 use super::FileTree;
 
@@ -310,19 +310,7 @@ impl GitSource {
         repo: &'r Repository,
         commit: &str,
     ) -> Result<Option<Tree<'r>>, GitError> {
-        let oid = Oid::from_str(commit)?;
-        let root = repo.find_commit(oid)?.tree()?;
-        let rel = if self.path.is_empty() {
-            "stacks".to_owned()
-        } else {
-            format!("{}/stacks", self.path)
-        };
-        match root.get_path(Path::new(&rel)) {
-            Ok(entry) if entry.kind() == Some(ObjectType::Tree) => {
-                Ok(Some(repo.find_tree(entry.id())?))
-            }
-            _ => Ok(None),
-        }
+        self.folder(repo, commit, "stacks")
     }
 
     /// The tree id of every stack folder at `commit` (stacks with valid names only).
@@ -342,7 +330,8 @@ impl GitSource {
     }
 
     /// The stacks whose folder differs between `before` (the commit last applied; `None`:
-    /// nothing applied yet, so every stack) and `after`, with the stacks removed in `after`.
+    /// nothing applied yet, so every stack) and `after`, with the stacks removed in `after`;
+    /// every stack when the `policies/` folder differs.
     pub fn changed_stacks(
         &self,
         before: Option<&str>,
@@ -352,6 +341,15 @@ impl GitSource {
         let Some(before) = before else {
             return Ok(now.into_keys().collect());
         };
+        // The policies judge every stack: when they change, every stack is looked at again
+        // (one newly denied is reported, one they blocked before may go through now).
+        if self.policies_tree(before)? != self.policies_tree(after)? {
+            let then = self.stack_trees(before)?;
+            let mut all: Vec<String> = now.into_keys().chain(then.into_keys()).collect();
+            all.sort();
+            all.dedup();
+            return Ok(all);
+        }
         let then = self.stack_trees(before)?;
         let mut changed: Vec<String> = now
             .iter()
@@ -394,19 +392,118 @@ impl GitSource {
             tree: FileTree::new(prefix),
             total: 0,
             problems: Collector::default(),
+            keep: |_| true,
         };
         read.dir(&tree, "")?;
-        let Read { tree, problems, .. } = read;
+        let Read {
+            mut tree,
+            mut problems,
+            ..
+        } = read;
+        if let Some(policies) = problems.take(self.read_policies(&repo, commit)) {
+            tree.policies = policies;
+        }
         problems.finish(tree)
+    }
+
+    /// The entry at `rel` (below [`GitSource::new`]'s path) at `commit`, if there is one.
+    fn entry(
+        &self,
+        repo: &Repository,
+        commit: &str,
+        rel: &str,
+    ) -> Result<Option<TreeEntry<'static>>, GitError> {
+        let oid = Oid::from_str(commit)?;
+        let root = repo.find_commit(oid)?.tree()?;
+        let rel = if self.path.is_empty() {
+            rel.to_owned()
+        } else {
+            format!("{}/{rel}", self.path)
+        };
+        Ok(root.get_path(Path::new(&rel)).ok())
+    }
+
+    /// The folder at `rel` (below [`GitSource::new`]'s path) at `commit`, if the commit has
+    /// one.
+    fn folder<'r>(
+        &self,
+        repo: &'r Repository,
+        commit: &str,
+        rel: &str,
+    ) -> Result<Option<Tree<'r>>, GitError> {
+        match self.entry(repo, commit, rel)? {
+            Some(entry) if entry.kind() == Some(ObjectType::Tree) => {
+                Ok(Some(repo.find_tree(entry.id())?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The object id of the repository's `policies/` entry at `commit` (`None`: no policies):
+    /// equal ids, the same policies.
+    pub fn policies_tree(&self, commit: &str) -> Result<Option<String>, GitError> {
+        let repo = self.repo()?;
+        let entry = self.entry(&repo, commit, POLICY_DIR)?;
+        Ok(entry.map(|e| e.id().to_string()))
+    }
+
+    /// The policy files at `commit` (`*.rego` below `policies/`, tests excluded), by
+    /// repository-relative path, with the limits of a stack folder; symlinks refused.
+    fn read_policies(
+        &self,
+        repo: &Repository,
+        commit: &str,
+    ) -> Result<BTreeMap<String, Arc<str>>, Diagnostics> {
+        let general = |m: String| Diagnostics::from(Diagnostic::general(m));
+        let prefix = if self.path.is_empty() {
+            POLICY_DIR.to_owned()
+        } else {
+            format!("{}/{POLICY_DIR}", self.path)
+        };
+        let entry = self
+            .entry(repo, commit, POLICY_DIR)
+            .map_err(|e| general(e.to_string()))?;
+        let policies = match entry {
+            None => return Ok(BTreeMap::new()),
+            Some(e) if e.kind() == Some(ObjectType::Tree) => repo
+                .find_tree(e.id())
+                .map_err(|e| general(e.message().to_owned()))?,
+            // A link (or a file) instead of the folder would silently turn the checks off.
+            Some(_) => {
+                return Err(Diagnostic::at(
+                    Span::file(&Arc::from(prefix.as_str())),
+                    "`policies` is not a folder (symlinks are not read from a git source)",
+                )
+                .help("commit the policies as `.rego` files in a `policies/` folder")
+                .into())
+            }
+        };
+        let mut read = Read {
+            repo,
+            tree: FileTree::new(prefix),
+            total: 0,
+            problems: Collector::default(),
+            keep: is_policy_file,
+        };
+        read.dir(&policies, "")?;
+        let Read { tree, problems, .. } = read;
+        let files = tree
+            .files
+            .iter()
+            .map(|(rel, text)| (tree.display_path(rel).to_string(), text.clone()))
+            .collect();
+        problems.finish(files)
     }
 }
 
-/// A stack being read from a commit.
+/// A stack (or the policies) being read from a commit.
 struct Read<'r> {
     repo: &'r Repository,
     tree: FileTree,
     total: u64,
     problems: Collector,
+    /// Which files (by name) to read; the others are skipped unread.
+    keep: fn(&str) -> bool,
 }
 
 impl Read<'_> {
@@ -417,6 +514,9 @@ impl Read<'_> {
             };
             // Dotfiles (`.gitkeep`) are never part of a stack, as in a directory.
             if name.starts_with('.') {
+                continue;
+            }
+            if entry.kind() != Some(ObjectType::Tree) && !(self.keep)(&name) {
                 continue;
             }
             let child = if rel.is_empty() {

@@ -80,7 +80,10 @@ pub struct LoadedStack {
     pub services: BTreeMap<String, LoadedService>,
     /// Environment folders by name.
     pub environments: BTreeMap<String, LoadedEnvironment>,
-    /// Text of every file, for snippets in messages.
+    /// The repository's policy files by repository-relative path, as read: compiled and
+    /// evaluated by [`crate::policy`], only by the commands that check policies.
+    pub policies: BTreeMap<String, Arc<str>>,
+    /// Text of every file (policies too), for snippets in messages.
     pub sources: Sources,
 }
 
@@ -164,6 +167,9 @@ pub fn load(name: &str, tree: &FileTree) -> Result<LoadedStack, Diagnostics> {
     let mut sources = Sources::default();
     for (rel, text) in &tree.files {
         sources.insert(tree.display_path(rel), text.clone());
+    }
+    for (path, text) in &tree.policies {
+        sources.insert(Arc::from(path.as_str()), text.clone());
     }
 
     let mut stack_doc = None;
@@ -367,6 +373,7 @@ pub fn load(name: &str, tree: &FileTree) -> Result<LoadedStack, Diagnostics> {
         infra,
         services: loaded_services,
         environments,
+        policies: tree.policies.clone(),
         sources,
     })
 }
