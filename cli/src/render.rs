@@ -34,7 +34,25 @@ pub(crate) use {say, say_raw};
 
 /// Renders a top-level error (not a problem in user input) for stderr.
 pub fn error(err: &anyhow::Error) -> String {
-    format!("error: {err:#}")
+    // `{:#}` would repeat a cause its context already quotes (`failed to read …: <cause>`).
+    let mut text = String::from("error: ");
+    let mut said = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if said.contains(&part) {
+            continue;
+        }
+        if !said.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+        said.push_str(&part);
+    }
+    if let Some(hint) = panka_controller::backend::hint(err.as_ref()) {
+        text.push_str("\n  hint: ");
+        text.push_str(hint);
+    }
+    text
 }
 
 /// Renders problems in user input, with snippets, for stderr.
@@ -284,6 +302,67 @@ mod tests {
     use yaml_rust2::{Yaml, YamlLoader};
 
     use super::*;
+
+    #[test]
+    fn an_error_says_each_cause_once_and_hints_at_a_missing_backend() {
+        let aws = panka_controller::aws::AwsError {
+            class: panka_controller::aws::ErrorClass::NotFound,
+            code: Some("NoSuchBucket".into()),
+            status: Some(404),
+            message: "NoSuchBucket".into(),
+            request_id: None,
+        };
+        let err = anyhow::Error::new(panka_controller::state::StateError::Aws {
+            op: "read",
+            location: "s3://b/k".into(),
+            source: aws,
+        })
+        .context("plan stopped");
+        let text = error(&err);
+        assert_eq!(text.matches("NoSuchBucket").count(), 1, "{text}");
+        assert!(
+            text.starts_with("error: plan stopped: failed to read s3://b/k: NoSuchBucket\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hint: the state bucket does not exist"),
+            "{text}"
+        );
+        // Causes the context does not quote are still said.
+        let err = anyhow::anyhow!("disk full").context("failed to write x");
+        assert_eq!(error(&err), "error: failed to write x: disk full");
+    }
+
+    #[test]
+    fn a_held_lock_says_how_to_wait_at_the_cli_only() {
+        use panka_controller::lock::LockError;
+        use panka_core::keys::{LockInfo, LockTarget};
+        let target = LockTarget::stack("shop", "production").expect("a target");
+        let held = LockError::Held {
+            requested: target.key(),
+            holder: Box::new(LockInfo {
+                target,
+                lock_id: "id-1".into(),
+                locked_by: "ci-run-7".into(),
+                operation: "apply".into(),
+                locked_at: 0,
+                last_heartbeat: 0,
+                expires_at: 120,
+                fence: 3,
+            }),
+        };
+        // The error itself (also what the controller logs) has no CLI flags in it.
+        assert!(!held.to_string().contains("--lock-timeout"), "{held}");
+        let text = error(&anyhow::Error::new(held));
+        assert!(
+            text.contains("ci-run-7 holds stack:shop:env:production"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  hint: retry when it is done, or wait for it with `--lock-timeout"),
+            "{text}"
+        );
+    }
 
     /// Reads YAML back the way a consumer would, into JSON.
     fn parse(text: &str) -> Value {

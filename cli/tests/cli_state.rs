@@ -210,3 +210,70 @@ async fn backend_create_locks_unlock_flow() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing has been applied"));
 }
+
+/// A bucket or table that does not exist, a missing region, an endpoint nobody listens on: one
+/// line that says what failed, each cause once, and what to do — never the SDK's debug dump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_backends_and_unreachable_aws_say_what_to_do() {
+    let _ = emulator();
+    let home = tempfile::tempdir().unwrap();
+    let (bucket, table) = (unique_name("no-such"), unique_name("no-such"));
+    let run = |args: &[&str], env: &[(&str, &str)], remove: &[&str]| {
+        let mut cmd = panka_command(env!("CARGO_BIN_EXE_panka"), home.path());
+        cmd.env("PANKA_STATE_BUCKET", &bucket)
+            .env("PANKA_LOCK_TABLE", &table);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        for k in remove {
+            cmd.env_remove(k);
+        }
+        let out = cmd.args(args).output().expect("panka runs");
+        assert!(!out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let once = |stderr: &str, cause: &str| {
+        assert_eq!(
+            stderr.matches(cause).count(),
+            1,
+            "{cause} not said once:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("ConnectorError {"),
+            "a debug dump:\n{stderr}"
+        );
+    };
+
+    let target = ["--stack", "user-platform", "--environment", "production"];
+    let stderr = run(&[&["history"][..], &target].concat(), &[], &[]);
+    once(&stderr, "NoSuchBucket");
+    assert!(
+        stderr.contains(&format!("s3://{bucket}/"))
+            && stderr.contains("hint: the state bucket does not exist")
+            && stderr.contains("panka backend create --bucket"),
+        "{stderr}"
+    );
+
+    let stderr = run(&[&["unlock", "--force"][..], &target].concat(), &[], &[]);
+    once(&stderr, "ResourceNotFoundException");
+    assert!(
+        stderr.contains(&format!("dynamodb://{table}"))
+            && stderr.contains("hint: the lock table does not exist"),
+        "{stderr}"
+    );
+
+    let stderr = run(
+        &[&["history"][..], &target].concat(),
+        &[],
+        &["AWS_REGION", "AWS_DEFAULT_REGION"],
+    );
+    once(&stderr, "no AWS region is set: set AWS_REGION");
+
+    let stderr = run(
+        &[&["history"][..], &target].concat(),
+        &[("AWS_ENDPOINT_URL", "http://127.0.0.1:1")],
+        &[],
+    );
+    once(&stderr, "failed to reach AWS:");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+}

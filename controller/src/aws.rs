@@ -185,14 +185,13 @@ impl AwsError {
             SdkError::TimeoutError(_) => {
                 bare(ErrorClass::Transient, "the request timed out".into())
             }
-            SdkError::DispatchFailure(e) => bare(
-                ErrorClass::Transient,
-                format!(
-                    "failed to reach AWS: {}",
-                    e.as_connector_error()
-                        .map_or_else(|| cause(err), |c| cause(c))
+            SdkError::DispatchFailure(e) => match e.as_connector_error() {
+                Some(c) => dispatch_failure(c),
+                None => bare(
+                    ErrorClass::Transient,
+                    format!("failed to reach AWS: {}", cause(err)),
                 ),
-            ),
+            },
             SdkError::ResponseError(e) => Self {
                 class: ErrorClass::Transient,
                 code: None,
@@ -217,6 +216,79 @@ impl AwsError {
             _ => bare(ErrorClass::Transient, cause(err)),
         }
     }
+}
+
+/// A request that never reached AWS: no region, no credentials, or the network. Says which, in
+/// words a person can act on, without the SDK's `Debug` dump.
+fn dispatch_failure(err: &aws_smithy_runtime_api::client::result::ConnectorError) -> AwsError {
+    let mut chain = Vec::new();
+    let mut next = std::error::Error::source(err);
+    while let Some(e) = next {
+        chain.push(e);
+        next = e.source();
+    }
+    let bare = |class, message: String| AwsError {
+        class,
+        code: None,
+        status: None,
+        message,
+        request_id: None,
+    };
+    let says = |what: &str| chain.iter().any(|e| e.to_string().contains(what));
+    if says("A region must be set") || says("region must be set") {
+        return bare(
+            ErrorClass::Permanent,
+            "no AWS region is set: set AWS_REGION, a region in the AWS profile, or `aws.region` \
+             in panka's configuration"
+                .into(),
+        );
+    }
+    if chain
+        .iter()
+        .any(|e| e.is::<aws_credential_types::provider::error::CredentialsError>())
+    {
+        // The chain's own text lists what it tried, one provider per line after the first.
+        let tried: Vec<String> = chain
+            .iter()
+            .flat_map(|e| {
+                e.to_string()
+                    .lines()
+                    .skip(1)
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut message = String::from(
+            "no AWS credentials found: set AWS_PROFILE (after `aws sso login` when it uses SSO) \
+             or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role is available \
+             (IRSA, EKS Pod Identity, ECS, EC2)",
+        );
+        if !tried.is_empty() {
+            message.push_str(&format!(" (tried: {})", tried.join("; ")));
+        }
+        return bare(ErrorClass::Permanent, message);
+    }
+    // Each cause's own words, outermost first, without repeats (hyper nests the same text).
+    let mut words: Vec<String> = Vec::new();
+    for e in &chain {
+        let text = e.to_string();
+        let text = text.lines().next().unwrap_or_default().trim().to_string();
+        if !text.is_empty() && !words.iter().any(|w| w.contains(&text)) {
+            words.push(text);
+        }
+    }
+    let what = if words.is_empty() {
+        err.to_string()
+    } else {
+        words.join(": ")
+    };
+    let class = if err.is_user() {
+        ErrorClass::Permanent
+    } else {
+        ErrorClass::Transient
+    };
+    bare(class, format!("failed to reach AWS: {what}"))
 }
 
 /// Access to an HTTP response's status, so [`AwsError::from_sdk`] works for every client's
@@ -294,6 +366,55 @@ mod tests {
     use aws_sdk_s3::error::ErrorMetadata;
     use aws_sdk_s3::operation::get_object::GetObjectError;
     use aws_smithy_types::body::SdkBody;
+
+    #[test]
+    fn a_request_that_never_left_says_what_to_set() {
+        use aws_smithy_runtime_api::client::endpoint::error::ResolveEndpointError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+
+        let no_region = ConnectorError::other(
+            Box::new(ResolveEndpointError::message(
+                "A region must be set when sending requests to S3.",
+            )),
+            None,
+        );
+        let e = dispatch_failure(&no_region);
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert!(
+            e.message
+                .starts_with("no AWS region is set: set AWS_REGION"),
+            "{e}"
+        );
+
+        let no_credentials = ConnectorError::other(
+            Box::new(aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "no credentials found in chain. Attempted:\n  Environment: not set\n  Profile: none",
+            )),
+            None,
+        );
+        let e = dispatch_failure(&no_credentials);
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert!(
+            e.message
+                .starts_with("no AWS credentials found: set AWS_PROFILE"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("Environment: not set; Profile: none"),
+            "{e}"
+        );
+
+        let refused = ConnectorError::io(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        )));
+        let e = dispatch_failure(&refused);
+        assert_eq!(e.class, ErrorClass::Transient);
+        assert_eq!(
+            e.message,
+            "failed to reach AWS: Connection refused (os error 111)"
+        );
+    }
 
     fn response(status: u16, body: &'static str) -> HttpResponse {
         let mut raw = HttpResponse::new(

@@ -46,6 +46,54 @@ impl std::fmt::Debug for Backends {
     }
 }
 
+/// What a person at the CLI can do about an error: a missing backend (the state bucket or the
+/// lock table does not exist in this account and region), or a lock someone else holds (the
+/// controller retries by itself, so its messages carry no such advice). `None` otherwise.
+pub fn hint(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        // Outside the drivers (which treat a missing bucket as a missing component) the only
+        // bucket panka reads is the state bucket; engine errors wrap state errors transparently,
+        // so the cause is looked for, not the state error.
+        let missing = match e.downcast_ref::<crate::state::StateError>() {
+            Some(crate::state::StateError::Aws { source, .. }) => {
+                source.code.as_deref() == Some("NoSuchBucket")
+            }
+            _ => e
+                .downcast_ref::<AwsError>()
+                .is_some_and(|a| a.code.as_deref() == Some("NoSuchBucket")),
+        };
+        if missing {
+            return Some(
+                "the state bucket does not exist in this account and region: create it and the \
+                 lock table with `panka backend create --bucket <bucket> --table <table>`, or \
+                 correct `backend.bucket`/PANKA_STATE_BUCKET and the region",
+            );
+        }
+        if let Some(crate::lock::LockError::Held { .. }) =
+            e.downcast_ref::<crate::lock::LockError>()
+        {
+            return Some(
+                "retry when it is done, or wait for it with `--lock-timeout 10m`; `panka state \
+                 locks` shows every lock and `panka unlock` is for a holder that died",
+            );
+        }
+        if let Some(crate::lock::LockError::Aws { source, .. }) =
+            e.downcast_ref::<crate::lock::LockError>()
+        {
+            if source.class == ErrorClass::NotFound {
+                return Some(
+                    "the lock table does not exist in this account and region: create it with \
+                     `panka backend create --bucket <bucket> --table <table>`, or correct \
+                     `locks.table`/PANKA_LOCK_TABLE and the region",
+                );
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// Opens the configured backends, loading the AWS configuration from the standard chain only
 /// when an AWS backend is configured.
 pub async fn open(config: &Config) -> Backends {

@@ -1,8 +1,10 @@
 //! Secret values read at apply time from AWS Secrets Manager, wrapped so they cannot leak.
 //!
-//! Stage: apply (infrastructure). Touches Secrets Manager through the client it is given, only
-//! with `GetSecretValue`. A value read here lives in a [`SecretString`]: its `Debug` and `Display`
-//! print `<redacted>`, it is not serialisable, and its buffer is overwritten when dropped. Callers
+//! Stage: plan and apply (infrastructure). Touches Secrets Manager through the client it is
+//! given: `DescribeSecret` to check a reference before any change (plan), `GetSecretValue` when a
+//! value must be sent (apply). A value read here lives in a [`SecretString`]: its `Debug` and
+//! `Display` print `<redacted>`, it is not serialisable, and its buffer is overwritten when
+//! dropped. Callers
 //! hand it to the one AWS call that needs it (e.g. `MasterUserPassword`) and never put it in
 //! fields, outputs, state, logs or errors; the errors of this module name the secret, never its
 //! value.
@@ -152,6 +154,37 @@ pub(crate) async fn read_reference(
                 message: e.to_string(),
             },
         })
+}
+
+/// Checks, before any change, that a password reference names a secret that exists — with
+/// `DescribeSecret`, which reads no value — so a plan refuses what apply could not finish.
+/// `field` is where the reference is written (`database.passwordSecret.ref`).
+pub(crate) async fn require_reference(
+    client: &Client,
+    reference: &PasswordSecret,
+    id: &panka_core::model::ComponentId,
+    field: &str,
+) -> Result<(), DriverError> {
+    let name = reference.secret_ref.trim();
+    match client.describe_secret().secret_id(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let err = AwsError::from_sdk(&e);
+            if err.code.as_deref() == Some("ResourceNotFoundException") {
+                Err(DriverError::MissingSecret {
+                    component: id.clone(),
+                    secret: name.to_string(),
+                    field: field.to_string(),
+                })
+            } else {
+                Err(DriverError::Aws {
+                    action: format!("look up the secret {name} for"),
+                    component: id.clone(),
+                    source: err.into(),
+                })
+            }
+        }
+    }
 }
 
 async fn fetch(client: &Client, reference: &str) -> Result<SecretString, SecretError> {

@@ -875,3 +875,43 @@ async fn observing_many_groups_equals_observing_each_with_fewer_calls() {
         ])
     );
 }
+
+#[tokio::test]
+async fn a_group_to_create_with_an_auth_token_that_does_not_exist_is_refused_at_plan_time() {
+    let (driver, ctx, _client, cache) = env().await;
+    let seen = driver.observe(&cache.id, None).await.expect("observe");
+    assert!(!seen.exists);
+    // The existing secret passes.
+    driver
+        .complete(&cache, &BTreeMap::new(), &Lookups::default(), seen.clone())
+        .await
+        .expect("the token's secret exists");
+
+    let mut wrong = cache.clone();
+    let missing = format!("/panka-tests/{}/no-token", ctx.naming.stack);
+    spec(&mut wrong)
+        .security
+        .as_mut()
+        .expect("security settings")
+        .auth_token_secret = Some(PasswordSecret {
+        secret_ref: missing.clone(),
+        key: None,
+    });
+    let err = driver
+        .complete(&wrong, &BTreeMap::new(), &Lookups::default(), seen)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, DriverError::MissingSecret { secret, field, .. }
+            if *secret == missing && field == "security.authTokenSecret.ref"),
+        "{err:?}"
+    );
+    assert_eq!(ctx.calls.mutating(), 0, "nothing was changed");
+    assert!(
+        !ctx.calls
+            .snapshot()
+            .keys()
+            .any(|(_, op)| op == "GetSecretValue"),
+        "a reference is checked without reading its value"
+    );
+}

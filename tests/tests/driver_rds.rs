@@ -404,7 +404,40 @@ async fn a_missing_password_secret_fails_the_create_and_names_the_secret() {
         .await
         .expect_err("no secret, no database");
     assert!(err.to_string().contains(&missing), "{err}");
-    assert!(!driver.observe(&db.id, None).await.expect("observe").exists);
+    let seen = driver.observe(&db.id, None).await.expect("observe");
+    assert!(!seen.exists);
+
+    // The plan already refuses it, naming the field, before any change: `complete` looks the
+    // reference up (DescribeSecret, no value read) for an instance still to be created.
+    let value_reads = || {
+        ctx.calls
+            .snapshot()
+            .iter()
+            .filter(|((_, op), _)| op == "GetSecretValue")
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    let (before, reads_before) = (ctx.calls.mutating(), value_reads());
+    let err = driver
+        .complete(
+            &db,
+            &network_outputs().await,
+            &Lookups::default(),
+            seen.clone(),
+        )
+        .await
+        .expect_err("a plan to create it is refused");
+    assert!(
+        matches!(&err, DriverError::MissingSecret { secret, field, .. }
+            if *secret == missing && field == "database.passwordSecret.ref"),
+        "{err:?}"
+    );
+    assert_eq!(ctx.calls.mutating(), before, "checking changes nothing");
+    assert_eq!(
+        value_reads(),
+        reads_before,
+        "no value is read to check a reference"
+    );
     let group = rds
         .describe_db_subnet_groups()
         .db_subnet_group_name(driver.subnet_group_name(&db.id))

@@ -992,7 +992,9 @@ impl Driver for ElastiCacheDriver {
     }
 
     /// Marks a desired engine version below the group's as a downgrade, which AWS cannot make
-    /// in place: [`DOWNGRADE_FIELD`] then differs and the plan replaces the group.
+    /// in place: [`DOWNGRADE_FIELD`] then differs and the plan replaces the group. A group still
+    /// to be created needs its AUTH token: a reference to no secret is refused here, at plan
+    /// time.
     async fn complete(
         &self,
         component: &DesiredComponent,
@@ -1003,6 +1005,19 @@ impl Driver for ElastiCacheDriver {
         let Ok(spec) = spec_of(component) else {
             return Ok(observed);
         };
+        let token = spec
+            .security
+            .as_ref()
+            .and_then(|s| s.auth_token_secret.as_ref());
+        if let (false, Some(reference)) = (observed.exists, token) {
+            secret::require_reference(
+                &self.secrets,
+                reference,
+                &component.id,
+                "security.authTokenSecret.ref",
+            )
+            .await?;
+        }
         if let Some(FieldValue::Known(Value::String(have))) = observed.fields.get("engineVersion") {
             let downgrade = is_downgrade(have, &spec.engine.version);
             observed

@@ -785,6 +785,29 @@ impl Driver for RdsDriver {
             .collect())
     }
 
+    /// An instance still to be created needs its master password: a reference to no secret is
+    /// refused at plan time, before any change.
+    async fn complete(
+        &self,
+        component: &DesiredComponent,
+        _outputs: &Outputs,
+        _lookups: &Lookups,
+        observed: Observation,
+    ) -> Result<Observation, DriverError> {
+        if !observed.exists {
+            if let Ok(spec) = spec_of(component) {
+                secret::require_reference(
+                    &self.secrets,
+                    &spec.database.password_secret,
+                    &component.id,
+                    "database.passwordSecret.ref",
+                )
+                .await?;
+            }
+        }
+        Ok(observed)
+    }
+
     async fn converge(
         &self,
         component: &DesiredComponent,

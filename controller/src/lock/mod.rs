@@ -66,7 +66,7 @@ pub enum LockError {
     #[error("failed to configure locking: {0}")]
     InvalidOptions(String),
     /// Someone else holds a live lock that excludes the one requested.
-    #[error("failed to acquire lock {requested}: {} holds {} for `{}` since {} (lock id {}, fence {}, lease expires {}); retry later or wait with --lock-timeout; `panka state locks` shows all locks", .holder.locked_by, .holder.key(), .holder.operation, format_epoch(.holder.locked_at), .holder.lock_id, .holder.fence, format_epoch(.holder.expires_at))]
+    #[error("failed to acquire lock {requested}: {} holds {} for `{}` since {} (lock id {}, fence {}, lease expires {})", .holder.locked_by, .holder.key(), .holder.operation, format_epoch(.holder.locked_at), .holder.lock_id, .holder.fence, format_epoch(.holder.expires_at))]
     Held {
         /// The lock asked for.
         requested: String,
