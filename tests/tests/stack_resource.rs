@@ -1,7 +1,8 @@
 //! A Stack resource's own settings, against the emulator with the reconcile the controller
 //! runs: `deletionPolicy: Delete` (CRD mode's finalizer) destroys what the controller applied,
 //! through the engine and under the lock, recorded as a `destroy` release; `suspend` stops
-//! applies until it is lifted.
+//! applies until it is lifted; a rollout the controller let go of is finished by a later pass
+//! without a new release.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use panka_controller::reconcile::{destroy, reconcile, Context, Settings, StackSo
 use panka_core::diag::Diagnostics;
 use panka_core::keys::StateKey;
 use panka_core::source::FileTree;
-use panka_core::state::{HistoryEntry, ReleaseKind};
+use panka_core::state::{HistoryEntry, ReleaseKind, ReleaseOutcome};
 use panka_core::sync::Phase;
 use panka_crds::resource::{DeletionPolicy, Stack, StackResourceSpec};
 use panka_tests::emulator::{emulator, unique_name};
@@ -55,6 +56,23 @@ fn context(
     backends: &panka_controller::backend::Backends,
     sdk: &aws_config::SdkConfig,
 ) -> Arc<Context> {
+    rollout_context(
+        repo,
+        backends,
+        sdk,
+        Duration::from_secs(30),
+        Duration::from_secs(900),
+    )
+}
+
+/// [`context`] with the controller's `--rollout-wait` and `--rollout-timeout`.
+fn rollout_context(
+    repo: &std::path::Path,
+    backends: &panka_controller::backend::Backends,
+    sdk: &aws_config::SdkConfig,
+    rollout_wait: Duration,
+    rollout_timeout: Duration,
+) -> Arc<Context> {
     Arc::new(Context::new(
         Arc::new(Folder(repo.to_path_buf())),
         backends.clone(),
@@ -63,7 +81,8 @@ fn context(
         Settings {
             poll_interval: Duration::from_secs(30),
             drift_interval: Duration::from_secs(300),
-            rollout_wait: Duration::from_secs(30),
+            rollout_wait,
+            rollout_timeout,
             // The deletion policy is the Stack's own consent: the controller-wide switch for
             // repository deletions stays off.
             allow_destroy: false,
@@ -255,5 +274,103 @@ async fn a_suspended_stack_is_not_applied_until_resumed() {
             .expect("history")
             .len(),
         releases + 1
+    );
+}
+
+/// A rollout that outlasts `--rollout-wait` is let go of, its release recorded as in progress;
+/// the next pass finds it settled and says synced without another release. (The emulator
+/// settles a service at its first UpdateService, so the passes that only watch an unsettled
+/// rollout are covered by the reconcile module's unit tests of `rollout_overdue`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_let_go_of_is_finished_by_a_later_pass_without_a_new_release() {
+    let World {
+        sdk,
+        aws,
+        repo,
+        name,
+        ctx: _,
+    } = World::new("rollout").await;
+    // Three tasks asked for; the emulator starts every service with two running
+    // (MOTO_ECS_SERVICE_RUNNING), so the first pass sees the rollout going.
+    let dir = repo
+        .path()
+        .join("stacks")
+        .join(&name)
+        .join("services/app/components/worker");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("worker.yaml"),
+        format!(
+            "apiVersion: components.panka.io/v1\nkind: Worker\nmetadata:\n  name: worker\n  service: app\n  stack: {name}\nspec:\n  image:\n    repository: public.ecr.aws/docker/library/busybox\n    tag: latest\n"
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("infra.yaml"),
+        format!(
+            "apiVersion: infra.panka.io/v1\nkind: ComponentInfra\nmetadata:\n  name: worker\n  service: app\n  stack: {name}\nspec:\n  scaling:\n    replicas: 3\n"
+        ),
+    )
+    .expect("write");
+    let ctx = rollout_context(
+        repo.path(),
+        &aws.backends,
+        &sdk,
+        Duration::from_secs(1),
+        Duration::from_secs(900),
+    );
+    let obj = Arc::new(stack_resource(&name));
+    let key = StateKey::new(&name, "development").expect("key");
+    let releases = || async {
+        aws.backends
+            .state
+            .history(&key, None)
+            .await
+            .expect("history")
+            .into_iter()
+            .filter_map(|e| match e {
+                HistoryEntry::Release(r) => Some(r),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let phase = || async {
+        ctx.backends
+            .state
+            .sync(&key)
+            .await
+            .expect("sync")
+            .expect("a status")
+    };
+
+    // The first pass applies, waits a second, and lets the worker go.
+    reconcile(obj.clone(), ctx.clone()).await.expect("applied");
+    assert_eq!(
+        phase().await.phase,
+        Phase::Progressing,
+        "{:?}",
+        releases().await
+    );
+    let first = releases().await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].outcome, ReleaseOutcome::InProgress);
+
+    // The next pass: settled, nothing to change — synced, no lock left, still one release.
+    reconcile(obj.clone(), ctx.clone()).await.expect("synced");
+    assert_eq!(phase().await.phase, Phase::Synced);
+    assert_eq!(
+        releases().await.len(),
+        1,
+        "a pass that changes nothing writes no release"
+    );
+    let target = panka_core::keys::LockTarget::stack(&name, "development").expect("target");
+    assert!(
+        aws.backends
+            .locks
+            .get(&target)
+            .await
+            .expect("lock")
+            .is_none(),
+        "no lock left"
     );
 }

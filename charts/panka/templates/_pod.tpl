@@ -117,6 +117,8 @@ spec:
           value: {{ $v.awsCallsPerSecond | quote }}
         - name: PANKA_ROLLOUT_WAIT
           value: {{ $v.rolloutWait | quote }}
+        - name: PANKA_ROLLOUT_TIMEOUT
+          value: {{ $v.rolloutTimeout | quote }}
         - name: PANKA_ALLOW_DESTROY
           value: {{ $v.allowDestroy | quote }}
         - name: PANKA_SHUTDOWN_TIMEOUT

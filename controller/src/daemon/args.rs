@@ -110,6 +110,10 @@ pub struct Args {
     /// again later.
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "PANKA_ROLLOUT_WAIT")]
     pub rollout_wait: Duration,
+    /// How long a rollout may take in all, from the release that started it, before the
+    /// target is reported failed (it is still looked at, and recovers when it settles).
+    #[arg(long, default_value = "15m", value_parser = parse_duration, env = "PANKA_ROLLOUT_TIMEOUT")]
+    pub rollout_timeout: Duration,
     /// Let applies delete components that hold data (databases, tables, buckets, caches).
     #[arg(long, env = "PANKA_ALLOW_DESTROY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub allow_destroy: bool,

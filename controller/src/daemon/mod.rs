@@ -287,6 +287,7 @@ pub async fn serve(args: Args, shutdown: CancellationToken) -> Result<(), StartE
         poll_interval: args.poll_interval,
         drift_interval: args.drift_interval,
         rollout_wait: args.rollout_wait,
+        rollout_timeout: args.rollout_timeout,
         allow_destroy: args.allow_destroy,
         actor: actor.clone(),
     };

@@ -590,6 +590,7 @@ fn context(dir: &std::path::Path, kube: Arc<Kube>) -> Arc<Context> {
                 poll_interval: Duration::from_secs(30),
                 drift_interval: Duration::from_secs(300),
                 rollout_wait: Duration::from_secs(30),
+                rollout_timeout: Duration::from_secs(900),
                 allow_destroy: false,
                 actor: "panka-controller@test".into(),
             },

@@ -29,10 +29,10 @@ use kube::runtime::controller::Action;
 use panka_core::diag::Diagnostics;
 use panka_core::drift::Severity;
 use panka_core::graph::Graph;
-use panka_core::model::DesiredStack;
-use panka_core::plan::{Health, PlanOptions};
+use panka_core::model::{ComponentId, DesiredStack};
+use panka_core::plan::{Health, Observation, PlanOptions};
 use panka_core::source::FileTree;
-use panka_core::state::ReleaseKind;
+use panka_core::state::{HistoryEntry, ReleaseKind, ReleaseOutcome};
 use panka_core::sync::{
     plan_id, short_commit, Approved, PendingPlan, Phase, Readiness, Remediated, SyncError,
     SyncStatus,
@@ -147,6 +147,8 @@ pub struct Settings {
     /// How long a pass waits for a rollout before it lets the worker go and looks again
     /// later.
     pub rollout_wait: Duration,
+    /// How long a rollout may take in all, counted from the release that started it.
+    pub rollout_timeout: Duration,
     /// Let applies delete components that hold data (the CLI's `--allow-destroy`).
     pub allow_destroy: bool,
     /// Who acts: the lock holder and the releases' actor.
@@ -766,6 +768,11 @@ async fn act(
         status.synced_commit = Some(revision.to_owned());
         return Ok(Acted::new(phase, "synced"));
     }
+    if !prepared.plan.has_changes() {
+        if let Some(acted) = watch_rollout(ctx, key, &prepared).await? {
+            return Ok(acted);
+        }
+    }
 
     // The approval gate: a plan needing approval is recorded and waited for.
     let unattended = matches!(job, Job::Remediate(_)) && mode == DriftMode::RemediateUnattended;
@@ -921,6 +928,88 @@ fn limits(ctx: &Context) -> Limits {
         allow_destroy: ctx.settings.allow_destroy,
         ..Limits::default()
     }
+}
+
+/// Nothing to change, and a rollout still going — one a pass let go of after `--rollout-wait`,
+/// or a component AWS is replacing tasks of: watched without the lock and without a new release
+/// (history keeps one release per apply), until it settles or outlasts `--rollout-timeout`
+/// counted from the release that started it. `None` when a component failed (AWS says
+/// degraded): the apply path then meets the failure under the lock and records it.
+async fn watch_rollout(
+    ctx: &Context,
+    key: &StateKey,
+    prepared: &Prepared,
+) -> Result<Option<Acted>, ReconcileError> {
+    let unsettled: Vec<(&ComponentId, &Observation)> = prepared
+        .plan
+        .all()
+        .filter_map(|p| prepared.observed.get(&p.id).map(|o| (&p.id, o)))
+        .filter(|(_, o)| o.health != Health::Healthy)
+        .collect();
+    if unsettled
+        .iter()
+        .any(|(_, o)| matches!(o.health, Health::Degraded(_)))
+    {
+        return Ok(None);
+    }
+    let release = match prepared
+        .state
+        .as_ref()
+        .and_then(|s| s.document.release.as_deref())
+    {
+        Some(id) => ctx
+            .backends
+            .state
+            .history_entry(key, id)
+            .await
+            .map_err(EngineError::from)?,
+        None => None,
+    };
+    let started = match release {
+        Some(HistoryEntry::Release(r)) if r.outcome == ReleaseOutcome::InProgress => {
+            r.started_at.parse::<jiff::Timestamp>().ok()
+        }
+        _ => None,
+    };
+    if let Some(too_long) = rollout_overdue(
+        &unsettled,
+        started,
+        jiff::Timestamp::now(),
+        ctx.settings.rollout_timeout,
+    ) {
+        return Err(too_long.into());
+    }
+    for (id, o) in &unsettled {
+        info!(component = %id, status = %o.status, "still rolling out; looking again soon");
+    }
+    Ok(Some(Acted {
+        phase: Phase::Progressing,
+        result: "progressing",
+        requeue: Some(
+            ctx.settings
+                .rollout_wait
+                .clamp(Duration::from_secs(2), Duration::from_secs(10)),
+        ),
+    }))
+}
+
+/// The failure of a rollout still unsettled `limit` after the in-progress release that started
+/// it (`started`); `None` while within it, or when no release of panka's is rolling out (AWS
+/// replacing tasks on its own has no start panka knows).
+fn rollout_overdue(
+    unsettled: &[(&ComponentId, &Observation)],
+    started: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    limit: Duration,
+) -> Option<EngineError> {
+    let (id, o) = unsettled.first()?;
+    let waited = now.duration_since(started?).unsigned_abs();
+    (waited >= limit).then(|| EngineError::Unhealthy {
+        component: (*id).clone(),
+        waited,
+        status: o.status.clone(),
+        degraded: false,
+    })
 }
 
 /// Whether every component observed is healthy (no rollout to wait for).
@@ -1315,6 +1404,38 @@ mod tests {
                 ..StackResourceSpec::default()
             },
         )
+    }
+
+    #[test]
+    fn a_rollout_is_overdue_only_past_the_limit_from_its_release() {
+        let id = ComponentId::new("app", "worker");
+        let rolling = Observation {
+            exists: true,
+            health: Health::Progressing,
+            status: "2/3 running".into(),
+            ..Observation::default()
+        };
+        let unsettled = [(&id, &rolling)];
+        let started: jiff::Timestamp = "2026-12-06T10:00:00Z".parse().expect("a time");
+        let limit = Duration::from_secs(900);
+        let at = |s: &str| s.parse::<jiff::Timestamp>().expect("a time");
+        assert!(
+            rollout_overdue(&unsettled, Some(started), at("2026-12-06T10:14:59Z"), limit).is_none()
+        );
+        let overdue = rollout_overdue(&unsettled, Some(started), at("2026-12-06T10:15:00Z"), limit)
+            .expect("overdue");
+        assert_eq!(
+            overdue.to_string(),
+            "app/worker did not become healthy within 15m: 2/3 running"
+        );
+        assert_eq!(
+            overdue.class(),
+            ErrorClass::Transient,
+            "looked at again, with backoff"
+        );
+        // No release of panka's is rolling out: nothing to count from.
+        assert!(rollout_overdue(&unsettled, None, at("2027-01-01T00:00:00Z"), limit).is_none());
+        assert!(rollout_overdue(&[], Some(started), at("2027-01-01T00:00:00Z"), limit).is_none());
     }
 
     #[test]
