@@ -294,3 +294,109 @@ async fn a_held_lock_refuses_at_once_with_the_holder() {
     }
     held.release().await.expect("release");
 }
+
+/// `panka unlock --force` while an apply only waits for a rollout stops the apply at its next
+/// step, once its heartbeat finds the lock gone — not at the end of its health timeout. The
+/// rollout: a worker asking for three tasks, which the emulator starts with two running.
+#[tokio::test]
+async fn a_lock_broken_while_the_apply_waits_stops_it() {
+    let b = emulator().fresh_backends().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("broken");
+    repo(dir.path(), &name, &[("jobs", 30)]);
+    let worker = format!("stacks/{name}/services/orders/components/worker");
+    write(
+        dir.path(),
+        &format!("{worker}/worker.yaml"),
+        &format!(
+            "apiVersion: components.panka.io/v1\nkind: Worker\nmetadata: {{name: worker, service: orders, stack: {name}}}\nspec:\n  image: {{repository: public.ecr.aws/docker/library/busybox, tag: latest}}\n"
+        ),
+    );
+    write(
+        dir.path(),
+        &format!("{worker}/infra.yaml"),
+        &format!(
+            "apiVersion: infra.panka.io/v1\nkind: ComponentInfra\nmetadata: {{name: worker, service: orders, stack: {name}}}\nspec:\n  scaling: {{replicas: 3}}\n"
+        ),
+    );
+    let (d, g) = desired(dir.path(), &name);
+    // A short lease, so the heartbeat notices within a second.
+    let locker = Locker::new(
+        b.backends.locks.clone(),
+        LockOptions {
+            lease: std::time::Duration::from_secs(4),
+            heartbeat: std::time::Duration::from_millis(500),
+            ..LockOptions::default()
+        },
+    )
+    .expect("locker");
+    let engine = panka_controller::engine::Engine::new(
+        emulator().sdk_config().await,
+        b.backends.clone(),
+        locker,
+    );
+    let run = engine.run(&d, options(), tokio_util::sync::CancellationToken::new());
+    let prepared = engine.plan(&run, &d, &g).await.expect("plan");
+    let approval = prepared.approve();
+    let mut applying = match engine
+        .apply(&run, &d, &g, &approval, &Quiet)
+        .await
+        .expect("apply starts")
+    {
+        Ok(applying) => applying,
+        Err(report) => panic!("nothing to do? {:?}", report.plan.summary),
+    };
+    let mut broken = false;
+    let mut steps = 0;
+    let err = loop {
+        match applying.step().await {
+            Ok(panka_controller::engine::Step::Progressing {
+                applying: next,
+                waiting,
+                ..
+            }) => {
+                if !broken && waiting.iter().any(|(id, _)| id.component == "worker") {
+                    // Someone breaks the lock while only a rollout is waited for.
+                    let target =
+                        panka_core::keys::LockTarget::stack(&name, "development").expect("target");
+                    let out = panka_controller::lock::unlock(
+                        b.backends.locks.as_ref(),
+                        &target,
+                        "someone-else",
+                        true,
+                    )
+                    .await
+                    .expect("unlock");
+                    assert!(
+                        matches!(
+                            out,
+                            panka_controller::lock::UnlockOutcome::Removed { forced: true, .. }
+                        ),
+                        "{out:?}"
+                    );
+                    broken = true;
+                }
+                steps += 1;
+                assert!(
+                    steps < 60,
+                    "still going 30 s on (broken: {broken}): {waiting:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                applying = *next;
+            }
+            Ok(panka_controller::engine::Step::Done(report)) => {
+                panic!("the rollout settled here? {:?}", report.plan.summary)
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(broken, "{err}");
+    assert!(
+        matches!(
+            &err,
+            EngineError::Lock(panka_controller::lock::LockError::Lost { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("was lost"), "{err}");
+}

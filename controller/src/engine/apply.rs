@@ -152,6 +152,13 @@ impl<'a> Applying<'a> {
     /// Goes as far as it can without waiting. Ends with the report, the error (release
     /// recorded, lock released), or [`Step::Progressing`].
     pub async fn step(mut self) -> Result<Step<'a>, EngineError> {
+        // A lock broken meanwhile (`panka unlock --force`, or a lease that could not be renewed)
+        // ends the run here, also while it only waits for health or a deletion: the fence
+        // would refuse its next write anyway, and its holder should hear it now.
+        if let Err(lost) = self.cx.guard.check() {
+            self.book.failures.push(lost.into());
+            return self.close().await.map(|r| Step::Done(Box::new(r)));
+        }
         match self.book.advance(&self.cx).await {
             Ok(Some(requeue_after)) => {
                 let waiting = self
