@@ -569,6 +569,26 @@ fn completion_scripts_generate_for_each_shell_and_name_the_commands() {
     assert!(stderr(&out).contains("possible values"), "{}", show(&out));
 }
 
+/// `panka completion bash | head -1`: the reader stops early; panka exits quietly.
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    for args in [&["completion", "bash"][..], &["man"][..]] {
+        let home = TempDir::new().expect("temporary HOME");
+        let mut child = panka(home.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run panka");
+        // Close the read end at once: every write panka makes meets a broken pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("panka ends");
+        let err = stderr(&out);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn man_prints_the_main_page_and_writes_one_per_command() {
     let out = run_on_example(&["man"]);

@@ -123,6 +123,12 @@ const IMPLIED: &[(&str, &str, &str, &str)] = &[
         "a target-tracking policy creates its alarms with the caller's permissions",
     ),
     (
+        "rds:CreateDBSnapshot",
+        "rds",
+        "DeleteDBInstance",
+        "an instance deleted with a final snapshot creates that snapshot",
+    ),
+    (
         "cloudwatch:DeleteAlarms",
         "applicationautoscaling",
         "DeleteScalingPolicy",
@@ -204,13 +210,45 @@ fn sources(dir: &Path, out: &mut Vec<Source>) {
                 sources(&path, out);
             }
         } else if name.ends_with(".rs") && name != "tests.rs" {
-            let mut text = std::fs::read_to_string(&path).expect("source");
-            if let Some(at) = text.find("#[cfg(test)]\nmod ") {
-                text.truncate(at);
-            }
+            let text = without_test_modules(&std::fs::read_to_string(&path).expect("source"));
             out.push(Source { path, text });
         }
     }
+}
+
+/// `text` without its `#[cfg(test)] mod … { … }` blocks (braces counted; a test module may sit
+/// before production code), each replaced by as many newlines so line numbers stay true.
+fn without_test_modules(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("#[cfg(test)]\nmod ") {
+        out.push_str(&rest[..at]);
+        let module = &rest[at..];
+        let Some(open) = module.find('{') else {
+            // `mod tests;` — a file of its own, skipped by name.
+            rest = &module[module.find('\n').map_or(module.len(), |n| n + 1)..];
+            continue;
+        };
+        let mut depth = 0usize;
+        let mut end = module.len();
+        for (i, c) in module[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&"\n".repeat(module[..end].matches('\n').count()));
+        rest = &module[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The module a file's `super` is: `dir/mod.rs` for a file beside it, `../mod.rs` for a
@@ -519,4 +557,13 @@ fn scoped_actions_are_not_also_granted_unscoped() {
         scoped > 10,
         "the policy scopes almost nothing ({scoped} actions)"
     );
+}
+
+#[test]
+fn test_modules_are_left_out_wherever_they_sit() {
+    let text = "fn a() {}\n#[cfg(test)]\nmod holder_tests {\n    fn t() { x.create_queue().send(); }\n}\nfn b() { c.delete_queue().send(); }\n";
+    let kept = without_test_modules(text);
+    assert!(!kept.contains("create_queue"), "{kept}");
+    assert!(kept.contains("delete_queue"), "{kept}");
+    assert_eq!(kept.lines().count(), text.lines().count(), "{kept}");
 }

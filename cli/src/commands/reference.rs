@@ -36,8 +36,17 @@ pub struct ManArgs {
 /// Prints the completion script for `args.shell`.
 pub fn completion(args: CompletionArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "panka", &mut std::io::stdout());
-    Ok(ExitCode::SUCCESS)
+    let mut out = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "panka", &mut out);
+    print_all(&out)
+}
+
+/// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
+fn print_all(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    match std::io::Write::write_all(&mut std::io::stdout(), bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Prints `panka.1`, or writes every page into `args.dir`.
@@ -47,7 +56,7 @@ pub fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
         None => {
             let mut out = Vec::new();
             clap_mangen::Man::new(cmd).render(&mut out)?;
-            std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+            return print_all(&out);
         }
         Some(dir) => {
             std::fs::create_dir_all(&dir)

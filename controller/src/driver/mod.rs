@@ -40,6 +40,16 @@ use panka_core::model::{ComponentId, DesiredComponent};
 use panka_core::naming::Naming;
 use panka_core::plan::{DesiredFields, FieldDiff, Observation};
 
+/// How panka uses a secret referenced at `field`: container secrets are ECS's to read; a
+/// password is read once, to create the resource.
+fn secret_use(field: &str) -> &'static str {
+    if field.starts_with("secrets[") {
+        "panka never reads its value; ECS does, when a task starts"
+    } else {
+        "panka reads it once, when it creates the resource, and never stores it"
+    }
+}
+
 /// A client of one AWS service (`counted_client!(ctx, aws_sdk_sqs)`) on the context's SDK
 /// configuration, its calls counted in `ctx.calls`: how every driver makes its clients.
 macro_rules! counted_client {
@@ -102,7 +112,7 @@ pub enum DriverError {
         message: String,
     },
     /// A secret the component references does not exist.
-    #[error("{component}: secret `{secret}` ({field}) does not exist in Secrets Manager; create it first (panka never reads its value) or correct the reference")]
+    #[error("{component}: secret `{secret}` ({field}) does not exist in Secrets Manager; create it first ({}) or correct the reference", secret_use(.field))]
     MissingSecret {
         /// Which component.
         component: ComponentId,
