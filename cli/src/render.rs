@@ -50,7 +50,7 @@ pub fn error(err: &anyhow::Error) -> String {
     }
     if let Some(hint) = panka_controller::backend::hint(err.as_ref()) {
         text.push_str("\n  hint: ");
-        text.push_str(hint);
+        text.push_str(&hint);
     }
     text
 }
@@ -325,7 +325,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("hint: the state bucket does not exist"),
+            text.contains("hint: the state bucket does not exist")
+                && text.contains("`panka backend create --bucket b --table <table>`"),
             "{text}"
         );
         // Causes the context does not quote are still said.

@@ -250,7 +250,9 @@ async fn missing_backends_and_unreachable_aws_say_what_to_do() {
     assert!(
         stderr.contains(&format!("s3://{bucket}/"))
             && stderr.contains("hint: the state bucket does not exist")
-            && stderr.contains("panka backend create --bucket"),
+            && stderr.contains(&format!(
+                "panka backend create --bucket {bucket} --table <table>"
+            )),
         "{stderr}"
     );
 
@@ -258,7 +260,8 @@ async fn missing_backends_and_unreachable_aws_say_what_to_do() {
     once(&stderr, "ResourceNotFoundException");
     assert!(
         stderr.contains(&format!("dynamodb://{table}"))
-            && stderr.contains("hint: the lock table does not exist"),
+            && stderr.contains("hint: the lock table does not exist")
+            && stderr.contains(&format!("--table {table}`")),
         "{stderr}"
     );
 

@@ -49,7 +49,24 @@ impl std::fmt::Debug for Backends {
 /// What a person at the CLI can do about an error: a missing backend (the state bucket or the
 /// lock table does not exist in this account and region), or a lock someone else holds (the
 /// controller retries by itself, so its messages carry no such advice). `None` otherwise.
-pub fn hint(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+pub fn hint(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    // The names, as the error's own location says them (`s3://bucket/…`, `dynamodb://table`).
+    let mut said = String::new();
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        said.push_str(&e.to_string());
+        said.push('\n');
+        cause = e.source();
+    }
+    let named = |scheme: &str| {
+        said.split(scheme)
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':', ' ', '\n']).next())
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+    };
+    let bucket = named("s3://").unwrap_or_else(|| "<bucket>".into());
+    let table = named("dynamodb://").unwrap_or_else(|| "<table>".into());
     let mut next = Some(err);
     while let Some(e) = next {
         // Outside the drivers (which treat a missing bucket as a missing component) the only
@@ -64,29 +81,30 @@ pub fn hint(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
                 .is_some_and(|a| a.code.as_deref() == Some("NoSuchBucket")),
         };
         if missing {
-            return Some(
+            return Some(format!(
                 "the state bucket does not exist in this account and region: create it and the \
-                 lock table with `panka backend create --bucket <bucket> --table <table>`, or \
-                 correct `backend.bucket`/PANKA_STATE_BUCKET and the region",
-            );
+                 lock table with `panka backend create --bucket {bucket} --table {table}`, or \
+                 correct `backend.bucket`/PANKA_STATE_BUCKET and the region"
+            ));
         }
         if let Some(crate::lock::LockError::Held { .. }) =
             e.downcast_ref::<crate::lock::LockError>()
         {
             return Some(
                 "retry when it is done, or wait for it with `--lock-timeout 10m`; `panka state \
-                 locks` shows every lock and `panka unlock` is for a holder that died",
+                 locks` shows every lock and `panka unlock` is for a holder that died"
+                    .into(),
             );
         }
         if let Some(crate::lock::LockError::Aws { source, .. }) =
             e.downcast_ref::<crate::lock::LockError>()
         {
             if source.class == ErrorClass::NotFound {
-                return Some(
+                return Some(format!(
                     "the lock table does not exist in this account and region: create it with \
-                     `panka backend create --bucket <bucket> --table <table>`, or correct \
-                     `locks.table`/PANKA_LOCK_TABLE and the region",
-                );
+                     `panka backend create --bucket {bucket} --table {table}`, or correct \
+                     `locks.table`/PANKA_LOCK_TABLE and the region"
+                ));
             }
         }
         next = e.source();
