@@ -158,13 +158,14 @@ pub(crate) async fn read_reference(
 
 /// Checks, before any change, that a password reference names a secret that exists — with
 /// `DescribeSecret`, which reads no value — so a plan refuses what apply could not finish.
-/// `field` is where the reference is written (`database.passwordSecret.ref`).
+/// `field` is where the reference is written in `component`'s file (`database.passwordSecret.ref`).
 pub(crate) async fn require_reference(
     client: &Client,
     reference: &PasswordSecret,
-    id: &panka_core::model::ComponentId,
+    component: &panka_core::model::DesiredComponent,
     field: &str,
 ) -> Result<(), DriverError> {
+    let id = &component.id;
     let name = reference.secret_ref.trim();
     match client.describe_secret().secret_id(name).send().await {
         Ok(_) => Ok(()),
@@ -172,6 +173,7 @@ pub(crate) async fn require_reference(
             let err = AwsError::from_sdk(&e);
             if err.code.as_deref() == Some("ResourceNotFoundException") {
                 Err(DriverError::MissingSecret {
+                    file: component.source.clone(),
                     component: id.clone(),
                     secret: name.to_string(),
                     field: field.to_string(),

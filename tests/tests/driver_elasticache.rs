@@ -902,8 +902,8 @@ async fn a_group_to_create_with_an_auth_token_that_does_not_exist_is_refused_at_
         .await
         .expect_err("refused");
     assert!(
-        matches!(&err, DriverError::MissingSecret { secret, field, .. }
-            if *secret == missing && field == "security.authTokenSecret.ref"),
+        matches!(&err, DriverError::MissingSecret { file, secret, field, .. }
+            if *secret == missing && field == "security.authTokenSecret.ref" && *file == wrong.source),
         "{err:?}"
     );
     assert_eq!(ctx.calls.mutating(), 0, "nothing was changed");

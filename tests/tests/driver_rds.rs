@@ -428,9 +428,13 @@ async fn a_missing_password_secret_fails_the_create_and_names_the_secret() {
         .await
         .expect_err("a plan to create it is refused");
     assert!(
-        matches!(&err, DriverError::MissingSecret { secret, field, .. }
-            if *secret == missing && field == "database.passwordSecret.ref"),
+        matches!(&err, DriverError::MissingSecret { file, secret, field, .. }
+            if *secret == missing && field == "database.passwordSecret.ref" && *file == db.source),
         "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(&format!("{}: ", db.source)),
+        "{err}"
     );
     assert_eq!(ctx.calls.mutating(), before, "checking changes nothing");
     assert_eq!(

@@ -1013,7 +1013,7 @@ impl Driver for ElastiCacheDriver {
             secret::require_reference(
                 &self.secrets,
                 reference,
-                &component.id,
+                component,
                 "security.authTokenSecret.ref",
             )
             .await?;

@@ -112,8 +112,10 @@ pub enum DriverError {
         message: String,
     },
     /// A secret the component references does not exist.
-    #[error("{component}: secret `{secret}` ({field}) does not exist in Secrets Manager; create it first ({}) or correct the reference", secret_use(.field))]
+    #[error("{file}: {component}: secret `{secret}` ({field}) does not exist in Secrets Manager; create it first ({}) or correct the reference", secret_use(.field))]
     MissingSecret {
+        /// The file the component is defined in.
+        file: String,
         /// Which component.
         component: ComponentId,
         /// The reference as written.

@@ -799,7 +799,7 @@ impl Driver for RdsDriver {
                 secret::require_reference(
                     &self.secrets,
                     &spec.database.password_secret,
-                    &component.id,
+                    component,
                     "database.passwordSecret.ref",
                 )
                 .await?;

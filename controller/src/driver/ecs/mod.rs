@@ -174,6 +174,7 @@ impl EcsDriver {
             };
             let Some(arn) = arn else {
                 return Err(DriverError::MissingSecret {
+                    file: component.source.clone(),
                     component: component.id.clone(),
                     secret: name.to_string(),
                     field: format!("secrets[{}].secretRef", s.name),
