@@ -141,6 +141,12 @@ async fn visibility(name: &str, queue: &str) -> String {
 /// Applies v1 (30 s everywhere), then v2 (`jobs` 666: degraded, `events` 45, `audit` 50) and,
 /// when that fails, lets the session roll the failed wave back. What the rollback said.
 async fn fail_v2(root: &Path, name: &str) -> (Session, StateKey, Option<String>) {
+    fail(root, name, false).await
+}
+
+/// [`fail_v2`]; with `new_queue`, v2 instead adds a queue `fresh` (666: degraded) beside
+/// `jobs` in the first wave and changes `jobs` to 31 (healthy).
+async fn fail(root: &Path, name: &str, new_queue: bool) -> (Session, StateKey, Option<String>) {
     let sdk = emulator().sdk_config().await;
     let backends = emulator().fresh_backends().await.backends;
     let session = Session::with(backends.clone(), sdk.clone()).with_actor("tester@ci");
@@ -176,18 +182,26 @@ async fn fail_v2(root: &Path, name: &str) -> (Session, StateKey, Option<String>)
     let (desired, graph) = resolve(root, name, &[]);
     let (_, first) = run_apply(desired, graph).await;
     first.expect("v1 applies");
+    let jobs = if new_queue {
+        write(root, &format!("stacks/{name}/services/orders/components/fresh/sqs.yaml"), &format!(
+            "apiVersion: components.panka.io/v1\nkind: SQS\nmetadata: {{name: fresh, service: orders, stack: {name}}}\nspec:\n  visibilityTimeout: 666\n"));
+        "31"
+    } else {
+        "666"
+    };
     let v2 = [
         ("VERSION", "v2"),
-        ("JOBS", "666"),
+        ("JOBS", jobs),
         ("EVENTS", "45"),
         ("AUDIT", "50"),
     ];
     let (desired, graph) = resolve(root, name, &v2);
     let (prepared, second) = run_apply(desired.clone(), graph).await;
     let failure = second.expect_err("v2 fails its health wait");
+    let unhealthy = if new_queue { "fresh" } else { "jobs" };
     assert_eq!(
         failure.unhealthy_component(),
-        Some(&ComponentId::new("orders", "jobs")),
+        Some(&ComponentId::new("orders", unhealthy)),
         "{failure}"
     );
     let note = session
@@ -281,4 +295,36 @@ async fn with_on_failure_off_the_failed_wave_stays_as_it_failed() {
     assert_eq!(visibility(&name, "jobs").await, "666");
     assert_eq!(visibility(&name, "events").await, "45");
     assert_eq!(visibility(&name, "audit").await, "30");
+}
+
+/// A component the failed wave created has no previous spec: it stays as the wave left it, and
+/// the rest of the wave goes back; the rollback itself succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_component_that_fails_stays_and_the_rest_of_its_wave_goes_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("ar");
+    repo(dir.path(), &name, true);
+    let (session, key, note) = fail(dir.path(), &name, true).await;
+    let note = note.expect("a rollback");
+    assert!(
+        note.starts_with("rolled back orders/events, orders/jobs to their previous spec"),
+        "{note}"
+    );
+    assert_eq!(visibility(&name, "jobs").await, "30");
+    assert_eq!(visibility(&name, "events").await, "30");
+    assert_eq!(visibility(&name, "fresh").await, "666");
+    let history = session
+        .backends()
+        .state
+        .history(&key, Some(1))
+        .await
+        .expect("history");
+    match history.first() {
+        Some(HistoryEntry::Release(r)) => assert_eq!(
+            (r.kind, r.outcome),
+            (ReleaseKind::Rollback, ReleaseOutcome::Succeeded),
+            "{r:#?}"
+        ),
+        other => panic!("the rollback is the last release: {other:?}"),
+    }
 }
