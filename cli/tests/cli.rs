@@ -569,6 +569,46 @@ fn completion_scripts_generate_for_each_shell_and_name_the_commands() {
     assert!(stderr(&out).contains("possible values"), "{}", show(&out));
 }
 
+/// A `--component` that is not in the stack: the nearest name, or the list; no AWS call.
+#[test]
+fn an_unknown_component_is_named_with_the_nearest_one() {
+    for (command, wrong, says) in [
+        (
+            "health",
+            "user-service/apii",
+            "did you mean `user-service/api`?",
+        ),
+        (
+            "logs",
+            "user-service/apii",
+            "did you mean `user-service/api`?",
+        ),
+        (
+            "metrics",
+            "nope/nothing",
+            "its components: notification-service/api,",
+        ),
+    ] {
+        let out = run_on_example(&[
+            command,
+            "-s",
+            "user-platform",
+            "-e",
+            "development",
+            "--component",
+            wrong,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", show(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "stack `user-platform` has no component `{wrong}`; {says}"
+            )),
+            "{command}: {err}"
+        );
+    }
+}
+
 /// `panka completion bash | head -1`: the reader stops early; panka exits quietly.
 #[test]
 fn a_reader_that_stops_early_is_not_an_error() {

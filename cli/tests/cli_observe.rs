@@ -290,8 +290,19 @@ async fn logs(cli: &Cli<'_>, sdk: &SdkConfig) {
     );
     assert_eq!(phrase.lines().collect::<Vec<_>>(), [&expected[2]]);
     // `--since` leaves out what is older.
-    let recent = cli.expect(0, &[&["logs", "--since", "5m"][..], &component].concat());
-    assert_eq!(recent, "");
+    let recent = cli.run(&[&["logs", "--since", "5m"][..], &component].concat());
+    assert_eq!(recent.status.code(), Some(0), "{}", text(&recent));
+    assert_eq!(
+        String::from_utf8_lossy(&recent.stdout),
+        "",
+        "stdout stays empty"
+    );
+    // … and stderr says where panka looked.
+    let said = String::from_utf8_lossy(&recent.stderr);
+    assert!(
+        said.starts_with("No log lines in /panka/") && said.contains("in the last 5 min;"),
+        "{said}"
+    );
 
     let json = cli.expect(
         0,

@@ -40,11 +40,9 @@ pub fn run(global: &GlobalArgs, args: HealthArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     if let Some(id) = &only {
-        anyhow::ensure!(
-            desired.components.contains_key(id),
-            "stack `{}` has no component `{id}`",
-            desired.name
-        );
+        if !desired.components.contains_key(id) {
+            return Err(super::no_component(&desired, id));
+        }
         // The component's service is the scope: the others are read from state.
         target.service = Some(id.service.clone());
     }

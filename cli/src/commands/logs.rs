@@ -54,7 +54,9 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> anyhow::Result<ExitCode> {
         let session = open_session(global, &desired).await?;
         let deployed = session.deployed(&desired, &id, "logs").await?;
         let stop = cancel.clone();
+        let mut printed = 0usize;
         let mut print = |lines: Vec<LogEvent>| {
+            printed += lines.len();
             let mut out = std::io::stdout().lock();
             for line in &lines {
                 // A reader that went away (`panka logs -f | head`) is Ctrl-C: stop reading.
@@ -69,6 +71,21 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> anyhow::Result<ExitCode> {
             .telemetry()
             .tail(&deployed, &query, &cancel, &mut print)
             .await?;
+        if printed == 0 && !args.follow {
+            // Nothing on stdout is ambiguous: say where panka looked (on stderr, so a pipe of
+            // lines stays empty).
+            let group = deployed.identifier("logGroup").unwrap_or("?");
+            let filter = args
+                .filter
+                .as_deref()
+                .map(|f| format!(" matching `{f}`"))
+                .unwrap_or_default();
+            let span = jiff::SignedDuration::try_from(args.since).unwrap_or(jiff::SignedDuration::MAX);
+            eprintln!(
+                "No log lines{filter} in {group} in the last {}; a longer --since looks further back",
+                crate::render::duration(span)
+            );
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -227,12 +227,29 @@ pub fn resolve_component(
     let Some(Resolved { desired, .. }) = resolve_target(global, &target)? else {
         return Ok(None);
     };
-    anyhow::ensure!(
-        desired.components.contains_key(&id),
-        "stack `{}` has no component `{id}`",
-        desired.name
-    );
+    if !desired.components.contains_key(&id) {
+        return Err(no_component(&desired, &id));
+    }
     Ok(Some((desired, id)))
+}
+
+/// `--component` names nothing in the stack: says so, with the nearest name or the list.
+pub(crate) fn no_component(
+    desired: &panka_core::model::DesiredStack,
+    id: &panka_core::model::ComponentId,
+) -> anyhow::Error {
+    let names: Vec<String> = desired
+        .components
+        .keys()
+        .filter(|c| !c.service.starts_with('_'))
+        .map(ToString::to_string)
+        .collect();
+    let wanted = id.to_string();
+    let help = match panka_core::diag::suggest(&wanted, names.iter().map(String::as_str)) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => format!("its components: {}", names.join(", ")),
+    };
+    anyhow::anyhow!("stack `{}` has no component `{id}`; {help}", desired.name)
 }
 
 /// A token cancelled on Ctrl-C (SIGINT) or SIGTERM: how a command that reads until told to stop

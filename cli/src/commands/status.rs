@@ -437,7 +437,7 @@ pub fn show(global: &GlobalArgs, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let component = desired
         .components
         .get(&id)
-        .ok_or_else(|| anyhow::anyhow!("stack `{}` has no component `{id}`", desired.name))?
+        .ok_or_else(|| super::no_component(&desired, &id))?
         .clone();
     // The component's service is the scope: its plan reads the other services from state.
     target.service = Some(id.service.clone());
