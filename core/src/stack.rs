@@ -122,6 +122,10 @@ pub struct ExecutionRoleSpec {
     /// the role may read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_refs: Vec<String>,
+    /// The managed policy set as its permissions boundary (StackInfra
+    /// `executionRole.permissionsBoundary`); `None`: whatever the role has is left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<String>,
 }
 
 /// The ECS cluster's name: StackInfra `cluster` (already `${VAR}`-substituted) or
@@ -234,6 +238,10 @@ pub fn add_resources(stack: &mut DesiredStack, source: &str) {
             let spec = ExecutionRoleSpec {
                 name: execution_role_name(&naming),
                 secret_refs: secret_refs(stack),
+                permissions_boundary: infra
+                    .execution_role
+                    .as_ref()
+                    .and_then(|r| r.permissions_boundary.clone()),
             };
             (ComponentSpec::ExecutionRole(spec), Vec::new())
         } else {

@@ -123,6 +123,22 @@ pub struct StackInfraSpec {
     /// [tags](#tags-panka-sets-and-tags-it-leaves-alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_tags: Vec<String>,
+    /// The ECS task execution role panka creates for the stack (path `/panka/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role: Option<ExecutionRoleSettings>,
+}
+
+/// Settings of the stack's ECS task execution role.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecutionRoleSettings {
+    /// ARN of an IAM managed policy set as the role's permissions boundary
+    /// (`arn:aws:iam::123456789012:policy/panka-task-boundary`): the most the role may ever be
+    /// allowed, whatever policies it is given. With the hardened IAM policy of
+    /// [security.md](security.md#closing-the-role-path), panka can create and change only roles
+    /// that carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<String>,
 }
 
 /// Stack-wide networking.

@@ -590,6 +590,15 @@ cases! {
         "`ignoreTags` pattern `te*` matches `team`, which `tags` sets",
         "remove it from one of them",
     );
+    a_permissions_boundary_that_is_no_policy_arn_is_refused => case(
+        |r| r.edit(STACK_INFRA, 24,
+            &["    environments: [production]"],
+            &["    environments: [production]", "  executionRole:",
+              "    permissionsBoundary: arn:aws:iam::123456789012:role/boundary"]),
+        Some((STACK_INFRA, 26)),
+        "`arn:aws:iam::123456789012:role/boundary` is not the ARN of an IAM managed policy",
+        "arn:aws:iam::123456789012:policy/panka-task-boundary",
+    );
     an_empty_ignore_tags_entry_is_refused => case(
         |r| r.edit(STACK_INFRA, 24,
             &["    environments: [production]"],

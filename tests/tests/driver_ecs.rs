@@ -1808,3 +1808,69 @@ fn users_secret_name(c: &DesiredComponent) -> String {
         _ => panic!("not a MicroService"),
     }
 }
+
+/// StackInfra `executionRole.permissionsBoundary`: an existing role gets the boundary before any
+/// policy is written (one PutRolePermissionsBoundary, nothing else), observe then reports it
+/// converged; a stack that names none leaves the role's boundary alone.
+#[tokio::test]
+async fn the_execution_role_takes_the_permissions_boundary_the_stack_names() {
+    let f = Fixture::new().await;
+    let name = f.shared_applied[&execution_role_id()].outputs["name"].clone();
+    let boundary = f
+        .iam
+        .create_policy()
+        .policy_name(format!("{}-boundary", f.stack.name))
+        .policy_document(
+            serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "logs:*", "ecr:*"], "Resource": "*"}]
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("boundary policy")
+        .policy()
+        .and_then(|p| p.arn())
+        .expect("its ARN")
+        .to_string();
+    let mut stack = f.stack.clone();
+    stack.infra.execution_role = Some(panka_crds::spec::ExecutionRoleSettings {
+        permissions_boundary: Some(boundary.clone()),
+    });
+    let stack = refreshed(stack);
+
+    let seen = f.shared.observe(&stack).await;
+    let want = &f.shared.desired(&stack, &f.outputs)[&execution_role_id()];
+    let fields: Vec<String> = diff(want, &seen[&execution_role_id()])
+        .into_iter()
+        .map(|d| d.field)
+        .collect();
+    assert_eq!(fields, ["permissionsBoundary"]);
+    let before = f.mutations();
+    f.shared.apply(&stack).await;
+    assert_eq!(
+        gained(&before, &f.mutations()),
+        ops(&[("PutRolePermissionsBoundary", 1)])
+    );
+    let got = f
+        .iam
+        .get_role()
+        .role_name(&name)
+        .send()
+        .await
+        .expect("role");
+    assert_eq!(
+        got.role()
+            .and_then(|r| r.permissions_boundary())
+            .and_then(|b| b.permissions_boundary_arn()),
+        Some(boundary.as_str())
+    );
+    let seen = f.shared.observe(&stack).await;
+    assert_eq!(diff(want, &seen[&execution_role_id()]), vec![]);
+
+    // The original stack names no boundary: nothing to change, the boundary stays.
+    let seen = f.shared.observe(&f.stack).await;
+    let want = &f.shared.desired(&f.stack, &f.outputs)[&execution_role_id()];
+    assert_eq!(diff(want, &seen[&execution_role_id()]), vec![]);
+}

@@ -122,6 +122,7 @@ pub fn stack_infra(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
     out.extend(ignore_tags(infra, node));
     out.extend(drift_ignore(infra, node));
     out.extend(rollback(infra, node));
+    out.extend(execution_role(infra, node));
     if let Some(net) = &infra.networking {
         if let Some(vpc) = &net.vpc {
             if vpc != "default" && !vpc.starts_with("vpc-") {
@@ -273,6 +274,31 @@ fn rollback(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
         );
     }
     out
+}
+
+/// `executionRole.permissionsBoundary` names an IAM managed policy by ARN.
+fn execution_role(infra: &StackInfraSpec, node: &Node) -> Vec<Diagnostic> {
+    let boundary = infra
+        .execution_role
+        .as_ref()
+        .and_then(|r| r.permissions_boundary.as_deref());
+    match boundary {
+        Some(arn) if !is_policy_arn(arn) => vec![Diagnostic::at(
+            span_at(node, &["executionRole", "permissionsBoundary"]),
+            format!("`{arn}` is not the ARN of an IAM managed policy"),
+        )
+        .help("write e.g. `arn:aws:iam::123456789012:policy/panka-task-boundary`")],
+        _ => Vec::new(),
+    }
+}
+
+/// `arn:{partition}:iam::{account or aws}:policy/{path}{name}`.
+fn is_policy_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if partition.starts_with("aws")
+            && !account.is_empty()
+            && resource.strip_prefix("policy/").is_some_and(|r| !r.is_empty() && !r.ends_with('/')))
 }
 
 /// Memory sizes (MiB) Fargate accepts for a CPU size.

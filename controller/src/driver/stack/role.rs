@@ -88,6 +88,8 @@ struct Role {
     managed: Vec<String>,
     /// The inline secrets policy, parsed (a string when it is not JSON); `None`: absent.
     secrets: Option<Value>,
+    /// The permissions boundary's policy ARN, if any.
+    boundary: Option<String>,
     tags: BTreeMap<String, String>,
 }
 
@@ -106,6 +108,10 @@ impl Role {
         f.insert(
             "secretsPolicy".into(),
             FieldValue::Known(secrets_field(self.secrets.as_ref(), region, self.account())),
+        );
+        f.insert(
+            "permissionsBoundary".into(),
+            FieldValue::known(self.boundary.as_deref()),
         );
         f
     }
@@ -198,6 +204,10 @@ impl RoleDriver {
                 .map_or(Value::Null, |d| trust_field(&policy_json(d))),
             managed: Vec::new(),
             secrets: None,
+            boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_string),
             tags: aws::tag_map(role.tags().iter().map(|t| (Some(t.key()), Some(t.value())))),
         }))
     }
@@ -229,11 +239,12 @@ impl RoleDriver {
         }
     }
 
-    /// Creates the role with its trust policy and tags; `None` when a role of that name
-    /// appeared since it was looked up.
+    /// Creates the role with its trust policy, permissions boundary and tags; `None` when a
+    /// role of that name appeared since it was looked up.
     async fn create(
         &self,
         name: &str,
+        boundary: Option<&str>,
         tags: &BTreeMap<String, String>,
     ) -> Result<Option<Role>, DriverError> {
         let id = execution_role_id();
@@ -247,6 +258,7 @@ impl RoleDriver {
                 "ECS task execution role of panka stack {} ({})",
                 self.ctx.naming.stack, self.ctx.naming.environment
             ))
+            .set_permissions_boundary(boundary.map(str::to_string))
             .set_tags(Some(iam_tags(&id, tags.iter())?))
             .send()
             .await
@@ -266,8 +278,32 @@ impl RoleDriver {
             trust: Value::String(TASKS_PRINCIPAL.into()),
             managed: Vec::new(),
             secrets: None,
+            boundary: boundary.map(str::to_string),
             tags: tags.clone(),
         }))
+    }
+
+    /// Sets the permissions boundary the spec names, before any policy is written (a boundary
+    /// condition on panka's own IAM policy allows policies only on roles that carry it). A
+    /// spec that names none leaves the role's as it is.
+    async fn converge_boundary(&self, role: &Role, want: Option<&str>) -> Result<(), DriverError> {
+        let Some(want) = want.filter(|w| role.boundary.as_deref() != Some(*w)) else {
+            return Ok(());
+        };
+        self.iam
+            .put_role_permissions_boundary()
+            .role_name(&role.name)
+            .permissions_boundary(want)
+            .send()
+            .await
+            .map_err(|e| {
+                DriverError::aws(
+                    "set IAM role permissions boundary",
+                    &execution_role_id(),
+                    &e,
+                )
+            })?;
+        Ok(())
     }
 
     /// Makes the role carry exactly panka's tags (see [`crate::driver::support`]).
@@ -410,6 +446,11 @@ impl Driver for RoleDriver {
         secrets.sort();
         secrets.dedup();
         f.set("secretsPolicy", FieldValue::known(secrets));
+        // Compared only when the stack names one: a boundary set by the platform team's own
+        // tooling is theirs.
+        if let Some(boundary) = &spec.permissions_boundary {
+            f.set("permissionsBoundary", FieldValue::known(boundary));
+        }
         f.set("tags", self.ctx.tag_policy().field(&self.ctx.stack_tags()));
         f
     }
@@ -451,7 +492,10 @@ impl Driver for RoleDriver {
         let want_tags = self.ctx.stack_tags();
         let role = match self.find(name).await? {
             Some(r) => r,
-            None => match self.create(name, &want_tags).await? {
+            None => match self
+                .create(name, spec.permissions_boundary.as_deref(), &want_tags)
+                .await?
+            {
                 Some(r) => r,
                 // Created by someone else since we looked: converge what is there now.
                 None => self.find(name).await?.ok_or_else(|| {
@@ -460,6 +504,8 @@ impl Driver for RoleDriver {
             },
         };
         ensure_stack_ours(&self.ctx, &id, &role.tags, format!("IAM role {name}"))?;
+        self.converge_boundary(&role, spec.permissions_boundary.as_deref())
+            .await?;
         self.converge_tags(&role, &want_tags).await?;
         if role.trust != Value::String(TASKS_PRINCIPAL.into()) {
             self.iam
