@@ -555,14 +555,24 @@ fn check_keys(map: &Yaml, at: &str, allowed: &[&str]) -> Result<(), String> {
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     static PARSER: jiff::fmt::friendly::SpanParser = jiff::fmt::friendly::SpanParser::new();
     let text = text.trim();
-    let hint = "write it like `90s`, `5m` or `1h30m` (bare seconds such as `300` also work)";
+    let hint = "write it like `90s`, `5m`, `1h30m` or `7d` (bare seconds such as `300` also work)";
     // Bare seconds first: scripts written before human durations pass them.
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(std::time::Duration::from_secs(secs));
     }
-    let parsed = PARSER
-        .parse_duration(text)
-        .map_err(|_| format!("not a duration; {hint}"))?;
+    let parsed = match PARSER.parse_duration(text) {
+        Ok(d) => d,
+        // Days and weeks are calendar units to jiff; here a day is 24 hours.
+        Err(_) => PARSER
+            .parse_span(text)
+            .ok()
+            .and_then(|span| {
+                span.total(jiff::SpanTotal::from(jiff::Unit::Second).days_are_24_hours())
+                    .ok()
+            })
+            .and_then(|secs| jiff::SignedDuration::try_from_secs_f64(secs).ok())
+            .ok_or_else(|| format!("not a duration; {hint}"))?,
+    };
     std::time::Duration::try_from(parsed)
         .map_err(|_| format!("a duration cannot be negative; {hint}"))
 }

@@ -31,20 +31,22 @@ pub fn run(global: &GlobalArgs, args: MetricsArgs) -> anyhow::Result<ExitCode> {
     let Some((desired, id)) = resolve_component(global, &args.target)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let window = window(jiff::Timestamp::now().as_second(), args.since.as_secs());
+    // CloudWatch keeps 455 days: a longer window is read (and titled) as that.
+    let max = std::time::Duration::from_secs(
+        u64::try_from(panka_core::telemetry::metrics::MAX_WINDOW_SECS).unwrap_or(u64::MAX),
+    );
+    let since = args.since.min(max);
+    let window = window(jiff::Timestamp::now().as_second(), since.as_secs());
     let metrics = runtime()?.block_on(async {
         let session = open_session(global, &desired).await?;
         let deployed = session.deployed(&desired, &id, "metrics").await?;
         anyhow::Ok(session.telemetry().metrics(&deployed, window).await?)
     })?;
     if global.output != OutputFormat::Table {
-        print_data(
-            global.output,
-            &metrics_json(&id, args.since, window, &metrics),
-        )?;
+        print_data(global.output, &metrics_json(&id, since, window, &metrics))?;
         return Ok(ExitCode::SUCCESS);
     }
-    say_raw!("{}", metrics_text(&id, args.since, &metrics));
+    say_raw!("{}", metrics_text(&id, since, &metrics));
     Ok(ExitCode::SUCCESS)
 }
 
