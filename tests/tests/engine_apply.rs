@@ -400,3 +400,43 @@ async fn a_lock_broken_while_the_apply_waits_stops_it() {
     );
     assert!(err.to_string().contains("was lost"), "{err}");
 }
+
+/// A database whose password secret does not exist yet: the plan refuses it (apply could not
+/// create it), while `status` still describes the stack and says what is missing.
+#[tokio::test]
+async fn status_notes_a_missing_password_secret_that_plan_refuses() {
+    let b = emulator().fresh_backends().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("nosecret");
+    repo(dir.path(), &name, &[("jobs", 30)]);
+    let missing = format!("/panka-tests/{name}/db-password");
+    write(
+        dir.path(),
+        &format!("stacks/{name}/services/orders/components/db/rds.yaml"),
+        &format!(
+            "apiVersion: components.panka.io/v1\nkind: RDS\nmetadata: {{name: db, service: orders, stack: {name}}}\nspec:\n  engine: {{type: postgres, version: \"15.4\"}}\n  instance: {{class: db.t3.small, storage: {{type: gp3, allocatedGB: 20}}}}\n  database: {{name: orders, username: dbadmin, passwordSecret: {{ref: {missing}}}}}\n"
+        ),
+    );
+    let (d, g) = desired(dir.path(), &name);
+    let session =
+        panka_controller::session::Session::with(b.backends.clone(), emulator().sdk_config().await);
+    let target = panka_controller::session::Target::default();
+
+    let err = session.plan(&target, &d, &g).await.expect_err("refused");
+    assert!(err.to_string().contains(&missing), "{err}");
+
+    let status = session.status(&target, &d, &g).await.expect("described");
+    assert_eq!(status.notes.len(), 1, "{:?}", status.notes);
+    assert!(
+        status.notes[0].contains(&missing)
+            && status.notes[0].contains("database.passwordSecret.ref"),
+        "{:?}",
+        status.notes
+    );
+    let db = status
+        .components
+        .iter()
+        .find(|c| c.id.component == "db")
+        .expect("the database is listed");
+    assert!(!db.observed.exists);
+}

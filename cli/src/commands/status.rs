@@ -225,6 +225,7 @@ fn status_json(s: &StatusSummary) -> serde_json::Value {
         "pins": s.pins,
         "controller": s.sync,
         "pendingPlan": s.pending,
+        "notes": s.notes,
         "drift": s.drift.as_ref().map(|d| json!({
             "checkedAt": d.checked_at,
             "drifted": d.drifted.len(),
@@ -284,6 +285,9 @@ fn status_text(s: &StatusSummary, now: jiff::Timestamp) -> String {
     }
     if let Some(sync) = &s.sync {
         let _ = writeln!(out, "{}", controller_line(sync, now));
+    }
+    for note in &s.notes {
+        let _ = writeln!(out, "⚠ {note}");
     }
     if let Some(p) = &s.pending {
         let _ = writeln!(
@@ -680,6 +684,7 @@ mod tests {
             drift: None,
             sync: None,
             pending: None,
+            notes: Vec::new(),
         }
     }
 
@@ -734,6 +739,26 @@ mod tests {
             text.contains("⏸ Plan 0123456789ab (apply, 1 change, commit abcdef1) waits for approval: `panka approve -s shop -e development --plan 0123456789ab`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn what_an_apply_would_refuse_is_said_above_the_table_and_in_json() {
+        let now: jiff::Timestamp = "2026-11-23T16:00:00Z".parse().expect("time");
+        let mut s = summary();
+        s.notes = vec![
+            "rds.yaml: orders/db: secret `x` (database.passwordSecret.ref) does not exist".into(),
+        ];
+        let text = status_text(&s, now);
+        let note = text
+            .lines()
+            .position(|l| l == format!("⚠ {}", s.notes[0]))
+            .expect("the note is a line");
+        let table = text
+            .lines()
+            .position(|l| l.contains("COMPONENT"))
+            .expect("a table");
+        assert!(note < table, "{text}");
+        assert_eq!(status_json(&s)["notes"][0], s.notes[0].as_str());
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Prepared {
     pub outputs: Outputs,
     /// State as read.
     pub state: Option<Snapshot>,
+    /// What stops an apply of this plan but not a look at it (a secret that does not exist),
+    /// when [`super::EngineOptions::note_missing_secrets`] asked for notes.
+    pub notes: Vec<String>,
     /// What the drivers looked up, per kind.
     pub(crate) lookups: BTreeMap<Kind, Lookups>,
 }
@@ -191,13 +194,21 @@ pub(crate) async fn observe_and_plan(
     }
 
     let mut lookups: BTreeMap<Kind, Lookups> = BTreeMap::new();
+    let mut notes = Vec::new();
     for (kind, (driver, _)) in &by_kind {
         let of_kind: Vec<&DesiredComponent> = in_scope
             .iter()
             .copied()
             .filter(|c| c.kind() == *kind)
             .collect();
-        lookups.insert(*kind, driver.look_up(&of_kind).await?);
+        let found = match driver.look_up(&of_kind).await {
+            Err(e @ DriverError::MissingSecret { .. }) if run.options.note_missing_secrets => {
+                notes.push(e.to_string());
+                Lookups::default()
+            }
+            found => found?,
+        };
+        lookups.insert(*kind, found);
     }
     let none = Lookups::default();
     let mut fields = BTreeMap::new();
@@ -208,7 +219,18 @@ pub(crate) async fn observe_and_plan(
     for c in &in_scope {
         if let Some(o) = observed.remove(&c.id) {
             let found = lookups.get(&c.kind()).unwrap_or(&none);
-            let o = driver_of(run, c)?.complete(c, &outputs, found, o).await?;
+            let driver = driver_of(run, c)?;
+            let o = if run.options.note_missing_secrets {
+                match driver.complete(c, &outputs, found, o.clone()).await {
+                    Err(e @ DriverError::MissingSecret { .. }) => {
+                        notes.push(e.to_string());
+                        o
+                    }
+                    completed => completed?,
+                }
+            } else {
+                driver.complete(c, &outputs, found, o).await?
+            };
             observed.insert(c.id.clone(), o);
         }
     }
@@ -231,6 +253,7 @@ pub(crate) async fn observe_and_plan(
         outputs,
         state,
         lookups,
+        notes,
     })
 }
 

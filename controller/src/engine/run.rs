@@ -97,6 +97,9 @@ pub struct EngineOptions {
     pub rollback: Option<RollbackOf>,
     /// Clear the pin that would refuse this apply (`panka apply --unpin`).
     pub unpin: bool,
+    /// Note a reference to a secret that does not exist ([`super::Prepared::notes`]) instead of
+    /// refusing the plan: what `status` does, which describes and never applies.
+    pub note_missing_secrets: bool,
 }
 
 /// What a rollback run goes back to.
@@ -126,6 +129,7 @@ impl Default for EngineOptions {
             allow_destroy: false,
             concurrency: 8,
             health_timeout: Duration::from_secs(900),
+            note_missing_secrets: false,
             deletion_timeout: DEFAULT_DELETION_TIMEOUT,
             actor: crate::lock::default_holder(),
             commit: None,

@@ -312,7 +312,12 @@ impl Session {
         desired: &DesiredStack,
         graph: &Graph,
     ) -> Result<StatusSummary, EngineError> {
-        let prepared = self.plan(target, desired, graph).await?;
+        // Status describes: a secret that does not exist (yet) is said, not a refusal.
+        let engine = self.engine(Duration::ZERO)?;
+        let mut options = self.options_for(target, Operation::Plan);
+        options.note_missing_secrets = true;
+        let run = engine.run(desired, options, CancellationToken::new());
+        let prepared = engine.plan(&run, desired, graph).await?;
         let document = prepared.state.as_ref().map(|s| &s.document);
         let entry = match document.and_then(|d| d.release.as_deref()) {
             Some(id) => {
@@ -347,6 +352,7 @@ impl Session {
             entry,
         );
         summary.drift = drift;
+        summary.notes = prepared.notes;
         // Unreadable controller records read as none: status still shows the rest.
         summary.sync = store.sync(&key).await.ok().flatten();
         summary.pending = store
@@ -384,6 +390,8 @@ pub struct StatusSummary {
     pub sync: Option<SyncStatus>,
     /// The plan waiting for `panka approve`, if one does.
     pub pending: Option<PendingPlan>,
+    /// What an apply would refuse that a look does not (a secret that does not exist).
+    pub notes: Vec<String>,
 }
 
 /// One component in a [`StatusSummary`].
@@ -439,6 +447,7 @@ impl StatusSummary {
             drift: None,
             sync: None,
             pending: None,
+            notes: Vec::new(),
         }
     }
 
