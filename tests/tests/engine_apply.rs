@@ -417,16 +417,30 @@ async fn status_notes_a_missing_password_secret_that_plan_refuses() {
             "apiVersion: components.panka.io/v1\nkind: RDS\nmetadata: {{name: db, service: orders, stack: {name}}}\nspec:\n  engine: {{type: postgres, version: \"15.4\"}}\n  instance: {{class: db.t3.small, storage: {{type: gp3, allocatedGB: 20}}}}\n  database: {{name: orders, username: dbadmin, passwordSecret: {{ref: {missing}}}}}\n"
         ),
     );
+    let other = format!("/panka-tests/{name}/reports-password");
+    write(
+        dir.path(),
+        &format!("stacks/{name}/services/orders/components/reports/rds.yaml"),
+        &format!(
+            "apiVersion: components.panka.io/v1\nkind: RDS\nmetadata: {{name: reports, service: orders, stack: {name}}}\nspec:\n  engine: {{type: postgres, version: \"15.4\"}}\n  instance: {{class: db.t3.small, storage: {{type: gp3, allocatedGB: 20}}}}\n  database: {{name: reports, username: dbadmin, passwordSecret: {{ref: {other}}}}}\n"
+        ),
+    );
     let (d, g) = desired(dir.path(), &name);
     let session =
         panka_controller::session::Session::with(b.backends.clone(), emulator().sdk_config().await);
     let target = panka_controller::session::Target::default();
 
+    // One plan names every missing secret, each with its component's file.
     let err = session.plan(&target, &d, &g).await.expect_err("refused");
-    assert!(err.to_string().contains(&missing), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&missing) && text.contains(&other), "{text}");
+    assert!(
+        text.lines().count() == 2 && text.lines().all(|l| l.starts_with("stacks/")),
+        "{text}"
+    );
 
     let status = session.status(&target, &d, &g).await.expect("described");
-    assert_eq!(status.notes.len(), 1, "{:?}", status.notes);
+    assert_eq!(status.notes.len(), 2, "{:?}", status.notes);
     assert!(
         status.notes[0].contains(&missing)
             && status.notes[0].contains("database.passwordSecret.ref"),

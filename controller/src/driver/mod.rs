@@ -123,6 +123,15 @@ pub enum DriverError {
         /// Where it is referenced, e.g. `secrets[DB_PASSWORD].secretRef`.
         field: String,
     },
+    /// Several secrets that do not exist ([`DriverError::MissingSecret`] each), said at once so
+    /// one plan names every reference to correct.
+    #[error("{first}{}", .rest.iter().map(|e| format!("\n{e}")).collect::<String>())]
+    MissingSecrets {
+        /// The first.
+        first: Box<DriverError>,
+        /// The others.
+        rest: Vec<DriverError>,
+    },
     /// AWS answered something the driver cannot work with.
     #[error("{component}: {message}")]
     Unexpected {
@@ -159,6 +168,7 @@ impl DriverError {
             DriverError::StillDeleting { .. } => C::Transient,
             DriverError::NotOurs { .. }
             | DriverError::MissingSecret { .. }
+            | DriverError::MissingSecrets { .. }
             | DriverError::Unexpected { .. } => C::Permanent,
         }
     }
@@ -176,7 +186,42 @@ impl DriverError {
             | DriverError::StillDeleting { component, .. }
             | DriverError::MissingSecret { component, .. }
             | DriverError::Unexpected { component, .. } => component,
+            DriverError::MissingSecrets { first, .. } => first.component(),
         }
+    }
+
+    /// Missing-secret refusals as one error: `None` for none, the one itself, or
+    /// [`DriverError::MissingSecrets`]; nested lists are flattened.
+    pub fn missing_secrets(all: Vec<DriverError>) -> Option<DriverError> {
+        let mut flat = Vec::new();
+        for e in all {
+            match e {
+                DriverError::MissingSecrets { first, rest } => {
+                    flat.push(*first);
+                    flat.extend(rest);
+                }
+                other => flat.push(other),
+            }
+        }
+        let mut it = flat.into_iter();
+        let first = it.next()?;
+        let rest: Vec<DriverError> = it.collect();
+        Some(if rest.is_empty() {
+            first
+        } else {
+            DriverError::MissingSecrets {
+                first: Box::new(first),
+                rest,
+            }
+        })
+    }
+
+    /// Whether this refuses a reference to a secret that does not exist.
+    pub fn is_missing_secret(&self) -> bool {
+        matches!(
+            self,
+            DriverError::MissingSecret { .. } | DriverError::MissingSecrets { .. }
+        )
     }
 }
 

@@ -194,16 +194,18 @@ pub(crate) async fn observe_and_plan(
     }
 
     let mut lookups: BTreeMap<Kind, Lookups> = BTreeMap::new();
-    let mut notes = Vec::new();
+    let mut missing: Vec<DriverError> = Vec::new();
     for (kind, (driver, _)) in &by_kind {
         let of_kind: Vec<&DesiredComponent> = in_scope
             .iter()
             .copied()
             .filter(|c| c.kind() == *kind)
             .collect();
+        // Every reference to a missing secret is gathered before the plan is refused, so one
+        // run names them all.
         let found = match driver.look_up(&of_kind).await {
-            Err(e @ DriverError::MissingSecret { .. }) if run.options.note_missing_secrets => {
-                notes.push(e.to_string());
+            Err(e) if e.is_missing_secret() => {
+                missing.push(e);
                 Lookups::default()
             }
             found => found?,
@@ -220,20 +222,28 @@ pub(crate) async fn observe_and_plan(
         if let Some(o) = observed.remove(&c.id) {
             let found = lookups.get(&c.kind()).unwrap_or(&none);
             let driver = driver_of(run, c)?;
-            let o = if run.options.note_missing_secrets {
-                match driver.complete(c, &outputs, found, o.clone()).await {
-                    Err(e @ DriverError::MissingSecret { .. }) => {
-                        notes.push(e.to_string());
-                        o
-                    }
-                    completed => completed?,
+            let kept = o.clone();
+            let o = match driver.complete(c, &outputs, found, o).await {
+                Err(e) if e.is_missing_secret() => {
+                    missing.push(e);
+                    kept
                 }
-            } else {
-                driver.complete(c, &outputs, found, o).await?
+                completed => completed?,
             };
             observed.insert(c.id.clone(), o);
         }
     }
+    let notes = match DriverError::missing_secrets(missing) {
+        None => Vec::new(),
+        Some(DriverError::MissingSecrets { first, rest }) if run.options.note_missing_secrets => {
+            std::iter::once(*first)
+                .chain(rest)
+                .map(|e| e.to_string())
+                .collect()
+        }
+        Some(one) if run.options.note_missing_secrets => vec![one.to_string()],
+        Some(refused) => return Err(refused.into()),
+    };
     let applied = applied_fields(run, state.as_ref(), &in_scope, &lookups)?;
     let observed = Observed::new(observed);
     let options = run.plan_options();

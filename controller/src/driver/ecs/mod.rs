@@ -158,6 +158,7 @@ impl EcsDriver {
         &self,
         component: &DesiredComponent,
         found: &mut BTreeMap<String, String>,
+        missing: &mut Vec<DriverError>,
     ) -> Result<(), DriverError> {
         let Some(w) = workload(component) else {
             return Ok(());
@@ -173,12 +174,13 @@ impl EcsDriver {
                 Err(e) => return Err(DriverError::aws("look up secret", &component.id, &e)),
             };
             let Some(arn) = arn else {
-                return Err(DriverError::MissingSecret {
+                missing.push(DriverError::MissingSecret {
                     file: component.source.clone(),
                     component: component.id.clone(),
                     secret: name.to_string(),
                     field: format!("secrets[{}].secretRef", s.name),
                 });
+                continue;
             };
             found.insert(name.to_string(), arn);
         }
@@ -540,10 +542,14 @@ impl Driver for EcsDriver {
 
     async fn look_up(&self, components: &[&DesiredComponent]) -> Result<Lookups, DriverError> {
         let mut found = BTreeMap::new();
+        let mut missing = Vec::new();
         for c in components {
-            self.resolve_secrets(c, &mut found).await?;
+            self.resolve_secrets(c, &mut found, &mut missing).await?;
         }
-        Ok(Lookups::from_values(found))
+        match DriverError::missing_secrets(missing) {
+            Some(e) => Err(e),
+            None => Ok(Lookups::from_values(found)),
+        }
     }
 
     async fn observe_many(
