@@ -7,9 +7,9 @@
 use std::path::Path;
 use std::process::Output;
 
-use panka_tests::emulator::{panka_backend, panka_command, unique_name, REGION};
+use panka_tests::emulator::{panka_backend, panka_command, unique_name};
 use panka_tests::output::{text, yaml_to_json};
-use panka_tests::repo::commit_all;
+use panka_tests::repo::{commit_all, two_queue_stack, write};
 use serde_json::Value;
 use yaml_rust2::YamlLoader;
 
@@ -27,32 +27,6 @@ fn ok(o: Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
-}
-
-/// A stack `name` with one service `orders` and two queues whose visibility timeout is the
-/// `QUEUE_VISIBILITY` variable.
-fn repo(root: &Path, name: &str) {
-    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"));
-    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1, QUEUE_VISIBILITY: \"30\"}}\n"));
-    write(
-        root,
-        &format!("stacks/{name}/services/orders/service.yaml"),
-        &format!(
-            "apiVersion: core.panka.io/v1\nkind: Service\nmetadata: {{name: orders, stack: {name}}}\n"
-        ),
-    );
-    for queue in ["jobs", "events"] {
-        write(root, &format!("stacks/{name}/services/orders/components/{queue}/sqs.yaml"), &format!(
-            "apiVersion: components.panka.io/v1\nkind: SQS\nmetadata: {{name: {queue}, service: orders, stack: {name}}}\nspec:\n  visibilityTimeout: ${{QUEUE_VISIBILITY}}\n"));
-    }
-}
-
 fn parse_yaml(text: &str) -> Value {
     let docs = YamlLoader::load_from_str(text)
         .unwrap_or_else(|e| panic!("--output yaml printed invalid YAML: {e}\n{text}"));
@@ -65,7 +39,7 @@ fn apply_and_destroy_record_their_kind_and_overrides_and_read_commands_print_yam
     let home = tempfile::tempdir().expect("tempdir");
     let repo_dir = tempfile::tempdir().expect("tempdir");
     let name = unique_name("c");
-    repo(repo_dir.path(), &name);
+    two_queue_stack(repo_dir.path(), &name);
     let root = repo_dir.path();
     let home = home.path();
     panka_backend(env!("CARGO_BIN_EXE_panka"), home, "cli-apply");
@@ -227,7 +201,7 @@ fn plan_apply_and_status_go_through_the_session_and_record_the_repositorys_commi
     let name = unique_name("g");
     let root = repo_dir.path();
     let home = home.path();
-    repo(root, &name);
+    two_queue_stack(root, &name);
     let head = commit_all(root);
     panka_backend(env!("CARGO_BIN_EXE_panka"), home, "cli-apply");
     let run = |args: &[&str]| {

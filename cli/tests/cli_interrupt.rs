@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use panka_tests::emulator::{panka_command, unique_name, REGION};
 use panka_tests::output::text;
+use panka_tests::repo::write;
 use serde_json::Value;
 
 fn command(home: &Path, repo: &Path, state: &Path, args: &[&str]) -> Command {
@@ -25,12 +26,6 @@ fn run(home: &Path, repo: &Path, state: &Path, args: &[&str]) -> Output {
     command(home, repo, state, args)
         .output()
         .expect("failed to run panka")
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
 }
 
 /// A stack with a queue and a worker running `replicas` tasks.

@@ -19,7 +19,7 @@ use panka_core::model::ComponentId;
 use panka_tests::console;
 use panka_tests::emulator::{emulator, panka_backend, panka_command, unique_name, REGION};
 use panka_tests::output::text;
-use panka_tests::repo::{create_example_secrets, renamed_example};
+use panka_tests::repo::{create_example_secrets, renamed_example, write};
 use serde_json::Value;
 
 const TASK_1: &str = "0123456789abcdef0123456789abcdef";
@@ -623,12 +623,6 @@ async fn health(cli: &Cli<'_>, sdk: &SdkConfig) {
         assert_eq!(c["checks"][0]["name"], "Status", "{c}");
         assert_eq!(c["healthy"], true, "{c}");
     }
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
 }
 
 /// A stack whose worker asks for three tasks: the emulator runs two of every service it creates,

@@ -7,40 +7,10 @@
 use std::path::Path;
 use std::process::Output;
 
-use panka_tests::emulator::{emulator, panka_backend, panka_command, unique_name, REGION};
+use panka_tests::emulator::{emulator, panka_backend, panka_command, unique_name};
 use panka_tests::output::text;
+use panka_tests::repo::{two_queue_stack, write};
 use serde_json::Value;
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
-}
-
-/// A stack `name` with one service `orders` and two queues whose visibility timeout is the
-/// `QUEUE_VISIBILITY` variable; each queue names itself on line 4 of its `sqs.yaml`.
-fn repo(root: &Path, name: &str) {
-    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"));
-    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{QUEUE_VISIBILITY: \"30\"}}\n"));
-    write(
-        root,
-        &format!("stacks/{name}/services/orders/service.yaml"),
-        &format!(
-            "apiVersion: core.panka.io/v1\nkind: Service\nmetadata: {{name: orders, stack: {name}}}\n"
-        ),
-    );
-    for queue in ["jobs", "events"] {
-        write(
-            root,
-            &format!("stacks/{name}/services/orders/components/{queue}/sqs.yaml"),
-            &format!(
-                "apiVersion: components.panka.io/v1\nkind: SQS\nmetadata:\n  name: {queue}\n  service: orders\n  stack: {name}\nspec:\n  visibilityTimeout: ${{QUEUE_VISIBILITY}}\n"
-            ),
-        );
-    }
-}
 
 /// Refuses a visibility timeout over five minutes; warns about a queue without a dead-letter
 /// queue.
@@ -137,7 +107,7 @@ fn a_deny_stops_validate_plan_and_apply_before_any_aws_call() {
         root: repo_dir.path(),
         name: unique_name("pol"),
     };
-    repo(cli.root, &cli.name);
+    two_queue_stack(cli.root, &cli.name);
     write(cli.root, "policies/queues.rego", QUEUES_POLICY);
     panka_backend(env!("CARGO_BIN_EXE_panka"), cli.home, "cli-policy");
     let too_long = ["--var", "QUEUE_VISIBILITY=900"];
@@ -199,7 +169,7 @@ fn a_warning_is_printed_the_apply_goes_on_and_a_destroy_is_never_judged() {
         root: repo_dir.path(),
         name: unique_name("pol"),
     };
-    repo(cli.root, &cli.name);
+    two_queue_stack(cli.root, &cli.name);
     write(cli.root, "policies/queues.rego", QUEUES_POLICY);
     panka_backend(env!("CARGO_BIN_EXE_panka"), cli.home, "cli-policy");
     let warning = format!(
@@ -260,7 +230,7 @@ fn a_policy_that_does_not_parse_stops_apply_naming_its_file_and_line() {
         root: repo_dir.path(),
         name: unique_name("pol"),
     };
-    repo(cli.root, &cli.name);
+    two_queue_stack(cli.root, &cli.name);
     write(cli.root, "policies/queues.rego", QUEUES_POLICY);
     // Line 5 opens a rule body with `{` where Rego v1 wants `if`.
     write(

@@ -3,7 +3,43 @@
 
 use std::path::Path;
 
-use crate::emulator::repo_root;
+use crate::emulator::{repo_root, REGION};
+
+/// Writes `text` to `rel` below `root`, creating the folders on the way.
+///
+/// # Panics
+/// When the file cannot be written.
+pub fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// Writes a stack `name` with one service `orders` and two queues, `jobs` and `events`, whose
+/// visibility timeout is the `QUEUE_VISIBILITY` variable (30 in `development`, where `VERSION`
+/// is `v1`); each queue names itself on line 4 of its `sqs.yaml`. Applies in seconds.
+pub fn two_queue_stack(root: &Path, name: &str) {
+    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
+        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"));
+    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
+        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1, QUEUE_VISIBILITY: \"30\"}}\n"));
+    write(
+        root,
+        &format!("stacks/{name}/services/orders/service.yaml"),
+        &format!(
+            "apiVersion: core.panka.io/v1\nkind: Service\nmetadata: {{name: orders, stack: {name}}}\n"
+        ),
+    );
+    for queue in ["jobs", "events"] {
+        write(
+            root,
+            &format!("stacks/{name}/services/orders/components/{queue}/sqs.yaml"),
+            &format!(
+                "apiVersion: components.panka.io/v1\nkind: SQS\nmetadata:\n  name: {queue}\n  service: orders\n  stack: {name}\nspec:\n  visibilityTimeout: ${{QUEUE_VISIBILITY}}\n"
+            ),
+        );
+    }
+}
 
 /// A copy of the example repository's stack `from`, renamed `to` everywhere (folder, metadata,
 /// secret paths), and of its policies, in a fresh temporary repository root.

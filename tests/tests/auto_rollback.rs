@@ -22,6 +22,7 @@ use panka_core::model::{ComponentId, DesiredComponent, DesiredStack};
 use panka_core::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
 use panka_crds::Kind;
 use panka_tests::emulator::{emulator, unique_name, REGION};
+use panka_tests::repo::write;
 use tokio_util::sync::CancellationToken;
 
 /// The real SQS driver; a queue with a visibility timeout of 666 never becomes healthy.
@@ -71,12 +72,6 @@ impl Driver for FailsAt666 {
     ) -> Result<Deletion, DriverError> {
         self.0.delete(id, recorded).await
     }
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
 }
 
 /// Stack `name`: queues `jobs` and `events` (wave 1) and `audit`, which depends on `jobs`

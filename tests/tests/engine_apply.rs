@@ -14,12 +14,7 @@ use panka_core::plan::Action;
 use panka_core::resolve::Options;
 use panka_tests::emulator::{emulator, unique_name, AwsBackends};
 use panka_tests::engine::TestEngine;
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
-}
+use panka_tests::repo::write;
 
 /// A stack `name` with one service `orders` holding the given SQS components.
 fn repo(root: &Path, name: &str, queues: &[(&str, u32)]) {
