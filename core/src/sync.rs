@@ -62,6 +62,23 @@ pub struct SyncStatus {
     /// The last error, while it lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<SyncError>,
+    /// A rollout a pass let go of after `--rollout-wait`, watched by the passes after it until
+    /// every component is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// A rollout the controller let go of: which apply started it, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// The commit whose apply started it.
+    pub commit: String,
+    /// The release recorded as in progress, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// When the apply let it go (RFC 3339): `--rollout-timeout` counts from here.
+    pub since: String,
 }
 
 /// The first seven characters of a commit id, as status lines and Stack resources show it.

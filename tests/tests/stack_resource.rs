@@ -278,11 +278,10 @@ async fn a_suspended_stack_is_not_applied_until_resumed() {
 }
 
 /// A rollout that outlasts `--rollout-wait` is let go of, its release recorded as in progress;
-/// the next pass finds it settled and says synced without another release. (The emulator
-/// settles a service at its first UpdateService, so the passes that only watch an unsettled
-/// rollout are covered by the reconcile module's unit tests of `rollout_overdue`.)
+/// the passes after it watch it — no lock, no new release, phase `Progressing` — report it
+/// failed once it outlasts `--rollout-timeout`, and say synced once it settles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollout_let_go_of_is_finished_by_a_later_pass_without_a_new_release() {
+async fn a_rollout_let_go_of_is_watched_until_it_settles_or_outlasts_its_limit() {
     let World {
         sdk,
         aws,
@@ -290,8 +289,8 @@ async fn a_rollout_let_go_of_is_finished_by_a_later_pass_without_a_new_release()
         name,
         ctx: _,
     } = World::new("rollout").await;
-    // Three tasks asked for; the emulator starts every service with two running
-    // (MOTO_ECS_SERVICE_RUNNING), so the first pass sees the rollout going.
+    // Three tasks asked for; the emulator runs two of every new service
+    // (MOTO_ECS_SERVICE_RUNNING) until the service is updated.
     let dir = repo
         .path()
         .join("stacks")
@@ -312,12 +311,13 @@ async fn a_rollout_let_go_of_is_finished_by_a_later_pass_without_a_new_release()
         ),
     )
     .expect("write");
+    let limit = Duration::from_secs(6);
     let ctx = rollout_context(
         repo.path(),
         &aws.backends,
         &sdk,
         Duration::from_secs(1),
-        Duration::from_secs(900),
+        limit,
     );
     let obj = Arc::new(stack_resource(&name));
     let key = StateKey::new(&name, "development").expect("key");
@@ -334,7 +334,7 @@ async fn a_rollout_let_go_of_is_finished_by_a_later_pass_without_a_new_release()
             })
             .collect::<Vec<_>>()
     };
-    let phase = || async {
+    let status = || async {
         ctx.backends
             .state
             .sync(&key)
@@ -342,28 +342,28 @@ async fn a_rollout_let_go_of_is_finished_by_a_later_pass_without_a_new_release()
             .expect("sync")
             .expect("a status")
     };
+    let target = panka_core::keys::LockTarget::stack(&name, "development").expect("target");
 
     // The first pass applies, waits a second, and lets the worker go.
     reconcile(obj.clone(), ctx.clone()).await.expect("applied");
-    assert_eq!(
-        phase().await.phase,
-        Phase::Progressing,
-        "{:?}",
-        releases().await
-    );
-    let first = releases().await;
-    assert_eq!(first.len(), 1, "{first:?}");
-    assert_eq!(first[0].outcome, ReleaseOutcome::InProgress);
+    let first = status().await;
+    assert_eq!(first.phase, Phase::Progressing);
+    let watched = first.rollout.clone().expect("the rollout is watched");
+    let recorded = releases().await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].outcome, ReleaseOutcome::InProgress);
+    assert_eq!(watched.release.as_deref(), Some(recorded[0].id.as_str()));
 
-    // The next pass: settled, nothing to change — synced, no lock left, still one release.
-    reconcile(obj.clone(), ctx.clone()).await.expect("synced");
-    assert_eq!(phase().await.phase, Phase::Synced);
-    assert_eq!(
-        releases().await.len(),
-        1,
-        "a pass that changes nothing writes no release"
-    );
-    let target = panka_core::keys::LockTarget::stack(&name, "development").expect("target");
+    // The next passes only watch: still 2 of 3 running, no lock, no new release.
+    for _ in 0..2 {
+        let action = reconcile(obj.clone(), ctx.clone()).await.expect("watched");
+        assert!(
+            format!("{action:?}").contains("requeue_after: Some"),
+            "{action:?}"
+        );
+        assert_eq!(status().await.phase, Phase::Progressing);
+    }
+    assert_eq!(releases().await.len(), 1, "a watching pass wrote a release");
     assert!(
         aws.backends
             .locks
@@ -371,6 +371,29 @@ async fn a_rollout_let_go_of_is_finished_by_a_later_pass_without_a_new_release()
             .await
             .expect("lock")
             .is_none(),
-        "no lock left"
+        "a watching pass holds no lock"
     );
+
+    // Past the limit: failed, naming the component and the limit.
+    tokio::time::sleep(limit).await;
+    let err = reconcile(obj.clone(), ctx.clone())
+        .await
+        .expect_err("too long");
+    let text = err.to_string();
+    assert!(
+        text.contains("app/worker did not become healthy within 6s") && text.contains("2/3"),
+        "{text}"
+    );
+    assert_eq!(status().await.phase, Phase::Failed);
+
+    // The service reaches its count (here by hand): the next pass is synced, the watch ends,
+    // and history still holds the one release.
+    let cluster = format!("{name}-development-cluster");
+    let service = format!("{name}-development-app-worker");
+    panka_tests::console::scale(&sdk, &cluster, &service, 3).await;
+    reconcile(obj.clone(), ctx.clone()).await.expect("synced");
+    let last = status().await;
+    assert_eq!(last.phase, Phase::Synced, "{last:?}");
+    assert_eq!(last.rollout, None);
+    assert_eq!(releases().await.len(), 1);
 }

@@ -32,9 +32,9 @@ use panka_core::graph::Graph;
 use panka_core::model::{ComponentId, DesiredStack};
 use panka_core::plan::{Health, Observation, PlanOptions};
 use panka_core::source::FileTree;
-use panka_core::state::{HistoryEntry, ReleaseKind, ReleaseOutcome};
+use panka_core::state::ReleaseKind;
 use panka_core::sync::{
-    plan_id, short_commit, Approved, PendingPlan, Phase, Readiness, Remediated, SyncError,
+    plan_id, short_commit, Approved, PendingPlan, Phase, Readiness, Remediated, Rollout, SyncError,
     SyncStatus,
 };
 use panka_crds::resource::Stack;
@@ -725,6 +725,20 @@ async fn act(
         info!("suspended (spec.suspend): nothing is applied or remediated");
         return Ok(Acted::new(Phase::Suspended, "suspended"));
     }
+    // A rollout an earlier pass let go of: watched until it settles, unless a new commit
+    // (the fix, often) is to be deployed.
+    if let Some(rollout) = status.rollout.clone() {
+        let new_commit = rollout.commit != revision && !pending.is_empty() && !drift_only;
+        if new_commit {
+            status.rollout = None;
+        } else {
+            let prepared = session.plan(&target, desired, graph).await?;
+            match watch_rollout(ctx, &prepared, &rollout, pin.is_some()).map_err(|e| *e)? {
+                Some(acted) => return Ok(acted),
+                None => status.rollout = None,
+            }
+        }
+    }
     let job = match (&pin, pending.is_empty(), check) {
         // A new commit (or a stack never applied): deploy it.
         (None, false, _) if !drift_only => Job::Deploy,
@@ -767,11 +781,6 @@ async fn act(
         };
         status.synced_commit = Some(revision.to_owned());
         return Ok(Acted::new(phase, "synced"));
-    }
-    if !prepared.plan.has_changes() {
-        if let Some(acted) = watch_rollout(ctx, key, &prepared).await? {
-            return Ok(acted);
-        }
     }
 
     // The approval gate: a plan needing approval is recorded and waited for.
@@ -825,7 +834,12 @@ async fn act(
                             for (id, status) in &waiting {
                                 info!(component = %id, %status, "still rolling out; looking again soon");
                             }
-                            next.suspend().await?;
+                            let report = next.suspend().await?;
+                            status.rollout = Some(Rollout {
+                                commit: revision.to_owned(),
+                                release: report.release.map(|r| r.id),
+                                since: jiff::Timestamp::now().to_string(),
+                            });
                             return Ok(Acted {
                                 phase: Phase::Progressing,
                                 result: "progressing",
@@ -930,60 +944,57 @@ fn limits(ctx: &Context) -> Limits {
     }
 }
 
-/// Nothing to change, and a rollout still going — one a pass let go of after `--rollout-wait`,
-/// or a component AWS is replacing tasks of: watched without the lock and without a new release
-/// (history keeps one release per apply), until it settles or outlasts `--rollout-timeout`
-/// counted from the release that started it. `None` when a component failed (AWS says
-/// degraded): the apply path then meets the failure under the lock and records it.
-async fn watch_rollout(
+/// A rollout an earlier pass let go of (`rollout`), as `prepared` sees it now: `None` once
+/// every component is healthy (the watch ends); phase `Progressing` while one is still rolling
+/// out (no lock, no release: history keeps one release per apply); an error when one failed
+/// (AWS says degraded) or the rollout outlasts `--rollout-timeout` counted from when it was
+/// let go — the target is then `failed`, looked at again with backoff, and recovers once the
+/// rollout settles or a new commit is deployed.
+fn watch_rollout(
     ctx: &Context,
-    key: &StateKey,
     prepared: &Prepared,
-) -> Result<Option<Acted>, ReconcileError> {
+    rollout: &Rollout,
+    pinned: bool,
+) -> Result<Option<Acted>, Box<EngineError>> {
     let unsettled: Vec<(&ComponentId, &Observation)> = prepared
         .plan
         .all()
         .filter_map(|p| prepared.observed.get(&p.id).map(|o| (&p.id, o)))
-        .filter(|(_, o)| o.health != Health::Healthy)
+        .filter(|(_, o)| o.exists && o.health != Health::Healthy)
         .collect();
-    if unsettled
-        .iter()
-        .any(|(_, o)| matches!(o.health, Health::Degraded(_)))
-    {
-        return Ok(None);
-    }
-    let release = match prepared
-        .state
-        .as_ref()
-        .and_then(|s| s.document.release.as_deref())
-    {
-        Some(id) => ctx
-            .backends
-            .state
-            .history_entry(key, id)
-            .await
-            .map_err(EngineError::from)?,
-        None => None,
-    };
-    let started = match release {
-        Some(HistoryEntry::Release(r)) if r.outcome == ReleaseOutcome::InProgress => {
-            r.started_at.parse::<jiff::Timestamp>().ok()
-        }
+    if let Some((id, why)) = unsettled.iter().find_map(|(id, o)| match &o.health {
+        Health::Degraded(why) => Some((*id, why)),
         _ => None,
-    };
+    }) {
+        return Err(Box::new(EngineError::Unhealthy {
+            component: id.clone(),
+            waited: Duration::ZERO,
+            status: why.clone(),
+            degraded: true,
+        }));
+    }
+    let since = rollout.since.parse::<jiff::Timestamp>().ok();
     if let Some(too_long) = rollout_overdue(
         &unsettled,
-        started,
+        since,
         jiff::Timestamp::now(),
         ctx.settings.rollout_timeout,
     ) {
-        return Err(too_long.into());
+        return Err(Box::new(too_long));
+    }
+    if unsettled.is_empty() {
+        info!("the rollout let go of earlier has settled");
+        return Ok(None);
     }
     for (id, o) in &unsettled {
         info!(component = %id, status = %o.status, "still rolling out; looking again soon");
     }
     Ok(Some(Acted {
-        phase: Phase::Progressing,
+        phase: if pinned {
+            Phase::Pinned
+        } else {
+            Phase::Progressing
+        },
         result: "progressing",
         requeue: Some(
             ctx.settings
@@ -993,20 +1004,20 @@ async fn watch_rollout(
     }))
 }
 
-/// The failure of a rollout still unsettled `limit` after the in-progress release that started
-/// it (`started`); `None` while within it, or when no release of panka's is rolling out (AWS
-/// replacing tasks on its own has no start panka knows).
+/// The failure of a rollout still unsettled `limit` after it was let go of (`since`); `None`
+/// while within it, or when nothing is unsettled.
 fn rollout_overdue(
     unsettled: &[(&ComponentId, &Observation)],
-    started: Option<jiff::Timestamp>,
+    since: Option<jiff::Timestamp>,
     now: jiff::Timestamp,
     limit: Duration,
 ) -> Option<EngineError> {
     let (id, o) = unsettled.first()?;
-    let waited = now.duration_since(started?).unsigned_abs();
+    let waited = now.duration_since(since?).unsigned_abs();
     (waited >= limit).then(|| EngineError::Unhealthy {
         component: (*id).clone(),
-        waited,
+        // Said as the limit it outlasted.
+        waited: limit,
         status: o.status.clone(),
         degraded: false,
     })
