@@ -270,7 +270,11 @@ async fn missing_backends_and_unreachable_aws_say_what_to_do() {
         &[],
         &["AWS_REGION", "AWS_DEFAULT_REGION"],
     );
-    once(&stderr, "no AWS region is set: set AWS_REGION");
+    once(
+        &stderr,
+        "cannot pick the AWS endpoint (A region must be set",
+    );
+    assert!(stderr.contains("set AWS_REGION"), "{stderr}");
 
     let stderr = run(
         &[&["history"][..], &target].concat(),

@@ -234,13 +234,21 @@ fn dispatch_failure(err: &aws_smithy_runtime_api::client::result::ConnectorError
         message,
         request_id: None,
     };
-    let says = |what: &str| chain.iter().any(|e| e.to_string().contains(what));
-    if says("A region must be set") || says("region must be set") {
+    // No endpoint could be resolved for want of a region. The endpoint error's type lives in
+    // two releases of aws-smithy-http in this build (the SDK crates pin different ones), so a
+    // downcast would miss half the services: its words are read instead — S3 says "A region
+    // must be set", the other services "Missing Region".
+    let endpoint = chain.iter().map(|e| e.to_string()).find(|text| {
+        let lower = text.to_ascii_lowercase();
+        lower.contains("region must be set") || lower.contains("missing region")
+    });
+    if let Some(said) = endpoint {
         return bare(
             ErrorClass::Permanent,
-            "no AWS region is set: set AWS_REGION, a region in the AWS profile, or `aws.region` \
-             in panka's configuration"
-                .into(),
+            format!(
+                "cannot pick the AWS endpoint ({said}): set AWS_REGION, a region in the AWS \
+                 profile, or `aws.region` in panka's configuration"
+            ),
         );
     }
     if chain
@@ -382,9 +390,19 @@ mod tests {
         assert_eq!(e.class, ErrorClass::Permanent);
         assert!(
             e.message
-                .starts_with("no AWS region is set: set AWS_REGION"),
+                .starts_with("cannot pick the AWS endpoint (A region must be set")
+                && e.message.contains("set AWS_REGION"),
             "{e}"
         );
+        // Other services word it differently; the type is what counts.
+        let e = dispatch_failure(&ConnectorError::other(
+            Box::new(ResolveEndpointError::message(
+                "Invalid Configuration: Missing Region",
+            )),
+            None,
+        ));
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert!(e.message.contains("Missing Region): set AWS_REGION"), "{e}");
 
         let no_credentials = ConnectorError::other(
             Box::new(aws_credential_types::provider::error::CredentialsError::not_loaded(

@@ -63,6 +63,7 @@ pub const SEVERITY_RULES: &[(&str, Severity)] = &[
     ("encryption", Severity::Critical),
     ("deletionprotection", Severity::Critical),
     ("securitygroups", Severity::Critical),
+    ("permissionsboundary", Severity::Critical),
     ("tags", Severity::Low),
     ("image", Severity::High),
     ("taskdefinition", Severity::High),

@@ -448,4 +448,35 @@ async fn status_notes_a_missing_password_secret_that_plan_refuses() {
         .find(|c| c.id.component == "db")
         .expect("the database is listed");
     assert!(!db.observed.exists);
+
+    // A run made to note refusals is never applied: the plan under the lock says why.
+    let locker = Locker::new(b.backends.locks.clone(), LockOptions::default()).expect("locker");
+    let engine = panka_controller::engine::Engine::new(
+        emulator().sdk_config().await,
+        b.backends.clone(),
+        locker,
+    );
+    let mut looking = options();
+    looking.note_missing_secrets = true;
+    let run = engine.run(&d, looking, tokio_util::sync::CancellationToken::new());
+    let prepared = engine.plan(&run, &d, &g).await.expect("a plan to look at");
+    assert_eq!(prepared.notes.len(), 2);
+    let Err(refused) = engine
+        .apply(&run, &d, &g, &prepared.approve(), &Quiet)
+        .await
+    else {
+        panic!("a noted plan was applied");
+    };
+    assert!(
+        matches!(
+            &refused,
+            EngineError::Refused(panka_controller::engine::Refusal::Noted(n)) if n.len() == 2
+        ),
+        "{refused:?}"
+    );
+    let target = panka_core::keys::LockTarget::stack(&name, "development").expect("target");
+    assert!(
+        b.backends.locks.get(&target).await.expect("lock").is_none(),
+        "no lock left"
+    );
 }

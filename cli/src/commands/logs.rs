@@ -74,7 +74,13 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> anyhow::Result<ExitCode> {
         if printed == 0 && !args.follow {
             // Nothing on stdout is ambiguous: say where panka looked (on stderr, so a pipe of
             // lines stays empty).
-            let group = deployed.identifier("logGroup").unwrap_or("?");
+            let group = deployed.identifier("logGroup").map_or_else(
+                |_| {
+                    panka_core::naming::Naming::new(&desired.name, &desired.environment)
+                        .log_group(&id)
+                },
+                str::to_owned,
+            );
             let filter = args
                 .filter
                 .as_deref()

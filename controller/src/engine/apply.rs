@@ -194,6 +194,11 @@ impl<'a> Applying<'a> {
         if self.cx.run.cancel.is_cancelled() {
             return self.close().await;
         }
+        // A lease lost since the last step: the run ends as failed, not as in progress.
+        if let Err(lost) = self.cx.guard.check() {
+            self.book.failures.push(lost.into());
+            return self.close().await;
+        }
         let release = self.record_and_unlock(ReleaseOutcome::InProgress).await;
         Ok(self.report(release?))
     }

@@ -161,6 +161,9 @@ impl Engine {
         progress.event(Event::LockAcquired(handle.info()));
         let checked = async {
             let prepared = self.plan(run, desired, graph).await?;
+            if !prepared.notes.is_empty() {
+                return Err(Refusal::Noted(prepared.notes).into());
+            }
             approval.check(&prepared.plan)?;
             prepared.allowed(options)?;
             let key = StateKey::new(&desired.name, &desired.environment)

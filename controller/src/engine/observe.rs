@@ -195,6 +195,8 @@ pub(crate) async fn observe_and_plan(
 
     let mut lookups: BTreeMap<Kind, Lookups> = BTreeMap::new();
     let mut missing: Vec<DriverError> = Vec::new();
+    // Kinds whose look-up was refused: their observations are not completed (no lookups).
+    let mut unlooked: Vec<Kind> = Vec::new();
     for (kind, (driver, _)) in &by_kind {
         let of_kind: Vec<&DesiredComponent> = in_scope
             .iter()
@@ -203,14 +205,15 @@ pub(crate) async fn observe_and_plan(
             .collect();
         // Every reference to a missing secret is gathered before the plan is refused, so one
         // run names them all.
-        let found = match driver.look_up(&of_kind).await {
+        match driver.look_up(&of_kind).await {
             Err(e) if e.is_missing_secret() => {
                 missing.push(e);
-                Lookups::default()
+                unlooked.push(*kind);
             }
-            found => found?,
-        };
-        lookups.insert(*kind, found);
+            found => {
+                lookups.insert(*kind, found?);
+            }
+        }
     }
     let none = Lookups::default();
     let mut fields = BTreeMap::new();
@@ -219,6 +222,9 @@ pub(crate) async fn observe_and_plan(
         fields.insert(c.id.clone(), driver_of(run, c)?.desired(c, &outputs, found));
     }
     for c in &in_scope {
+        if unlooked.contains(&c.kind()) {
+            continue;
+        }
         if let Some(o) = observed.remove(&c.id) {
             let found = lookups.get(&c.kind()).unwrap_or(&none);
             let driver = driver_of(run, c)?;

@@ -284,6 +284,10 @@ pub enum Refusal {
     /// The release a rollback was asked to go back to cannot be used.
     #[error("{0}")]
     NoRollbackTarget(String),
+    /// A plan made to be looked at ([`EngineOptions::note_missing_secrets`]) with refusals
+    /// noted in it is never applied: the notes say what stops it.
+    #[error("{}", .0.join("\n"))]
+    Noted(Vec<String>),
     /// A resource with a component's name exists without panka's tags.
     #[error("{}", .0.iter().map(|(id, reason)| format!("{id}: {reason}")).collect::<Vec<_>>().join("\n"))]
     NotOurs(

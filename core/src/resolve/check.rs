@@ -804,6 +804,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_permissions_boundary_is_a_managed_policy_arn() {
+        for good in [
+            "arn:aws:iam::123456789012:policy/panka-task-boundary",
+            "arn:aws:iam::123456789012:policy/teams/panka-boundary",
+            "arn:aws-us-gov:iam::123456789012:policy/b",
+            "arn:aws:iam::aws:policy/PowerUserAccess",
+        ] {
+            assert!(is_policy_arn(good), "{good}");
+        }
+        for bad in [
+            "arn:aws:iam::123456789012:role/boundary",
+            "arn:aws:iam:::policy/b",
+            "arn:aws:iam::123456789012:policy/",
+            "arn:aws:iam::123456789012:policy/teams/",
+            "arn:aws:s3:::policy/b",
+            "panka-task-boundary",
+        ] {
+            assert!(!is_policy_arn(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn durations_parse_in_common_forms() {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
