@@ -4,52 +4,12 @@
 //! `drift detect`, `drift remediate`, `drift acknowledge`, `rollback --to-version`, `history`,
 //! the pin refusing `apply`, and `resume`.
 
-use std::path::Path;
-use std::process::Output;
-
+use panka_tests::cli::StackCli as Cli;
 use panka_tests::console;
-use panka_tests::emulator::{emulator, panka_backend, panka_command, unique_name};
+use panka_tests::emulator::{emulator, panka_backend, unique_name};
 use panka_tests::output::text;
 use panka_tests::repo::{create_example_secrets, edit, renamed_example};
 use serde_json::Value;
-
-struct Cli<'a> {
-    home: &'a Path,
-    root: &'a Path,
-    stack: &'a str,
-}
-
-impl Cli<'_> {
-    /// `panka --repo ROOT ARGS… -s STACK -e development`.
-    fn run(&self, args: &[&str]) -> Output {
-        panka_command(env!("CARGO_BIN_EXE_panka"), self.home)
-            .arg("--repo")
-            .arg(self.root)
-            .args(args)
-            .args(["-s", self.stack, "-e", "development"])
-            .output()
-            .expect("failed to run panka")
-    }
-
-    /// As [`Cli::run`], asserting the exit code; stdout.
-    fn expect(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "panka {args:?}:\n{}",
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, code: i32, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["--output", "json"]);
-        let out = self.expect(code, &all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
-    }
-}
 
 /// `(component, field) -> severity` of a `drift detect --output json` report.
 fn findings(report: &Value) -> Vec<(String, String, String)> {
@@ -79,6 +39,7 @@ async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until
     let sdk = emulator().sdk_config().await;
     create_example_secrets(root, &stack).await;
     let cli = Cli {
+        bin: env!("CARGO_BIN_EXE_panka"),
         home: home.path(),
         root,
         stack: &stack,

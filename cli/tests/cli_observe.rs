@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,6 +16,7 @@ use aws_config::SdkConfig;
 use panka_controller::config::Config;
 use panka_controller::session::Session;
 use panka_core::model::ComponentId;
+use panka_tests::cli::StackCli as Cli;
 use panka_tests::console;
 use panka_tests::emulator::{emulator, panka_backend, panka_command, unique_name, REGION};
 use panka_tests::output::text;
@@ -24,59 +25,6 @@ use serde_json::Value;
 
 const TASK_1: &str = "0123456789abcdef0123456789abcdef";
 const TASK_2: &str = "fedcba9876543210fedcba9876543210";
-
-struct Cli<'a> {
-    home: &'a Path,
-    root: &'a Path,
-    stack: &'a str,
-}
-
-impl Cli<'_> {
-    /// `panka --repo ROOT ARGS… -s STACK -e development`.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = panka_command(env!("CARGO_BIN_EXE_panka"), self.home);
-        cmd.arg("--repo")
-            .arg(self.root)
-            .args(args)
-            .args(["-s", self.stack, "-e", "development"]);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("failed to run panka")
-    }
-
-    /// As [`Cli::run`], asserting the exit code; stdout.
-    fn expect(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "panka {args:?}:\n{}",
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, code: i32, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["--output", "json"]);
-        let out = self.expect(code, &all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
-    }
-
-    /// What state records of a component's identifiers.
-    fn identifiers(&self, component: &str) -> Value {
-        let out = panka_command(env!("CARGO_BIN_EXE_panka"), self.home)
-            .args(["state", "show", "--output", "json"])
-            .args(["-s", self.stack, "-e", "development"])
-            .output()
-            .expect("panka runs");
-        assert!(out.status.success(), "{}", text(&out));
-        let state: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        state["components"][component]["identifiers"].clone()
-    }
-}
 
 /// A running `panka`, its stdout read line by line.
 struct Running {
@@ -203,6 +151,7 @@ async fn logs_metrics_and_health_of_an_applied_stack() {
     let sdk = emulator().sdk_config().await;
     create_example_secrets(root, &stack).await;
     let cli = Cli {
+        bin: env!("CARGO_BIN_EXE_panka"),
         home: home.path(),
         root,
         stack: &stack,

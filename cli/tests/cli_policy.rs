@@ -29,6 +29,33 @@ warn contains "no dead-letter queue: failed messages are retried forever" if {
 }
 "#;
 
+/// A HOME and a repository root holding the two-queue stack and `policies/queues.rego`.
+struct Dirs {
+    home: tempfile::TempDir,
+    repo: tempfile::TempDir,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        Dirs {
+            home: tempfile::tempdir().expect("tempdir"),
+            repo: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The CLI on a fresh stack of the two queues, judged by `QUEUES_POLICY`.
+    fn cli(&self) -> Cli<'_> {
+        let cli = Cli {
+            home: self.home.path(),
+            root: self.repo.path(),
+            name: unique_name("pol"),
+        };
+        two_queue_stack(cli.root, &cli.name);
+        write(cli.root, "policies/queues.rego", QUEUES_POLICY);
+        cli
+    }
+}
+
 struct Cli<'a> {
     home: &'a Path,
     root: &'a Path,
@@ -100,15 +127,8 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn a_deny_stops_validate_plan_and_apply_before_any_aws_call() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let repo_dir = tempfile::tempdir().expect("tempdir");
-    let cli = Cli {
-        home: home.path(),
-        root: repo_dir.path(),
-        name: unique_name("pol"),
-    };
-    two_queue_stack(cli.root, &cli.name);
-    write(cli.root, "policies/queues.rego", QUEUES_POLICY);
+    let dirs = Dirs::new();
+    let cli = dirs.cli();
     panka_backend(env!("CARGO_BIN_EXE_panka"), cli.home, "cli-policy");
     let too_long = ["--var", "QUEUE_VISIBILITY=900"];
     let file = |queue: &str| {
@@ -162,15 +182,8 @@ fn a_deny_stops_validate_plan_and_apply_before_any_aws_call() {
 
 #[test]
 fn a_warning_is_printed_the_apply_goes_on_and_a_destroy_is_never_judged() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let repo_dir = tempfile::tempdir().expect("tempdir");
-    let cli = Cli {
-        home: home.path(),
-        root: repo_dir.path(),
-        name: unique_name("pol"),
-    };
-    two_queue_stack(cli.root, &cli.name);
-    write(cli.root, "policies/queues.rego", QUEUES_POLICY);
+    let dirs = Dirs::new();
+    let cli = dirs.cli();
     panka_backend(env!("CARGO_BIN_EXE_panka"), cli.home, "cli-policy");
     let warning = format!(
         "warning: stacks/{}/services/orders/components/jobs/sqs.yaml:4:9: policies/queues.rego warns about orders/jobs in development: no dead-letter queue: failed messages are retried forever",
@@ -223,15 +236,8 @@ fn a_warning_is_printed_the_apply_goes_on_and_a_destroy_is_never_judged() {
 
 #[test]
 fn a_policy_that_does_not_parse_stops_apply_naming_its_file_and_line() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let repo_dir = tempfile::tempdir().expect("tempdir");
-    let cli = Cli {
-        home: home.path(),
-        root: repo_dir.path(),
-        name: unique_name("pol"),
-    };
-    two_queue_stack(cli.root, &cli.name);
-    write(cli.root, "policies/queues.rego", QUEUES_POLICY);
+    let dirs = Dirs::new();
+    let cli = dirs.cli();
     // Line 5 opens a rule body with `{` where Rego v1 wants `if`.
     write(
         cli.root,

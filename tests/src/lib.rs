@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod console;
 pub mod emulator;
 pub mod engine;
