@@ -4,11 +4,11 @@
 //! `drift detect`, `drift remediate`, `drift acknowledge`, `rollback --to-version`, `history`,
 //! the pin refusing `apply`, and `resume`.
 
-use panka_tests::cli::StackCli as Cli;
+use panka_tests::cli::ExampleStack;
 use panka_tests::console;
-use panka_tests::emulator::{emulator, panka_backend, unique_name};
+use panka_tests::emulator::emulator;
 use panka_tests::output::text;
-use panka_tests::repo::{create_example_secrets, edit, renamed_example};
+use panka_tests::repo::edit;
 use serde_json::Value;
 
 /// `(component, field) -> severity` of a `drift detect --output json` report.
@@ -32,19 +32,10 @@ fn findings(report: &Value) -> Vec<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_is_detected_remediated_and_acknowledged_and_a_rollback_pins_until_resume() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let stack = unique_name("dr");
-    let repo = renamed_example("user-platform", &stack);
-    let root = repo.path();
+    let example = ExampleStack::new(env!("CARGO_BIN_EXE_panka"), "drift").await;
     let sdk = emulator().sdk_config().await;
-    create_example_secrets(root, &stack).await;
-    let cli = Cli {
-        bin: env!("CARGO_BIN_EXE_panka"),
-        home: home.path(),
-        root,
-        stack: &stack,
-    };
-    panka_backend(env!("CARGO_BIN_EXE_panka"), home.path(), "drift");
+    let cli = example.cli(env!("CARGO_BIN_EXE_panka"));
+    let (stack, root) = (example.stack.as_str(), example.repo.path());
     let apply = ["apply", "--yes", "--health-timeout", "60"];
     let v130 = [&apply[..], &["--var", "VERSION=v1.3.0"]].concat();
     cli.expect(0, &apply);

@@ -16,11 +16,11 @@ use aws_config::SdkConfig;
 use panka_controller::config::Config;
 use panka_controller::session::Session;
 use panka_core::model::ComponentId;
-use panka_tests::cli::StackCli as Cli;
+use panka_tests::cli::{ExampleStack, StackCli as Cli};
 use panka_tests::console;
-use panka_tests::emulator::{emulator, panka_backend, panka_command, unique_name, REGION};
+use panka_tests::emulator::{emulator, panka_command, unique_name, REGION};
 use panka_tests::output::text;
-use panka_tests::repo::{create_example_secrets, renamed_example, write};
+use panka_tests::repo::write;
 use serde_json::Value;
 
 const TASK_1: &str = "0123456789abcdef0123456789abcdef";
@@ -144,19 +144,9 @@ fn printed(task: &str, at: i64, message: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_metrics_and_health_of_an_applied_stack() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let stack = unique_name("ob");
-    let repo = renamed_example("user-platform", &stack);
-    let root = repo.path();
+    let example = ExampleStack::new(env!("CARGO_BIN_EXE_panka"), "observe").await;
     let sdk = emulator().sdk_config().await;
-    create_example_secrets(root, &stack).await;
-    let cli = Cli {
-        bin: env!("CARGO_BIN_EXE_panka"),
-        home: home.path(),
-        root,
-        stack: &stack,
-    };
-    panka_backend(env!("CARGO_BIN_EXE_panka"), home.path(), "observe");
+    let cli = example.cli(env!("CARGO_BIN_EXE_panka"));
     cli.expect(0, &["apply", "--yes", "--health-timeout", "60"]);
 
     logs(&cli, &sdk).await;

@@ -82,3 +82,41 @@ impl StackCli<'_> {
         state["components"][component]["identifiers"].clone()
     }
 }
+
+/// The example stack `user-platform` under a name of its own (`{prefix}-…`), its secrets
+/// created in the emulator, and a HOME whose configuration names a fresh backend there: what a
+/// CLI test of an applied stack starts from.
+#[derive(Debug)]
+pub struct ExampleStack {
+    /// `HOME`.
+    pub home: tempfile::TempDir,
+    /// The deployment repository.
+    pub repo: tempfile::TempDir,
+    /// The stack's name.
+    pub stack: String,
+}
+
+impl ExampleStack {
+    /// Sets it up for the binary `bin`.
+    ///
+    /// # Panics
+    /// When the emulator, the copy or `panka backend create` fails.
+    pub async fn new(bin: &str, prefix: &str) -> ExampleStack {
+        let home = tempfile::tempdir().expect("tempdir");
+        let stack = crate::emulator::unique_name(prefix);
+        let repo = crate::repo::renamed_example("user-platform", &stack);
+        crate::repo::create_example_secrets(repo.path(), &stack).await;
+        crate::emulator::panka_backend(bin, home.path(), prefix);
+        ExampleStack { home, repo, stack }
+    }
+
+    /// The CLI (`bin`) on it.
+    pub fn cli<'a>(&'a self, bin: &'a str) -> StackCli<'a> {
+        StackCli {
+            bin,
+            home: self.home.path(),
+            root: self.repo.path(),
+            stack: &self.stack,
+        }
+    }
+}
