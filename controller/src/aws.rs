@@ -159,6 +159,17 @@ impl fmt::Display for AwsError {
 impl std::error::Error for AwsError {}
 
 impl AwsError {
+    /// A failure with no answer from AWS (no code, status or request id).
+    fn bare(class: ErrorClass, message: String) -> AwsError {
+        AwsError {
+            class,
+            code: None,
+            status: None,
+            message,
+            request_id: None,
+        }
+    }
+
     /// Classifies an SDK error.
     pub fn from_sdk<E, R>(err: &SdkError<E, R>) -> Self
     where
@@ -170,13 +181,7 @@ impl AwsError {
             let text = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
             text.lines().next().unwrap_or_default().to_owned()
         };
-        let bare = |class, message: String| Self {
-            class,
-            code: None,
-            status: None,
-            message,
-            request_id: None,
-        };
+        let bare = Self::bare;
         match err {
             SdkError::ConstructionFailure(_) => bare(
                 ErrorClass::Permanent,
@@ -227,13 +232,7 @@ fn dispatch_failure(err: &aws_smithy_runtime_api::client::result::ConnectorError
         chain.push(e);
         next = e.source();
     }
-    let bare = |class, message: String| AwsError {
-        class,
-        code: None,
-        status: None,
-        message,
-        request_id: None,
-    };
+    let bare = AwsError::bare;
     // No endpoint could be resolved for want of a region. The endpoint error's type lives in
     // two releases of aws-smithy-http in this build (the SDK crates pin different ones), so a
     // downcast would miss half the services: its words are read instead — S3 says "A region

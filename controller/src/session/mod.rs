@@ -295,12 +295,19 @@ impl Session {
         desired: &DesiredStack,
         graph: &Graph,
     ) -> Result<Prepared, EngineError> {
+        self.look(self.options_for(target, Operation::Plan), desired, graph)
+            .await
+    }
+
+    /// Observes and plans with `options`, without the lock.
+    async fn look(
+        &self,
+        options: EngineOptions,
+        desired: &DesiredStack,
+        graph: &Graph,
+    ) -> Result<Prepared, EngineError> {
         let engine = self.engine(Duration::ZERO)?;
-        let run = engine.run(
-            desired,
-            self.options_for(target, Operation::Plan),
-            CancellationToken::new(),
-        );
+        let run = engine.run(desired, options, CancellationToken::new());
         engine.plan(&run, desired, graph).await
     }
 
@@ -313,11 +320,9 @@ impl Session {
         graph: &Graph,
     ) -> Result<StatusSummary, EngineError> {
         // Status describes: a secret that does not exist (yet) is said, not a refusal.
-        let engine = self.engine(Duration::ZERO)?;
         let mut options = self.options_for(target, Operation::Plan);
         options.note_missing_secrets = true;
-        let run = engine.run(desired, options, CancellationToken::new());
-        let prepared = engine.plan(&run, desired, graph).await?;
+        let prepared = self.look(options, desired, graph).await?;
         let document = prepared.state.as_ref().map(|s| &s.document);
         let entry = match document.and_then(|d| d.release.as_deref()) {
             Some(id) => {
