@@ -1,0 +1,20 @@
+//! Every end-to-end test of panka, linked into one test binary: each file is a module of it, so the
+//! workspace links the AWS SDK once for them (not once per file, which filled CI's disk) and the
+//! modules share one emulator. Run one file's tests with `cargo test -p panka-tests --test
+//! end_to_end engine_apply::`.
+
+mod apply_examples;
+mod auto_rollback;
+mod bad_input;
+mod crate_boundaries;
+mod driver_dynamodb;
+mod driver_ecs;
+mod driver_elasticache;
+mod driver_rds;
+mod driver_s3;
+mod driver_sqs;
+mod engine_apply;
+mod git_source;
+mod iam_policy;
+mod stack_resource;
+mod state_locks;
