@@ -2,13 +2,14 @@
 //! runs: `deletionPolicy: Delete` (CRD mode's finalizer) destroys what the controller applied,
 //! through the engine and under the lock, recorded as a `destroy` release; `suspend` stops
 //! applies until it is lifted; a rollout the controller let go of is finished by a later pass
-//! without a new release.
+//! without a new release; a stale record is brought up to date without one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use panka_controller::budget::Budget;
+use panka_controller::lock::{LockOptions, Locker};
 use panka_controller::reconcile::metrics::Metrics;
 use panka_controller::reconcile::{destroy, reconcile, Context, Settings, StackSource};
 use panka_core::diag::Diagnostics;
@@ -396,4 +397,54 @@ async fn a_rollout_let_go_of_is_watched_until_it_settles_or_outlasts_its_limit()
     assert_eq!(last.phase, Phase::Synced, "{last:?}");
     assert_eq!(last.rollout, None);
     assert_eq!(releases().await.len(), 1);
+}
+
+/// A record whose spec hash is not the repository's while AWS already matches (a spec that
+/// changed only in what AWS cannot see, or records written by an older panka) is brought up to
+/// date by the next pass: recorded without a release, so `pending` empties and the passes after
+/// it do not plan the stack as changed forever.
+#[tokio::test]
+async fn a_stale_record_is_brought_up_to_date_without_a_release() {
+    let World {
+        aws,
+        repo: _repo,
+        name,
+        ctx,
+        ..
+    } = World::new("stale").await;
+    let key = StateKey::new(&name, "development").expect("key");
+    let obj = Arc::new(stack_resource(&name));
+    pass_until(&ctx, &obj, &key, Phase::Synced).await;
+    let state = &aws.backends.state;
+    let releases = state.history(&key, None).await.expect("history").len();
+
+    // The record goes stale, written under the lock as panka writes it.
+    let before = state.read(&key).await.expect("state").expect("written");
+    let id = "app/queue".to_owned();
+    let applied = before.document.components[&id].spec_hash.clone();
+    let mut doc = before.next();
+    doc.components.get_mut(&id).expect("record").spec_hash = "stale".into();
+    let locker = Locker::new(aws.backends.locks.clone(), LockOptions::default()).expect("locker");
+    let target = panka_core::keys::LockTarget::stack(&name, "development").expect("target");
+    let held = locker
+        .acquire(target, "older-panka@test", "apply", &mut |_| {})
+        .await
+        .expect("lock");
+    state
+        .write(&key, Some(&before), doc, &held.token().expect("token"))
+        .await
+        .expect("stale record written");
+    held.release().await.expect("released");
+
+    reconcile(obj.clone(), ctx.clone()).await.expect("synced");
+    let after = state.read(&key).await.expect("state").expect("written");
+    assert_eq!(after.document.components[&id].spec_hash, applied);
+    let sync = state.sync(&key).await.expect("sync").expect("written");
+    assert_eq!(sync.phase, Phase::Synced, "{sync:?}");
+    assert_eq!(sync.synced_commit, sync.commit, "{sync:?}");
+    assert_eq!(
+        state.history(&key, None).await.expect("history").len(),
+        releases,
+        "recorded without a release"
+    );
 }

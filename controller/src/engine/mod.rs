@@ -181,7 +181,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let stale = stale_records(&prepared, desired);
+        let stale = prepared.stale_records(desired);
         // Unchanged but not yet healthy (a rollout still going, or stuck): apply waits for it
         // like for a changed component, and fails if it is degraded.
         let unsettled = prepared.plan.waves.iter().flatten().any(|p| {
@@ -238,6 +238,21 @@ impl Prepared {
     pub fn allowed(&self, options: &EngineOptions) -> Result<(), EngineError> {
         check_allowed(self, options)
     }
+
+    /// Components that exist as desired but whose record is missing or stale (state lost, or
+    /// applied by an older spec that AWS already matches): an apply records them without a
+    /// release, so a plan without changes still has work when this is not empty.
+    pub fn stale_records(&self, desired: &DesiredStack) -> BTreeSet<ComponentId> {
+        self.plan
+            .all()
+            .filter(|p| p.action == Action::NoOp)
+            .filter(|p| {
+                self.recorded(&p.id).map(|r| r.spec_hash.as_str())
+                    != desired.components.get(&p.id).map(|c| c.hash()).as_deref()
+            })
+            .map(|p| p.id.clone())
+            .collect()
+    }
 }
 
 fn check_allowed(prepared: &Prepared, options: &EngineOptions) -> Result<(), EngineError> {
@@ -285,19 +300,4 @@ fn check_allowed(prepared: &Prepared, options: &EngineOptions) -> Result<(), Eng
         .into());
     }
     Ok(())
-}
-
-/// Components that exist as desired but whose record is missing or stale (state lost, or
-/// applied by an older spec that AWS already matches): recorded without a release.
-fn stale_records(prepared: &Prepared, desired: &DesiredStack) -> BTreeSet<ComponentId> {
-    prepared
-        .plan
-        .all()
-        .filter(|p| p.action == Action::NoOp)
-        .filter(|p| {
-            prepared.recorded(&p.id).map(|r| r.spec_hash.as_str())
-                != desired.components.get(&p.id).map(|c| c.hash()).as_deref()
-        })
-        .map(|p| p.id.clone())
-        .collect()
 }

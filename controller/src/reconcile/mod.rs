@@ -773,7 +773,13 @@ async fn act(
     );
     let prepared = engine.plan(&run, apply_desired, apply_graph).await?;
     prepared.allowed(run.options())?;
-    if !prepared.plan.has_changes() && settled(&prepared) {
+    // Records that are stale while AWS matches (a spec changed only where AWS cannot see it)
+    // are brought up to date by the apply below, without a release; else `pending` never
+    // empties and every pass plans the stack again.
+    if !prepared.plan.has_changes()
+        && settled(&prepared)
+        && prepared.stale_records(apply_desired).is_empty()
+    {
         let phase = if pin.is_some() {
             Phase::Pinned
         } else {
@@ -932,7 +938,13 @@ async fn act(
         }
         _ => {
             status.synced_commit = Some(revision.to_owned());
-            Acted::new(Phase::Synced, "applied")
+            // No release: only records were brought up to date.
+            let result = if release.is_some() {
+                "applied"
+            } else {
+                "synced"
+            };
+            Acted::new(Phase::Synced, result)
         }
     })
 }
