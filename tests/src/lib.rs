@@ -8,3 +8,25 @@ pub mod gitops;
 pub mod output;
 pub mod repo;
 pub mod stack;
+
+/// The `.rs` files of the `tests/` folder of `manifest_dir` that its `tests/main.rs` does not
+/// declare as modules (`mod name;`). A crate whose integration tests are one binary
+/// (`autotests = false`) would never build or run such a file.
+///
+/// # Panics
+/// When the folder or `main.rs` cannot be read.
+pub fn undeclared_test_files(manifest_dir: &str) -> Vec<String> {
+    let dir = std::path::Path::new(manifest_dir).join("tests");
+    let main = std::fs::read_to_string(dir.join("main.rs")).expect("tests/main.rs");
+    let mut missing: Vec<String> = std::fs::read_dir(&dir)
+        .expect("tests/")
+        .filter_map(|entry| {
+            let path = entry.expect("a directory entry").path();
+            let stem = path.file_stem()?.to_str()?.to_owned();
+            let rust = path.extension().is_some_and(|e| e == "rs");
+            (rust && stem != "main" && !main.contains(&format!("mod {stem};"))).then_some(stem)
+        })
+        .collect();
+    missing.sort();
+    missing
+}

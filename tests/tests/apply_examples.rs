@@ -407,13 +407,12 @@ async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_des
         .queue_urls()
         .to_vec();
     assert!(queues.is_empty(), "{queues:?}");
-    let tables = ddb
-        .list_tables()
-        .send()
-        .await
-        .expect("tables")
-        .table_names()
-        .to_vec();
+    // Every page: the emulator is shared by every test of this binary.
+    let mut tables = Vec::new();
+    let mut pages = ddb.list_tables().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        tables.extend(page.expect("tables").table_names().to_vec());
+    }
     assert!(!tables.iter().any(|t| t.starts_with(&stack)), "{tables:?}");
     let s3 = aws_sdk_s3::Client::new(&sdk);
     let buckets = s3.list_buckets().send().await.expect("buckets");
@@ -421,10 +420,12 @@ async fn the_example_stack_applies_converges_changes_one_thing_at_a_time_and_des
         .buckets()
         .iter()
         .any(|b| b.name().is_some_and(|n| n.starts_with(&stack))));
-    let dbs = rds.describe_db_instances().send().await.expect("rds");
-    assert!(!dbs.db_instances().iter().any(|d| d
-        .db_instance_identifier()
-        .is_some_and(|i| i.starts_with(&stack))));
+    let mut pages = rds.describe_db_instances().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        assert!(!page.expect("rds").db_instances().iter().any(|d| d
+            .db_instance_identifier()
+            .is_some_and(|i| i.starts_with(&stack))));
+    }
     let ecs = aws_sdk_ecs::Client::new(&sdk);
     let clusters = ecs
         .describe_clusters()

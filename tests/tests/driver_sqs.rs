@@ -302,8 +302,14 @@ async fn delete_removes_both_queues_and_is_idempotent() {
         .expect("second delete is a no-op");
     let seen = driver.observe(&queue.id, None).await.expect("observe");
     assert!(!seen.exists);
+    // By name: the emulator is shared by every test of this binary.
+    let name = applied.outputs["url"]
+        .rsplit('/')
+        .next()
+        .expect("a queue url");
     let listed = client
         .list_queues()
+        .queue_name_prefix(name)
         .send()
         .await
         .expect("list")

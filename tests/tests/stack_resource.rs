@@ -436,7 +436,9 @@ async fn a_stale_record_is_brought_up_to_date_without_a_release() {
         .expect("stale record written");
     held.release().await.expect("released");
 
+    let changed_aws = ctx.metrics.calls.mutating();
     reconcile(obj.clone(), ctx.clone()).await.expect("synced");
+    assert_eq!(ctx.metrics.calls.mutating(), changed_aws, "AWS was changed");
     let after = state.read(&key).await.expect("state").expect("written");
     assert_eq!(after.document.components[&id].spec_hash, applied);
     let sync = state.sync(&key).await.expect("sync").expect("written");
@@ -446,5 +448,13 @@ async fn a_stale_record_is_brought_up_to_date_without_a_release() {
         state.history(&key, None).await.expect("history").len(),
         releases,
         "recorded without a release"
+    );
+
+    // Up to date: the next pass writes nothing.
+    reconcile(obj.clone(), ctx.clone()).await.expect("synced");
+    let again = state.read(&key).await.expect("state").expect("written");
+    assert_eq!(
+        again.document.serial, after.document.serial,
+        "state written again"
     );
 }

@@ -773,13 +773,11 @@ async fn act(
     );
     let prepared = engine.plan(&run, apply_desired, apply_graph).await?;
     prepared.allowed(run.options())?;
-    // Records that are stale while AWS matches (a spec changed only where AWS cannot see it)
-    // are brought up to date by the apply below, without a release; else `pending` never
-    // empties and every pass plans the stack again.
-    if !prepared.plan.has_changes()
-        && settled(&prepared)
-        && prepared.stale_records(apply_desired).is_empty()
-    {
+    // A deploy whose records are stale while AWS matches (a spec changed only where AWS cannot
+    // see it) goes on to the apply, which brings them up to date without a release; else
+    // `pending` never empties and every pass plans the stack again.
+    let stale = matches!(job, Job::Deploy) && !prepared.stale_records(apply_desired).is_empty();
+    if !prepared.plan.has_changes() && settled(&prepared) && !stale {
         let phase = if pin.is_some() {
             Phase::Pinned
         } else {
@@ -900,16 +898,14 @@ async fn act(
         Err(e) => return Err(e.into()),
     };
     let release = report.release.as_ref().map(|r| r.id.clone());
-    if let Some(id) = &release {
-        tracing::Span::current().record("release", id.as_str());
-    }
     let changes = report.plan.all().filter(|p| p.action.is_change()).count();
-    info!(
-        release = release.as_deref().unwrap_or("-"),
-        changes,
-        kind = kind.as_str(),
-        "applied"
-    );
+    match &release {
+        Some(id) => {
+            tracing::Span::current().record("release", id.as_str());
+            info!(release = %id, changes, kind = kind.as_str(), "applied");
+        }
+        None => info!("nothing to change in AWS: no release; the records are up to date"),
+    }
     if let (Some(pending), Some(id)) = (approved_plan, &release) {
         consume_approval(ctx, key, &pending, id).await;
     }
