@@ -9,13 +9,13 @@ pub mod output;
 pub mod repo;
 pub mod stack;
 
-/// The `.rs` files of the `tests/` folder of `manifest_dir` that its `tests/main.rs` does not
-/// declare as modules (`mod name;`). A crate whose integration tests are one binary
-/// (`autotests = false`) would never build or run such a file.
+/// Fails, naming them, when `.rs` files of the `tests/` folder of `manifest_dir` are not
+/// declared as modules (`mod name;`) by its `tests/main.rs`: a crate whose integration tests are
+/// one binary (`autotests = false`) would never build or run such a file.
 ///
 /// # Panics
-/// When the folder or `main.rs` cannot be read.
-pub fn undeclared_test_files(manifest_dir: &str) -> Vec<String> {
+/// On such files, or when the folder or `main.rs` cannot be read.
+pub fn assert_test_files_declared(manifest_dir: &str) {
     let dir = std::path::Path::new(manifest_dir).join("tests");
     let main = std::fs::read_to_string(dir.join("main.rs")).expect("tests/main.rs");
     let mut missing: Vec<String> = std::fs::read_dir(&dir)
@@ -28,5 +28,8 @@ pub fn undeclared_test_files(manifest_dir: &str) -> Vec<String> {
         })
         .collect();
     missing.sort();
-    missing
+    assert!(
+        missing.is_empty(),
+        "declare them in tests/main.rs (`mod name;`): {missing:?}"
+    );
 }

@@ -22,9 +22,5 @@ mod state_locks;
 /// Each file of this folder is a module here; one left out would never be built or run.
 #[test]
 fn every_test_file_is_a_module_of_this_binary() {
-    let missing = panka_tests::undeclared_test_files(env!("CARGO_MANIFEST_DIR"));
-    assert!(
-        missing.is_empty(),
-        "declare them in tests/main.rs (`mod name;`): {missing:?}"
-    );
+    panka_tests::assert_test_files_declared(env!("CARGO_MANIFEST_DIR"));
 }
