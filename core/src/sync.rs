@@ -66,6 +66,26 @@ pub struct SyncStatus {
     /// every component is healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// A deploy that failed its health wait and was rolled back: the passes after it do not
+    /// deploy the same specs again (they would fail and be rolled back again) until the
+    /// repository changes them or someone applies them by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<RolledBack>,
+}
+
+/// A deploy the controller rolled back, held until its specs change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBack {
+    /// The commit whose deploy failed.
+    pub commit: String,
+    /// Digest of the stack's specs at that commit: the hold lasts while the repository's
+    /// specs digest the same (a commit that changes only other stacks keeps it).
+    pub specs: String,
+    /// When it was rolled back (RFC 3339).
+    pub at: String,
+    /// What failed, and what the rollback did.
+    pub reason: String,
 }
 
 /// A rollout the controller let go of: which apply started it, and when.

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod console;
 pub mod emulator;
 pub mod engine;
+pub mod failing;
 pub mod gitops;
 pub mod output;
 pub mod repo;

@@ -1,78 +1,22 @@
 //! Automatic rollback of a wave that fails its health wait, against the emulator with S3 state
-//! and DynamoDB locks. The emulator has no workload that can fail a health check, so one
-//! driver is wrapped: the real SQS driver does every AWS call, and the wrapper reports a queue
-//! whose visibility timeout is 666 as degraded (as the ECS circuit breaker reports a failed
-//! rollout). Everything else — the plan, the waves, state, history, the rollback — is the
+//! and DynamoDB locks. The emulator has no workload that can fail a health check, so the SQS
+//! driver is wrapped ([`panka_tests::failing`]): a queue whose visibility timeout is 666 is
+//! degraded. Everything else — the plan, the waves, state, history, the rollback — is the
 //! product's.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use panka_controller::driver::sqs::SqsDriver;
-use panka_controller::driver::{Applied, Deletion, Driver, DriverError, Drivers, Lookups, Outputs};
 use panka_controller::engine::{Engine, EngineOptions, Quiet};
 use panka_controller::lock::{LockOptions, Locker};
 use panka_controller::session::{step_until_done, FailedApply, Limits, Session, Target};
 use panka_controller::state::{rolled_back, HistoryEntry, ReleaseKind, ReleaseOutcome, StateKey};
 use panka_core::graph::Graph;
-use panka_core::model::{ComponentId, DesiredComponent, DesiredStack};
-use panka_core::plan::{DesiredFields, FieldDiff, FieldValue, Health, Observation};
-use panka_crds::Kind;
+use panka_core::model::{ComponentId, DesiredStack};
 use panka_tests::emulator::{emulator, unique_name, REGION};
+use panka_tests::failing::fails_at_666;
 use panka_tests::repo::write;
 use tokio_util::sync::CancellationToken;
-
-/// The real SQS driver; a queue with a visibility timeout of 666 never becomes healthy.
-struct FailsAt666(SqsDriver);
-
-#[async_trait]
-impl Driver for FailsAt666 {
-    fn kind(&self) -> Kind {
-        Kind::Sqs
-    }
-    fn desired(&self, c: &DesiredComponent, o: &Outputs, l: &Lookups) -> DesiredFields {
-        self.0.desired(c, o, l)
-    }
-    async fn observe(
-        &self,
-        id: &ComponentId,
-        recorded: Option<&BTreeMap<String, String>>,
-    ) -> Result<Observation, DriverError> {
-        let mut o = self.0.observe(id, recorded).await?;
-        if o.fields.get("visibilityTimeout") == Some(&FieldValue::known(666)) {
-            o.health = Health::Degraded("consumers crash on every message".into());
-        }
-        Ok(o)
-    }
-    async fn converge(
-        &self,
-        c: &DesiredComponent,
-        o: &Outputs,
-        l: &Lookups,
-    ) -> Result<Applied, DriverError> {
-        self.0.converge(c, o, l).await
-    }
-    async fn update(
-        &self,
-        c: &DesiredComponent,
-        o: &Outputs,
-        l: &Lookups,
-        diffs: &[FieldDiff],
-        observed: &Observation,
-    ) -> Result<Applied, DriverError> {
-        self.0.update(c, o, l, diffs, observed).await
-    }
-    async fn delete(
-        &self,
-        id: &ComponentId,
-        recorded: &BTreeMap<String, String>,
-    ) -> Result<Deletion, DriverError> {
-        self.0.delete(id, recorded).await
-    }
-}
 
 /// Stack `name`: queues `jobs` and `events` (wave 1) and `audit`, which depends on `jobs`
 /// (wave 2), each with its visibility timeout from a variable; `on_failure` is the stack's
@@ -146,10 +90,7 @@ async fn fail(root: &Path, name: &str, new_queue: bool) -> (Session, StateKey, O
     let backends = emulator().fresh_backends().await.backends;
     let session = Session::with(backends.clone(), sdk.clone()).with_actor("tester@ci");
     let locker = Locker::new(backends.locks.clone(), LockOptions::default()).expect("locker");
-    let factory = Arc::new(|ctx: &panka_controller::driver::Ctx| {
-        Drivers::with(vec![Box::new(FailsAt666(SqsDriver::new(ctx)))])
-    });
-    let engine = Engine::with_drivers(sdk, backends, locker, factory);
+    let engine = Engine::with_drivers(sdk, backends, locker, fails_at_666());
     let limits = Limits {
         allow_destroy: false,
         health_timeout: Duration::from_secs(30),

@@ -19,6 +19,7 @@ use panka_core::state::{HistoryEntry, ReleaseKind, ReleaseOutcome};
 use panka_core::sync::Phase;
 use panka_crds::resource::{DeletionPolicy, Stack, StackResourceSpec};
 use panka_tests::emulator::{emulator, unique_name};
+use panka_tests::failing::fails_at_666;
 use panka_tests::gitops::{write_queue_stack, QueueStack};
 use tokio_util::sync::CancellationToken;
 
@@ -57,13 +58,13 @@ fn context(
     backends: &panka_controller::backend::Backends,
     sdk: &aws_config::SdkConfig,
 ) -> Arc<Context> {
-    rollout_context(
+    Arc::new(rollout_context(
         repo,
         backends,
         sdk,
         Duration::from_secs(30),
         Duration::from_secs(900),
-    )
+    ))
 }
 
 /// [`context`] with the controller's `--rollout-wait` and `--rollout-timeout`.
@@ -73,8 +74,8 @@ fn rollout_context(
     sdk: &aws_config::SdkConfig,
     rollout_wait: Duration,
     rollout_timeout: Duration,
-) -> Arc<Context> {
-    Arc::new(Context::new(
+) -> Context {
+    Context::new(
         Arc::new(Folder(repo.to_path_buf())),
         backends.clone(),
         sdk.clone(),
@@ -91,7 +92,7 @@ fn rollout_context(
         },
         Metrics::new(),
         CancellationToken::new(),
-    ))
+    )
 }
 
 fn queue_stack(root: &std::path::Path, name: &str, visibility_timeout: u32) {
@@ -313,13 +314,13 @@ async fn a_rollout_let_go_of_is_watched_until_it_settles_or_outlasts_its_limit()
     )
     .expect("write");
     let limit = Duration::from_secs(6);
-    let ctx = rollout_context(
+    let ctx = Arc::new(rollout_context(
         repo.path(),
         &aws.backends,
         &sdk,
         Duration::from_secs(1),
         limit,
-    );
+    ));
     let obj = Arc::new(stack_resource(&name));
     let key = StateKey::new(&name, "development").expect("key");
     let releases = || async {
@@ -457,4 +458,103 @@ async fn a_stale_record_is_brought_up_to_date_without_a_release() {
         again.document.serial, after.document.serial,
         "state written again"
     );
+}
+
+/// A deploy that fails its health wait is rolled back, and the passes after it do not deploy
+/// the same specs again (each would fail and be rolled back again): `failed`, saying why, no
+/// new release, until the repository changes the stack.
+#[tokio::test]
+async fn a_rolled_back_deploy_is_not_tried_again_until_the_repository_changes() {
+    let World {
+        sdk,
+        aws,
+        repo,
+        name,
+        ..
+    } = World::new("held").await;
+    // The queue stack through a driver that reports a visibility timeout of 666 as degraded.
+    let ctx = Arc::new(
+        rollout_context(
+            repo.path(),
+            &aws.backends,
+            &sdk,
+            Duration::from_secs(30),
+            Duration::from_secs(900),
+        )
+        .with_drivers(fails_at_666()),
+    );
+    let key = StateKey::new(&name, "development").expect("key");
+    let obj = Arc::new(stack_resource(&name));
+    pass_until(&ctx, &obj, &key, Phase::Synced).await;
+    let state = &aws.backends.state;
+    let releases = || async {
+        state
+            .history(&key, None)
+            .await
+            .expect("history")
+            .into_iter()
+            .filter_map(|e| match e {
+                HistoryEntry::Release(r) => Some(r),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = queues(&sqs, &name)
+        .await
+        .into_iter()
+        .filter_map(|url| url.rsplit('/').next().map(str::to_owned))
+        .find(|q| !q.ends_with("-dlq"))
+        .expect("the queue");
+    let timeout = || panka_tests::console::visibility_timeout(&sdk, &queue);
+
+    // The bad change: applied, degraded, rolled back.
+    queue_stack(repo.path(), &name, 666);
+    let err = reconcile(obj.clone(), ctx.clone())
+        .await
+        .expect_err("fails");
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    assert_eq!(timeout().await, Some(30), "put back");
+    let after_rollback = releases().await;
+    let kinds: Vec<ReleaseKind> = after_rollback.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ReleaseKind::Rollback,
+            ReleaseKind::Apply,
+            ReleaseKind::Apply
+        ],
+        "{after_rollback:?}"
+    );
+    let sync = state.sync(&key).await.expect("sync").expect("written");
+    assert_eq!(sync.phase, Phase::Failed);
+    let held = sync.rolled_back.expect("the deploy is held");
+    assert_eq!(Some(&held.commit), sync.commit.as_ref());
+
+    // The same specs again (here: the next pass of the same commit): not deployed, said why.
+    let changed_aws = ctx.metrics.calls.mutating();
+    let err = reconcile(obj.clone(), ctx.clone()).await.expect_err("held");
+    let text = err.to_string();
+    assert!(
+        text.contains("failed and was rolled back") && text.contains("push a fix"),
+        "{text}"
+    );
+    assert_eq!(ctx.metrics.calls.mutating(), changed_aws, "AWS was changed");
+    assert_eq!(
+        releases().await.len(),
+        after_rollback.len(),
+        "a new release"
+    );
+    let sync = state.sync(&key).await.expect("sync").expect("written");
+    assert_eq!(sync.phase, Phase::Failed);
+    assert!(sync.error.is_some_and(|e| e.message == text));
+    assert_eq!(timeout().await, Some(30));
+
+    // A fix: deployed, and the hold is over.
+    queue_stack(repo.path(), &name, 45);
+    pass_until(&ctx, &obj, &key, Phase::Synced).await;
+    assert_eq!(timeout().await, Some(45));
+    let sync = state.sync(&key).await.expect("sync").expect("written");
+    assert_eq!(sync.rolled_back, None);
+    assert_eq!(releases().await.len(), after_rollback.len() + 1);
 }

@@ -34,8 +34,8 @@ use panka_core::plan::{Health, Observation, PlanOptions};
 use panka_core::source::FileTree;
 use panka_core::state::ReleaseKind;
 use panka_core::sync::{
-    plan_id, short_commit, Approved, PendingPlan, Phase, Readiness, Remediated, Rollout, SyncError,
-    SyncStatus,
+    plan_id, short_commit, Approved, PendingPlan, Phase, Readiness, Remediated, RolledBack,
+    Rollout, SyncError, SyncStatus,
 };
 use panka_crds::resource::Stack;
 use panka_crds::spec::DriftMode;
@@ -173,6 +173,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Where status goes besides `sync.json` (Kubernetes mode).
     pub status: Option<Arc<dyn StatusSink>>,
+    /// The drivers of every run, when not the standard ones ([`Context::with_drivers`]).
+    drivers: Option<crate::engine::DriverFactory>,
     /// Failures in a row, per target (for backoff); cleared by a pass that succeeds.
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Sessions by region (clients only; no state of any run).
@@ -218,6 +220,7 @@ impl Context {
             metrics,
             shutdown,
             status: None,
+            drivers: None,
             failures: Mutex::new(HashMap::new()),
             sessions: AsyncMutex::new(HashMap::new()),
             last_good: Mutex::new(HashMap::new()),
@@ -227,6 +230,13 @@ impl Context {
     /// The same context, publishing status to `sink` too.
     pub fn with_status(mut self, sink: Arc<dyn StatusSink>) -> Context {
         self.status = Some(sink);
+        self
+    }
+
+    /// The same context, its runs using the drivers `factory` makes (see
+    /// [`Session::with_drivers`]).
+    pub fn with_drivers(mut self, factory: crate::engine::DriverFactory) -> Context {
+        self.drivers = Some(factory);
         self
     }
 
@@ -240,11 +250,13 @@ impl Context {
                     .to_builder()
                     .region(aws_config::Region::new(region.to_owned()))
                     .build();
-                Arc::new(
-                    Session::with(self.backends.clone(), sdk)
-                        .with_actor(self.settings.actor.clone())
-                        .counting_into(self.metrics.calls.clone()),
-                )
+                let session = Session::with(self.backends.clone(), sdk)
+                    .with_actor(self.settings.actor.clone())
+                    .counting_into(self.metrics.calls.clone());
+                Arc::new(match &self.drivers {
+                    Some(factory) => session.with_drivers(factory.clone()),
+                    None => session,
+                })
             })
             .clone()
     }
@@ -280,13 +292,26 @@ pub enum ReconcileError {
     /// A Kubernetes request failed (the finalizer's).
     #[error("Kubernetes: {0}")]
     Kubernetes(String),
+    /// The repository's specs are those of a deploy that failed and was rolled back.
+    #[error(
+        "the deploy of commit {commit} failed and was rolled back ({reason}); the same specs are \
+         not deployed again: push a fix, or apply them by hand (`panka apply`) to try again"
+    )]
+    RolledBack {
+        /// The commit whose deploy failed (short).
+        commit: String,
+        /// What failed, and what the rollback did.
+        reason: String,
+    },
 }
 
 impl ReconcileError {
     /// What to do about it.
     pub fn class(&self) -> ErrorClass {
         match self {
-            ReconcileError::Invalid(_) | ReconcileError::NoTarget => ErrorClass::Permanent,
+            ReconcileError::Invalid(_)
+            | ReconcileError::NoTarget
+            | ReconcileError::RolledBack { .. } => ErrorClass::Permanent,
             ReconcileError::Engine(e) => e.class(),
             ReconcileError::Kubernetes(_) => ErrorClass::Transient,
         }
@@ -649,6 +674,17 @@ fn drift_interval(desired: &DesiredStack, default: Duration) -> Duration {
         .unwrap_or(default)
 }
 
+/// One digest of the specs of every component of `desired`: equal digests, the same stack to
+/// deploy.
+fn specs_digest(desired: &DesiredStack) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (id, component) in &desired.components {
+        hash.update(format!("{id}\0{}\0", component.hash()).as_bytes());
+    }
+    hex::encode(hash.finalize())
+}
+
 /// What acting did.
 struct Acted {
     phase: Phase,
@@ -705,6 +741,18 @@ async fn act(
         .as_ref()
         .and_then(|d| d.mode)
         .unwrap_or(DriftMode::Report);
+    // A deploy that failed and was rolled back is not tried again while the repository's specs
+    // are the same (it would fail and be rolled back again, every pass): a fix, or the same
+    // specs applied by hand, ends the hold.
+    let specs = specs_digest(desired);
+    if status
+        .rolled_back
+        .as_ref()
+        .is_some_and(|r| r.specs != specs || pending.is_empty())
+    {
+        status.rolled_back = None;
+    }
+    let held = status.rolled_back.clone();
 
     if pending.is_empty() && pin.is_none() {
         // Everything the commit asks for is applied; drift is another matter.
@@ -741,7 +789,7 @@ async fn act(
     }
     let job = match (&pin, pending.is_empty(), check) {
         // A new commit (or a stack never applied): deploy it.
-        (None, false, _) if !drift_only => Job::Deploy,
+        (None, false, _) if !drift_only && held.is_none() => Job::Deploy,
         // Pinned or unchanged: only drift is acted on, per the mode.
         (_, _, Some(check)) if check.report.has_drift() => match mode {
             DriftMode::Remediate | DriftMode::RemediateUnattended => Job::Remediate(Box::new(
@@ -757,7 +805,15 @@ async fn act(
         }
         (Some(_), true, _) => return Ok(Acted::new(Phase::Pinned, "pinned")),
         // Only drift is looked at, and there is none.
-        (None, false, _) => return Ok(Acted::new(Phase::Synced, "synced")),
+        (None, false, _) => {
+            return match held {
+                Some(h) => Err(ReconcileError::RolledBack {
+                    commit: short_commit(&h.commit).to_owned(),
+                    reason: h.reason,
+                }),
+                None => Ok(Acted::new(Phase::Synced, "synced")),
+            };
+        }
         (None, true, _) => return Ok(Acted::new(Phase::Synced, "synced")),
     };
 
@@ -874,10 +930,18 @@ async fn act(
                             _ => None,
                         };
                         return Err(match back {
-                            Some(note) => EngineError::RolledBack {
-                                failure: Box::new(e),
-                                note,
-                            },
+                            Some(note) => {
+                                status.rolled_back = Some(RolledBack {
+                                    commit: revision.to_owned(),
+                                    specs,
+                                    at: jiff::Timestamp::now().to_string(),
+                                    reason: format!("{e}; {note}"),
+                                });
+                                EngineError::RolledBack {
+                                    failure: Box::new(e),
+                                    note,
+                                }
+                            }
                             None => e,
                         }
                         .into());

@@ -192,7 +192,6 @@ fn stacks_path(workdir: &Path, root: &Path) -> String {
 
 /// One stack/environment's backends and AWS configuration, and who acts: what a front-end opens
 /// once per command (or reconcile) to plan, apply and read status with.
-#[derive(Debug)]
 pub struct Session {
     backends: Backends,
     /// The AWS configuration of the stack's region (also what [`crate::telemetry`] reads with).
@@ -200,6 +199,18 @@ pub struct Session {
     actor: String,
     /// Where every run's AWS calls are also counted (the controller's metrics), if anywhere.
     pub(crate) calls: Option<crate::driver::CallCounter>,
+    /// The drivers every run uses, when not the standard ones ([`Session::with_drivers`]).
+    drivers: Option<crate::engine::DriverFactory>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("backends", &self.backends)
+            .field("actor", &self.actor)
+            .field("drivers", &self.drivers.as_ref().map(|_| "custom"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -225,7 +236,15 @@ impl Session {
             sdk,
             actor: crate::lock::default_holder(),
             calls: None,
+            drivers: None,
         }
+    }
+
+    /// The same session, its runs using the drivers `factory` makes (an embedder's own kinds,
+    /// or a test's driver that fails on purpose).
+    pub fn with_drivers(mut self, factory: crate::engine::DriverFactory) -> Session {
+        self.drivers = Some(factory);
+        self
     }
 
     /// The same session, every run's AWS calls also added to `total`.
@@ -260,8 +279,16 @@ impl Session {
                 ..LockOptions::default()
             },
         )?;
-        Ok(Engine::new(self.sdk.clone(), self.backends.clone(), locker)
-            .counting_into(self.calls.clone()))
+        let engine = match &self.drivers {
+            Some(factory) => Engine::with_drivers(
+                self.sdk.clone(),
+                self.backends.clone(),
+                locker,
+                factory.clone(),
+            ),
+            None => Engine::new(self.sdk.clone(), self.backends.clone(), locker),
+        };
+        Ok(engine.counting_into(self.calls.clone()))
     }
 
     /// The engine options of one run of `operation` on `target`.
