@@ -462,7 +462,8 @@ async fn a_stale_record_is_brought_up_to_date_without_a_release() {
 
 /// A deploy that fails its health wait is rolled back, and the passes after it do not deploy
 /// the same specs again (each would fail and be rolled back again): `failed`, saying why, no
-/// new release, until the repository changes the stack.
+/// new release — drift is still put back, to the rolled-back specs — until the repository
+/// changes the stack.
 #[tokio::test]
 async fn a_rolled_back_deploy_is_not_tried_again_until_the_repository_changes() {
     let World {
@@ -483,6 +484,21 @@ async fn a_rolled_back_deploy_is_not_tried_again_until_the_repository_changes() 
         )
         .with_drivers(fails_at_666()),
     );
+    // Drift is remediated in this stack.
+    let queue_stack = |root: &std::path::Path, name: &str, visibility_timeout: u32| {
+        write_queue_stack(
+            root,
+            &QueueStack {
+                name,
+                environments: &["development"],
+                drift_mode: "remediate",
+                approval: &[],
+                version: "v1",
+                visibility_timeout,
+            },
+        );
+    };
+    queue_stack(repo.path(), &name, 30);
     let key = StateKey::new(&name, "development").expect("key");
     let obj = Arc::new(stack_resource(&name));
     pass_until(&ctx, &obj, &key, Phase::Synced).await;
@@ -536,7 +552,7 @@ async fn a_rolled_back_deploy_is_not_tried_again_until_the_repository_changes() 
     let err = reconcile(obj.clone(), ctx.clone()).await.expect_err("held");
     let text = err.to_string();
     assert!(
-        text.contains("failed and was rolled back") && text.contains("push a fix"),
+        text.contains("rolled back app/queue") && text.contains("change the stack's specs"),
         "{text}"
     );
     assert_eq!(ctx.metrics.calls.mutating(), changed_aws, "AWS was changed");
@@ -550,11 +566,26 @@ async fn a_rolled_back_deploy_is_not_tried_again_until_the_repository_changes() 
     assert!(sync.error.is_some_and(|e| e.message == text));
     assert_eq!(timeout().await, Some(30));
 
+    // Drift while held is put back to what state records, and the hold stays.
+    panka_tests::console::set_visibility_timeout(&sdk, &queue, 60).await;
+    let err = reconcile(obj.clone(), ctx.clone())
+        .await
+        .expect_err("still held");
+    assert_eq!(err.to_string(), text);
+    assert_eq!(
+        timeout().await,
+        Some(30),
+        "remediated to the rolled-back spec"
+    );
+    let remediated = releases().await;
+    assert_eq!(remediated.len(), after_rollback.len() + 1);
+    assert_eq!(remediated[0].kind, ReleaseKind::Remediation);
+
     // A fix: deployed, and the hold is over.
     queue_stack(repo.path(), &name, 45);
     pass_until(&ctx, &obj, &key, Phase::Synced).await;
     assert_eq!(timeout().await, Some(45));
     let sync = state.sync(&key).await.expect("sync").expect("written");
     assert_eq!(sync.rolled_back, None);
-    assert_eq!(releases().await.len(), after_rollback.len() + 1);
+    assert_eq!(releases().await.len(), remediated.len() + 1);
 }

@@ -292,13 +292,14 @@ pub enum ReconcileError {
     /// A Kubernetes request failed (the finalizer's).
     #[error("Kubernetes: {0}")]
     Kubernetes(String),
-    /// The repository's specs are those of a deploy that failed and was rolled back.
+    /// The stack's specs are those of a deploy that failed and was rolled back.
     #[error(
-        "the deploy of commit {commit} failed and was rolled back ({reason}); the same specs are \
-         not deployed again: push a fix, or apply them by hand (`panka apply`) to try again"
+        "the deploy of revision {commit} failed ({reason}); the same specs are not deployed \
+         again: change the stack's specs (a fix), or apply them by hand (`panka apply`) to try \
+         again"
     )]
     RolledBack {
-        /// The commit whose deploy failed (short).
+        /// The revision whose deploy failed (short).
         commit: String,
         /// What failed, and what the rollback did.
         reason: String,
@@ -342,6 +343,7 @@ pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<Context>) -> Result<Action, R
         Ok(p) => p.result,
         Err(e) if e.class() == ErrorClass::Conflict => "locked",
         Err(ReconcileError::Invalid(_)) => "invalid",
+        Err(ReconcileError::RolledBack { .. }) => "held",
         Err(_) => "error",
     };
     ctx.metrics
@@ -538,7 +540,9 @@ async fn pass(object: &Stack, ctx: &Context) -> Result<Passed, ReconcileError> {
     let key =
         StateKey::new(stack, environment).map_err(|e| ReconcileError::Invalid(e.to_string()))?;
     let store = &ctx.backends.state;
-    let previous = store.sync(&key).await.ok().flatten();
+    // sync.json also holds what passes carry over (a watched rollout, a held deploy): a pass
+    // that cannot read it does not act without it.
+    let previous = store.sync(&key).await.map_err(EngineError::from)?;
     let mut status = SyncStatus {
         stack: stack.to_owned(),
         environment: environment.to_owned(),
@@ -685,6 +689,14 @@ fn specs_digest(desired: &DesiredStack) -> String {
     hex::encode(hash.finalize())
 }
 
+/// The error of a pass that does not deploy `held`'s specs again.
+fn held_error(held: &RolledBack) -> ReconcileError {
+    ReconcileError::RolledBack {
+        commit: short_commit(&held.commit).to_owned(),
+        reason: held.reason.clone(),
+    }
+}
+
 /// What acting did.
 struct Acted {
     phase: Phase,
@@ -792,10 +804,19 @@ async fn act(
         (None, false, _) if !drift_only && held.is_none() => Job::Deploy,
         // Pinned or unchanged: only drift is acted on, per the mode.
         (_, _, Some(check)) if check.report.has_drift() => match mode {
+            // Held: what state records (the rolled-back specs) is what drift is put back to,
+            // as for a pin; the repository's changes are the held ones.
+            DriftMode::Remediate | DriftMode::RemediateUnattended if held.is_some() => {
+                Job::Remediate(Box::new((check.applied, check.graph)))
+            }
             DriftMode::Remediate | DriftMode::RemediateUnattended => Job::Remediate(Box::new(
                 remediation(&target, (desired, graph), check, false)?,
             )),
             DriftMode::Report | DriftMode::Ignore => {
+                // Held: the hold is the news (the Drifted condition still shows the drift).
+                if let (Some(h), false) = (&held, drift_only) {
+                    return Err(held_error(h));
+                }
                 return Ok(Acted::new(Phase::Drifted, "drifted"));
             }
         },
@@ -806,12 +827,10 @@ async fn act(
         (Some(_), true, _) => return Ok(Acted::new(Phase::Pinned, "pinned")),
         // Only drift is looked at, and there is none.
         (None, false, _) => {
-            return match held {
-                Some(h) => Err(ReconcileError::RolledBack {
-                    commit: short_commit(&h.commit).to_owned(),
-                    reason: h.reason,
-                }),
-                None => Ok(Acted::new(Phase::Synced, "synced")),
+            return match &held {
+                // (A pass of the last good commit, a newer one being invalid, says nothing.)
+                Some(h) if !drift_only => Err(held_error(h)),
+                _ => Ok(Acted::new(Phase::Synced, "synced")),
             };
         }
         (None, true, _) => return Ok(Acted::new(Phase::Synced, "synced")),
@@ -834,6 +853,10 @@ async fn act(
     // `pending` never empties and every pass plans the stack again.
     let stale = matches!(job, Job::Deploy) && !prepared.stale_records(apply_desired).is_empty();
     if !prepared.plan.has_changes() && settled(&prepared) && !stale {
+        if let Some(h) = &held {
+            // The drift went by itself; the held specs are still not deployed.
+            return Err(held_error(h));
+        }
         let phase = if pin.is_some() {
             Phase::Pinned
         } else {
@@ -987,6 +1010,10 @@ async fn act(
                 changes,
                 release,
             });
+            // Drift put back while held: the hold is still what the target waits on.
+            if let Some(h) = &held {
+                return Err(held_error(h));
+            }
             Acted::new(
                 if pin.is_some() {
                     Phase::Pinned

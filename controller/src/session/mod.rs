@@ -240,8 +240,9 @@ impl Session {
         }
     }
 
-    /// The same session, its runs using the drivers `factory` makes (an embedder's own kinds,
-    /// or a test's driver that fails on purpose).
+    /// The same session, its runs using the drivers `factory` makes instead of the standard
+    /// set (a test's driver that fails on purpose, say). The factory is called once per run
+    /// with that run's fresh context; what it makes must keep nothing between runs.
     pub fn with_drivers(mut self, factory: crate::engine::DriverFactory) -> Session {
         self.drivers = Some(factory);
         self
