@@ -12,10 +12,11 @@ use panka_controller::budget::Budget;
 use panka_controller::lock::{LockOptions, Locker};
 use panka_controller::reconcile::metrics::Metrics;
 use panka_controller::reconcile::{destroy, reconcile, Context, Settings, StackSource};
+use panka_controller::state::StateStore;
 use panka_core::diag::Diagnostics;
 use panka_core::keys::StateKey;
 use panka_core::source::FileTree;
-use panka_core::state::{HistoryEntry, ReleaseKind, ReleaseOutcome};
+use panka_core::state::{HistoryEntry, Release, ReleaseKind, ReleaseOutcome};
 use panka_core::sync::Phase;
 use panka_crds::resource::{DeletionPolicy, Stack, StackResourceSpec};
 use panka_tests::emulator::{emulator, unique_name};
@@ -149,6 +150,20 @@ impl World {
             ctx,
         }
     }
+}
+
+/// The releases of `key`'s history, newest first.
+async fn releases(state: &StateStore, key: &StateKey) -> Vec<Release> {
+    state
+        .history(key, None)
+        .await
+        .expect("history")
+        .into_iter()
+        .filter_map(|e| match e {
+            HistoryEntry::Release(r) => Some(r),
+            HistoryEntry::Unlock(_) => None,
+        })
+        .collect()
 }
 
 /// Passes until `sync.json` says `phase` (a pass may only start a rollout).
@@ -323,19 +338,7 @@ async fn a_rollout_let_go_of_is_watched_until_it_settles_or_outlasts_its_limit()
     ));
     let obj = Arc::new(stack_resource(&name));
     let key = StateKey::new(&name, "development").expect("key");
-    let releases = || async {
-        aws.backends
-            .state
-            .history(&key, None)
-            .await
-            .expect("history")
-            .into_iter()
-            .filter_map(|e| match e {
-                HistoryEntry::Release(r) => Some(r),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
+    let releases = || releases(&aws.backends.state, &key);
     let status = || async {
         ctx.backends
             .state
@@ -503,18 +506,7 @@ async fn a_rolled_back_deploy_is_not_tried_again_until_the_repository_changes() 
     let obj = Arc::new(stack_resource(&name));
     pass_until(&ctx, &obj, &key, Phase::Synced).await;
     let state = &aws.backends.state;
-    let releases = || async {
-        state
-            .history(&key, None)
-            .await
-            .expect("history")
-            .into_iter()
-            .filter_map(|e| match e {
-                HistoryEntry::Release(r) => Some(r),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
+    let releases = || releases(state, &key);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queue = queues(&sqs, &name)
         .await
