@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use panka_tests::emulator::{panka_command, unique_name, REGION};
+use panka_tests::emulator::{panka_command, unique_name};
 use panka_tests::output::text;
-use panka_tests::repo::write;
+use panka_tests::repo::{stack_files, write};
 use serde_json::Value;
 
 fn command(home: &Path, repo: &Path, state: &Path, args: &[&str]) -> Command {
@@ -30,10 +30,7 @@ fn run(home: &Path, repo: &Path, state: &Path, args: &[&str]) -> Output {
 
 /// A stack with a queue and a worker running `replicas` tasks.
 fn repo(root: &Path, name: &str, replicas: u32) {
-    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"));
-    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1}}\n"));
+    stack_files(root, name, "{VERSION: v1}");
     write(
         root,
         &format!("stacks/{name}/services/jobs/service.yaml"),

@@ -18,9 +18,9 @@ use panka_controller::session::Session;
 use panka_core::model::ComponentId;
 use panka_tests::cli::{ExampleStack, StackCli as Cli};
 use panka_tests::console;
-use panka_tests::emulator::{emulator, panka_command, unique_name, REGION};
+use panka_tests::emulator::{emulator, panka_command, unique_name};
 use panka_tests::output::text;
-use panka_tests::repo::write;
+use panka_tests::repo::{stack_files, write};
 use serde_json::Value;
 
 const TASK_1: &str = "0123456789abcdef0123456789abcdef";
@@ -567,10 +567,7 @@ async fn health(cli: &Cli<'_>, sdk: &SdkConfig) {
 /// A stack whose worker asks for three tasks: the emulator runs two of every service it creates,
 /// so its rollout does not finish until someone scales it.
 fn worker_stack(root: &Path, name: &str) {
-    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"));
-    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1}}\n"));
+    stack_files(root, name, "{VERSION: v1}");
     write(
         root,
         &format!("stacks/{name}/services/jobs/service.yaml"),

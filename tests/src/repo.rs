@@ -15,14 +15,26 @@ pub fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
+/// Writes stack `name`'s `stack.yaml` (AWS in the tests' region) and its `development`
+/// variables, `variables` being the YAML flow map of them (`{VERSION: v1}`).
+pub fn stack_files(root: &Path, name: &str, variables: &str) {
+    write(
+        root,
+        &format!("stacks/{name}/stack.yaml"),
+        &format!("apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"),
+    );
+    write(
+        root,
+        &format!("stacks/{name}/environments/development/variables.yaml"),
+        &format!("apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {variables}\n"),
+    );
+}
+
 /// Writes a stack `name` with one service `orders` and two queues, `jobs` and `events`, whose
 /// visibility timeout is the `QUEUE_VISIBILITY` variable (30 in `development`, where `VERSION`
 /// is `v1`); each queue names itself on line 4 of its `sqs.yaml`. Applies in seconds.
 pub fn two_queue_stack(root: &Path, name: &str) {
-    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"));
-    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1, QUEUE_VISIBILITY: \"30\"}}\n"));
+    stack_files(root, name, "{VERSION: v1, QUEUE_VISIBILITY: \"30\"}");
     write(
         root,
         &format!("stacks/{name}/services/orders/service.yaml"),

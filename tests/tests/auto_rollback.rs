@@ -13,21 +13,22 @@ use panka_controller::session::{step_until_done, FailedApply, Limits, Session, T
 use panka_controller::state::{rolled_back, HistoryEntry, ReleaseKind, ReleaseOutcome, StateKey};
 use panka_core::graph::Graph;
 use panka_core::model::{ComponentId, DesiredStack};
-use panka_tests::emulator::{emulator, unique_name, REGION};
+use panka_tests::emulator::{emulator, unique_name};
 use panka_tests::failing::fails_at_666;
-use panka_tests::repo::write;
+use panka_tests::repo::{stack_files, write};
 use tokio_util::sync::CancellationToken;
 
 /// Stack `name`: queues `jobs` and `events` (wave 1) and `audit`, which depends on `jobs`
 /// (wave 2), each with its visibility timeout from a variable; `on_failure` is the stack's
 /// `rollback.onFailure`.
 fn repo(root: &Path, name: &str, on_failure: bool) {
-    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: {REGION}}}\n"));
     write(root, &format!("stacks/{name}/infra/defaults.yaml"), &format!(
         "apiVersion: infra.panka.io/v1\nkind: StackInfra\nmetadata: {{name: defaults, stack: {name}}}\nspec:\n  rollback: {{onFailure: {on_failure}}}\n"));
-    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1, JOBS: \"30\", EVENTS: \"30\", AUDIT: \"30\"}}\n"));
+    stack_files(
+        root,
+        name,
+        "{VERSION: v1, JOBS: \"30\", EVENTS: \"30\", AUDIT: \"30\"}",
+    );
     write(
         root,
         &format!("stacks/{name}/services/orders/service.yaml"),

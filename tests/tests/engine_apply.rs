@@ -14,15 +14,12 @@ use panka_core::plan::Action;
 use panka_core::resolve::Options;
 use panka_tests::emulator::{emulator, unique_name, AwsBackends};
 use panka_tests::engine::TestEngine;
-use panka_tests::repo::write;
+use panka_tests::repo::{stack_files, write};
 
 /// A stack `name` with one service `orders` holding the given SQS components.
 fn repo(root: &Path, name: &str, queues: &[(&str, u32)]) {
     let _ = std::fs::remove_dir_all(root.join("stacks").join(name).join("services"));
-    write(root, &format!("stacks/{name}/stack.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Stack\nmetadata: {{name: {name}}}\nspec:\n  provider: {{name: aws, region: us-east-1}}\n"));
-    write(root, &format!("stacks/{name}/environments/development/variables.yaml"), &format!(
-        "apiVersion: core.panka.io/v1\nkind: Variables\nmetadata: {{name: development, stack: {name}}}\nspec: {{VERSION: v1}}\n"));
+    stack_files(root, name, "{VERSION: v1}");
     write(
         root,
         &format!("stacks/{name}/services/orders/service.yaml"),
